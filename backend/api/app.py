@@ -1,0 +1,26 @@
+"""The FastAPI app: mounted into the Reflex backend, and runnable alone (uvicorn backend.api.app:api)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from backend.api.errors import install_error_handlers
+from backend.api.routes import auth, clinics, health, listings
+
+
+def create_api() -> FastAPI:
+    """Build the REST API with every router and the domain-error mapping."""
+    app = FastAPI(
+        title="Clinic scheduling and waitlist API",
+        version="1",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    for router in (health.router, auth.router, clinics.router, listings.router):
+        app.include_router(router)
+    return app
+
+
+api = create_api()

@@ -1,0 +1,71 @@
+"""Read-only listings in each role's own scope: appointments, waitlist entries, audit events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from backend.api.deps import ActorDep, UowDep
+from backend.audit.service import list_audit_events
+from backend.errors import ValidationFailed
+from backend.scheduling.service import AppointmentView, list_appointments
+from backend.waitlist.models import EntryStatus
+from backend.waitlist.service import EntryView, list_entries
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValidationFailed(f"{name} needs a time zone offset, e.g. 2026-03-01T09:00:00Z", field=name)
+    return value
+
+
+@router.get("/appointments", response_model=list[AppointmentView], tags=["appointments"])
+def get_appointments(
+    actor: ActorDep,
+    uow: UowDep,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    clinic_id: uuid.UUID | None = None,
+    provider_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AppointmentView]:
+    """Appointments in the caller's scope (a patient's own, a doctor's schedule, or the practice's)."""
+    start, end = _aware(start, "start"), _aware(end, "end")
+    if start and end and end <= start:
+        raise ValidationFailed("end must be after start", field="end")
+    return list_appointments(
+        actor, uow, start=start, end=end, clinic_id=clinic_id, provider_id=provider_id, limit=limit
+    )
+
+
+@router.get("/waitlists", response_model=list[EntryView], tags=["waitlists"])
+def get_waitlists(
+    actor: ActorDep,
+    uow: UowDep,
+    clinic_id: uuid.UUID | None = None,
+    provider_id: uuid.UUID | None = None,
+    status: EntryStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[EntryView]:
+    """Waitlist entries in the caller's scope."""
+    return list_entries(actor, uow, clinic_id=clinic_id, provider_id=provider_id, status=status, limit=limit)
+
+
+@router.get("/audit-events", tags=["audit"])
+def get_audit_events(
+    actor: ActorDep,
+    uow: UowDep,
+    entity_type: str | None = None,
+    entity_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[dict[str, Any]]:
+    """The practice's audit trail, newest first (admin)."""
+    return [
+        e.model_dump(mode="json")
+        for e in list_audit_events(actor, uow, entity_type=entity_type, entity_id=entity_id, limit=limit)
+    ]

@@ -1,0 +1,170 @@
+"""The engine and the unit of work, the one place that scopes every query to a tenant."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from functools import lru_cache
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import ORMExecuteState, with_loader_criteria
+from sqlmodel import Session
+
+from backend.errors import TenantScopeError
+from backend.settings import get_settings
+from backend.tenancy.context import Actor
+from backend.tenancy.models import TenantMixin
+
+logger = logging.getLogger(__name__)
+
+_TENANT_KEY = "tenant_id"
+_UNSCOPED_KEY = "unscoped"
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine with the settings each dialect needs."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Foreign keys are off by default in SQLite; WAL lets readers run beside the writer.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+            # pysqlite's own transaction handling defers BEGIN; we issue BEGIN IMMEDIATE ourselves.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: sa.Connection) -> None:
+            # One writer at a time, taken at the start: SQLite's equivalent of our PostgreSQL locks.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+@lru_cache
+def get_engine() -> Engine:
+    """Return the process-wide engine for the configured database."""
+    settings = get_settings()
+    return make_engine(settings.database_url, echo=settings.sql_echo)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_to_tenant(state: ORMExecuteState) -> None:
+    """Add `tenant_id = :tenant` to every ORM statement on a tenant table; refuse unscoped sessions."""
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.is_column_load or state.is_relationship_load:
+        return  # already scoped by the statement that loaded the parent
+    tenant_id = state.session.info.get(_TENANT_KEY)
+    if tenant_id is None:
+        if state.session.info.get(_UNSCOPED_KEY):
+            return
+        raise TenantScopeError("query outside a tenant scope: open the unit of work with an actor")
+    # One plain criterion per mapped tenant table. A lambda on TenantMixin itself cannot work: SQLAlchemy
+    # first calls it with the mixin class, and a SQLModel mixin has no `tenant_id` class attribute.
+    state.statement = state.statement.options(
+        *(with_loader_criteria(model, model.tenant_id == tenant_id, include_aliases=True) for model in _tenant_models())
+    )
+
+
+def _tenant_models() -> list[type[TenantMixin]]:
+    """Every mapped table class that carries a tenant (found anew each time, so late imports count)."""
+    found: list[type[TenantMixin]] = []
+    stack: list[type[TenantMixin]] = [TenantMixin]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            stack.append(sub)
+            if sa.inspect(sub, raiseerr=False) is not None and sub not in found:
+                found.append(sub)
+    return found
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
+    """Give new rows the session's tenant and refuse rows of another tenant."""
+    tenant_id = session.info.get(_TENANT_KEY)
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, TenantMixin):
+            continue
+        if tenant_id is None:
+            if session.info.get(_UNSCOPED_KEY) and obj.tenant_id is not None:
+                continue
+            raise TenantScopeError("write outside a tenant scope")
+        if obj.tenant_id is None:
+            obj.tenant_id = tenant_id
+        elif obj.tenant_id != tenant_id:
+            raise TenantScopeError("write to another tenant's row refused")
+
+
+AfterCommit = Callable[[], None]
+
+
+class UnitOfWork:
+    """One transaction for one actor. Rolls back unless `commit()` is called; runs hooks after commit.
+
+    Usage::
+
+        with UnitOfWork(actor) as uow:
+            service.do_something(actor, uow, ...)
+            uow.commit()
+    """
+
+    def __init__(self, actor: Actor | None = None, *, engine: Engine | None = None, unscoped: bool = False) -> None:
+        if actor is None and not unscoped:
+            raise TenantScopeError("a unit of work needs an actor (or unscoped=True for cross-tenant system work)")
+        self.actor = actor
+        self._engine = engine or get_engine()
+        self._unscoped = unscoped
+        self._after_commit: list[AfterCommit] = []
+        self._committed = False
+        self.session: Session
+
+    @property
+    def tenant_id(self) -> uuid.UUID | None:
+        return self.actor.tenant_id if self.actor else None
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = Session(self._engine, expire_on_commit=False)
+        self.session.info[_TENANT_KEY] = self.tenant_id
+        self.session.info[_UNSCOPED_KEY] = self._unscoped
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed:
+                self.session.rollback()
+        finally:
+            self.session.close()
+
+    def after_commit(self, hook: AfterCommit) -> None:
+        """Run `hook` once the transaction has committed (publish events, enqueue tasks)."""
+        self._after_commit.append(hook)
+
+    def flush(self) -> None:
+        self.session.flush()
+
+    def commit(self) -> None:
+        """Commit once; then run the after-commit hooks (their failures never undo the commit)."""
+        self.session.commit()
+        self._committed = True
+        hooks, self._after_commit = self._after_commit, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                logger.exception("after-commit hook failed")

@@ -1,0 +1,1 @@
+"""Users, memberships, patients and providers; login and tokens."""

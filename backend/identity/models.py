@@ -1,0 +1,116 @@
+"""People: patients, providers, users and their memberships; login sessions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from backend.tenancy.context import Role
+from backend.tenancy.models import TenantMixin
+from backend.types import JSONType, UTCDateTime, new_id, utcnow
+
+MODALITIES = ("in_person", "telehealth")
+
+
+class Provider(TenantMixin, table=True):
+    """A doctor or therapist."""
+
+    __tablename__ = "providers"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    full_name: str = Field(max_length=200)
+    title: str = Field(default="", max_length=40, description="e.g. MD, PsyD, LCSW")
+    kind: str = Field(default="doctor", max_length=20, description="doctor or therapist")
+    specialties: list[str] = Field(default_factory=list, sa_type=JSONType)
+    languages: list[str] = Field(default_factory=list, sa_type=JSONType)
+    modalities: list[str] = Field(default_factory=list, sa_type=JSONType)
+    bio: str = Field(default="", max_length=2000)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ProviderClinic(TenantMixin, table=True):
+    """Where a provider sees patients."""
+
+    __tablename__ = "provider_clinics"
+
+    provider_id: uuid.UUID = Field(foreign_key="providers.id", primary_key=True, ondelete="CASCADE")
+    clinic_id: uuid.UUID = Field(foreign_key="clinics.id", primary_key=True, index=True)
+
+
+class Patient(TenantMixin, table=True):
+    __tablename__ = "patients"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    full_name: str = Field(max_length=200)
+    date_of_birth: date | None = None
+    email: str = Field(default="", max_length=320)
+    phone: str = Field(default="", max_length=40)
+    locale: str = Field(default="en", max_length=10)
+    home_clinic_id: uuid.UUID | None = Field(default=None, foreign_key="clinics.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class User(TenantMixin, table=True):
+    """A login. Email is unique within a practice."""
+
+    __tablename__ = "users"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    email: str = Field(max_length=320, index=True)
+    full_name: str = Field(max_length=200)
+    password_hash: str = Field(max_length=255)
+    is_active: bool = Field(default=True)
+    failed_login_count: int = Field(default=0)
+    last_failed_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Membership(TenantMixin, table=True):
+    """A user's role in its practice, linked to the patient or provider record it acts as."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "role", name="uq_memberships_user_role"),
+        sa.CheckConstraint(
+            "(role <> 'patient' OR patient_id IS NOT NULL) AND (role <> 'doctor' OR provider_id IS NOT NULL)",
+            name="role_link",
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    role: Role = Field(sa_type=sa.String(20))
+    patient_id: uuid.UUID | None = Field(default=None, foreign_key="patients.id", index=True)
+    provider_id: uuid.UUID | None = Field(default=None, foreign_key="providers.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class UserSession(TenantMixin, table=True):
+    """A browser login. The cookie carries a random token; only its hash is stored."""
+
+    __tablename__ = "user_sessions"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    membership_id: uuid.UUID = Field(foreign_key="memberships.id", ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ProviderPublic(SQLModel):
+    id: uuid.UUID
+    full_name: str
+    title: str
+    kind: str
+    specialties: list[str]
+    languages: list[str]
+    modalities: list[str]
+    bio: str

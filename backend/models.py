@@ -1,0 +1,34 @@
+"""Import every table so SQLModel.metadata is complete (alembic and tests read it from here)."""
+
+from sqlmodel import SQLModel
+
+from backend.audit.models import AuditEvent
+from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User, UserSession
+from backend.notifications.models import Notification, NotificationPreference
+from backend.scheduling.models import Appointment, AvailabilityRule, TimeOff
+from backend.tenancy.models import Clinic, Tenant, TenantMixin
+from backend.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistPolicy
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "Appointment",
+    "AuditEvent",
+    "AvailabilityRule",
+    "Clinic",
+    "Membership",
+    "Notification",
+    "NotificationPreference",
+    "Patient",
+    "Provider",
+    "ProviderClinic",
+    "Tenant",
+    "TenantMixin",
+    "TimeOff",
+    "User",
+    "UserSession",
+    "WaitlistEntry",
+    "WaitlistOffer",
+    "WaitlistPolicy",
+    "metadata",
+]

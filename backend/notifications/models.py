@@ -1,0 +1,68 @@
+"""Per-patient channel preferences and the notification outbox."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field
+
+from backend.tenancy.models import TenantMixin
+from backend.types import JSONType, UTCDateTime, new_id, utcnow
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    CONSOLE = "console"
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+    UNKNOWN = "unknown"
+
+
+class NotificationPreference(TenantMixin, table=True):
+    __tablename__ = "notification_preferences"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    patient_id: uuid.UUID = Field(foreign_key="patients.id", unique=True, ondelete="CASCADE")
+    email_opt_in: bool = True
+    sms_opt_in: bool = False
+    whatsapp_opt_in: bool = False
+    quiet_hours_start: time | None = None
+    quiet_hours_end: time | None = None
+    unsubscribed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Notification(TenantMixin, table=True):
+    """An outbox row, written in the same transaction as the change that causes it."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        sa.Index("ix_notifications_due", "status", "next_attempt_at"),
+        sa.Index("ix_notifications_patient", "tenant_id", "patient_id", "created_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    patient_id: uuid.UUID = Field(foreign_key="patients.id")
+    event_type: str = Field(max_length=60)
+    channel: Channel = Field(sa_type=sa.String(20))
+    # Ids only; templates look the rest up at send time.
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    status: NotificationStatus = Field(default=NotificationStatus.PENDING, sa_type=sa.String(20))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    provider_message_id: str | None = Field(default=None, max_length=120)
+    last_error: str = Field(default="", max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,1 @@
+"""Availability, time off and appointments."""

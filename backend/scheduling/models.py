@@ -1,0 +1,86 @@
+"""Weekly availability, time off and appointments."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field
+
+from backend.tenancy.models import TenantMixin
+from backend.types import UTCDateTime, new_id, utcnow
+
+
+class AppointmentStatus(StrEnum):
+    HELD = "held"  # a slot held while a patient confirms or answers an offer
+    BOOKED = "booked"
+    CANCELLED = "cancelled"
+    LATE_CANCELLED = "late_cancelled"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+
+
+# Statuses that occupy the provider's time.
+ACTIVE_APPOINTMENT_STATUSES = (AppointmentStatus.HELD, AppointmentStatus.BOOKED)
+
+
+class AvailabilityRule(TenantMixin, table=True):
+    """A weekly block of bookable time, in the clinic's local wall-clock time."""
+
+    __tablename__ = "availability_rules"
+    __table_args__ = (
+        sa.CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday"),
+        sa.CheckConstraint("start_time < end_time", name="order"),
+        sa.CheckConstraint("session_minutes > 0", name="session"),
+        sa.CheckConstraint("buffer_minutes >= 0", name="buffer"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    provider_id: uuid.UUID = Field(foreign_key="providers.id", index=True, ondelete="CASCADE")
+    clinic_id: uuid.UUID = Field(foreign_key="clinics.id", index=True)
+    weekday: int = Field(description="0 = Monday ... 6 = Sunday")
+    start_time: time
+    end_time: time
+    session_minutes: int = Field(default=50)
+    buffer_minutes: int = Field(default=10)
+    modality: str = Field(default="in_person", max_length=20)
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+
+class TimeOff(TenantMixin, table=True):
+    __tablename__ = "time_off"
+    __table_args__ = (sa.CheckConstraint("start_at < end_at", name="order"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    provider_id: uuid.UUID = Field(foreign_key="providers.id", index=True, ondelete="CASCADE")
+    start_at: datetime = Field(sa_type=UTCDateTime)
+    end_at: datetime = Field(sa_type=UTCDateTime)
+    reason: str = Field(default="", max_length=200)
+
+
+class Appointment(TenantMixin, table=True):
+    __tablename__ = "appointments"
+    __table_args__ = (
+        sa.CheckConstraint("start_at < end_at", name="order"),
+        sa.Index("ix_appointments_provider_start", "tenant_id", "provider_id", "start_at"),
+        sa.Index("ix_appointments_patient_start", "tenant_id", "patient_id", "start_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    provider_id: uuid.UUID = Field(foreign_key="providers.id")
+    patient_id: uuid.UUID | None = Field(default=None, foreign_key="patients.id")
+    clinic_id: uuid.UUID = Field(foreign_key="clinics.id", index=True)
+    start_at: datetime = Field(sa_type=UTCDateTime)
+    end_at: datetime = Field(sa_type=UTCDateTime)
+    modality: str = Field(default="in_person", max_length=20)
+    status: AppointmentStatus = Field(default=AppointmentStatus.BOOKED, sa_type=sa.String(20), index=True)
+    hold_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = Field(default=1)
+    series_id: uuid.UUID | None = Field(default=None, index=True)
+    cancel_reason: str = Field(default="", max_length=500)
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

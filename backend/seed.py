@@ -1,0 +1,702 @@
+"""Demo data: two practices, so tenant isolation can be seen.
+
+    python -m backend.seed --demo                 # create the demo practices (skips any that exist)
+    python -m backend.seed --demo --if-empty      # ... only when the database has no tenant at all
+    python -m backend.seed --print-logins [--url http://localhost:3000]
+
+Everything is fixed (names, emails, weekly hours) except times, which are relative to "now": appointments
+sit on the providers' weekly availability in each clinic's own time zone, stored as aware UTC datetimes.
+All people, emails (.example) and phone numbers (555-01xx) are fictional.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from backend.audit.models import AuditEvent
+from backend.db import UnitOfWork
+from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User
+from backend.identity.security import hash_password
+from backend.notifications.models import NotificationPreference
+from backend.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule
+from backend.tenancy.context import Actor, Role
+from backend.tenancy.models import Clinic, Tenant
+from backend.waitlist.models import EntryStatus, WaitlistEntry, WaitlistPolicy
+
+DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - the published password of the fictional demo logins
+
+SESSION_MINUTES = 50
+BUFFER_MINUTES = 10
+UPCOMING_PER_PRACTICE = 10
+PAST_PER_PRACTICE = 4
+UPCOMING_DAYS = 21
+PAST_DAYS = 14
+WEEKDAYS = (0, 1, 2, 3, 4)  # Monday .. Friday
+
+
+# --- the demo practices, declared --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClinicSpec:
+    key: str
+    name: str
+    timezone: str
+    address: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class Block:
+    """Weekly hours of one provider at one clinic, in the clinic's local wall-clock time."""
+
+    clinic: str
+    weekdays: tuple[int, ...]
+    start: str
+    end: str
+    modality: str = "in_person"
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    full_name: str
+    title: str
+    kind: str
+    email: str
+    specialties: tuple[str, ...]
+    languages: tuple[str, ...]
+    modalities: tuple[str, ...]
+    bio: str
+    hours: tuple[Block, ...]
+
+
+@dataclass(frozen=True)
+class PatientSpec:
+    full_name: str
+    email: str
+    phone: str
+    date_of_birth: date
+    home_clinic: str
+    locale: str = "en"
+    sms_opt_in: bool = False
+
+
+@dataclass(frozen=True)
+class WaitSpec:
+    """A waitlist entry: patient (by email), clinic, optional provider (by email), windows, urgency."""
+
+    patient: str
+    clinic: str
+    provider: str | None
+    specialty: str | None
+    modality: str | None
+    windows: tuple[tuple[int, str, str], ...]
+    urgency: int
+    reason: str
+    days_waiting: int
+
+
+@dataclass(frozen=True)
+class PracticeSpec:
+    name: str
+    slug: str
+    admin_name: str
+    admin_email: str
+    clinics: tuple[ClinicSpec, ...]
+    providers: tuple[ProviderSpec, ...]
+    patients: tuple[PatientSpec, ...]
+    waitlist: tuple[WaitSpec, ...] = ()
+
+
+HARBOR = PracticeSpec(
+    name="Harbor Mental Health",
+    slug="harbor",
+    admin_name="Morgan Blake",
+    admin_email="admin@harbor.example",
+    clinics=(
+        ClinicSpec(
+            "downtown", "Harbor Downtown", "America/New_York", "120 Water Street, New York, NY", "+1 212 555 0100"
+        ),
+        ClinicSpec("westside", "Harbor Westside", "America/Chicago", "45 Lake Avenue, Chicago, IL", "+1 312 555 0100"),
+    ),
+    providers=(
+        ProviderSpec(
+            full_name="Dr. Elena Rivera",
+            title="MD",
+            kind="doctor",
+            email="dr.rivera@harbor.example",
+            specialties=("Psychiatry", "Depression"),
+            languages=("English", "Spanish"),
+            modalities=("in_person", "telehealth"),
+            bio="Psychiatrist focused on mood disorders and medication management.",
+            hours=(
+                Block("downtown", WEEKDAYS, "09:00", "13:00", "in_person"),
+                Block("downtown", WEEKDAYS, "14:00", "17:00", "telehealth"),
+            ),
+        ),
+        ProviderSpec(
+            full_name="Dr. Wei Chen",
+            title="PsyD",
+            kind="therapist",
+            email="dr.chen@harbor.example",
+            specialties=("Anxiety", "Trauma"),
+            languages=("English", "Mandarin"),
+            modalities=("in_person",),
+            bio="Clinical psychologist; CBT and EMDR for anxiety and trauma.",
+            hours=(
+                Block("downtown", (0, 2, 4), "09:00", "17:00"),
+                Block("westside", (1, 3), "09:00", "17:00"),
+            ),
+        ),
+        ProviderSpec(
+            full_name="Jordan Brooks",
+            title="LCSW",
+            kind="therapist",
+            email="jordan.brooks@harbor.example",
+            specialties=("Couples therapy", "Depression"),
+            languages=("English",),
+            modalities=("in_person", "telehealth"),
+            bio="Clinical social worker seeing couples and adults.",
+            hours=(
+                Block("westside", (0, 1, 2, 3), "09:00", "17:00", "in_person"),
+                Block("westside", (4,), "09:00", "15:00", "telehealth"),
+            ),
+        ),
+    ),
+    patients=(
+        PatientSpec("Alice Morgan", "alice@harbor.example", "+1 212 555 0111", date(1988, 3, 14), "downtown"),
+        PatientSpec(
+            "Ben Okoro", "ben@harbor.example", "+1 212 555 0112", date(1979, 11, 2), "downtown", sms_opt_in=True
+        ),
+        PatientSpec("Chloe Martinez", "chloe@harbor.example", "+1 212 555 0113", date(1995, 6, 21), "downtown", "es"),
+        PatientSpec("David Kim", "david@harbor.example", "+1 312 555 0114", date(1990, 1, 30), "westside"),
+        PatientSpec(
+            "Emma Johansson", "emma@harbor.example", "+1 312 555 0115", date(2001, 9, 9), "westside", sms_opt_in=True
+        ),
+        PatientSpec("Farah Haddad", "farah@harbor.example", "+1 312 555 0116", date(1984, 4, 17), "westside"),
+    ),
+    waitlist=(
+        WaitSpec(
+            patient="chloe@harbor.example",
+            clinic="downtown",
+            provider="dr.rivera@harbor.example",
+            specialty="Psychiatry",
+            modality="in_person",
+            windows=((1, "09:00", "12:00"), (3, "09:00", "12:00")),
+            urgency=3,
+            reason="Would like an earlier medication review",
+            days_waiting=12,
+        ),
+        WaitSpec(
+            patient="david@harbor.example",
+            clinic="westside",
+            provider=None,
+            specialty="Anxiety",
+            modality=None,
+            windows=((1, "13:00", "17:00"), (3, "13:00", "17:00")),
+            urgency=2,
+            reason="Any therapist, afternoons only",
+            days_waiting=20,
+        ),
+        WaitSpec(
+            patient="emma@harbor.example",
+            clinic="downtown",
+            provider="dr.chen@harbor.example",
+            specialty=None,
+            modality="in_person",
+            windows=((4, "09:00", "17:00"),),
+            urgency=1,
+            reason="Prefers Fridays",
+            days_waiting=5,
+        ),
+        WaitSpec(
+            patient="farah@harbor.example",
+            clinic="westside",
+            provider="jordan.brooks@harbor.example",
+            specialty="Couples therapy",
+            modality=None,
+            windows=tuple((d, "09:00", "12:00") for d in WEEKDAYS),
+            urgency=4,
+            reason="Needs to be seen soon",
+            days_waiting=2,
+        ),
+    ),
+)
+
+SUMMIT = PracticeSpec(
+    name="Summit Counseling",
+    slug="summit",
+    admin_name="Riley Summers",
+    admin_email="admin@summit.example",
+    clinics=(
+        ClinicSpec("boulder", "Summit Boulder", "America/Denver", "800 Pearl Street, Boulder, CO", "+1 303 555 0100"),
+        ClinicSpec("online", "Summit Online", "America/Los_Angeles", "Telehealth only", "+1 415 555 0100"),
+    ),
+    providers=(
+        ProviderSpec(
+            full_name="Dr. Amara Okafor",
+            title="MD",
+            kind="doctor",
+            email="dr.okafor@summit.example",
+            specialties=("Psychiatry", "Child & adolescent"),
+            languages=("English",),
+            modalities=("in_person", "telehealth"),
+            bio="Child and adolescent psychiatrist.",
+            hours=(
+                Block("boulder", (0, 1, 2, 3), "09:00", "17:00", "in_person"),
+                Block("online", (4,), "09:00", "13:00", "telehealth"),
+            ),
+        ),
+        ProviderSpec(
+            full_name="Dr. Nils Lindqvist",
+            title="PsyD",
+            kind="therapist",
+            email="dr.lindqvist@summit.example",
+            specialties=("Trauma", "Anxiety"),
+            languages=("English", "Swedish"),
+            modalities=("in_person",),
+            bio="Psychologist specialising in trauma-focused therapy.",
+            hours=(Block("boulder", WEEKDAYS, "10:00", "18:00"),),
+        ),
+        ProviderSpec(
+            full_name="Sofia Alvarez",
+            title="LMFT",
+            kind="therapist",
+            email="sofia.alvarez@summit.example",
+            specialties=("Couples therapy", "Depression"),
+            languages=("English", "Spanish"),
+            modalities=("telehealth",),
+            bio="Marriage and family therapist, sessions by video.",
+            hours=(Block("online", WEEKDAYS, "09:00", "17:00", "telehealth"),),
+        ),
+    ),
+    patients=(
+        PatientSpec("Carla Reyes", "carla@summit.example", "+1 303 555 0121", date(1992, 2, 5), "boulder", "es"),
+        PatientSpec(
+            "Dan Whitaker", "dan@summit.example", "+1 303 555 0122", date(1975, 7, 19), "boulder", sms_opt_in=True
+        ),
+        PatientSpec("Erin Walsh", "erin@summit.example", "+1 303 555 0123", date(1999, 12, 1), "boulder"),
+        PatientSpec("Felix Wagner", "felix@summit.example", "+1 415 555 0124", date(1986, 5, 28), "online"),
+        PatientSpec(
+            "Grace Liu", "grace@summit.example", "+1 415 555 0125", date(2003, 8, 11), "online", sms_opt_in=True
+        ),
+        PatientSpec("Hiro Tanaka", "hiro@summit.example", "+1 415 555 0126", date(1981, 10, 3), "online"),
+    ),
+    waitlist=(
+        WaitSpec(
+            patient="erin@summit.example",
+            clinic="boulder",
+            provider="dr.lindqvist@summit.example",
+            specialty="Trauma",
+            modality="in_person",
+            windows=((0, "10:00", "13:00"), (2, "10:00", "13:00")),
+            urgency=3,
+            reason="Asked for an earlier start",
+            days_waiting=9,
+        ),
+        WaitSpec(
+            patient="felix@summit.example",
+            clinic="online",
+            provider=None,
+            specialty="Couples therapy",
+            modality="telehealth",
+            windows=((1, "12:00", "17:00"), (3, "12:00", "17:00")),
+            urgency=2,
+            reason="Evenings impossible, lunchtime works",
+            days_waiting=16,
+        ),
+        WaitSpec(
+            patient="grace@summit.example",
+            clinic="boulder",
+            provider="dr.okafor@summit.example",
+            specialty="Child & adolescent",
+            modality=None,
+            windows=((1, "09:00", "12:00"),),
+            urgency=4,
+            reason="Referred as urgent",
+            days_waiting=1,
+        ),
+    ),
+)
+
+PRACTICES: tuple[PracticeSpec, ...] = (HARBOR, SUMMIT)
+
+
+def _logins(practices: Sequence[PracticeSpec]) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    for practice in practices:
+        rows.append((practice.name, Role.ADMIN.value, practice.admin_email))
+        rows += [(practice.name, Role.DOCTOR.value, p.email) for p in practice.providers]
+        rows += [(practice.name, Role.PATIENT.value, p.email) for p in practice.patients]
+    return rows
+
+
+# (practice, role, email); every one signs in with DEMO_PASSWORD.
+DEMO_LOGINS: list[tuple[str, str, str]] = _logins(PRACTICES)
+
+
+# --- time helpers ------------------------------------------------------------------------------------
+
+
+def _hm(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """The aware UTC instant of a wall-clock time on a day in a zone (DST-safe: zoneinfo resolves it)."""
+    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+
+
+def _block_slots(block: Block, zone: ZoneInfo, day: date) -> Iterator[tuple[datetime, datetime]]:
+    """Slot starts and ends of one block on one local day: session, buffer, session, ... inside the block."""
+    if day.weekday() not in block.weekdays:
+        return
+    start = datetime.combine(day, _hm(block.start))
+    end = datetime.combine(day, _hm(block.end))
+    step = timedelta(minutes=SESSION_MINUTES + BUFFER_MINUTES)
+    session = timedelta(minutes=SESSION_MINUTES)
+    while start + session <= end:
+        yield _local(day, start.time(), zone), _local(day, (start + session).time(), zone)
+        start += step
+
+
+@dataclass(frozen=True)
+class Slot:
+    start: datetime
+    end: datetime
+    clinic: str
+    modality: str
+
+
+def _slots(spec: ProviderSpec, zones: dict[str, ZoneInfo], first: int, last: int) -> list[Slot]:
+    """The provider's slots on local days today+first .. today+last (inclusive), in time order."""
+    found: list[Slot] = []
+    for block in spec.hours:
+        zone = zones[block.clinic]
+        today = datetime.now(zone).date()
+        for offset in range(first, last + 1):
+            for start, end in _block_slots(block, zone, today + timedelta(days=offset)):
+                found.append(Slot(start, end, block.clinic, block.modality))
+    return sorted(found, key=lambda s: (s.start, s.clinic))
+
+
+class _Calendar:
+    """Busy intervals per provider and per patient, so no two demo appointments overlap."""
+
+    def __init__(self) -> None:
+        self._busy: dict[uuid.UUID, list[tuple[datetime, datetime]]] = {}
+
+    def free(self, *owners: uuid.UUID, start: datetime, end: datetime) -> bool:
+        return all(not (s < end and start < e) for owner in owners for s, e in self._busy.get(owner, ()))
+
+    def take(self, *owners: uuid.UUID, start: datetime, end: datetime) -> None:
+        for owner in owners:
+            self._busy.setdefault(owner, []).append((start, end))
+
+
+# --- writing one practice ----------------------------------------------------------------------------
+
+
+def _create_tenant(spec: PracticeSpec, engine: Engine | None) -> uuid.UUID:
+    with UnitOfWork(unscoped=True, engine=engine) as uow:
+        tenant = Tenant(name=spec.name, slug=spec.slug)
+        uow.session.add(tenant)
+        uow.commit()
+        return tenant.id
+
+
+def _delete_tenant(tenant_id: uuid.UUID, engine: Engine | None) -> None:
+    """Undo a half-written practice (every tenant table cascades from tenants)."""
+    with UnitOfWork(unscoped=True, engine=engine) as uow:
+        tenant = uow.session.get(Tenant, tenant_id)
+        if tenant is not None:
+            uow.session.delete(tenant)
+            uow.commit()
+
+
+def _fill_practice(spec: PracticeSpec, tenant_id: uuid.UUID, engine: Engine | None) -> dict[str, int]:
+    now = datetime.now(UTC)
+    with UnitOfWork(Actor.system(tenant_id), engine=engine) as uow:
+        session = uow.session
+
+        clinics = {
+            c.key: Clinic(tenant_id=tenant_id, name=c.name, timezone=c.timezone, address=c.address, phone=c.phone)
+            for c in spec.clinics
+        }
+        zones = {c.key: ZoneInfo(c.timezone) for c in spec.clinics}
+        session.add_all(clinics.values())
+        uow.flush()
+
+        providers: dict[str, Provider] = {}
+        for p in spec.providers:
+            providers[p.email] = Provider(
+                tenant_id=tenant_id,
+                full_name=p.full_name,
+                title=p.title,
+                kind=p.kind,
+                specialties=list(p.specialties),
+                languages=list(p.languages),
+                modalities=list(p.modalities),
+                bio=p.bio,
+            )
+        session.add_all(providers.values())
+
+        patients: dict[str, Patient] = {}
+        for pt in spec.patients:
+            patients[pt.email] = Patient(
+                tenant_id=tenant_id,
+                full_name=pt.full_name,
+                date_of_birth=pt.date_of_birth,
+                email=pt.email,
+                phone=pt.phone,
+                locale=pt.locale,
+                home_clinic_id=clinics[pt.home_clinic].id,
+            )
+        session.add_all(patients.values())
+        uow.flush()
+
+        for p in spec.providers:
+            provider = providers[p.email]
+            for key in dict.fromkeys(b.clinic for b in p.hours):  # each clinic once, in order
+                session.add(ProviderClinic(tenant_id=tenant_id, provider_id=provider.id, clinic_id=clinics[key].id))
+            for block in p.hours:
+                for weekday in block.weekdays:
+                    session.add(
+                        AvailabilityRule(
+                            tenant_id=tenant_id,
+                            provider_id=provider.id,
+                            clinic_id=clinics[block.clinic].id,
+                            weekday=weekday,
+                            start_time=_hm(block.start),
+                            end_time=_hm(block.end),
+                            session_minutes=SESSION_MINUTES,
+                            buffer_minutes=BUFFER_MINUTES,
+                            modality=block.modality,
+                        )
+                    )
+        for pt in spec.patients:
+            session.add(
+                NotificationPreference(tenant_id=tenant_id, patient_id=patients[pt.email].id, sms_opt_in=pt.sms_opt_in)
+            )
+
+        # Logins: the admin, every provider, every patient.
+        def login(
+            email: str,
+            full_name: str,
+            role: Role,
+            *,
+            provider_id: uuid.UUID | None = None,
+            patient_id: uuid.UUID | None = None,
+        ) -> None:
+            user = User(
+                tenant_id=tenant_id, email=email, full_name=full_name, password_hash=hash_password(DEMO_PASSWORD)
+            )
+            session.add(user)
+            uow.flush()
+            session.add(
+                Membership(
+                    tenant_id=tenant_id, user_id=user.id, role=role, provider_id=provider_id, patient_id=patient_id
+                )
+            )
+
+        login(spec.admin_email, spec.admin_name, Role.ADMIN)
+        for p in spec.providers:
+            login(p.email, p.full_name, Role.DOCTOR, provider_id=providers[p.email].id)
+        for pt in spec.patients:
+            login(pt.email, pt.full_name, Role.PATIENT, patient_id=patients[pt.email].id)
+        uow.flush()
+
+        appointments = _appointments(spec, tenant_id, providers, patients, clinics, zones, now)
+        session.add_all(appointments)
+
+        policy = WaitlistPolicy(tenant_id=tenant_id)  # the practice default (clinic_id None), model defaults
+        session.add(policy)
+        for w in spec.waitlist:
+            joined = now - timedelta(days=w.days_waiting)
+            session.add(
+                WaitlistEntry(
+                    tenant_id=tenant_id,
+                    patient_id=patients[w.patient].id,
+                    clinic_id=clinics[w.clinic].id,
+                    provider_id=providers[w.provider].id if w.provider else None,
+                    specialty=w.specialty,
+                    modality=w.modality,
+                    preferred_windows=[{"weekday": d, "start": s, "end": e} for d, s, e in w.windows],
+                    timezone=clinics[w.clinic].timezone,
+                    urgency=w.urgency,
+                    reason=w.reason,
+                    status=EntryStatus.WAITING,
+                    created_at=joined,
+                    updated_at=joined,
+                    last_confirmed_at=joined,
+                    expires_at=joined + timedelta(days=policy.entry_ttl_days),
+                )
+            )
+
+        counts = {
+            "clinics": len(clinics),
+            "providers": len(providers),
+            "patients": len(patients),
+            "appointments": len(appointments),
+            "waitlist_entries": len(spec.waitlist),
+        }
+        # Ids and counts only, like every audit event.
+        session.add(
+            AuditEvent(
+                tenant_id=tenant_id,
+                actor_role=Role.SYSTEM.value,
+                action="seed.demo_created",
+                entity_type="tenant",
+                entity_id=tenant_id,
+                data=counts,
+            )
+        )
+        uow.commit()
+        return counts
+
+
+def _appointments(
+    spec: PracticeSpec,
+    tenant_id: uuid.UUID,
+    providers: dict[str, Provider],
+    patients: dict[str, Patient],
+    clinics: dict[str, Clinic],
+    zones: dict[str, ZoneInfo],
+    now: datetime,
+) -> list[Appointment]:
+    """Today's two for the first provider, ~10 upcoming and a few completed past ones; none overlapping."""
+    calendar = _Calendar()
+    result: list[Appointment] = []
+    patient_list = [patients[p.email] for p in spec.patients]
+
+    def book(provider: Provider, patient: Patient, slot: Slot, status: AppointmentStatus) -> bool:
+        if not calendar.free(provider.id, patient.id, start=slot.start, end=slot.end):
+            return False
+        calendar.take(provider.id, patient.id, start=slot.start, end=slot.end)
+        created = min(now, slot.start) - timedelta(days=7)
+        result.append(
+            Appointment(
+                tenant_id=tenant_id,
+                provider_id=provider.id,
+                patient_id=patient.id,
+                clinic_id=clinics[slot.clinic].id,
+                start_at=slot.start,
+                end_at=slot.end,
+                modality=slot.modality,
+                status=status,
+                created_at=created,
+                updated_at=slot.end if status == AppointmentStatus.COMPLETED else created,
+            )
+        )
+        return True
+
+    # Today, for the first provider: 10:00 and 11:00 local at their first clinic, whatever the weekday,
+    # so the doctor's home page always shows a schedule for today (even if those times have passed).
+    first = spec.providers[0]
+    first_block = first.hours[0]
+    zone = zones[first_block.clinic]
+    today = datetime.now(zone).date()
+    for i, hour in enumerate((10, 11)):
+        start = _local(today, time(hour, 0), zone)
+        slot = Slot(start, start + timedelta(minutes=SESSION_MINUTES), first_block.clinic, first_block.modality)
+        book(providers[first.email], patient_list[i], slot, AppointmentStatus.BOOKED)
+
+    def spread(count: int, first_day: int, last_day: int, status: AppointmentStatus, patient_offset: int) -> None:
+        """Book `count` appointments spread over the days, round-robin over providers and patients."""
+        n = len(spec.providers)
+        per_provider = -(-count // n)  # rounded up
+        for i in range(count):
+            p = spec.providers[i % n]
+            slots = _slots(p, zones, first_day, last_day)
+            if not slots:
+                continue
+            stride = max(1, len(slots) // per_provider)
+            begin = (i // n) * stride + (i % n) * 3  # spread over the days, providers staggered
+            patient = patient_list[(i + patient_offset) % len(patient_list)]
+            # The first free slot from there on (a clash can only be the patient's other appointment).
+            for j in range(len(slots)):
+                if book(providers[p.email], patient, slots[(begin + j) % len(slots)], status):
+                    break
+
+    spread(UPCOMING_PER_PRACTICE, 1, UPCOMING_DAYS, AppointmentStatus.BOOKED, patient_offset=2)
+    spread(PAST_PER_PRACTICE, -PAST_DAYS, -1, AppointmentStatus.COMPLETED, patient_offset=0)
+    return result
+
+
+# --- entry points ------------------------------------------------------------------------------------
+
+
+def existing_slugs(engine: Engine | None = None) -> set[str]:
+    """The slugs of every practice in the database."""
+    with UnitOfWork(unscoped=True, engine=engine) as uow:
+        return set(uow.session.exec(select(Tenant.slug)).all())
+
+
+def seed_demo(*, if_empty: bool = False, engine: Engine | None = None) -> list[str]:
+    """Create the demo practices that do not exist yet; return the slugs created.
+
+    With `if_empty`, do nothing at all when the database has any practice. `engine` defaults to the app's.
+    """
+    slugs = existing_slugs(engine)
+    if if_empty and slugs:
+        return []
+    created: list[str] = []
+    for spec in PRACTICES:
+        if spec.slug in slugs:
+            continue
+        tenant_id = _create_tenant(spec, engine)
+        try:
+            _fill_practice(spec, tenant_id, engine)
+        except BaseException:
+            _delete_tenant(tenant_id, engine)
+            raise
+        created.append(spec.slug)
+    return created
+
+
+def format_logins(url: str | None = None) -> str:
+    """The demo logins table (no PHI beyond these fictional logins)."""
+    width_practice = max(len(p) for p, _, _ in DEMO_LOGINS)
+    width_role = max(len(r) for _, r, _ in DEMO_LOGINS)
+    lines = [f"Demo logins (password for all: {DEMO_PASSWORD})", ""]
+    lines.append(f"{'practice'.ljust(width_practice)}  {'role'.ljust(width_role)}  email")
+    for practice, role, email in DEMO_LOGINS:
+        lines.append(f"{practice.ljust(width_practice)}  {role.ljust(width_role)}  {email}")
+    if url:
+        lines += ["", f"Open {url}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backend.seed", description="Create or show the demo data.")
+    parser.add_argument("--demo", action="store_true", help="create the two demo practices")
+    parser.add_argument("--if-empty", action="store_true", help="with --demo: do nothing if any tenant exists")
+    parser.add_argument("--print-logins", action="store_true", help="print the demo logins")
+    parser.add_argument("--url", help="with --print-logins: the address to open")
+    args = parser.parse_args(argv)
+    if not (args.demo or args.print_logins):
+        parser.error("nothing to do: pass --demo and/or --print-logins")
+
+    if args.demo:
+        created = seed_demo(if_empty=args.if_empty)
+        if created:
+            print(f"Created demo practices: {', '.join(created)}")
+        else:
+            print("Demo data: nothing to do (database already has practices)")
+    if args.print_logins:
+        print(format_logins(args.url))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Typed settings, read once from the environment (and an optional .env file)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{DATA_DIR / 'clinic.db'}"
+
+
+def _load_or_create_secret() -> str:
+    """Keep a per-checkout signing secret on disk so sessions survive restarts in the embedded mode."""
+    path = DATA_DIR / "secret.key"
+    if path.exists():
+        return path.read_text().strip()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Embedded default: a SQLite file; set DATABASE_URL=postgresql+psycopg://... for the real service.
+    database_url: str = Field(default_factory=_default_database_url)
+    # Optional: with no Redis the app uses in-process fallbacks (cache, locks, pub/sub).
+    redis_url: str | None = None
+    # Optional: with no broker Celery tasks run in-process (task_always_eager).
+    celery_broker_url: str | None = None
+
+    secret_key: str = Field(default_factory=_load_or_create_secret, min_length=32)
+    jwt_algorithm: str = "HS256"
+    access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    session_cookie_name: str = "clinic_session"
+    # Secure cookies need HTTPS; the local default serves plain HTTP on localhost.
+    cookie_secure: bool = False
+
+    # Login throttling: after this many consecutive failures each attempt must wait.
+    login_free_failures: int = 5
+    login_backoff_base_seconds: float = 2.0
+    login_backoff_max_seconds: float = 300.0
+
+    public_url: str = "http://localhost:3000"
+    sql_echo: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_postgres_driver(cls, value: str) -> str:
+        # Plain postgresql:// would pick psycopg2, which we do not ship; we use psycopg 3.
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value[len("postgres://") :]
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://") :]
+        return value
+
+    @field_validator("jwt_algorithm")
+    @classmethod
+    def _pin_algorithm(cls, value: str) -> str:
+        if value not in {"HS256", "HS384", "HS512"}:
+            raise ValueError("jwt_algorithm must be one of HS256, HS384, HS512")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def broker_url(self) -> str | None:
+        """The Celery broker: explicit CELERY_BROKER_URL, else Redis when configured, else none (eager)."""
+        return self.celery_broker_url or self.redis_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings."""
+    return Settings()

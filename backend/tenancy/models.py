@@ -1,0 +1,99 @@
+"""Tenants (practices), clinics, and the mixin that gives every other table its tenant."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from pydantic import field_validator
+from sqlmodel import Field, SQLModel
+
+from backend.types import UTCDateTime, new_id, utcnow, valid_timezone
+
+
+class Tenant(SQLModel, table=True):
+    """A practice. The root of isolation: every other row carries its id."""
+
+    __tablename__ = "tenants"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(max_length=200)
+    slug: str = Field(max_length=60, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TenantMixin(SQLModel):
+    """Gives a table its tenant column. The unit of work scopes every query on it."""
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", index=True, ondelete="CASCADE")
+
+
+class ClinicBase(SQLModel):
+    name: str = Field(min_length=2, max_length=200)
+    timezone: str = Field(max_length=64, description="IANA time zone, e.g. America/New_York")
+    address: str = Field(default="", max_length=400)
+    phone: str = Field(default="", max_length=40)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return valid_timezone(value)
+
+    @field_validator("name")
+    @classmethod
+    def _strip_name(cls, value: str) -> str:
+        value = value.strip()
+        if len(value) < 2:
+            raise ValueError("name must have at least 2 characters")
+        return value
+
+
+class Clinic(ClinicBase, TenantMixin, table=True):
+    __tablename__ = "clinics"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_clinics_tenant_name"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ClinicCreate(ClinicBase):
+    pass
+
+
+class ClinicUpdate(SQLModel):
+    name: str | None = Field(default=None, min_length=2, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=400)
+    phone: str | None = Field(default=None, max_length=40)
+    archived: bool | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else valid_timezone(value)
+
+    @field_validator("name")
+    @classmethod
+    def _strip_name(cls, value: str | None) -> str | None:
+        # The same rule as on create: a name of blanks around one character is not a name.
+        return None if value is None else ClinicBase._strip_name(value)
+
+
+class ClinicPublic(ClinicBase):
+    id: uuid.UUID
+    archived: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, clinic: Clinic) -> ClinicPublic:
+        return cls(
+            id=clinic.id,
+            name=clinic.name,
+            timezone=clinic.timezone,
+            address=clinic.address,
+            phone=clinic.phone,
+            archived=clinic.archived_at is not None,
+            created_at=clinic.created_at,
+        )

@@ -1,0 +1,1 @@
+"""Waitlist entries, offers and policy."""

@@ -1,0 +1,1 @@
+"""The Reflex portal: patient, doctor and admin pages over the backend services."""

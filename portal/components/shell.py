@@ -1,0 +1,195 @@
+"""The app shell: sidebar navigation by role on wide screens, a top bar with a menu on narrow ones."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.native_form import native_form
+from portal.state.session import SessionState
+
+APP_NAME = "Waitwell"
+
+NAV: dict[str, list[tuple[str, str, str]]] = {
+    "patient": [("Home", "/patient", "house")],
+    "doctor": [("Today", "/doctor", "calendar-days")],
+    "admin": [("Overview", "/admin", "layout-dashboard"), ("Clinics", "/admin/clinics", "building-2")],
+}
+
+
+def _nav_link(label: str, href: str, icon: str) -> rx.Component:
+    active = rx.State.router.url.path == href
+    return rx.link(
+        rx.hstack(rx.icon(icon, size=18), rx.text(label, size="3"), align="center", spacing="3"),
+        href=href,
+        underline="none",
+        padding_x="12px",
+        padding_y="8px",
+        border_radius="8px",
+        width="100%",
+        color=rx.cond(active, rx.color("accent", 11), rx.color("gray", 12)),
+        background=rx.cond(active, rx.color("accent", 3), "transparent"),
+        _hover={"background": rx.color("accent", 2)},
+        aria_current=rx.cond(active, "page", ""),
+    )
+
+
+def _sign_out() -> rx.Component:
+    return native_form(
+        rx.button(rx.icon("log-out", size=16), "Sign out", variant="soft", color_scheme="gray", width="100%"),
+        action="/auth/logout",
+        width="100%",
+    )
+
+
+def _user_box() -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.avatar(fallback=SessionState.initials, size="3", radius="full"),
+            rx.vstack(
+                rx.text(SessionState.user_name, weight="medium", size="2", trim="both"),
+                rx.text(SessionState.role_label, size="1", color_scheme="gray"),
+                spacing="1",
+            ),
+            align="center",
+            spacing="3",
+        ),
+        _sign_out(),
+        spacing="3",
+        width="100%",
+    )
+
+
+def _brand() -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.icon("calendar-heart", size=24, color=rx.color("accent", 9)),
+            rx.heading(APP_NAME, size="5"),
+            align="center",
+            spacing="2",
+        ),
+        rx.text(SessionState.practice_name, size="2", color_scheme="gray"),
+        spacing="1",
+    )
+
+
+def _nav_for(role: str) -> rx.Component:
+    return rx.vstack(*[_nav_link(*item) for item in NAV[role]], spacing="1", width="100%")
+
+
+def _sidebar(role: str) -> rx.Component:
+    return rx.vstack(
+        _brand(),
+        rx.separator(),
+        _nav_for(role),
+        rx.spacer(),
+        _user_box(),
+        width="248px",
+        min_width="248px",
+        height="100vh",
+        position="sticky",
+        top="0",
+        padding="20px",
+        spacing="5",
+        border_right=f"1px solid {rx.color('gray', 5)}",
+        background=rx.color("gray", 1),
+        display=["none", "none", "flex"],
+    )
+
+
+def _topbar(role: str) -> rx.Component:
+    return rx.hstack(
+        _brand(),
+        rx.spacer(),
+        rx.menu.root(
+            rx.menu.trigger(rx.icon_button(rx.icon("menu"), variant="soft", aria_label="Menu")),
+            rx.menu.content(
+                *[rx.menu.item(label, on_click=rx.redirect(href)) for label, href, _ in NAV[role]],
+                rx.menu.separator(),
+                rx.box(_sign_out(), padding="4px"),
+            ),
+        ),
+        padding="12px 16px",
+        width="100%",
+        align="center",
+        border_bottom=f"1px solid {rx.color('gray', 5)}",
+        display=["flex", "flex", "none"],
+    )
+
+
+def loading() -> rx.Component:
+    return rx.center(rx.spinner(size="3"), height="60vh", width="100%")
+
+
+def page_header(title: str | rx.Var, subtitle: str | rx.Var = "", *actions: rx.Component) -> rx.Component:
+    return rx.hstack(
+        rx.vstack(
+            rx.heading(title, size="7"),
+            rx.cond(subtitle != "", rx.text(subtitle, color_scheme="gray", size="3"), rx.fragment()),
+            spacing="1",
+        ),
+        rx.spacer(),
+        *actions,
+        width="100%",
+        align="end",
+        wrap="wrap",
+        spacing="3",
+    )
+
+
+def shell(role: str, *content: rx.Component) -> rx.Component:
+    """Wrap a page for `role`; nothing of it renders until the server has admitted the visitor."""
+    return rx.cond(
+        SessionState.admitted_role == role,
+        rx.hstack(
+            _sidebar(role),
+            rx.vstack(
+                _topbar(role),
+                rx.box(
+                    rx.vstack(*content, spacing="5", width="100%"),
+                    padding=["16px", "24px", "32px"],
+                    width="100%",
+                    max_width="1200px",
+                ),
+                width="100%",
+                spacing="0",
+            ),
+            spacing="0",
+            width="100%",
+            align="start",
+        ),
+        loading(),
+    )
+
+
+def empty_state(icon: str, text: str) -> rx.Component:
+    return rx.center(
+        rx.vstack(
+            rx.icon(icon, size=28, color=rx.color("gray", 9)),
+            rx.text(text, color_scheme="gray", size="2"),
+            align="center",
+            spacing="2",
+        ),
+        padding="24px",
+        width="100%",
+    )
+
+
+def stat_card(label: str, value: rx.Var | str | int, icon: str) -> rx.Component:
+    return rx.card(
+        rx.hstack(
+            rx.box(
+                rx.icon(icon, size=20, color=rx.color("accent", 11)),
+                padding="10px",
+                border_radius="10px",
+                background=rx.color("accent", 3),
+            ),
+            rx.vstack(
+                rx.text(label, size="2", color_scheme="gray"),
+                rx.heading(value, size="6"),
+                spacing="0",
+            ),
+            align="center",
+            spacing="3",
+        ),
+        width="100%",
+    )

@@ -1,0 +1,66 @@
+"""The admin overview: figures per clinic, filtered by the shared clinic selector."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.clinic_selector import clinic_selector
+from portal.components.shell import APP_NAME, page_header, shell, stat_card
+from portal.state.admin import AdminState
+from portal.state.session import SessionState
+
+
+def _row(row: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.row_header_cell(
+            rx.hstack(
+                rx.text(row["name"], weight="medium"),
+                rx.cond(row["archived"] == "1", rx.badge("Archived", color_scheme="gray")),
+                spacing="2",
+            )
+        ),
+        rx.table.cell(row["timezone"]),
+        rx.table.cell(row["providers"]),
+        rx.table.cell(row["patients"]),
+        rx.table.cell(row["upcoming"]),
+        rx.table.cell(row["waiting"]),
+    )
+
+
+@rx.page(
+    route="/admin",
+    title=f"Overview · {APP_NAME}",
+    on_load=[SessionState.guard("admin"), AdminState.load],
+)
+def admin_home() -> rx.Component:
+    return shell(
+        "admin",
+        page_header("Practice overview", SessionState.practice_name, clinic_selector()),
+        rx.grid(
+            stat_card("Providers", AdminState.total_providers, "stethoscope"),
+            stat_card("Patients", AdminState.total_patients, "users"),
+            stat_card("Upcoming appointments", AdminState.total_upcoming, "calendar-check"),
+            stat_card("On waitlists", AdminState.total_waiting, "list-ordered"),
+            columns=rx.breakpoints(initial="1", sm="2", lg="4"),
+            spacing="4",
+            width="100%",
+        ),
+        rx.vstack(
+            rx.heading("Clinics", size="4"),
+            rx.table.root(
+                rx.table.header(
+                    rx.table.row(
+                        *[
+                            rx.table.column_header_cell(h)
+                            for h in ("Clinic", "Time zone", "Providers", "Patients", "Upcoming", "Waiting")
+                        ]
+                    )
+                ),
+                rx.table.body(rx.foreach(AdminState.visible_overview, _row)),
+                variant="surface",
+                width="100%",
+            ),
+            width="100%",
+            spacing="3",
+        ),
+    )

@@ -1,0 +1,86 @@
+"""The doctor home: today's schedule and the days ahead."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.shell import APP_NAME, empty_state, page_header, shell, stat_card
+from portal.state.doctor import DoctorHomeState
+from portal.state.session import SessionState
+
+
+def _today_row(row: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(row["time"], weight="medium")),
+        rx.table.cell(row["patient"]),
+        rx.table.cell(row["clinic"]),
+        rx.table.cell(rx.badge(row["modality"], variant="soft")),
+        rx.table.cell(
+            rx.cond(
+                row["past"] == "1",
+                rx.badge("Done", color_scheme="gray", variant="soft"),
+                rx.badge(row["status"], color_scheme="teal"),
+            )
+        ),
+        opacity=rx.cond(row["past"] == "1", "0.6", "1"),
+    )
+
+
+def _later_row(row: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(row["day"]),
+        rx.table.cell(row["time"]),
+        rx.table.cell(row["patient"]),
+        rx.table.cell(row["clinic"]),
+        rx.table.cell(rx.badge(row["modality"], variant="soft")),
+    )
+
+
+def _table(headers: tuple[str, ...], rows: rx.Var, render) -> rx.Component:
+    return rx.table.root(
+        rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers])),
+        rx.table.body(rx.foreach(rows, render)),
+        variant="surface",
+        width="100%",
+    )
+
+
+@rx.page(
+    route="/doctor",
+    title=f"Today · {APP_NAME}",
+    on_load=[SessionState.guard("doctor"), DoctorHomeState.load],
+)
+def doctor_home() -> rx.Component:
+    return shell(
+        "doctor",
+        page_header(SessionState.user_name, DoctorHomeState.today_label),
+        rx.grid(
+            stat_card("Sessions today", DoctorHomeState.today.length(), "calendar-check"),
+            stat_card("Next 7 days", DoctorHomeState.week_count, "calendar-range"),
+            stat_card("Waiting for you", DoctorHomeState.waiting_count, "users"),
+            columns=rx.breakpoints(initial="1", sm="3"),
+            spacing="4",
+            width="100%",
+        ),
+        rx.vstack(
+            rx.heading("Today's schedule", size="4"),
+            rx.text("Times are shown in each clinic's own time zone.", size="2", color_scheme="gray"),
+            rx.cond(
+                DoctorHomeState.today.length() > 0,
+                _table(("Time", "Patient", "Clinic", "Modality", "Status"), DoctorHomeState.today, _today_row),
+                empty_state("coffee", "No sessions today."),
+            ),
+            width="100%",
+            spacing="3",
+        ),
+        rx.vstack(
+            rx.heading("Coming up", size="4"),
+            rx.cond(
+                DoctorHomeState.next_days.length() > 0,
+                _table(("Date", "Time", "Patient", "Clinic", "Modality"), DoctorHomeState.next_days, _later_row),
+                empty_state("calendar", "Nothing booked in the next days."),
+            ),
+            width="100%",
+            spacing="3",
+        ),
+    )

@@ -1,0 +1,60 @@
+"""Sign in. The form posts to /auth/login, which sets the HttpOnly session cookie."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.native_form import native_form
+from portal.components.shell import APP_NAME
+from portal.state.session import LoginState
+
+
+def _field(label: str, name: str, kind: str, autocomplete: str) -> rx.Component:
+    return rx.vstack(
+        rx.text(label, as_="label", html_for=name, size="2", weight="medium"),
+        rx.input(id=name, name=name, type=kind, required=True, auto_complete=autocomplete, size="3", width="100%"),
+        spacing="1",
+        width="100%",
+    )
+
+
+@rx.page(route="/login", title=f"Sign in · {APP_NAME}", on_load=LoginState.load)
+def login() -> rx.Component:
+    return rx.center(
+        rx.card(
+            native_form(
+                rx.vstack(
+                    rx.hstack(
+                        rx.icon("calendar-heart", size=28, color=rx.color("accent", 9)),
+                        rx.heading(APP_NAME, size="6"),
+                        align="center",
+                        spacing="2",
+                    ),
+                    rx.text("Sign in to book, manage your appointments and waitlist.", color_scheme="gray", size="2"),
+                    rx.cond(
+                        LoginState.error != "",
+                        rx.callout(
+                            LoginState.error, icon="circle-alert", color_scheme="red", role="alert", width="100%"
+                        ),
+                    ),
+                    rx.cond(
+                        LoginState.notice != "",
+                        rx.callout(LoginState.notice, icon="info", color_scheme="green", width="100%"),
+                    ),
+                    _field("Email", "email", "email", "username"),
+                    _field("Password", "password", "password", "current-password"),
+                    rx.el.input(type="hidden", name="next", value=LoginState.next_path),
+                    rx.button("Sign in", type="submit", size="3", width="100%"),
+                    spacing="4",
+                    width="100%",
+                ),
+                action="/auth/login",
+            ),
+            size="4",
+            width="100%",
+            max_width="420px",
+        ),
+        min_height="100vh",
+        padding="16px",
+        background=rx.color("accent", 2),
+    )

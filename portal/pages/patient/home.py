@@ -1,0 +1,133 @@
+"""The patient home: what is coming up, what has been, and where they wait."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.shell import APP_NAME, empty_state, page_header, shell
+from portal.state.patient import PatientHomeState
+from portal.state.session import SessionState
+
+
+def _appointment_row(row: rx.Var) -> rx.Component:
+    return rx.card(
+        rx.hstack(
+            rx.vstack(
+                rx.text(row["day"], weight="bold", size="3"),
+                rx.text(row["time"], size="2", color_scheme="gray"),
+                spacing="1",
+                min_width="180px",
+            ),
+            rx.vstack(
+                rx.text(row["provider"], weight="medium", size="3"),
+                rx.hstack(
+                    rx.icon("map-pin", size=14),
+                    rx.text(row["clinic"], size="2"),
+                    rx.badge(row["modality"], variant="soft"),
+                    align="center",
+                    spacing="2",
+                    color=rx.color("gray", 11),
+                ),
+                spacing="1",
+            ),
+            rx.spacer(),
+            rx.badge(row["status"], color_scheme="teal", size="2"),
+            align="center",
+            spacing="4",
+            wrap="wrap",
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _past_row(row: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(row["day"]),
+        rx.table.cell(row["time"]),
+        rx.table.cell(row["provider"]),
+        rx.table.cell(row["clinic"]),
+        rx.table.cell(rx.badge(row["status"], variant="soft", color_scheme="gray")),
+    )
+
+
+def _entry_row(row: rx.Var) -> rx.Component:
+    return rx.card(
+        rx.hstack(
+            rx.vstack(
+                rx.text(row["target"], weight="medium"),
+                rx.text(row["clinic"], size="2", color_scheme="gray"),
+                spacing="1",
+            ),
+            rx.vstack(
+                rx.text("Preferred times", size="1", color_scheme="gray"),
+                rx.text(row["windows"], size="2"),
+                spacing="1",
+            ),
+            rx.spacer(),
+            rx.vstack(
+                rx.badge(row["status"], color_scheme="amber", size="2"),
+                rx.text("Since ", row["since"], size="1", color_scheme="gray"),
+                align="end",
+                spacing="1",
+            ),
+            spacing="5",
+            align="center",
+            wrap="wrap",
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+@rx.page(
+    route="/patient",
+    title=f"My care · {APP_NAME}",
+    on_load=[SessionState.guard("patient"), PatientHomeState.load],
+)
+def patient_home() -> rx.Component:
+    return shell(
+        "patient",
+        page_header(
+            f"Hello, {SessionState.user_name}", "Your appointments and waitlist at " + SessionState.practice_name
+        ),
+        rx.vstack(
+            rx.heading("Upcoming appointments", size="4"),
+            rx.cond(
+                PatientHomeState.upcoming.length() > 0,
+                rx.vstack(rx.foreach(PatientHomeState.upcoming, _appointment_row), width="100%", spacing="2"),
+                empty_state("calendar", "You have no upcoming appointments."),
+            ),
+            width="100%",
+            spacing="3",
+        ),
+        rx.vstack(
+            rx.heading("On the waitlist", size="4"),
+            rx.cond(
+                PatientHomeState.entries.length() > 0,
+                rx.vstack(rx.foreach(PatientHomeState.entries, _entry_row), width="100%", spacing="2"),
+                empty_state("list-checks", "You are not on any waitlist."),
+            ),
+            width="100%",
+            spacing="3",
+        ),
+        rx.vstack(
+            rx.heading("Past appointments", size="4"),
+            rx.cond(
+                PatientHomeState.past.length() > 0,
+                rx.table.root(
+                    rx.table.header(
+                        rx.table.row(
+                            *[rx.table.column_header_cell(h) for h in ("Date", "Time", "With", "Clinic", "Status")]
+                        )
+                    ),
+                    rx.table.body(rx.foreach(PatientHomeState.past, _past_row)),
+                    variant="surface",
+                    width="100%",
+                ),
+                empty_state("history", "No past appointments yet."),
+            ),
+            width="100%",
+            spacing="3",
+        ),
+    )

@@ -1,0 +1,13 @@
+"""The Reflex app: pages for patients, doctors and admins; the REST API mounted beside them."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from backend.api.app import api
+from portal.pages import index, login  # noqa: F401 - importing registers the pages
+from portal.pages.admin import clinics, home  # noqa: F401
+from portal.pages.doctor import home as doctor_home  # noqa: F401
+from portal.pages.patient import home as patient_home  # noqa: F401
+
+app = rx.App(api_transformer=api)

@@ -1,0 +1,57 @@
+"""The patient home: upcoming and past appointments, waitlist entries."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from backend.db import UnitOfWork
+from backend.scheduling.service import list_appointments
+from backend.tenancy.context import Role
+from backend.types import utcnow
+from backend.waitlist.service import list_entries
+from portal.components import format as fmt
+from portal.state.session import SessionState
+
+
+class PatientHomeState(SessionState):
+    upcoming: list[dict[str, str]] = []
+    past: list[dict[str, str]] = []
+    entries: list[dict[str, str]] = []
+
+    @rx.event
+    def load(self):
+        actor = self._actor(Role.PATIENT)
+        if actor is None:
+            return
+        with UnitOfWork(actor) as uow:
+            appointments = list_appointments(actor, uow)
+            entries = list_entries(actor, uow)
+        now = utcnow()
+        rows = [
+            {
+                "id": str(a.id),
+                "day": fmt.day_label(a.start_at, a.clinic_timezone),
+                "time": fmt.time_range(a.start_at, a.end_at, a.clinic_timezone),
+                "provider": a.provider_name,
+                "clinic": a.clinic_name,
+                "modality": fmt.MODALITY_LABELS.get(a.modality, a.modality),
+                "status": fmt.STATUS_LABELS.get(a.status, a.status),
+                "is_future": "1" if a.start_at >= now else "",
+            }
+            for a in appointments
+        ]
+        self.upcoming = [r for r in rows if r["is_future"] and r["status"] == "Booked"]
+        self.past = list(reversed([r for r in rows if not r["is_future"]]))[:10]
+        self.entries = [
+            {
+                "id": str(e.id),
+                "target": e.provider_name,
+                "clinic": e.clinic_name,
+                "status": fmt.STATUS_LABELS.get(e.status, e.status),
+                "urgency": fmt.URGENCY_LABELS.get(e.urgency, str(e.urgency)),
+                "windows": fmt.windows_label(e.preferred_windows),
+                "since": fmt.day_label(e.created_at, e.timezone),
+            }
+            for e in entries
+            if e.status in ("waiting", "offered")
+        ]

@@ -1,0 +1,109 @@
+"""Who is signed in: read from the HttpOnly session cookie on the server, re-checked by every handler."""
+
+from __future__ import annotations
+
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import quote
+
+import reflex as rx
+
+from backend.db import UnitOfWork
+from backend.identity import service as identity
+from backend.settings import get_settings
+from backend.tenancy.context import Actor, Role
+
+HOME_BY_ROLE = {"patient": "/patient", "doctor": "/doctor", "admin": "/admin"}
+ROLE_LABELS = {"patient": "Patient", "doctor": "Clinician", "admin": "Administrator"}
+
+
+def session_token(state: rx.State) -> str | None:
+    """The session cookie's value, from the websocket handshake (which carries HttpOnly cookies too)."""
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(state.router.headers.cookie or "")
+    except CookieError:
+        return None
+    morsel = cookies.get(get_settings().session_cookie_name)
+    return morsel.value if morsel else None
+
+
+class SessionState(rx.State):
+    """The signed-in person's display data. The actor itself never leaves the server."""
+
+    user_name: str = ""
+    user_email: str = ""
+    role: str = ""
+    practice_name: str = ""
+    # The role the last guard admitted for the current page; pages render only when it matches.
+    admitted_role: str = ""
+
+    def _actor(self, *roles: Role) -> Actor | None:
+        """Resolve the session again (never trusted from earlier events); None unless it has one of `roles`."""
+        actor = identity.actor_from_session(session_token(self))
+        if actor is None or (roles and actor.role not in roles):
+            return None
+        return actor
+
+    @rx.event
+    def guard(self, role: str):
+        """Admit the page for `role`; send a stranger to the login and anyone else to their own home."""
+        self.admitted_role = ""
+        actor = self._actor()
+        if actor is None:
+            target = self.router.url.path or "/"
+            return rx.redirect(f"/login?next={quote(target)}")
+        if role and actor.role != role:
+            return rx.redirect(HOME_BY_ROLE.get(str(actor.role), "/login"))
+        with UnitOfWork(actor) as uow:
+            profile = identity.get_profile(actor, uow)
+        self.user_name = profile.full_name
+        self.user_email = profile.email
+        self.role = str(profile.role)
+        self.practice_name = profile.practice_name
+        self.admitted_role = str(actor.role)
+        return None
+
+    @rx.event
+    def go_home(self):
+        """Send the visitor to their role's home, or to the login."""
+        actor = self._actor()
+        if actor is None:
+            return rx.redirect("/login")
+        return rx.redirect(HOME_BY_ROLE.get(str(actor.role), "/login"))
+
+    @rx.var
+    def role_label(self) -> str:
+        return ROLE_LABELS.get(self.role, "")
+
+    @rx.var
+    def initials(self) -> str:
+        parts = [p for p in self.user_name.replace(".", " ").split() if p[:1].isalpha()]
+        return "".join(p[0] for p in parts[-2:]).upper() or "?"
+
+
+class LoginState(rx.State):
+    """The login page's message, read from the redirect the login route sends back."""
+
+    error: str = ""
+    notice: str = ""
+    next_path: str = ""
+
+    @rx.event
+    def load(self):
+        params = self.router.url.query_parameters
+        self.next_path = params.get("next", "")
+        self.notice = "You have been signed out." if params.get("signed_out") else ""
+        error = params.get("error", "")
+        if error == "invalid":
+            self.error = "Incorrect email or password."
+        elif error == "throttled":
+            retry = params.get("retry", "")
+            seconds = f" {retry} seconds" if retry.isdigit() else " a moment"
+            self.error = f"Too many failed attempts. For your security, wait{seconds} before trying again."
+        else:
+            self.error = ""
+        # Already signed in: skip the form.
+        actor = identity.actor_from_session(session_token(self))
+        if actor is not None and not error:
+            return rx.redirect(HOME_BY_ROLE.get(str(actor.role), "/"))
+        return None

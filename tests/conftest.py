@@ -1,0 +1,68 @@
+"""Test session set-up: a fresh PostgreSQL database per run (dropped at the end), migrated with alembic."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+TEST_DB_NAME = f"clinic_test_{os.getpid()}_{secrets.token_hex(3)}"
+
+
+def _db_url(name: str) -> str:
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Settings are read once per process; point them at this run's database before anything reads them.
+    _admin(f'CREATE DATABASE "{TEST_DB_NAME}"')
+    os.environ["DATABASE_URL"] = _db_url(TEST_DB_NAME)
+    os.environ["REDIS_URL"] = REDIS_URL
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
+    os.environ.pop("CELERY_BROKER_URL", None)
+
+    from alembic import command
+    from alembic.config import Config
+
+    from backend.settings import PROJECT_ROOT
+
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"])
+    command.upgrade(cfg, "head")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from backend.db import get_engine
+
+    get_engine().dispose()
+    _admin(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def engine() -> sa.Engine:
+    from backend.db import get_engine
+
+    return get_engine()
+
+
+@pytest.fixture
+def db(engine: sa.Engine) -> Iterator[sa.Engine]:
+    """Give the test an empty database and empty it again afterwards."""
+    from backend.models import metadata
+
+    yield engine
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")

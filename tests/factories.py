@@ -1,0 +1,266 @@
+"""Build practices and their data quickly through the ORM, for integration tests.
+
+The Tenant row is written in an unscoped unit of work (it is the root of isolation); everything else
+is written as the system actor of that tenant, so the tenant-scoping listeners run exactly as in
+production code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from backend.audit.models import AuditEvent
+from backend.audit.service import record
+from backend.db import UnitOfWork
+from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User
+from backend.identity.security import hash_password
+from backend.scheduling.models import Appointment, AppointmentStatus
+from backend.tenancy.context import Actor, Role
+from backend.tenancy.models import Clinic, Tenant
+from backend.waitlist.models import EntryStatus, WaitlistEntry
+
+TEST_PASSWORD = "correct horse battery staple"
+# argon2 is deliberately slow: hash once per test process and reuse the hash for every user.
+PASSWORD_HASH = hash_password(TEST_PASSWORD)
+
+DEFAULT_ZONES = ("America/New_York", "Europe/Berlin")
+
+
+@dataclass
+class Practice:
+    """A tenant with two clinics, one doctor, one patient and one admin (plus their actors)."""
+
+    tenant: Tenant
+    clinic: Clinic
+    clinic2: Clinic
+    provider: Provider
+    patient: Patient
+    admin_user: User
+    doctor_user: User
+    patient_user: User
+    admin_membership: Membership
+    doctor_membership: Membership
+    patient_membership: Membership
+    admin: Actor
+    doctor: Actor
+    patient_actor: Actor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self.tenant.id
+
+    @property
+    def system(self) -> Actor:
+        return Actor.system(self.tenant.id)
+
+    @property
+    def clinics(self) -> tuple[Clinic, Clinic]:
+        return (self.clinic, self.clinic2)
+
+    @property
+    def actors(self) -> dict[str, Actor]:
+        """Every kind of actor of this practice, by role name."""
+        return {"admin": self.admin, "doctor": self.doctor, "patient": self.patient_actor, "system": self.system}
+
+    @property
+    def emails(self) -> dict[str, str]:
+        return {"admin": self.admin_user.email, "doctor": self.doctor_user.email, "patient": self.patient_user.email}
+
+
+def make_practice(name: str, slug: str, *, zones: tuple[str, str] = DEFAULT_ZONES) -> Practice:
+    """Create a practice: tenant, two clinics in different zones, a doctor, a patient and an admin."""
+    with UnitOfWork(unscoped=True) as uow:
+        tenant = Tenant(name=name, slug=slug)
+        uow.session.add(tenant)
+        uow.commit()
+
+    with UnitOfWork(Actor.system(tenant.id)) as uow:
+        s = uow.session
+        clinic = Clinic(tenant_id=tenant.id, name=f"{name} Downtown", timezone=zones[0], address="1 Main St")
+        clinic2 = Clinic(tenant_id=tenant.id, name=f"{name} Uptown", timezone=zones[1], address="9 Hill Rd")
+        s.add_all([clinic, clinic2])
+        s.flush()
+        provider = Provider(
+            tenant_id=tenant.id,
+            full_name=f"Dana Doctor ({slug})",
+            title="MD",
+            specialties=["psychiatry"],
+            modalities=["in_person", "telehealth"],
+        )
+        patient = Patient(
+            tenant_id=tenant.id,
+            full_name=f"Pat Patient ({slug})",
+            email=f"patient@{slug}.test",
+            home_clinic_id=clinic.id,
+        )
+        s.add_all([provider, patient])
+        s.flush()
+        s.add(ProviderClinic(tenant_id=tenant.id, provider_id=provider.id, clinic_id=clinic.id))
+
+        def user(role: str, full_name: str) -> User:
+            u = User(tenant_id=tenant.id, email=f"{role}@{slug}.test", full_name=full_name, password_hash=PASSWORD_HASH)
+            s.add(u)
+            return u
+
+        admin_user = user("admin", f"Ada Admin ({slug})")
+        doctor_user = user("doctor", provider.full_name)
+        patient_user = user("patient", patient.full_name)
+        s.flush()
+        admin_m = Membership(tenant_id=tenant.id, user_id=admin_user.id, role=Role.ADMIN)
+        doctor_m = Membership(tenant_id=tenant.id, user_id=doctor_user.id, role=Role.DOCTOR, provider_id=provider.id)
+        patient_m = Membership(tenant_id=tenant.id, user_id=patient_user.id, role=Role.PATIENT, patient_id=patient.id)
+        s.add_all([admin_m, doctor_m, patient_m])
+        uow.commit()
+
+    return Practice(
+        tenant=tenant,
+        clinic=clinic,
+        clinic2=clinic2,
+        provider=provider,
+        patient=patient,
+        admin_user=admin_user,
+        doctor_user=doctor_user,
+        patient_user=patient_user,
+        admin_membership=admin_m,
+        doctor_membership=doctor_m,
+        patient_membership=patient_m,
+        admin=Actor(tenant_id=tenant.id, role=Role.ADMIN, user_id=admin_user.id),
+        doctor=Actor(tenant_id=tenant.id, role=Role.DOCTOR, user_id=doctor_user.id, provider_id=provider.id),
+        patient_actor=Actor(tenant_id=tenant.id, role=Role.PATIENT, user_id=patient_user.id, patient_id=patient.id),
+    )
+
+
+def future(days: int = 1, hour: int = 15, minute: int = 0) -> datetime:
+    """An aware UTC datetime `days` days from today at hh:mm UTC."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=days, hours=hour, minutes=minute)
+
+
+def add_provider(practice: Practice, full_name: str, *, clinic: Clinic | None = None, title: str = "PsyD") -> Provider:
+    """Add another provider, linked to `clinic` (default: the practice's first clinic)."""
+    with UnitOfWork(practice.system) as uow:
+        provider = Provider(tenant_id=practice.tenant_id, full_name=full_name, title=title)
+        uow.session.add(provider)
+        uow.flush()
+        uow.session.add(
+            ProviderClinic(
+                tenant_id=practice.tenant_id, provider_id=provider.id, clinic_id=(clinic or practice.clinic).id
+            )
+        )
+        uow.commit()
+    return provider
+
+
+def add_patient(practice: Practice, full_name: str, *, home_clinic: Clinic | None = None) -> Patient:
+    """Add another patient (without a login)."""
+    with UnitOfWork(practice.system) as uow:
+        patient = Patient(
+            tenant_id=practice.tenant_id, full_name=full_name, home_clinic_id=home_clinic.id if home_clinic else None
+        )
+        uow.session.add(patient)
+        uow.commit()
+    return patient
+
+
+def add_user(practice: Practice, email: str, role: Role, *, full_name: str = "Extra User", **links: Any) -> User:
+    """Add a login with one membership (links: patient_id= / provider_id=)."""
+    with UnitOfWork(practice.system) as uow:
+        user = User(tenant_id=practice.tenant_id, email=email, full_name=full_name, password_hash=PASSWORD_HASH)
+        uow.session.add(user)
+        uow.flush()
+        uow.session.add(Membership(tenant_id=practice.tenant_id, user_id=user.id, role=role, **links))
+        uow.commit()
+    return user
+
+
+def add_appointment(
+    practice: Practice,
+    start: datetime,
+    *,
+    minutes: int = 50,
+    clinic: Clinic | None = None,
+    provider: Provider | None = None,
+    patient: Patient | None = None,
+    status: AppointmentStatus = AppointmentStatus.BOOKED,
+) -> Appointment:
+    """Book an appointment (defaults: the practice's doctor, patient and first clinic)."""
+    if start.tzinfo is None:
+        raise ValueError("pass an aware datetime")
+    with UnitOfWork(practice.system) as uow:
+        appointment = Appointment(
+            tenant_id=practice.tenant_id,
+            provider_id=(provider or practice.provider).id,
+            patient_id=(patient or practice.patient).id,
+            clinic_id=(clinic or practice.clinic).id,
+            start_at=start.astimezone(UTC),
+            end_at=(start + timedelta(minutes=minutes)).astimezone(UTC),
+            status=status,
+        )
+        uow.session.add(appointment)
+        uow.commit()
+    return appointment
+
+
+def add_waitlist_entry(
+    practice: Practice,
+    *,
+    clinic: Clinic | None = None,
+    provider: Provider | None = None,
+    any_provider: bool = False,
+    patient: Patient | None = None,
+    status: EntryStatus = EntryStatus.WAITING,
+    urgency: int = 2,
+    windows: list[dict[str, Any]] | None = None,
+    earliest: date | None = None,
+) -> WaitlistEntry:
+    """Put a patient on a waitlist (defaults: the practice's patient, doctor and first clinic)."""
+    clinic = clinic or practice.clinic
+    with UnitOfWork(practice.system) as uow:
+        entry = WaitlistEntry(
+            tenant_id=practice.tenant_id,
+            patient_id=(patient or practice.patient).id,
+            clinic_id=clinic.id,
+            provider_id=None if any_provider else (provider or practice.provider).id,
+            preferred_windows=windows if windows is not None else [{"weekday": 1, "start": "09:00", "end": "12:00"}],
+            timezone=clinic.timezone,
+            earliest_date=earliest,
+            urgency=urgency,
+            status=status,
+        )
+        uow.session.add(entry)
+        uow.commit()
+    return entry
+
+
+def add_audit_event(
+    practice: Practice, action: str = "test.event", *, entity_id: uuid.UUID | None = None
+) -> AuditEvent:
+    """Write one audit event in the practice, as its system actor."""
+    with UnitOfWork(practice.system) as uow:
+        event = record(practice.system, uow, action=action, entity_type="test", entity_id=entity_id or uuid.uuid4())
+        uow.commit()
+    return event
+
+
+def rows(practice: Practice, model: type[Any], **where: Any) -> list[Any]:
+    """All rows of `model` in the practice matching `where` (read as its system actor)."""
+    from sqlmodel import select
+
+    with UnitOfWork(practice.system) as uow:
+        query = select(model)
+        for key, value in where.items():
+            query = query.where(getattr(model, key) == value)
+        found = list(uow.session.exec(query))
+        uow.session.expunge_all()  # keep the loaded values: leaving the unit of work rolls back and expires
+        return found
+
+
+def bearer(client: Any, email: str, password: str = TEST_PASSWORD, **extra: Any) -> dict[str, str]:
+    """Log in through POST /api/v1/auth/token and return the Authorization header."""
+    response = client.post("/api/v1/auth/token", json={"email": email, "password": password, **extra})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}

@@ -1,0 +1,269 @@
+"""POST /api/v1/auth/token, bearer authentication, login throttling, and the browser cookie routes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from http.cookies import SimpleCookie
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from backend.api.app import api
+from backend.db import UnitOfWork
+from backend.identity import security
+from backend.identity.models import User, UserSession
+from backend.identity.service import BAD_LOGIN, actor_from_session
+from backend.settings import get_settings
+from backend.tenancy.context import Role
+from tests.factories import TEST_PASSWORD, Practice, bearer, make_practice, rows
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with TestClient(api, follow_redirects=False) as c:
+        yield c
+
+
+@pytest.fixture
+def harbor(db: sa.Engine) -> Practice:
+    return make_practice("Harbor Mental Health", "harbor")
+
+
+@pytest.fixture
+def summit(db: sa.Engine) -> Practice:
+    return make_practice("Summit Counseling", "summit", zones=("America/Denver", "Asia/Tokyo"))
+
+
+@pytest.fixture
+def slow_backoff(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Make the first throttled wait a minute, so the test never races the clock."""
+    monkeypatch.setattr(get_settings(), "login_backoff_base_seconds", 60.0)
+    return 60.0
+
+
+def _token(client: TestClient, email: str, password: str) -> tuple[int, dict[str, object], dict[str, str]]:
+    response = client.post("/api/v1/auth/token", json={"email": email, "password": password})
+    return response.status_code, response.json(), dict(response.headers)
+
+
+def _failures(p: Practice, email: str) -> int:
+    (user,) = rows(p, User, email=email)
+    return user.failed_login_count
+
+
+# -- tokens --------------------------------------------------------------------------------------------
+
+
+def test_token_for_good_credentials(client: TestClient, harbor: Practice) -> None:
+    status, body, _ = _token(client, harbor.admin_user.email, TEST_PASSWORD)
+    assert status == 200
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == get_settings().access_token_minutes * 60
+    claims = security.decode_access_token(str(body["access_token"]))
+    assert claims["sub"] == str(harbor.admin_user.id)
+    assert claims["tenant"] == str(harbor.tenant_id)
+    assert claims["role"] == "admin"
+
+
+def test_token_works_on_a_protected_route(client: TestClient, harbor: Practice) -> None:
+    me = client.get("/api/v1/me", headers=bearer(client, harbor.doctor_user.email))
+    assert me.status_code == 200
+    assert me.json()["role"] == "doctor"
+    assert me.json()["provider_id"] == str(harbor.provider.id)
+    assert me.json()["practice"] == harbor.tenant.name
+
+
+def test_email_is_case_and_blank_insensitive(client: TestClient, harbor: Practice) -> None:
+    status, _, _ = _token(client, f"  {harbor.patient_user.email.upper()} ", TEST_PASSWORD)
+    assert status == 200
+
+
+def test_wrong_password_and_unknown_email_get_the_same_401(client: TestClient, harbor: Practice) -> None:
+    wrong_status, wrong, wrong_headers = _token(client, harbor.admin_user.email, "not the password")
+    unknown_status, unknown, _ = _token(client, "nobody@harbor.test", "not the password")
+    assert wrong_status == unknown_status == 401
+    assert wrong == unknown == {"detail": BAD_LOGIN}
+    assert wrong_headers["www-authenticate"] == "Bearer"
+
+
+def test_empty_password_is_a_422(client: TestClient, harbor: Practice) -> None:
+    response = client.post("/api/v1/auth/token", json={"email": harbor.admin_user.email, "password": ""})
+    assert response.status_code == 422
+
+
+def test_system_role_is_never_issued(client: TestClient, harbor: Practice) -> None:
+    response = client.post(
+        "/api/v1/auth/token", json={"email": harbor.admin_user.email, "password": TEST_PASSWORD, "role": "system"}
+    )
+    assert response.status_code == 401
+
+
+def test_throttled_after_five_failures_even_with_the_right_password(
+    client: TestClient, harbor: Practice, slow_backoff: float
+) -> None:
+    email = harbor.admin_user.email
+    for attempt in range(1, 6):
+        status, body, _ = _token(client, email, f"wrong-{attempt}")
+        assert (status, body) == (401, {"detail": BAD_LOGIN}), attempt
+    assert _failures(harbor, email) == 5
+
+    status, body, headers = _token(client, email, TEST_PASSWORD)
+    assert status == 429
+    retry_after = int(headers["retry-after"])
+    assert 0 < retry_after <= slow_backoff
+    assert "Too many failed attempts" in str(body["detail"])
+    assert _failures(harbor, email) == 5  # a throttled attempt is not checked, so not counted
+
+    # The other accounts of the practice are not affected.
+    assert _token(client, harbor.doctor_user.email, TEST_PASSWORD)[0] == 200
+
+
+def test_success_resets_the_failure_counter(client: TestClient, harbor: Practice, slow_backoff: float) -> None:
+    email = harbor.patient_user.email
+    for _ in range(4):
+        assert _token(client, email, "wrong")[0] == 401
+    assert _failures(harbor, email) == 4
+    assert _token(client, email, TEST_PASSWORD)[0] == 200
+    assert _failures(harbor, email) == 0
+    # Five fresh failures are free again; only the sixth attempt waits.
+    for _ in range(5):
+        assert _token(client, email, "wrong")[0] == 401
+    assert _token(client, email, TEST_PASSWORD)[0] == 429
+
+
+# -- bearer authentication -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        {"Authorization": "Token abc"},
+    ],
+    ids=["none", "empty", "garbage", "basic", "other-scheme"],
+)
+def test_protected_routes_need_a_valid_bearer_token(client: TestClient, harbor: Practice, headers: dict) -> None:
+    for path in ("/api/v1/clinics", "/api/v1/appointments", "/api/v1/waitlists", "/api/v1/audit-events"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 401, path
+        assert response.json()["detail"]
+
+
+def test_token_of_a_deactivated_user_stops_working(client: TestClient, harbor: Practice) -> None:
+    headers = bearer(client, harbor.doctor_user.email)
+    assert client.get("/api/v1/clinics", headers=headers).status_code == 200
+    with UnitOfWork(harbor.system) as uow:
+        user = uow.session.get(User, harbor.doctor_user.id)
+        assert user is not None
+        user.is_active = False
+        uow.session.add(user)
+        uow.commit()
+    assert client.get("/api/v1/clinics", headers=headers).status_code == 401
+
+
+def test_token_naming_another_tenant_is_refused(client: TestClient, harbor: Practice, summit: Practice) -> None:
+    # A validly signed token whose tenant and user do not belong together resolves to nobody.
+    token, _ = security.issue_access_token(user_id=summit.admin_user.id, tenant_id=harbor.tenant_id, role="admin")
+    response = client.get("/api/v1/clinics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+
+
+def test_token_for_a_role_the_user_does_not_hold_is_refused(client: TestClient, harbor: Practice) -> None:
+    token, _ = security.issue_access_token(user_id=harbor.patient_user.id, tenant_id=harbor.tenant_id, role="admin")
+    response = client.get("/api/v1/audit-events", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+
+
+def test_token_for_an_unknown_user_is_refused(client: TestClient, harbor: Practice) -> None:
+    token, _ = security.issue_access_token(user_id=uuid.uuid4(), tenant_id=harbor.tenant_id, role="admin")
+    assert client.get("/api/v1/clinics", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+# -- browser cookie login ------------------------------------------------------------------------------
+
+
+def _login(client: TestClient, email: str, password: str = TEST_PASSWORD, **form: str) -> httpx.Response:
+    return client.post("/auth/login", data={"email": email, "password": password, **form})
+
+
+def _cookie(response: httpx.Response) -> SimpleCookie:
+    jar: SimpleCookie = SimpleCookie()
+    for header in response.headers.get_list("set-cookie"):
+        jar.load(header)
+    return jar
+
+
+@pytest.mark.parametrize(("role", "home"), [("patient", "/patient"), ("doctor", "/doctor"), ("admin", "/admin")])
+def test_browser_login_sets_a_session_cookie_and_goes_home(
+    client: TestClient, harbor: Practice, role: str, home: str
+) -> None:
+    response = _login(client, harbor.emails[role])
+    assert response.status_code == 303
+    assert response.headers["location"] == home
+    name = get_settings().session_cookie_name
+    morsel = _cookie(response)[name]
+    assert morsel.value
+    assert morsel["httponly"] is True
+    assert morsel["samesite"].lower() == "lax"
+    assert morsel["path"] == "/"
+    assert int(morsel["max-age"]) == get_settings().session_hours * 3600
+    actor = actor_from_session(morsel.value)
+    assert actor is not None
+    assert actor.tenant_id == harbor.tenant_id and actor.role == Role(role)
+
+
+def test_browser_login_with_a_bad_password_sets_no_cookie(client: TestClient, harbor: Practice) -> None:
+    response = _login(client, harbor.admin_user.email, "wrong")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?error=invalid"
+    assert "set-cookie" not in response.headers
+    assert rows(harbor, UserSession) == []
+
+
+def test_browser_login_when_throttled(client: TestClient, harbor: Practice, slow_backoff: float) -> None:
+    for _ in range(5):
+        _login(client, harbor.admin_user.email, "wrong")
+    response = _login(client, harbor.admin_user.email)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?error=throttled&retry=")
+    assert "set-cookie" not in response.headers
+
+
+def test_browser_login_honours_a_same_site_next(client: TestClient, harbor: Practice) -> None:
+    response = _login(client, harbor.admin_user.email, next="/admin/clinics")
+    assert response.headers["location"] == "/admin/clinics"
+
+
+@pytest.mark.parametrize("target", ["//evil.example", "https://evil.example/x", "/\\evil.example", "evil"])
+def test_browser_login_ignores_a_next_to_another_site(client: TestClient, harbor: Practice, target: str) -> None:
+    response = _login(client, harbor.doctor_user.email, next=target)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/doctor"
+
+
+def test_logout_revokes_the_session_and_clears_the_cookie(client: TestClient, harbor: Practice) -> None:
+    name = get_settings().session_cookie_name
+    token = _cookie(_login(client, harbor.patient_user.email))[name].value
+    assert actor_from_session(token) is not None
+    assert client.cookies.get(name) == token  # the browser keeps it and sends it back on logout
+
+    response = client.post("/auth/logout")
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login")
+    cleared = _cookie(response)[name]
+    assert cleared.value == ""
+    assert int(cleared["max-age"]) == 0
+    assert actor_from_session(token) is None
+    (session,) = rows(harbor, UserSession)
+    assert session.revoked_at is not None
+
+
+def test_logout_without_a_cookie_is_harmless(client: TestClient, harbor: Practice) -> None:
+    response = client.post("/auth/logout")
+    assert response.status_code == 303

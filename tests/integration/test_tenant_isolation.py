@@ -1,0 +1,422 @@
+"""Tenant isolation: no service function lets one practice see or change another's data.
+
+Every function in backend.service.SERVICE_FUNCTIONS must have a case in CASES below; the test fails for
+any registered function without one, so a new service cannot land without showing that another
+tenant's rows never appear in its results and that another tenant's ids behave exactly like missing ones.
+Each case runs in both directions (A against B, then B against A).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import delete, update
+from sqlmodel import Session, select
+
+import backend
+from backend.audit.models import AuditEvent
+from backend.db import UnitOfWork
+from backend.errors import NotFound, PermissionDenied, TenantScopeError
+from backend.identity.models import Patient, ProviderClinic, User
+from backend.scheduling.models import Appointment
+from backend.service import SERVICE_FUNCTIONS
+from backend.tenancy.context import Actor, Role
+from backend.tenancy.models import Clinic, ClinicCreate, ClinicUpdate, Tenant
+from backend.types import utcnow
+from backend.waitlist.models import EntryStatus
+from tests.factories import (
+    Practice,
+    add_appointment,
+    add_audit_event,
+    add_waitlist_entry,
+    future,
+    make_practice,
+    rows,
+)
+
+
+def _import_every_service_module() -> None:
+    for info in pkgutil.walk_packages(backend.__path__, "backend."):
+        if info.name.rsplit(".", 1)[-1] == "service":
+            importlib.import_module(info.name)
+
+
+_import_every_service_module()
+REGISTERED = sorted(SERVICE_FUNCTIONS)
+
+
+# -- data ----------------------------------------------------------------------------------------------
+
+
+def _populate(p: Practice, day: int) -> Practice:
+    """Give a practice an appointment, two waitlist entries, an audit event and an archived clinic."""
+    appointment = add_appointment(p, future(days=day, hour=14))
+    entry = add_waitlist_entry(p)
+    open_entry = add_waitlist_entry(p, any_provider=True, clinic=p.clinic, urgency=3)
+    event = add_audit_event(p, "test.seeded")
+    with UnitOfWork(p.system) as uow:
+        clinic2 = uow.session.get(Clinic, p.clinic2.id)
+        assert clinic2 is not None
+        clinic2.archived_at = utcnow()
+        uow.session.add(clinic2)
+        uow.commit()
+    p.extra.update(
+        appointments={appointment.id},
+        entries={entry.id, open_entry.id},
+        audit_events={event.id},
+    )
+    return p
+
+
+@pytest.fixture
+def world(db: sa.Engine) -> dict[str, Practice]:
+    a = _populate(make_practice("Harbor Mental Health", "harbor"), day=3)
+    b = _populate(make_practice("Summit Counseling", "summit", zones=("America/Denver", "Asia/Tokyo")), day=4)
+    return {"A": a, "B": b}
+
+
+def _snapshot(p: Practice) -> dict[str, Any]:
+    """Everything a cross-tenant write could have touched in practice `p`."""
+    with UnitOfWork(p.system) as uow:
+        s = uow.session
+        return {
+            "clinics": sorted((c.id, c.name, c.timezone, c.address, c.archived_at) for c in s.exec(select(Clinic))),
+            "links": sorted((link.provider_id, link.clinic_id) for link in s.exec(select(ProviderClinic))),
+            "homes": sorted((pt.id, pt.home_clinic_id) for pt in s.exec(select(Patient))),
+            "audit": sorted(e.id for e in s.exec(select(AuditEvent))),
+        }
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def _call(name: str, actor: Actor, *args: Any, **kwargs: Any) -> Any:
+    """Run a registered service function in the actor's own unit of work, committing if it returns."""
+    fn = SERVICE_FUNCTIONS[name]
+    with UnitOfWork(actor) as uow:
+        result = fn(actor, uow, *args, **kwargs)
+        uow.commit()
+        return result
+
+
+def _like_missing(name: str, actor: Actor, foreign_id: uuid.UUID, *rest: Any) -> None:
+    """Another tenant's id must raise NotFound with exactly the message a random id gets."""
+    with pytest.raises(NotFound) as foreign:
+        _call(name, actor, foreign_id, *rest)
+    with pytest.raises(NotFound) as missing:
+        _call(name, actor, uuid.uuid4(), *rest)
+    assert foreign.value.message == missing.value.message
+    assert foreign.value.status_code == missing.value.status_code == 404
+
+
+def _all_actors(p: Practice) -> list[Actor]:
+    return list(p.actors.values())
+
+
+Case = Callable[[Practice, Practice], None]
+CASES: dict[str, Case] = {}
+
+
+def case(name: str) -> Callable[[Case], Case]:
+    def register(fn: Case) -> Case:
+        CASES[name] = fn
+        return fn
+
+    return register
+
+
+# -- one case per registered service function ----------------------------------------------------------
+
+
+@case("backend.tenancy.service.get_tenant")
+def _get_tenant(me: Practice, other: Practice) -> None:
+    for actor in _all_actors(me):
+        tenant = _call("backend.tenancy.service.get_tenant", actor)
+        assert tenant.id == me.tenant_id and tenant.name == me.tenant.name
+
+
+@case("backend.tenancy.service.list_clinics")
+def _list_clinics(me: Practice, other: Practice) -> None:
+    mine = {c.id for c in me.clinics}
+    for actor in _all_actors(me):
+        everything = {c.id for c in _call("backend.tenancy.service.list_clinics", actor, include_archived=True)}
+        current = {c.id for c in _call("backend.tenancy.service.list_clinics", actor)}
+        assert everything == mine
+        assert current == {me.clinic.id}
+
+
+@case("backend.tenancy.service.get_clinic")
+def _get_clinic(me: Practice, other: Practice) -> None:
+    for actor in _all_actors(me):
+        assert _call("backend.tenancy.service.get_clinic", actor, me.clinic.id).id == me.clinic.id
+        for foreign in other.clinics:
+            _like_missing("backend.tenancy.service.get_clinic", actor, foreign.id)
+
+
+@case("backend.tenancy.service.create_clinic")
+def _create_clinic(me: Practice, other: Practice) -> None:
+    before = _snapshot(other)
+    # The other practice's clinic name is free here: its existence must not leak as a conflict.
+    created = _call(
+        "backend.tenancy.service.create_clinic", me.admin, ClinicCreate(name=other.clinic.name, timezone="UTC")
+    )
+    assert created.tenant_id == me.tenant_id
+    assert {c.id for c in rows(me, Clinic)} == {me.clinic.id, me.clinic2.id, created.id}
+    assert _snapshot(other) == before
+
+
+@case("backend.tenancy.service.update_clinic")
+def _update_clinic(me: Practice, other: Practice) -> None:
+    before = _snapshot(other)
+    for actor in (me.admin, me.system):
+        for foreign in other.clinics:
+            for change in (ClinicUpdate(name="Hijacked"), ClinicUpdate(archived=True), ClinicUpdate(archived=False)):
+                _like_missing("backend.tenancy.service.update_clinic", actor, foreign.id, change)
+    assert _snapshot(other) == before
+
+
+@case("backend.tenancy.service.delete_clinic")
+def _delete_clinic(me: Practice, other: Practice) -> None:
+    before = _snapshot(other)
+    for actor in (me.admin, me.system):
+        # clinic2 has nothing depending on it: a leak would delete it rather than refuse.
+        for foreign in (other.clinic2, other.clinic):
+            _like_missing("backend.tenancy.service.delete_clinic", actor, foreign.id)
+    assert _snapshot(other) == before
+
+
+@case("backend.tenancy.service.clinic_overview")
+def _clinic_overview(me: Practice, other: Practice) -> None:
+    def figures() -> dict[uuid.UUID, tuple[int, int, int, int]]:
+        summaries = _call("backend.tenancy.service.clinic_overview", me.admin)
+        return {s.clinic_id: (s.providers, s.patients, s.upcoming_appointments, s.waiting_entries) for s in summaries}
+
+    expected = {me.clinic.id: (1, 1, 1, 2), me.clinic2.id: (0, 0, 0, 0)}
+    assert figures() == expected
+    # Rows of the other practice that point at my clinic ids (the schema's plain foreign keys allow it)
+    # must still not be counted: every count is scoped by tenant, not only by clinic id.
+    with UnitOfWork(other.system) as uow:
+        uow.session.add(
+            ProviderClinic(tenant_id=other.tenant_id, provider_id=other.provider.id, clinic_id=me.clinic.id)
+        )
+        uow.session.add(Patient(tenant_id=other.tenant_id, full_name="Stray", home_clinic_id=me.clinic.id))
+        uow.commit()
+    add_appointment(other, future(days=9, hour=10), clinic=me.clinic)
+    add_waitlist_entry(other, clinic=me.clinic)
+    assert figures() == expected
+
+
+@case("backend.identity.service.get_profile")
+def _get_profile(me: Practice, other: Practice) -> None:
+    for actor in (me.admin, me.doctor, me.patient_actor):
+        profile = _call("backend.identity.service.get_profile", actor)
+        assert profile.practice_name == me.tenant.name and profile.user_id == actor.user_id
+    for role, foreign_user in ((Role.ADMIN, other.admin_user), (Role.PATIENT, other.patient_user)):
+        forged = Actor(tenant_id=me.tenant_id, role=role, user_id=foreign_user.id)
+        with pytest.raises(NotFound) as foreign:
+            _call("backend.identity.service.get_profile", forged)
+        with pytest.raises(NotFound) as missing:
+            _call(
+                "backend.identity.service.get_profile", Actor(tenant_id=me.tenant_id, role=role, user_id=uuid.uuid4())
+            )
+        assert foreign.value.message == missing.value.message
+
+
+@case("backend.identity.service.get_patient")
+def _get_patient(me: Practice, other: Practice) -> None:
+    for actor in _all_actors(me):
+        if actor.role != Role.PATIENT:
+            assert _call("backend.identity.service.get_patient", actor, me.patient.id).id == me.patient.id
+        _like_missing("backend.identity.service.get_patient", actor, other.patient.id)
+    assert _call("backend.identity.service.get_patient", me.patient_actor, me.patient.id).id == me.patient.id
+
+
+@case("backend.scheduling.service.list_appointments")
+def _list_appointments(me: Practice, other: Practice) -> None:
+    name = "backend.scheduling.service.list_appointments"
+    my_clinics = {c.id for c in me.clinics}
+    for actor in _all_actors(me):
+        views = _call(name, actor)
+        assert {v.id for v in views} == me.extra["appointments"], actor.role
+        assert all(v.clinic_id in my_clinics and v.provider_id == me.provider.id for v in views)
+        assert _call(name, actor, provider_id=other.provider.id) == []
+        assert _call(name, actor, clinic_id=other.clinic.id) == []
+
+
+@case("backend.waitlist.service.list_entries")
+def _list_entries(me: Practice, other: Practice) -> None:
+    name = "backend.waitlist.service.list_entries"
+    for actor in _all_actors(me):
+        views = _call(name, actor)
+        assert {v.id for v in views} == me.extra["entries"], actor.role
+        assert all(v.patient_id == me.patient.id and v.clinic_id == me.clinic.id for v in views)
+        assert _call(name, actor, provider_id=other.provider.id) == []
+        assert _call(name, actor, clinic_id=other.clinic.id) == []
+        assert {v.id for v in _call(name, actor, status=EntryStatus.WAITING)} == me.extra["entries"]
+
+
+@case("backend.audit.service.list_audit_events")
+def _list_audit_events(me: Practice, other: Practice) -> None:
+    name = "backend.audit.service.list_audit_events"
+    theirs = {e.id for e in rows(other, AuditEvent)}
+    assert theirs  # the other practice does have events to leak
+    for actor in (me.admin, me.system):
+        events = _call(name, actor, limit=500)
+        assert {e.id for e in events} == me.extra["audit_events"]
+        assert all(e.tenant_id == me.tenant_id for e in events)
+        for event in rows(other, AuditEvent):
+            assert _call(name, actor, entity_id=event.entity_id) == []
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor)
+
+
+# -- the registry walk ---------------------------------------------------------------------------------
+
+
+def test_registry_holds_every_known_service() -> None:
+    # Guards the walk itself: an import failure or an empty registry would silently test nothing.
+    assert {
+        "backend.tenancy.service.get_clinic",
+        "backend.identity.service.get_patient",
+        "backend.scheduling.service.list_appointments",
+        "backend.waitlist.service.list_entries",
+        "backend.audit.service.list_audit_events",
+    } <= set(REGISTERED)
+
+
+def test_every_registered_service_has_a_case_and_every_case_a_service() -> None:
+    missing = sorted(set(REGISTERED) - set(CASES))
+    stale = sorted(set(CASES) - set(REGISTERED))
+    assert not missing, f"registered service functions without a cross-tenant case in CASES: {missing}"
+    assert not stale, f"cases for functions that are no longer registered: {stale}"
+
+
+@pytest.mark.parametrize("direction", ["A->B", "B->A"])
+@pytest.mark.parametrize("name", REGISTERED)
+def test_service_never_crosses_tenants(name: str, direction: str, world: dict[str, Practice]) -> None:
+    check = CASES.get(name)
+    assert check is not None, f"{name} is a registered service function without a cross-tenant case: add one"
+    me, other = (world["A"], world["B"]) if direction == "A->B" else (world["B"], world["A"])
+    check(me, other)
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_service_refuses_a_unit_of_work_of_another_tenant(name: str, world: dict[str, Practice]) -> None:
+    a, b = world["A"], world["B"]
+    fn = SERVICE_FUNCTIONS[name]
+    for actor in (a.admin, a.system, a.patient_actor):
+        with UnitOfWork(b.system) as uow, pytest.raises(TenantScopeError, match="another tenant"):
+            fn(actor, uow)
+        with UnitOfWork(unscoped=True) as uow, pytest.raises(TenantScopeError):
+            fn(actor, uow)
+
+
+# -- the unit of work and its listeners ----------------------------------------------------------------
+
+
+def test_unit_of_work_without_actor_is_refused(db: sa.Engine) -> None:
+    with pytest.raises(TenantScopeError, match="needs an actor"):
+        UnitOfWork()
+    with pytest.raises(TenantScopeError):
+        UnitOfWork(None)
+
+
+def test_orm_query_in_a_session_without_tenant_raises(world: dict[str, Practice], engine: sa.Engine) -> None:
+    with Session(engine) as session:
+        for query in (
+            select(Clinic),
+            select(Appointment.id),
+            select(Tenant),
+            select(sa.func.count()).select_from(User),
+        ):
+            with pytest.raises(TenantScopeError, match="outside a tenant scope"):
+                session.exec(query)
+        with pytest.raises(TenantScopeError):
+            session.get(Clinic, world["A"].clinic.id)
+        with pytest.raises(TenantScopeError):
+            session.execute(delete(ProviderClinic))
+    assert len(rows(world["A"], ProviderClinic)) == 1
+
+
+def test_unscoped_unit_of_work_sees_every_tenant(world: dict[str, Practice]) -> None:
+    # The control for the refusals: the data of both practices is really there.
+    with UnitOfWork(unscoped=True) as uow:
+        tenants = {c.tenant_id for c in uow.session.exec(select(Clinic))}
+    assert tenants == {world["A"].tenant_id, world["B"].tenant_id}
+
+
+def test_write_in_a_session_without_tenant_raises(world: dict[str, Practice], engine: sa.Engine) -> None:
+    with Session(engine) as session:
+        session.add(Clinic(tenant_id=world["A"].tenant_id, name="Nowhere", timezone="UTC"))
+        with pytest.raises(TenantScopeError, match="write outside a tenant scope"):
+            session.flush()
+
+
+def test_new_row_gets_the_unit_of_work_tenant(world: dict[str, Practice]) -> None:
+    a = world["A"]
+    with UnitOfWork(a.admin) as uow:
+        clinic = Clinic(name="Stamped", timezone="UTC")
+        uow.session.add(clinic)
+        uow.commit()
+    assert clinic.tenant_id == a.tenant_id
+
+
+def test_flushing_a_row_of_another_tenant_raises(world: dict[str, Practice]) -> None:
+    a, b = world["A"], world["B"]
+    before = _snapshot(b)
+    with UnitOfWork(a.admin) as uow:
+        uow.session.add(Clinic(tenant_id=b.tenant_id, name="Planted", timezone="UTC"))
+        with pytest.raises(TenantScopeError, match="another tenant's row"):
+            uow.flush()
+    assert _snapshot(b) == before
+
+
+def test_moving_a_row_to_another_tenant_raises(world: dict[str, Practice]) -> None:
+    a, b = world["A"], world["B"]
+    with UnitOfWork(a.admin) as uow:
+        clinic = uow.session.get(Clinic, a.clinic.id)
+        assert clinic is not None
+        clinic.tenant_id = b.tenant_id
+        uow.session.add(clinic)
+        with pytest.raises(TenantScopeError, match="another tenant's row"):
+            uow.commit()
+    assert {c.id for c in rows(a, Clinic)} == {a.clinic.id, a.clinic2.id}
+
+
+def test_orm_bulk_update_and_delete_are_scoped(world: dict[str, Practice]) -> None:
+    a, b = world["A"], world["B"]
+    with UnitOfWork(a.admin) as uow:
+        uow.session.execute(update(Patient).values(phone="555-0100"))
+        uow.session.execute(delete(ProviderClinic))
+        uow.commit()
+    assert [p.phone for p in rows(a, Patient)] == ["555-0100"]
+    assert rows(a, ProviderClinic) == []
+    assert [p.phone for p in rows(b, Patient)] == [""]
+    assert len(rows(b, ProviderClinic)) == 1
+
+
+def test_get_by_primary_key_is_scoped(world: dict[str, Practice]) -> None:
+    a, b = world["A"], world["B"]
+    with UnitOfWork(a.system) as uow:
+        assert uow.session.get(Clinic, a.clinic.id) is not None
+        assert uow.session.get(Clinic, b.clinic.id) is None
+        assert uow.session.get(Patient, b.patient.id) is None
+        assert uow.session.get(User, b.admin_user.id) is None
+
+
+def test_scoping_survives_the_statement_cache(world: dict[str, Practice]) -> None:
+    # The same statement shapes, alternating between tenants: a cached criterion must not keep a tenant id.
+    a, b = world["A"], world["B"]
+    for _ in range(3):
+        for me in (a, b, b, a):
+            with UnitOfWork(me.patient_actor) as uow:
+                assert {c.id for c in uow.session.exec(select(Clinic))} == {me.clinic.id, me.clinic2.id}
+                assert uow.session.get(Patient, me.patient.id) is not None
+            assert {c.id for c in _call("backend.tenancy.service.list_clinics", me.admin)} == {me.clinic.id}
