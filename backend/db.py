@@ -147,6 +147,9 @@ class UnitOfWork:
     ) -> None:
         try:
             if not self._committed:
+                # Detach what was loaded first: a read-only unit of work hands its results to the caller,
+                # and a rollback would expire them.
+                self.session.expunge_all()
                 self.session.rollback()
         finally:
             self.session.close()

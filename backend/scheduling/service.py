@@ -69,7 +69,7 @@ def list_appointments(
         query = query.where(Appointment.start_at < end)
     if active_only:
         query = query.where(col(Appointment.status).in_(ACTIVE_APPOINTMENT_STATUSES))
-    query = query.order_by(Appointment.start_at).limit(max(1, min(limit, 1000)))
+    query = query.order_by(col(Appointment.start_at)).limit(max(1, min(limit, 1000)))
     return [
         AppointmentView(
             id=appt.id,

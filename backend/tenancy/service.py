@@ -14,7 +14,7 @@ from backend import events
 from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import Conflict, NotFound
-from backend.identity.models import Patient, ProviderClinic
+from backend.identity.models import Patient, Provider, ProviderClinic
 from backend.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule
 from backend.service import require_role, service_function
 from backend.tenancy.context import Actor, Role
@@ -98,7 +98,10 @@ def update_clinic(actor: Actor, uow: UnitOfWork, clinic_id: uuid.UUID, data: Cli
         changed.append("archived")
     if changed:
         uow.session.add(clinic)
-        uow.flush()
+        try:
+            uow.flush()
+        except IntegrityError as exc:  # a concurrent rename to the same name
+            raise Conflict(f"a clinic named {clinic.name!r} already exists", field="name") from exc
         record(actor, uow, action="clinic.updated", entity_type="clinic", entity_id=clinic.id, data={"fields": changed})
         events.emit(uow, "clinic.changed", entity_id=clinic.id)
     return clinic
@@ -127,7 +130,7 @@ def delete_clinic(actor: Actor, uow: UnitOfWork, clinic_id: uuid.UUID) -> None:
         raise Conflict(f"{clinic.name} still has waitlist entries; archive the clinic instead of deleting it")
     # Availability, provider links and its policy override only describe the clinic itself.
     for model in (AvailabilityRule, ProviderClinic, WaitlistPolicy):
-        uow.session.execute(delete(model).where(model.clinic_id == clinic.id))  # type: ignore[attr-defined]
+        uow.session.execute(delete(model).where(col(model.clinic_id) == clinic.id))  # type: ignore[attr-defined]
     uow.session.execute(update(Patient).where(col(Patient.home_clinic_id) == clinic.id).values(home_clinic_id=None))
     uow.session.delete(clinic)
     uow.flush()
@@ -159,21 +162,21 @@ def clinic_overview(actor: Actor, uow: UnitOfWork, *, include_archived: bool = T
     def counts(query: Any) -> dict[uuid.UUID, int]:
         return {clinic_id: n for clinic_id, n in uow.session.exec(query)}
 
-    providers = counts(select(ProviderClinic.clinic_id, func.count()).group_by(ProviderClinic.clinic_id))
+    providers = counts(select(ProviderClinic.clinic_id, func.count()).group_by(col(ProviderClinic.clinic_id)))
     patients = counts(
         select(Patient.home_clinic_id, func.count())
         .where(col(Patient.home_clinic_id).is_not(None))
-        .group_by(Patient.home_clinic_id)
+        .group_by(col(Patient.home_clinic_id))
     )
     upcoming = counts(
         select(Appointment.clinic_id, func.count())
         .where(Appointment.start_at >= now, Appointment.status == AppointmentStatus.BOOKED)
-        .group_by(Appointment.clinic_id)
+        .group_by(col(Appointment.clinic_id))
     )
     waiting = counts(
         select(WaitlistEntry.clinic_id, func.count())
         .where(col(WaitlistEntry.status).in_(ACTIVE_ENTRY_STATUSES))
-        .group_by(WaitlistEntry.clinic_id)
+        .group_by(col(WaitlistEntry.clinic_id))
     )
     return [
         ClinicSummary(
@@ -188,3 +191,35 @@ def clinic_overview(actor: Actor, uow: UnitOfWork, *, include_archived: bool = T
         )
         for c in clinics
     ]
+
+
+@dataclass(frozen=True)
+class PracticeTotals:
+    """Distinct counts across the practice (a provider of two clinics counts once)."""
+
+    providers: int
+    patients: int
+    upcoming_appointments: int
+    waiting_entries: int
+
+
+@service_function
+def practice_totals(actor: Actor, uow: UnitOfWork) -> PracticeTotals:
+    """Count active providers, patients, upcoming appointments and active waitlist entries (admin)."""
+    require_role(actor, Role.ADMIN)
+
+    def count(query: Any) -> int:
+        return int(uow.session.exec(query).one())
+
+    return PracticeTotals(
+        providers=count(select(func.count()).select_from(Provider).where(col(Provider.active).is_(True))),
+        patients=count(select(func.count()).select_from(Patient)),
+        upcoming_appointments=count(
+            select(func.count())
+            .select_from(Appointment)
+            .where(Appointment.start_at >= utcnow(), Appointment.status == AppointmentStatus.BOOKED)
+        ),
+        waiting_entries=count(
+            select(func.count()).select_from(WaitlistEntry).where(col(WaitlistEntry.status).in_(ACTIVE_ENTRY_STATUSES))
+        ),
+    )

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import and_, or_
 from sqlmodel import col, select
 
 from backend.db import UnitOfWork
-from backend.identity.models import Patient, Provider
+from backend.identity.models import Patient, Provider, ProviderClinic
 from backend.service import service_function
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic
@@ -53,15 +54,22 @@ def list_entries(
     if actor.role == Role.PATIENT:
         query = query.where(WaitlistEntry.patient_id == actor.patient_id)
     elif actor.role == Role.DOCTOR:
-        # Entries for this doctor, or for any provider of a clinic.
-        query = query.where((WaitlistEntry.provider_id == actor.provider_id) | col(WaitlistEntry.provider_id).is_(None))
+        # Entries for this doctor, or for "any provider" at a clinic where this doctor works.
+        works_at = select(ProviderClinic.clinic_id).where(ProviderClinic.provider_id == actor.provider_id)
+        query = query.where(
+            or_(
+                col(WaitlistEntry.provider_id) == actor.provider_id,
+                and_(col(WaitlistEntry.provider_id).is_(None), col(WaitlistEntry.clinic_id).in_(works_at)),
+            )
+        )
     if clinic_id is not None:
         query = query.where(WaitlistEntry.clinic_id == clinic_id)
     if provider_id is not None:
         query = query.where(WaitlistEntry.provider_id == provider_id)
     if status is not None:
         query = query.where(WaitlistEntry.status == status)
-    query = query.order_by(col(WaitlistEntry.urgency).desc(), WaitlistEntry.created_at).limit(max(1, min(limit, 1000)))
+    query = query.order_by(col(WaitlistEntry.urgency).desc(), col(WaitlistEntry.created_at))
+    query = query.limit(max(1, min(limit, 1000)))
     return [
         EntryView(
             id=entry.id,

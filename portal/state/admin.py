@@ -34,6 +34,8 @@ class AdminState(SessionState):
     clinics: list[dict[str, str]] = []
     selected_clinic_id: str = ALL_CLINICS
     overview: list[dict[str, str]] = []
+    # Distinct practice-wide counts, for "All clinics" (summing clinics would count shared providers twice).
+    practice: dict[str, int] = {}
 
     def _admin(self) -> Actor | None:
         return self._actor(Role.ADMIN)
@@ -41,6 +43,13 @@ class AdminState(SessionState):
     def _refresh(self, actor: Actor) -> None:
         with UnitOfWork(actor) as uow:
             summaries = tenancy.clinic_overview(actor, uow, include_archived=True)
+            totals = tenancy.practice_totals(actor, uow)
+        self.practice = {
+            "providers": totals.providers,
+            "patients": totals.patients,
+            "upcoming": totals.upcoming_appointments,
+            "waiting": totals.waiting_entries,
+        }
         self.clinics = [
             {"id": str(s.clinic_id), "name": s.name, "timezone": s.timezone, "archived": "1" if s.archived else ""}
             for s in summaries
@@ -91,6 +100,8 @@ class AdminState(SessionState):
         return [row for row in self.overview if row["id"] == self.selected_clinic_id]
 
     def _total(self, key: str) -> int:
+        if self.selected_clinic_id == ALL_CLINICS:
+            return self.practice.get(key, 0)
         return sum(int(row[key]) for row in self.visible_overview)
 
     @rx.var

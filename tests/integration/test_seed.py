@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.config import Config
 
-from alembic import command
 from backend import seed
 from backend.db import make_engine
 from backend.identity.security import verify_password

@@ -420,3 +420,14 @@ def test_scoping_survives_the_statement_cache(world: dict[str, Practice]) -> Non
                 assert {c.id for c in uow.session.exec(select(Clinic))} == {me.clinic.id, me.clinic2.id}
                 assert uow.session.get(Patient, me.patient.id) is not None
             assert {c.id for c in _call("backend.tenancy.service.list_clinics", me.admin)} == {me.clinic.id}
+
+
+@case("backend.tenancy.service.practice_totals")
+def _practice_totals(me: Practice, other: Practice) -> None:
+    totals = _call("backend.tenancy.service.practice_totals", me.admin)
+    assert (totals.providers, totals.patients, totals.upcoming_appointments, totals.waiting_entries) == (1, 1, 1, 2)
+    # More of the other practice's rows change nothing here.
+    add_appointment(other, future(days=9, hour=10))
+    add_waitlist_entry(other)
+    again = _call("backend.tenancy.service.practice_totals", me.admin)
+    assert again == totals
