@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.fields import field_label
 from portal.components.native_form import native_form
 from portal.components.shell import APP_NAME
 from portal.state.session import LoginState
@@ -11,7 +12,7 @@ from portal.state.session import LoginState
 
 def _field(label: str, name: str, kind: str, autocomplete: str) -> rx.Component:
     return rx.vstack(
-        rx.text(label, as_="label", html_for=name, size="2", weight="medium"),
+        field_label(label, name),
         rx.input(id=name, name=name, type=kind, required=True, auto_complete=autocomplete, size="3", width="100%"),
         spacing="1",
         width="100%",

@@ -44,9 +44,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"the app exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
         try:
-            if httpx.get(f"{url}/api/ready", timeout=2).status_code == 200 and "<html" in httpx.get(
-                f"{url}/login", timeout=5
-            ).text.lower():
+            ready = httpx.get(f"{url}/api/ready", timeout=2).status_code == 200
+            if ready and "<html" in httpx.get(f"{url}/login", timeout=5, follow_redirects=True).text.lower():
                 return
         except httpx.HTTPError:
             pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from portal.components.clinic_selector import clinic_selector
+from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, page_header, shell
 from portal.state.admin import ClinicFormState
 from portal.state.session import SessionState
@@ -17,7 +18,7 @@ def _error(field: str) -> rx.Component:
 
 def _field(label: str, name: str, value: rx.Var, **props) -> rx.Component:
     return rx.vstack(
-        rx.text(label, as_="label", html_for=f"clinic-{name}", size="2", weight="medium"),
+        field_label(label, f"clinic-{name}"),
         rx.input(id=f"clinic-{name}", name=name, default_value=value, width="100%", **props),
         _error(name),
         spacing="1",
