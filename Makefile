@@ -45,11 +45,12 @@ chromium:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test: venv chromium
-	$(BIN)/ruff check backend portal tests bench
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest tests/unit tests/integration tests/e2e
 
 lint: venv
-	$(BIN)/ruff check backend portal tests bench
+	$(BIN)/ruff check .
 
 typecheck: venv
 	$(BIN)/mypy

@@ -10,11 +10,11 @@ from logging.config import fileConfig
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import event, pool
 from sqlmodel.sql.sqltypes import AutoString
 
-from alembic import context
 from backend.models import metadata
 from backend.types import UTCDateTime
 

@@ -18,6 +18,10 @@ class AuthenticationFailed(DomainError):
     status_code = 401
 
 
+class PracticeRequired(AuthenticationFailed):
+    """The email has accounts in several practices: the login must name one."""
+
+
 class PermissionDenied(DomainError):
     status_code = 403
 

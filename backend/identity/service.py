@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from backend.audit.service import record
 from backend.db import UnitOfWork
-from backend.errors import AuthenticationFailed, NotFound, RateLimited
+from backend.errors import AuthenticationFailed, NotFound, PracticeRequired, RateLimited
 from backend.identity import security
 from backend.identity.models import Membership, Patient, Provider, User, UserSession
 from backend.service import service_function
@@ -77,7 +77,7 @@ def authenticate(*, email: str, password: str, practice: str | None = None, role
         matched = [u for u in candidates if security.verify_password(u.password_hash, password)]
         if len(matched) > 1:
             # The right password for accounts in several practices is not a failed attempt: never count it.
-            raise AuthenticationFailed("This email belongs to several practices; choose your practice.")
+            raise PracticeRequired("This email belongs to several practices; choose your practice.")
         if not matched:
             now = utcnow()
             for user in candidates:

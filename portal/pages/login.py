@@ -44,6 +44,15 @@ def login() -> rx.Component:
                     ),
                     _field("Email", "email", "email", "username"),
                     _field("Password", "password", "password", "current-password"),
+                    rx.cond(
+                        LoginState.ask_practice,
+                        rx.vstack(
+                            field_label("Practice (short name, e.g. harbor)", "practice"),
+                            rx.input(id="practice", name="practice", required=True, size="3", width="100%"),
+                            spacing="1",
+                            width="100%",
+                        ),
+                    ),
                     rx.el.input(type="hidden", name="next", value=LoginState.next_path),
                     rx.button("Sign in", type="submit", size="3", width="100%"),
                     spacing="4",

@@ -87,6 +87,7 @@ class LoginState(rx.State):
     error: str = ""
     notice: str = ""
     next_path: str = ""
+    ask_practice: bool = False
 
     @rx.event
     def load(self):
@@ -94,7 +95,10 @@ class LoginState(rx.State):
         self.next_path = params.get("next", "")
         self.notice = "You have been signed out." if params.get("signed_out") else ""
         error = params.get("error", "")
-        if error == "invalid":
+        self.ask_practice = error == "practice"
+        if error == "practice":
+            self.error = "This email has accounts at several practices. Enter the practice's short name too."
+        elif error == "invalid":
             self.error = "Incorrect email or password."
         elif error == "throttled":
             retry = params.get("retry", "")

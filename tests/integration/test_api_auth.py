@@ -267,3 +267,20 @@ def test_logout_revokes_the_session_and_clears_the_cookie(client: TestClient, ha
 def test_logout_without_a_cookie_is_harmless(client: TestClient, harbor: Practice) -> None:
     response = client.post("/auth/logout")
     assert response.status_code == 303
+
+
+def test_browser_login_asks_for_the_practice_when_the_email_is_in_two(
+    client: TestClient, harbor: Practice, summit: Practice
+) -> None:
+    from tests.factories import add_user
+
+    add_user(harbor, "shared@example.test", Role.ADMIN)
+    add_user(summit, "shared@example.test", Role.ADMIN)
+    asked = _login(client, "shared@example.test")
+    assert asked.status_code == 303
+    assert asked.headers["location"] == "/login?error=practice"
+    assert "set-cookie" not in asked.headers
+    chosen = _login(client, "shared@example.test", practice="summit")
+    assert chosen.headers["location"] == "/admin"
+    actor = actor_from_session(_cookie(chosen)[get_settings().session_cookie_name].value)
+    assert actor is not None and actor.tenant_id == summit.tenant_id

@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
 from backend.api.deps import ActorDep, UowDep
-from backend.errors import AuthenticationFailed, RateLimited
+from backend.errors import AuthenticationFailed, PracticeRequired, RateLimited
 from backend.identity import service as identity
 from backend.settings import get_settings
 from backend.tenancy.context import Role
@@ -82,10 +82,13 @@ def browser_login(
     email: Annotated[str, Form(max_length=320)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     next: Annotated[str | None, Form(max_length=500)] = None,
+    practice: Annotated[str | None, Form(max_length=60)] = None,
 ) -> RedirectResponse:
     """Check the login form; on success set the HttpOnly session cookie and go to the role's home."""
     try:
-        actor = identity.authenticate(email=email, password=password)
+        actor = identity.authenticate(email=email, password=password, practice=(practice or "").strip() or None)
+    except PracticeRequired:
+        return RedirectResponse("/login?error=practice", status_code=303)
     except RateLimited as exc:
         query = urlencode({"error": "throttled", "retry": exc.retry_after})
         return RedirectResponse(f"/login?{query}", status_code=303)
