@@ -126,6 +126,7 @@ class UnitOfWork:
         self._engine = engine or get_engine()
         self._unscoped = unscoped
         self._after_commit: list[AfterCommit] = []
+        self._on_close: list[AfterCommit] = []
         self._committed = False
         self.session: Session
 
@@ -153,10 +154,20 @@ class UnitOfWork:
                 self.session.rollback()
         finally:
             self.session.close()
+            hooks, self._on_close = self._on_close, []
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception:
+                    logger.exception("on-close hook failed")
 
     def after_commit(self, hook: AfterCommit) -> None:
         """Run `hook` once the transaction has committed (publish events, enqueue tasks)."""
         self._after_commit.append(hook)
+
+    def on_close(self, hook: AfterCommit) -> None:
+        """Run `hook` when the unit of work ends, committed or not (release locks and markers)."""
+        self._on_close.append(hook)
 
     def flush(self) -> None:
         self.session.flush()

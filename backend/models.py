@@ -5,7 +5,7 @@ from sqlmodel import SQLModel
 from backend.audit.models import AuditEvent
 from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User, UserSession
 from backend.notifications.models import Notification, NotificationPreference
-from backend.scheduling.models import Appointment, AvailabilityRule, TimeOff
+from backend.scheduling.models import Appointment, AvailabilityRule, BookingPolicy, TimeOff
 from backend.tenancy.models import Clinic, Tenant, TenantMixin
 from backend.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistPolicy
 
@@ -15,6 +15,7 @@ __all__ = [
     "Appointment",
     "AuditEvent",
     "AvailabilityRule",
+    "BookingPolicy",
     "Clinic",
     "Membership",
     "Notification",

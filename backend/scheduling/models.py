@@ -67,6 +67,8 @@ class Appointment(TenantMixin, table=True):
         sa.CheckConstraint("start_at < end_at", name="order"),
         sa.Index("ix_appointments_provider_start", "tenant_id", "provider_id", "start_at"),
         sa.Index("ix_appointments_patient_start", "tenant_id", "patient_id", "start_at"),
+        # A retried request with the same Idempotency-Key books once (per tenant, not per slot).
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_appointments_idempotency"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -80,7 +82,44 @@ class Appointment(TenantMixin, table=True):
     hold_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     version: int = Field(default=1)
     series_id: uuid.UUID | None = Field(default=None, index=True)
+    idempotency_key: str | None = Field(default=None, max_length=100)
+    # A digest of the request that used the key: the same key with other parameters is refused.
+    idempotency_fingerprint: str | None = Field(default=None, max_length=64)
+    booked_by_user_id: uuid.UUID | None = Field(default=None)
     cancel_reason: str = Field(default="", max_length=500)
     cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class BookingPolicy(TenantMixin, table=True):
+    """Booking rules: the practice default (clinic_id is None) or a clinic's override."""
+
+    __tablename__ = "booking_policies"
+    __table_args__ = (
+        sa.Index(
+            "uq_booking_policies_default",
+            "tenant_id",
+            unique=True,
+            postgresql_where=sa.text("clinic_id IS NULL"),
+            sqlite_where=sa.text("clinic_id IS NULL"),
+        ),
+        sa.Index(
+            "uq_booking_policies_clinic",
+            "tenant_id",
+            "clinic_id",
+            unique=True,
+            postgresql_where=sa.text("clinic_id IS NOT NULL"),
+            sqlite_where=sa.text("clinic_id IS NOT NULL"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    clinic_id: uuid.UUID | None = Field(default=None, foreign_key="clinics.id")
+    min_notice_minutes: int = 60
+    horizon_days: int = 90
+    # Inside this many hours before the start a patient's cancellation is recorded as late.
+    cancellation_window_hours: int = 24
+    # How long a slot stays held while a patient confirms.
+    hold_minutes: int = 10
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

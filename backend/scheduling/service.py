@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 
 from backend.db import UnitOfWork
+from backend.errors import NotFound, ValidationFailed
 from backend.identity.models import Patient, Provider
-from backend.scheduling.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus
+from backend.scheduling import slot_marks
+from backend.scheduling.models import (
+    ACTIVE_APPOINTMENT_STATUSES,
+    Appointment,
+    AppointmentStatus,
+    AvailabilityRule,
+    TimeOff,
+)
+from backend.scheduling.policy import booking_rules
+from backend.scheduling.slots import Interval, Slot, WeeklyRule, generate_slots
 from backend.service import service_function
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic
+from backend.types import utcnow
+
+MAX_SLOT_RANGE = timedelta(days=31)
 
 
 @dataclass(frozen=True)
@@ -87,3 +100,108 @@ def list_appointments(
         )
         for appt, provider, clinic, patient in uow.session.exec(query)
     ]
+
+
+def weekly_rules(uow: UnitOfWork, provider_id: uuid.UUID) -> list[WeeklyRule]:
+    """The provider's weekly availability at clinics that are open (not archived), with each clinic's zone."""
+    rows = uow.session.exec(
+        select(AvailabilityRule, Clinic)
+        .join(Clinic, col(Clinic.id) == AvailabilityRule.clinic_id)
+        .where(AvailabilityRule.provider_id == provider_id, col(Clinic.archived_at).is_(None))
+    )
+    return [
+        WeeklyRule(
+            rule_id=rule.id,
+            clinic_id=clinic.id,
+            timezone=clinic.timezone,
+            weekday=rule.weekday,
+            start=rule.start_time,
+            end=rule.end_time,
+            session_minutes=rule.session_minutes,
+            buffer_minutes=rule.buffer_minutes,
+            modality=rule.modality,
+            valid_from=rule.valid_from,
+            valid_until=rule.valid_until,
+        )
+        for rule, clinic in rows
+    ]
+
+
+def busy_intervals(
+    uow: UnitOfWork, provider_id: uuid.UUID, start: datetime, end: datetime, *, now: datetime
+) -> tuple[list[Interval], list[Interval], list[Interval]]:
+    """Time off, booked and live-held intervals of a provider that touch [start, end)."""
+    time_off = [
+        Interval(t.start_at, t.end_at)
+        for t in uow.session.exec(
+            select(TimeOff).where(TimeOff.provider_id == provider_id, TimeOff.start_at < end, TimeOff.end_at > start)
+        )
+    ]
+    booked: list[Interval] = []
+    held: list[Interval] = []
+    for appt in uow.session.exec(
+        select(Appointment).where(
+            Appointment.provider_id == provider_id,
+            col(Appointment.status).in_(ACTIVE_APPOINTMENT_STATUSES),
+            Appointment.start_at < end,
+            Appointment.end_at > start,
+        )
+    ):
+        if appt.status == AppointmentStatus.BOOKED:
+            booked.append(Interval(appt.start_at, appt.end_at))
+        elif appt.hold_expires_at is not None and appt.hold_expires_at > now:
+            held.append(Interval(appt.start_at, appt.end_at))
+    return time_off, booked, held
+
+
+@service_function
+def list_slots(
+    actor: Actor,
+    uow: UnitOfWork,
+    provider_id: uuid.UUID,
+    *,
+    start: datetime,
+    end: datetime,
+    include_taken: bool = True,
+) -> list[Slot]:
+    """A provider's slots in [start, end) with status free, held or booked (every role may look)."""
+    for name, value in (("start", start), ("end", end)):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationFailed(f"{name} needs a time zone offset, e.g. 2026-03-02T00:00:00Z", field=name)
+    if end <= start:
+        raise ValidationFailed("end must be after start", field="end")
+    if end - start > MAX_SLOT_RANGE:
+        raise ValidationFailed("ask for at most 31 days of slots at a time", field="end")
+    provider = uow.session.get(Provider, provider_id)
+    if provider is None or not provider.active:
+        raise NotFound("provider")
+    now = utcnow()
+    rules = weekly_rules(uow, provider_id)
+    if not rules:
+        return []
+    time_off, booked, held = busy_intervals(uow, provider_id, start, end, now=now)
+    slots = generate_slots(
+        rules,
+        window_start=start,
+        window_end=end,
+        time_off=time_off,
+        booked=booked,
+        held=held,
+        now=now,
+        include_taken=True,
+    )
+    # Notice and horizon may differ per clinic.
+    per_clinic = {clinic_id: booking_rules(uow, clinic_id) for clinic_id in {s.clinic_id for s in slots}}
+    slots = [
+        s
+        for s in slots
+        if now + per_clinic[s.clinic_id].min_notice <= s.start <= now + per_clinic[s.clinic_id].horizon
+    ]
+    being_booked = slot_marks.marked_starts(
+        actor.tenant_id, provider_id, [s.start for s in slots if s.status == "free"]
+    )
+    if being_booked:
+        slots = [replace(s, status="held") if s.start in being_booked else s for s in slots]
+    if not include_taken:
+        slots = [s for s in slots if s.status == "free"]
+    return slots

@@ -1,0 +1,445 @@
+"""Booking, holds, cancellation, rescheduling and attendance: one guarded path for every new appointment.
+
+The guarded path, in order: a Redis mark (tells a second patient at once), a transaction-scoped advisory
+lock per (tenant, provider) on PostgreSQL (racing bookings queue instead of deadlocking), release of
+expired holds in the range, overlap checks with clear messages, the insert, and finally the database's
+exclusion constraints, which have the last word. On SQLite the transaction itself is serialized.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import col, select
+
+from backend import events
+from backend.audit.service import record
+from backend.db import UnitOfWork
+from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from backend.identity.models import Patient, Provider
+from backend.scheduling import cache, slot_marks
+from backend.scheduling.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus
+from backend.scheduling.policy import BookingRules, booking_rules, visible_appointment
+from backend.scheduling.service import busy_intervals, weekly_rules
+from backend.scheduling.slots import Slot, find_slot
+from backend.service import require_role, service_function
+from backend.tenancy.context import Actor, Role
+from backend.types import utcnow
+
+SLOT_TAKEN = "That time was just taken. Please choose another slot."
+PATIENT_BUSY = "The patient already has an appointment at that time."
+# PostgreSQL error codes a racing booking can meet; each means "someone else got there first".
+_RACE_SQLSTATES = {"23P01": SLOT_TAKEN, "40P01": SLOT_TAKEN, "40001": SLOT_TAKEN}
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, if the driver reports one."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
+@dataclass(frozen=True)
+class BookingResult:
+    appointment: Appointment
+    replayed: bool = False  # True when an Idempotency-Key matched an earlier booking
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationFailed(f"{name} needs a time zone offset, e.g. 2026-03-02T15:00:00Z", field=name)
+    return value
+
+
+def _provider(uow: UnitOfWork, provider_id: uuid.UUID) -> Provider:
+    provider = uow.session.get(Provider, provider_id)
+    if provider is None or not provider.active:
+        raise NotFound("provider")
+    return provider
+
+
+def _patient_for(actor: Actor, uow: UnitOfWork, patient_id: uuid.UUID | None) -> uuid.UUID:
+    """A patient books for themself; an admin names the patient; nobody else books."""
+    if actor.role == Role.PATIENT:
+        if actor.patient_id is None or (patient_id is not None and patient_id != actor.patient_id):
+            raise PermissionDenied("patients book for themselves only")
+        return actor.patient_id
+    require_role(actor, Role.ADMIN)
+    if patient_id is None:
+        raise ValidationFailed("patient_id is required when staff book", field="patient_id")
+    if uow.session.get(Patient, patient_id) is None:
+        raise NotFound("patient")
+    return patient_id
+
+
+def _humanize(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes % (24 * 60) == 0 and minutes >= 24 * 60:
+        days = minutes // (24 * 60)
+        return f"{days} day{'s' if days != 1 else ''}"
+    if minutes % 60 == 0 and minutes >= 60:
+        hours = minutes // 60
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{minutes} minutes"
+
+
+def bookable_slot(
+    uow: UnitOfWork,
+    provider: Provider,
+    start: datetime,
+    *,
+    modality: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Slot, BookingRules]:
+    """Return the free-or-not slot of `provider` that starts at `start`, or say why there is none."""
+    now = now or utcnow()
+    start = _aware(start, "start")
+    if start <= now:
+        raise ValidationFailed("That time is in the past.", field="start")
+    rules = weekly_rules(uow, provider.id)
+    if not rules:
+        raise ValidationFailed("This provider has no bookable hours.", field="start")
+    time_off, _, _ = busy_intervals(uow, provider.id, start - timedelta(days=1), start + timedelta(days=1), now=now)
+    slot = find_slot(rules, start, time_off=time_off, include_taken=True)
+    if slot is None:
+        raise ValidationFailed(
+            "No session starts at that time (outside the provider's availability). Choose one of the free slots.",
+            field="start",
+        )
+    booking = booking_rules(uow, slot.clinic_id)
+    if start < now + booking.min_notice:
+        raise ValidationFailed(f"Bookings need at least {_humanize(booking.min_notice)} notice.", field="start")
+    if start > now + booking.horizon:
+        raise ValidationFailed(f"Bookings open {_humanize(booking.horizon)} ahead.", field="start")
+    if modality is not None and modality != slot.modality:
+        label = "in person" if slot.modality == "in_person" else "by telehealth"
+        raise ValidationFailed(f"This session is offered {label} only.", field="modality")
+    return slot, booking
+
+
+def _lock_provider(uow: UnitOfWork, provider_id: uuid.UUID) -> None:
+    if uow.session.get_bind().dialect.name == "postgresql":
+        uow.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"{uow.tenant_id}:{provider_id}"},
+        )
+
+
+def _release_expired_holds(uow: UnitOfWork, start: datetime, end: datetime, now: datetime, *who: object) -> None:
+    uow.session.execute(
+        update(Appointment)
+        .where(
+            col(Appointment.status) == AppointmentStatus.HELD,
+            col(Appointment.hold_expires_at) <= now,
+            col(Appointment.start_at) < end,
+            col(Appointment.end_at) > start,
+            *who,  # type: ignore[arg-type]
+        )
+        .values(status=AppointmentStatus.CANCELLED, cancel_reason="hold expired", cancelled_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _overlaps(uow: UnitOfWork, start: datetime, end: datetime, condition: object) -> bool:
+    query = select(func.count()).select_from(Appointment).where(
+        condition,  # type: ignore[arg-type]
+        col(Appointment.status).in_(ACTIVE_APPOINTMENT_STATUSES),
+        Appointment.start_at < end,
+        Appointment.end_at > start,
+    )
+    return bool(uow.session.exec(query).one())
+
+
+def guarded_insert(uow: UnitOfWork, appointment: Appointment) -> Appointment:
+    """Insert an appointment or hold through the lock, the overlap checks and the constraints."""
+    now = utcnow()
+    start, end = appointment.start_at, appointment.end_at
+    _lock_provider(uow, appointment.provider_id)
+    _release_expired_holds(uow, start, end, now, Appointment.provider_id == appointment.provider_id)
+    if appointment.patient_id is not None:
+        _release_expired_holds(uow, start, end, now, Appointment.patient_id == appointment.patient_id)
+    if _overlaps(uow, start, end, Appointment.provider_id == appointment.provider_id):
+        raise Conflict(SLOT_TAKEN)
+    if appointment.patient_id is not None and _overlaps(
+        uow, start, end, Appointment.patient_id == appointment.patient_id
+    ):
+        raise Conflict(PATIENT_BUSY)
+    uow.session.add(appointment)
+    try:
+        uow.flush()
+    except DBAPIError as exc:
+        state = sqlstate(exc)
+        if state == "23505":
+            raise Conflict("This Idempotency-Key is already being used by another request.") from exc
+        if state in _RACE_SQLSTATES:
+            raise Conflict(_RACE_SQLSTATES[state]) from exc
+        raise
+    cache.invalidate_provider(uow, appointment.provider_id)
+    return appointment
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+
+
+@service_function
+def book_appointment(
+    actor: Actor,
+    uow: UnitOfWork,
+    *,
+    provider_id: uuid.UUID,
+    start: datetime,
+    modality: str | None = None,
+    patient_id: uuid.UUID | None = None,
+    idempotency_key: str | None = None,
+    series_id: uuid.UUID | None = None,
+) -> BookingResult:
+    """Book a free slot for a patient (the patient themself, or an admin naming the patient)."""
+    patient = _patient_for(actor, uow, patient_id)
+    provider = _provider(uow, provider_id)
+    fingerprint = _fingerprint(provider_id, _aware(start, "start").timestamp(), modality or "", patient)
+    if idempotency_key is not None:
+        idempotency_key = idempotency_key.strip()
+        if not 1 <= len(idempotency_key) <= 100:
+            raise ValidationFailed("Idempotency-Key must have 1 to 100 characters.", field="idempotency_key")
+        earlier = uow.session.exec(select(Appointment).where(Appointment.idempotency_key == idempotency_key)).first()
+        if earlier is not None:
+            if earlier.idempotency_fingerprint != fingerprint:
+                raise ValidationFailed(
+                    "This Idempotency-Key was already used for a different booking.", field="idempotency_key"
+                )
+            return BookingResult(earlier, replayed=True)
+    slot, _ = bookable_slot(uow, provider, start, modality=modality)
+    slot_marks.take_mark(uow, provider.id, slot.start)
+    appointment = guarded_insert(
+        uow,
+        Appointment(
+            tenant_id=actor.tenant_id,
+            provider_id=provider.id,
+            patient_id=patient,
+            clinic_id=slot.clinic_id,
+            start_at=slot.start,
+            end_at=slot.end,
+            modality=slot.modality,
+            status=AppointmentStatus.BOOKED,
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=fingerprint if idempotency_key else None,
+            booked_by_user_id=actor.user_id,
+            series_id=series_id,
+        ),
+    )
+    record(actor, uow, action="appointment.booked", entity_type="appointment", entity_id=appointment.id)
+    events.emit(
+        uow, "appointment.booked", entity_id=appointment.id, provider_id=provider.id, clinic_id=slot.clinic_id
+    )
+    return BookingResult(appointment)
+
+
+@service_function
+def hold_slot(
+    actor: Actor,
+    uow: UnitOfWork,
+    *,
+    provider_id: uuid.UUID,
+    start: datetime,
+    modality: str | None = None,
+    patient_id: uuid.UUID | None = None,
+) -> Appointment:
+    """Hold a free slot for a patient while they confirm; nobody else can book it until it expires."""
+    patient = _patient_for(actor, uow, patient_id)
+    provider = _provider(uow, provider_id)
+    slot, booking = bookable_slot(uow, provider, start, modality=modality)
+    slot_marks.take_mark(uow, provider.id, slot.start)
+    hold = guarded_insert(
+        uow,
+        Appointment(
+            tenant_id=actor.tenant_id,
+            provider_id=provider.id,
+            patient_id=patient,
+            clinic_id=slot.clinic_id,
+            start_at=slot.start,
+            end_at=slot.end,
+            modality=slot.modality,
+            status=AppointmentStatus.HELD,
+            hold_expires_at=utcnow() + booking.hold,
+            booked_by_user_id=actor.user_id,
+        ),
+    )
+    record(actor, uow, action="appointment.held", entity_type="appointment", entity_id=hold.id)
+    events.emit(uow, "slot.held", entity_id=hold.id, provider_id=provider.id)
+    return hold
+
+
+@service_function
+def confirm_hold(actor: Actor, uow: UnitOfWork, hold_id: uuid.UUID, *, version: int) -> Appointment:
+    """Turn a live hold into a booking. The id and version fence a late or repeated confirmation."""
+    hold = visible_appointment(actor, uow, hold_id)
+    if actor.role not in (Role.PATIENT, Role.ADMIN, Role.SYSTEM):
+        raise PermissionDenied("your role may not confirm bookings")
+    now = utcnow()
+    result = uow.session.execute(
+        update(Appointment)
+        .where(
+            col(Appointment.id) == hold_id,
+            col(Appointment.version) == version,
+            col(Appointment.status) == AppointmentStatus.HELD,
+            col(Appointment.hold_expires_at) > now,
+        )
+        .values(status=AppointmentStatus.BOOKED, hold_expires_at=None, version=version + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        uow.session.refresh(hold)
+        if hold.status == AppointmentStatus.BOOKED:
+            raise Conflict("This booking was already confirmed.")
+        raise Conflict("Your hold on this time has expired. Please choose the slot again.")
+    uow.session.refresh(hold)
+    record(actor, uow, action="appointment.booked", entity_type="appointment", entity_id=hold.id)
+    events.emit(uow, "appointment.booked", entity_id=hold.id, provider_id=hold.provider_id, clinic_id=hold.clinic_id)
+    cache.invalidate_provider(uow, hold.provider_id)
+    return hold
+
+
+@service_function
+def release_hold(actor: Actor, uow: UnitOfWork, hold_id: uuid.UUID) -> None:
+    """Give a held slot back (the patient changed their mind)."""
+    hold = visible_appointment(actor, uow, hold_id, lock=True)
+    if hold.status != AppointmentStatus.HELD:
+        raise Conflict("There is no hold to release.")
+    hold.status = AppointmentStatus.CANCELLED
+    hold.cancel_reason = "hold released"
+    hold.cancelled_at = utcnow()
+    hold.version += 1
+    uow.session.add(hold)
+    record(actor, uow, action="appointment.hold_released", entity_type="appointment", entity_id=hold.id)
+    events.emit(uow, "slot.freed", entity_id=hold.id, provider_id=hold.provider_id)
+    cache.invalidate_provider(uow, hold.provider_id)
+
+
+@service_function
+def cancel_appointment(actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID, *, reason: str = "") -> Appointment:
+    """Cancel a future appointment; a patient's cancellation inside the window is recorded as late."""
+    appointment = visible_appointment(actor, uow, appointment_id, lock=True)
+    if appointment.status != AppointmentStatus.BOOKED:
+        raise Conflict(f"This appointment is already {appointment.status.replace('_', ' ')}.")
+    now = utcnow()
+    if appointment.start_at <= now:
+        raise ValidationFailed("This appointment has already started and can no longer be cancelled.")
+    window = booking_rules(uow, appointment.clinic_id).cancellation_window
+    late = actor.role == Role.PATIENT and appointment.start_at - now < window
+    appointment.status = AppointmentStatus.LATE_CANCELLED if late else AppointmentStatus.CANCELLED
+    appointment.cancelled_at = now
+    appointment.cancel_reason = reason.strip()[:500]
+    appointment.version += 1
+    appointment.updated_at = now
+    uow.session.add(appointment)
+    record(
+        actor,
+        uow,
+        action="appointment.cancelled",
+        entity_type="appointment",
+        entity_id=appointment.id,
+        data={"late": late, "by_role": str(actor.role)},
+    )
+    events.emit(
+        uow,
+        "appointment.cancelled",
+        entity_id=appointment.id,
+        provider_id=appointment.provider_id,
+        clinic_id=appointment.clinic_id,
+        start=appointment.start_at.isoformat(),
+    )
+    cache.invalidate_provider(uow, appointment.provider_id)
+    return appointment
+
+
+@service_function
+def reschedule_appointment(
+    actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID, *, new_start: datetime
+) -> Appointment:
+    """Move an appointment to another free slot of the same provider, atomically: both or neither."""
+    old = visible_appointment(actor, uow, appointment_id, lock=True)
+    if old.status != AppointmentStatus.BOOKED:
+        raise Conflict(f"This appointment is {old.status.replace('_', ' ')} and cannot be moved.")
+    now = utcnow()
+    if old.start_at <= now:
+        raise ValidationFailed("This appointment has already started and can no longer be moved.")
+    if actor.role == Role.PATIENT:
+        window = booking_rules(uow, old.clinic_id).cancellation_window
+        if old.start_at - now < window:
+            raise ValidationFailed(
+                f"Appointments within {_humanize(window)} cannot be moved online. Please call the clinic."
+            )
+    provider = _provider(uow, old.provider_id)
+    slot, _ = bookable_slot(uow, provider, new_start, modality=old.modality)
+    if slot.start == old.start_at:
+        raise ValidationFailed("The new time is the same as the current one.", field="new_start")
+    slot_marks.take_mark(uow, provider.id, slot.start)
+    _lock_provider(uow, provider.id)
+    old.status = AppointmentStatus.CANCELLED
+    old.cancelled_at = now
+    old.cancel_reason = "rescheduled"
+    old.version += 1
+    old.updated_at = now
+    uow.session.add(old)
+    uow.flush()
+    new = guarded_insert(
+        uow,
+        Appointment(
+            tenant_id=actor.tenant_id,
+            provider_id=provider.id,
+            patient_id=old.patient_id,
+            clinic_id=slot.clinic_id,
+            start_at=slot.start,
+            end_at=slot.end,
+            modality=slot.modality,
+            status=AppointmentStatus.BOOKED,
+            series_id=old.series_id,
+            booked_by_user_id=actor.user_id,
+        ),
+    )
+    record(
+        actor,
+        uow,
+        action="appointment.rescheduled",
+        entity_type="appointment",
+        entity_id=new.id,
+        data={"from_appointment": str(old.id)},
+    )
+    events.emit(
+        uow,
+        "appointment.cancelled",
+        entity_id=old.id,
+        provider_id=old.provider_id,
+        clinic_id=old.clinic_id,
+        start=old.start_at.isoformat(),
+    )
+    events.emit(uow, "appointment.booked", entity_id=new.id, provider_id=new.provider_id, clinic_id=new.clinic_id)
+    return new
+
+
+ATTENDANCE = {"completed": AppointmentStatus.COMPLETED, "no_show": AppointmentStatus.NO_SHOW}
+
+
+@service_function
+def mark_attendance(actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID, *, outcome: str) -> Appointment:
+    """Record that a started appointment took place or that the patient did not come (doctor, admin)."""
+    require_role(actor, Role.DOCTOR, Role.ADMIN)
+    if outcome not in ATTENDANCE:
+        raise ValidationFailed("outcome must be 'completed' or 'no_show'", field="outcome")
+    appointment = visible_appointment(actor, uow, appointment_id, lock=True)
+    if appointment.status not in (AppointmentStatus.BOOKED, *ATTENDANCE.values()):
+        raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')}.")
+    if appointment.start_at > utcnow():
+        raise ValidationFailed("Attendance can be recorded once the appointment has started.")
+    appointment.status = ATTENDANCE[outcome]
+    appointment.version += 1
+    appointment.updated_at = utcnow()
+    uow.session.add(appointment)
+    record(actor, uow, action=f"appointment.{outcome}", entity_type="appointment", entity_id=appointment.id)
+    events.emit(uow, "appointment.updated", entity_id=appointment.id, provider_id=appointment.provider_id)
+    return appointment

@@ -1,0 +1,105 @@
+"""Redis caching for provider search, with the tenant in every key; a no-op without Redis.
+
+Two kinds of entry: the practice's provider directory (changes rarely) and each provider's next free
+slot (changes with every booking, cancellation and availability edit of that provider). A change
+invalidates exactly the entries it affects, after its transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+import redis
+
+from backend.db import UnitOfWork
+from backend.settings import get_settings
+
+logger = logging.getLogger(__name__)
+TTL_SECONDS = 300
+
+
+def _client() -> redis.Redis | None:
+    if not get_settings().redis_url:
+        return None
+    from backend.redis_client import get_redis
+
+    return get_redis()
+
+
+def directory_key(tenant_id: uuid.UUID) -> str:
+    return f"clinic:{tenant_id}:cache:directory"
+
+
+def next_free_key(tenant_id: uuid.UUID, provider_id: uuid.UUID) -> str:
+    return f"clinic:{tenant_id}:cache:nextfree:{provider_id}"
+
+
+def _stats_key(tenant_id: uuid.UUID) -> str:
+    return f"clinic:{tenant_id}:cache:stats"
+
+
+def get_many(tenant_id: uuid.UUID, keys: list[str]) -> list[Any | None]:
+    """Read cached JSON values (None for a miss) and count hits and misses for the tenant."""
+    client = _client()
+    if client is None or not keys:
+        return [None] * len(keys)
+    try:
+        raw = client.mget(keys)
+        hits = sum(1 for r in raw if r is not None)
+        pipe = client.pipeline(transaction=False)
+        if hits:
+            pipe.hincrby(_stats_key(tenant_id), "hits", hits)
+        if len(keys) - hits:
+            pipe.hincrby(_stats_key(tenant_id), "misses", len(keys) - hits)
+        pipe.execute()
+        return [json.loads(r) if r is not None else None for r in raw]
+    except redis.RedisError:
+        logger.warning("cache read failed; computing without it")
+        return [None] * len(keys)
+
+
+def set_many(values: dict[str, Any]) -> None:
+    """Store JSON values with the cache's time to live."""
+    client = _client()
+    if client is None or not values:
+        return
+    try:
+        pipe = client.pipeline(transaction=False)
+        for key, value in values.items():
+            pipe.set(key, json.dumps(value), ex=TTL_SECONDS)
+        pipe.execute()
+    except redis.RedisError:
+        logger.warning("cache write failed")
+
+
+def _delete_after_commit(uow: UnitOfWork, keys: list[str]) -> None:
+    def delete() -> None:
+        client = _client()
+        if client is not None:
+            client.delete(*keys)
+
+    uow.after_commit(delete)
+
+
+def invalidate_provider(uow: UnitOfWork, provider_id: uuid.UUID) -> None:
+    """Forget one provider's next free slot once the change commits."""
+    if uow.tenant_id is not None:
+        _delete_after_commit(uow, [next_free_key(uow.tenant_id, provider_id)])
+
+
+def invalidate_directory(uow: UnitOfWork) -> None:
+    """Forget the practice's provider directory once the change commits."""
+    if uow.tenant_id is not None:
+        _delete_after_commit(uow, [directory_key(uow.tenant_id)])
+
+
+def stats(tenant_id: uuid.UUID) -> dict[str, int]:
+    """Hits and misses counted so far for the tenant."""
+    client = _client()
+    if client is None:
+        return {"hits": 0, "misses": 0}
+    raw = client.hgetall(_stats_key(tenant_id))
+    return {"hits": int(raw.get(b"hits", 0)), "misses": int(raw.get(b"misses", 0))}
