@@ -18,7 +18,7 @@ export TEST_POSTGRES_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 export TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
 
-.PHONY: run test venv migrate seed lint typecheck bench-booking clean chromium
+.PHONY: run test venv migrate seed lint typecheck bench clean chromium
 
 venv: $(STAMP)
 
@@ -54,6 +54,11 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+
+# Benchmarks print figures; they assert nothing about time. Needs PostgreSQL and Redis like the tests.
+bench: venv
+	$(BIN)/python -m bench.booking
+	$(BIN)/python -m bench.slots
 
 clean:
 	rm -rf .web data .pytest_cache

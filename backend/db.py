@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import ORMExecuteState, with_loader_criteria
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from backend.errors import TenantScopeError
 from backend.settings import get_settings
@@ -70,15 +70,25 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
         if state.session.info.get(_UNSCOPED_KEY):
             return
         raise TenantScopeError("query outside a tenant scope: open the unit of work with an actor")
-    # One plain criterion per mapped tenant table. A lambda on TenantMixin itself cannot work: SQLAlchemy
-    # first calls it with the mixin class, and a SQLModel mixin has no `tenant_id` class attribute.
-    state.statement = state.statement.options(
-        *(with_loader_criteria(model, model.tenant_id == tenant_id, include_aliases=True) for model in _tenant_models())
+    state.statement = state.statement.options(*_tenant_criteria(tenant_id))
+
+
+@lru_cache(maxsize=4096)
+def _tenant_criteria(tenant_id: uuid.UUID) -> tuple[Any, ...]:
+    """One plain criterion per mapped tenant table, built once per tenant (building them per query was
+    a quarter of a booking's time). A lambda on TenantMixin itself cannot work: SQLAlchemy first calls
+    it with the mixin class, and a SQLModel mixin has no `tenant_id` class attribute."""
+    return tuple(
+        with_loader_criteria(model, col(model.tenant_id) == tenant_id, include_aliases=True)
+        for model in _tenant_models()
     )
 
 
-def _tenant_models() -> list[type[TenantMixin]]:
-    """Every mapped table class that carries a tenant (found anew each time, so late imports count)."""
+@lru_cache(maxsize=1)
+def _tenant_models() -> tuple[type[TenantMixin], ...]:
+    """Every mapped table class that carries a tenant."""
+    import backend.models  # noqa: F401 - every table must be mapped before the list is fixed
+
     found: list[type[TenantMixin]] = []
     stack: list[type[TenantMixin]] = [TenantMixin]
     while stack:
@@ -86,7 +96,7 @@ def _tenant_models() -> list[type[TenantMixin]]:
             stack.append(sub)
             if sa.inspect(sub, raiseerr=False) is not None and sub not in found:
                 found.append(sub)
-    return found
+    return tuple(found)
 
 
 @event.listens_for(Session, "before_flush")

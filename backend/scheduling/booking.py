@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, text, update
+from sqlalchemy import func, or_, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
@@ -34,7 +34,14 @@ from backend.types import utcnow
 SLOT_TAKEN = "That time was just taken. Please choose another slot."
 PATIENT_BUSY = "The patient already has an appointment at that time."
 # PostgreSQL error codes a racing booking can meet; each means "someone else got there first".
+PATIENT_OVERLAP = "ex_appointments_patient_overlap"  # alembic 0003
 _RACE_SQLSTATES = {"23P01": SLOT_TAKEN, "40P01": SLOT_TAKEN, "40001": SLOT_TAKEN}
+
+
+def constraint_name(exc: BaseException) -> str | None:
+    """The constraint a database error names, if the driver reports one."""
+    diag = getattr(getattr(exc, "orig", None), "diag", None)
+    return getattr(diag, "constraint_name", None)
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -129,7 +136,7 @@ def _lock_provider(uow: UnitOfWork, provider_id: uuid.UUID) -> None:
         )
 
 
-def _release_expired_holds(uow: UnitOfWork, start: datetime, end: datetime, now: datetime, *who: object) -> None:
+def _release_expired_holds(uow: UnitOfWork, start: datetime, end: datetime, now: datetime, who: object) -> None:
     uow.session.execute(
         update(Appointment)
         .where(
@@ -137,7 +144,7 @@ def _release_expired_holds(uow: UnitOfWork, start: datetime, end: datetime, now:
             col(Appointment.hold_expires_at) <= now,
             col(Appointment.start_at) < end,
             col(Appointment.end_at) > start,
-            *who,  # type: ignore[arg-type]
+            who,  # type: ignore[arg-type]
         )
         .values(status=AppointmentStatus.CANCELLED, cancel_reason="hold expired", cancelled_at=now)
         .execution_options(synchronize_session=False)
@@ -158,16 +165,20 @@ def guarded_insert(uow: UnitOfWork, appointment: Appointment) -> Appointment:
     """Insert an appointment or hold through the lock, the overlap checks and the constraints."""
     now = utcnow()
     start, end = appointment.start_at, appointment.end_at
+    postgres = uow.session.get_bind().dialect.name == "postgresql"
     _lock_provider(uow, appointment.provider_id)
-    _release_expired_holds(uow, start, end, now, Appointment.provider_id == appointment.provider_id)
+    whose = col(Appointment.provider_id) == appointment.provider_id
     if appointment.patient_id is not None:
-        _release_expired_holds(uow, start, end, now, Appointment.patient_id == appointment.patient_id)
-    if _overlaps(uow, start, end, Appointment.provider_id == appointment.provider_id):
-        raise Conflict(SLOT_TAKEN)
-    if appointment.patient_id is not None and _overlaps(
-        uow, start, end, Appointment.patient_id == appointment.patient_id
-    ):
-        raise Conflict(PATIENT_BUSY)
+        whose = or_(whose, col(Appointment.patient_id) == appointment.patient_id)
+    _release_expired_holds(uow, start, end, now, whose)
+    if not postgres:
+        # PostgreSQL's exclusion constraints decide below; elsewhere the serialized transaction checks.
+        if _overlaps(uow, start, end, Appointment.provider_id == appointment.provider_id):
+            raise Conflict(SLOT_TAKEN)
+        if appointment.patient_id is not None and _overlaps(
+            uow, start, end, Appointment.patient_id == appointment.patient_id
+        ):
+            raise Conflict(PATIENT_BUSY)
     uow.session.add(appointment)
     try:
         uow.flush()
@@ -175,6 +186,8 @@ def guarded_insert(uow: UnitOfWork, appointment: Appointment) -> Appointment:
         state = sqlstate(exc)
         if state == "23505":
             raise Conflict("This Idempotency-Key is already being used by another request.") from exc
+        if state == "23P01" and constraint_name(exc) == PATIENT_OVERLAP:
+            raise Conflict(PATIENT_BUSY) from exc
         if state in _RACE_SQLSTATES:
             raise Conflict(_RACE_SQLSTATES[state]) from exc
         raise

@@ -30,7 +30,10 @@ def take_mark(uow: UnitOfWork, provider_id: uuid.UUID, start: datetime) -> None:
         return
     from backend.redis_client import get_redis
 
-    lock = get_redis().lock(mark_key(uow.tenant_id, provider_id, start), timeout=MARK_SECONDS, blocking=False)
+    # thread_local=False: the mark is released after commit, possibly on another thread of the server.
+    lock = get_redis().lock(
+        mark_key(uow.tenant_id, provider_id, start), timeout=MARK_SECONDS, blocking=False, thread_local=False
+    )
     try:
         acquired = lock.acquire(blocking=False)
     except redis.RedisError:

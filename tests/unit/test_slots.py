@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time as clock
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -687,19 +686,29 @@ def test_interval_is_stored_in_utc() -> None:
     assert interval.start.tzinfo is UTC and interval.end.tzinfo is UTC
 
 
-def test_five_rules_over_ninety_days_is_fast() -> None:
+def test_five_rules_over_ninety_days_with_long_busy_lists() -> None:
+    # Timing lives in bench/slots.py; here only the result over long lists is checked.
     rules = [rule(weekday, time(8), time(18)) for weekday in range(5)]
     window = day_window(NY, MONDAY, MONDAY + timedelta(days=89))
     base = window["window_start"].astimezone(UTC)
-    # Every other session booked: long lists must not make it quadratic.
     all_slots = generate_slots(rules, **window, now=LONG_AGO)
     booked = [Interval(s.start, s.end) for s in all_slots[::2]]
     held = random_intervals(random.Random(1), 2000, base, 90)
-    best = float("inf")
-    for _ in range(5):
-        began = clock.perf_counter()
-        slots = generate_slots(rules, **window, now=LONG_AGO, booked=booked, held=held, include_taken=True)
-        best = min(best, clock.perf_counter() - began)
+    slots = generate_slots(rules, **window, now=LONG_AGO, booked=booked, held=held, include_taken=True)
     assert len(slots) == len(all_slots) == 13 * 5 * 10  # 90 days from a Monday: 13 of each weekday, 10 sessions
     assert sum(s.status == "booked" for s in slots) == len(booked)
-    assert best < 0.05, f"{best * 1000:.1f} ms"
+
+
+def test_find_slot_sees_long_intervals_that_began_earlier() -> None:
+    rules = [rule(0)]
+    ten = local(NY, MONDAY, 10)
+    vacation = [Interval(ten - timedelta(days=10), ten + timedelta(days=10))]
+    assert find_slot(rules, ten, now=LONG_AGO, time_off=vacation) is None
+    long_hold = [Interval(ten - timedelta(days=3), ten + M)]
+    slot = find_slot(rules, ten, now=LONG_AGO, held=long_hold, include_taken=True)
+    assert slot is not None and slot.status == "held"
+    # Neighbours that only touch the slot leave it free; far-away ones are irrelevant.
+    around = [Interval(ten - H, ten), Interval(ten + 50 * M, ten + H)]
+    around += [Interval(ten + timedelta(days=d), ten + timedelta(days=d, hours=1)) for d in range(-400, 400) if d]
+    slot = find_slot(rules, ten, now=LONG_AGO, booked=around, held=around, time_off=around)
+    assert slot is not None and slot.status == "free"

@@ -1,0 +1,310 @@
+"""Benchmark (not a test): booking and provider search through the REST API, against the physical limit.
+
+    make bench            # or: .venv/bin/python -m bench.booking [--requests 400] [--workers 2]
+
+It creates its own PostgreSQL database (dropped at the end), a practice with providers available around
+the clock, and serves the API with uvicorn on a free local port. Then it prints, per concurrency level:
+- bookings/s and p50/p95/p99 latency of POST /api/v1/appointments on distinct free slots;
+- the same for GET /api/v1/providers, cached (warm Redis) and uncached (cache keys dropped first);
+- bare INSERTs of the same appointment row through psycopg on the same database (the limit), and the
+  ratio app/limit.
+Nothing here asserts a time: it only measures and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+LEVELS = (1, 4, 8, 16)
+PASSWORD = "bench-pass-2026"
+SLOTS_PER_DAY = 47  # 30-minute sessions from 00:00, the last starting 23:00
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _row(label: str, level: int, count: int, elapsed: float, latencies: list[float], extra: str = "") -> str:
+    rate = count / elapsed if elapsed else 0.0
+    p50, p95, p99 = (_percentile(latencies, q) * 1000 for q in (0.5, 0.95, 0.99))
+    return f"{label:<22} {level:>4} {count:>6} {rate:>9.0f} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f}  {extra}"
+
+
+HEADER = f"{'what':<22} {'conc':>4} {'n':>6} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
+
+
+def setup_practice(db_url: str, providers: int, patients: int) -> dict[str, object]:
+    """Create a practice whose providers are bookable every 30 minutes around the clock."""
+    os.environ["DATABASE_URL"] = db_url
+    os.environ["REDIS_URL"] = REDIS_URL
+    from backend.db import UnitOfWork
+    from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User
+    from backend.identity.security import hash_password
+    from backend.scheduling.models import AvailabilityRule, BookingPolicy
+    from backend.tenancy.context import Actor, Role
+    from backend.tenancy.models import Clinic, Tenant
+
+    tenant = Tenant(name="Bench Practice", slug=f"bench-{secrets.token_hex(3)}")
+    with UnitOfWork(unscoped=True) as uow:
+        uow.session.add(tenant)
+        uow.commit()
+    system = Actor.system(tenant.id)
+    with UnitOfWork(system) as uow:
+        clinic = Clinic(tenant_id=tenant.id, name="Bench Clinic", timezone="UTC")
+        uow.session.add(clinic)
+        uow.session.add(BookingPolicy(tenant_id=tenant.id, min_notice_minutes=0, horizon_days=365))
+        provider_ids = []
+        for i in range(providers):
+            provider = Provider(
+                tenant_id=tenant.id,
+                full_name=f"Provider {i:03d}",
+                title="MD",
+                specialties=["Psychiatry" if i % 2 else "Anxiety"],
+                languages=["English"],
+                modalities=["in_person"],
+            )
+            uow.session.add(provider)
+            uow.flush()
+            provider_ids.append(provider.id)
+            uow.session.add(ProviderClinic(tenant_id=tenant.id, provider_id=provider.id, clinic_id=clinic.id))
+            for weekday in range(7):
+                uow.session.add(
+                    AvailabilityRule(
+                        tenant_id=tenant.id,
+                        provider_id=provider.id,
+                        clinic_id=clinic.id,
+                        weekday=weekday,
+                        start_time=dtime(0, 0),
+                        end_time=dtime(23, 30),
+                        session_minutes=30,
+                        buffer_minutes=0,
+                    )
+                )
+        patient_ids = []
+        for i in range(patients):
+            patient = Patient(tenant_id=tenant.id, full_name=f"Patient {i:05d}", home_clinic_id=clinic.id)
+            uow.session.add(patient)
+            patient_ids.append(patient.id)
+        admin = User(tenant_id=tenant.id, email="bench-admin@bench.example", full_name="Bench Admin",
+                     password_hash=hash_password(PASSWORD))  # fmt: skip
+        uow.session.add(admin)
+        uow.flush()
+        uow.session.add(Membership(tenant_id=tenant.id, user_id=admin.id, role=Role.ADMIN))
+        uow.commit()
+    return {"tenant_id": tenant.id, "clinic_id": clinic.id, "providers": provider_ids, "patients": patient_ids}
+
+
+def slot_plan(providers: list[uuid.UUID], patients: list[uuid.UUID], count: int, offset_days: int) -> list[dict]:
+    """Distinct (provider, start, patient) triples: no provider or patient twice at one time."""
+    base = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=offset_days)
+    plan = []
+    for i in range(count):
+        provider = providers[i % len(providers)]
+        day, slot = divmod(i // len(providers), SLOTS_PER_DAY)
+        start = base + timedelta(days=day, minutes=30 * slot)
+        plan.append({"provider_id": str(provider), "start": start.isoformat(), "patient_id": str(patients[i])})
+    return plan
+
+
+async def run_level(client: httpx.AsyncClient, level: int, jobs: list[dict], headers: dict) -> tuple:
+    queue: asyncio.Queue = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def worker() -> None:
+        while True:
+            try:
+                job = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            began = time.perf_counter()
+            response = await job["call"](client, headers)
+            latencies.append(time.perf_counter() - began)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(level)))
+    return time.perf_counter() - began, latencies, statuses
+
+
+def booking_job(body: dict):
+    async def call(client: httpx.AsyncClient, headers: dict) -> httpx.Response:
+        return await client.post("/api/v1/appointments", json=body, headers=headers)
+
+    return {"call": call}
+
+
+def search_job(tenant_id: uuid.UUID, *, uncached: bool):
+    import redis
+
+    r = redis.Redis.from_url(REDIS_URL)
+
+    async def call(client: httpx.AsyncClient, headers: dict) -> httpx.Response:
+        if uncached:
+            keys = list(r.scan_iter(f"clinic:{tenant_id}:cache:*"))
+            keys = [k for k in keys if not k.endswith(b":stats")]
+            if keys:
+                r.delete(*keys)
+        return await client.get("/api/v1/providers", params={"specialty": "Anxiety"}, headers=headers)
+
+    return {"call": call}
+
+
+async def bench_api(url: str, info: dict, requests_per_level: int) -> tuple[list[str], dict[int, float]]:
+    rows = []
+    book_rates: dict[int, float] = {}
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+        token = (await client.post("/api/v1/auth/token", json={"email": "bench-admin@bench.example",
+                                                              "password": PASSWORD})).json()["access_token"]  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"}
+        patients = list(info["patients"])
+        for n, level in enumerate(LEVELS):
+            plan = slot_plan(info["providers"], patients[n * requests_per_level :], requests_per_level, 2 + n * 20)
+            elapsed, latencies, statuses = await run_level(client, level, [booking_job(b) for b in plan], headers)
+            rows.append(_row("book (POST)", level, len(plan), elapsed, latencies, f"statuses {statuses}"))
+            book_rates[level] = statuses.get(201, 0) / elapsed
+        has_search = (await client.get("/api/v1/providers", headers=headers)).status_code == 200
+        for uncached in (False, True):
+            if not has_search:
+                rows.append("provider search: GET /api/v1/providers not available")
+                break
+            for level in LEVELS:
+                jobs = [search_job(info["tenant_id"], uncached=uncached) for _ in range(requests_per_level // 2)]
+                elapsed, latencies, statuses = await run_level(client, level, jobs, headers)
+                label = "search uncached" if uncached else "search cached"
+                rows.append(_row(label, level, len(jobs), elapsed, latencies, f"statuses {statuses}"))
+    return rows, book_rates
+
+
+def bench_bare_inserts(db_url: str, info: dict, per_level: int) -> dict[int, float]:
+    """INSERT the same appointment row as the API would, through psycopg, one transaction each."""
+    import threading
+
+    dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
+    rates: dict[int, float] = {}
+    rows_out = []
+    for n, level in enumerate(LEVELS):
+        plan = slot_plan(info["providers"], info["patients"], per_level, 200 + n * 20)
+        jobs = [(uuid.uuid4(), p["provider_id"], datetime.fromisoformat(p["start"])) for p in plan]
+        lock = threading.Lock()
+        latencies: list[float] = []
+
+        def work(chunk: list, lock: threading.Lock = lock, latencies: list[float] = latencies) -> None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                for appt_id, provider, start in chunk:
+                    began = time.perf_counter()
+                    conn.execute(
+                        "INSERT INTO appointments (tenant_id, id, provider_id, patient_id, clinic_id, start_at, end_at,"
+                        " modality, status, version, cancel_reason, created_at, updated_at)"
+                        " VALUES (%s, %s, %s, NULL, %s, %s, %s, 'in_person', 'booked', 1, '', now(), now())",
+                        (info["tenant_id"], appt_id, provider, info["clinic_id"], start, start + timedelta(minutes=30)),
+                    )
+                    with lock:
+                        latencies.append(time.perf_counter() - began)
+
+        chunks = [jobs[i::level] for i in range(level)]
+        threads = [threading.Thread(target=work, args=(c,)) for c in chunks]
+        began = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - began
+        rates[level] = per_level / elapsed
+        rows_out.append(_row("bare INSERT (psycopg)", level, per_level, elapsed, latencies))
+    print("\n".join(rows_out))
+    return rates
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=400, help="bookings per concurrency level")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--providers", type=int, default=20)
+    args = parser.parse_args()
+
+    db_name = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    db_url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{db_name}"
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "SECRET_KEY": secrets.token_urlsafe(48)}
+    env.pop("CELERY_BROKER_URL", None)
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    server = None
+    try:
+        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        info = setup_practice(db_url, args.providers, patients=args.requests * len(LEVELS))
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "backend.api.app:api", "--port", str(port), "--host", "127.0.0.1",
+             "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+            cwd=ROOT, env=env, start_new_session=True,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        print(f"# {os.cpu_count()} cores; uvicorn --workers {args.workers}; PostgreSQL + Redis on 127.0.0.1")
+        print(HEADER)
+        rows, book_rates = asyncio.run(bench_api(url, info, args.requests))
+        print("\n".join(rows))
+        limit = bench_bare_inserts(db_url, info, args.requests)
+        print("\nbookings through the app vs bare INSERT (same DB, same concurrency):")
+        for level, app_rate in book_rates.items():
+            print(f"  concurrency {level:>2}: app {app_rate:.0f}/s vs limit {limit[level]:.0f}/s "
+                  f"= {app_rate / limit[level]:.2f}")  # fmt: skip
+        from backend.scheduling import cache
+
+        try:
+            stats = cache.stats(info["tenant_id"])  # type: ignore[arg-type]
+            total = stats["hits"] + stats["misses"]
+            print(f"\nsearch cache: {stats['hits']} hits, {stats['misses']} misses"
+                  f" ({stats['hits'] / total:.0%} hit rate)" if total else "\nsearch cache: no lookups")  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - a missing cache must not hide the figures above
+            print(f"search cache stats unavailable: {exc}")
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=20)
+        from backend.db import get_engine
+
+        get_engine().dispose()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
