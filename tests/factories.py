@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from backend.audit.models import AuditEvent
@@ -17,7 +17,7 @@ from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User
 from backend.identity.security import hash_password
-from backend.scheduling.models import Appointment, AppointmentStatus
+from backend.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule, BookingPolicy, TimeOff
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic, Tenant
 from backend.waitlist.models import EntryStatus, WaitlistEntry
@@ -264,3 +264,78 @@ def bearer(client: Any, email: str, password: str = TEST_PASSWORD, **extra: Any)
     response = client.post("/api/v1/auth/token", json={"email": email, "password": password, **extra})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def add_availability(
+    practice: Practice,
+    *weekdays: int,
+    clinic: Clinic | None = None,
+    provider: Provider | None = None,
+    start: time = time(8, 0),
+    end: time = time(20, 0),
+    session_minutes: int = 50,
+    buffer_minutes: int = 10,
+    modality: str = "in_person",
+    valid_from: date | None = None,
+    valid_until: date | None = None,
+) -> list[AvailabilityRule]:
+    """Weekly availability of a provider at a clinic (defaults: the practice's doctor and first clinic,
+    every day 08:00-20:00 local, 50-minute sessions on the hour)."""
+    with UnitOfWork(practice.system) as uow:
+        rules = [
+            AvailabilityRule(
+                tenant_id=practice.tenant_id,
+                provider_id=(provider or practice.provider).id,
+                clinic_id=(clinic or practice.clinic).id,
+                weekday=weekday,
+                start_time=start,
+                end_time=end,
+                session_minutes=session_minutes,
+                buffer_minutes=buffer_minutes,
+                modality=modality,
+                valid_from=valid_from,
+                valid_until=valid_until,
+            )
+            for weekday in (weekdays or range(7))
+        ]
+        uow.session.add_all(rules)
+        uow.commit()
+    return rules
+
+
+def set_booking_policy(practice: Practice, *, clinic: Clinic | None = None, **fields: Any) -> BookingPolicy:
+    """Create or change the practice's booking policy (or a clinic's override)."""
+    from sqlmodel import select
+
+    clinic_id = clinic.id if clinic else None
+    with UnitOfWork(practice.system) as uow:
+        policy = uow.session.exec(select(BookingPolicy).where(BookingPolicy.clinic_id == clinic_id)).first()
+        policy = policy or BookingPolicy(tenant_id=practice.tenant_id, clinic_id=clinic_id)
+        for key, value in fields.items():
+            setattr(policy, key, value)
+        uow.session.add(policy)
+        uow.commit()
+    return policy
+
+
+def add_time_off(
+    practice: Practice, start: datetime, end: datetime, *, provider: Provider | None = None, reason: str = ""
+) -> TimeOff:
+    """Block a provider's time (default: the practice's doctor)."""
+    with UnitOfWork(practice.system) as uow:
+        off = TimeOff(
+            tenant_id=practice.tenant_id, provider_id=(provider or practice.provider).id, start_at=start, end_at=end,
+            reason=reason,
+        )  # fmt: skip
+        uow.session.add(off)
+        uow.commit()
+    return off
+
+
+def local_start(days: int, hour: int, *, zone: str = "America/New_York", minute: int = 0) -> datetime:
+    """The UTC instant of hh:mm wall-clock time in `zone`, `days` days after today's date there."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    day = datetime.now(tz).date() + timedelta(days=days)
+    return datetime.combine(day, time(hour, minute), tzinfo=tz).astimezone(UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from backend.api.errors import install_error_handlers
-from backend.api.routes import appointments, auth, clinics, health, listings
+from backend.api.routes import appointments, auth, clinics, health, listings, providers, series
 
 
 def create_api() -> FastAPI:
@@ -18,7 +18,8 @@ def create_api() -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    for router in (health.router, auth.router, clinics.router, listings.router, appointments.router):
+    app.include_router(providers.router)  # before appointments: /providers/facets is a path of its own
+    for router in (health.router, auth.router, clinics.router, listings.router, series.router, appointments.router):
         app.include_router(router)
     return app
 

@@ -137,7 +137,7 @@ def _lock_provider(uow: UnitOfWork, provider_id: uuid.UUID) -> None:
 
 
 def _release_expired_holds(uow: UnitOfWork, start: datetime, end: datetime, now: datetime, who: object) -> None:
-    uow.session.execute(
+    released = uow.session.execute(
         update(Appointment)
         .where(
             col(Appointment.status) == AppointmentStatus.HELD,
@@ -146,9 +146,14 @@ def _release_expired_holds(uow: UnitOfWork, start: datetime, end: datetime, now:
             col(Appointment.end_at) > start,
             who,  # type: ignore[arg-type]
         )
-        .values(status=AppointmentStatus.CANCELLED, cancel_reason="hold expired", cancelled_at=now)
+        .values(status=AppointmentStatus.CANCELLED, cancel_reason="hold expired", cancelled_at=now, updated_at=now)
+        .returning(col(Appointment.id))
         .execution_options(synchronize_session=False)
-    )
+    ).scalars()
+    # A state change like any other: audited in the transaction that makes it (invariant 4).
+    for hold_id in released.all():
+        if uow.actor is not None:
+            record(uow.actor, uow, action="appointment.hold_expired", entity_type="appointment", entity_id=hold_id)
 
 
 def _overlaps(uow: UnitOfWork, start: datetime, end: datetime, condition: object) -> bool:

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from sqlalchemy import or_
 from sqlmodel import col, select
 
 from backend.db import UnitOfWork
@@ -82,6 +83,14 @@ def list_appointments(
         query = query.where(Appointment.start_at < end)
     if active_only:
         query = query.where(col(Appointment.status).in_(ACTIVE_APPOINTMENT_STATUSES))
+    # A hold that has run out no longer occupies anything, even before the sweep releases it.
+    query = query.where(
+        or_(
+            col(Appointment.status) != AppointmentStatus.HELD,
+            col(Appointment.hold_expires_at).is_(None),
+            col(Appointment.hold_expires_at) > utcnow(),
+        )
+    )
     query = query.order_by(col(Appointment.start_at)).limit(max(1, min(limit, 1000)))
     return [
         AppointmentView(

@@ -15,6 +15,7 @@ from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import Conflict, NotFound
 from backend.identity.models import Patient, Provider, ProviderClinic
+from backend.scheduling import cache
 from backend.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule
 from backend.service import require_role, service_function
 from backend.tenancy.context import Actor, Role
@@ -57,6 +58,15 @@ def _name_taken(uow: UnitOfWork, name: str, *, except_id: uuid.UUID | None = Non
     return uow.session.exec(query).first() is not None
 
 
+def _forget_search_cache(uow: UnitOfWork, clinic_id: uuid.UUID) -> None:
+    """After commit, drop the cached provider directory and the next free slots of the clinic's providers."""
+    cache.invalidate_directory(uow)
+    linked = select(ProviderClinic.provider_id).where(ProviderClinic.clinic_id == clinic_id)
+    with_rules = select(AvailabilityRule.provider_id).where(AvailabilityRule.clinic_id == clinic_id)
+    for provider_id in set(uow.session.exec(linked)) | set(uow.session.exec(with_rules)):
+        cache.invalidate_provider(uow, provider_id)
+
+
 @service_function
 def create_clinic(actor: Actor, uow: UnitOfWork, data: ClinicCreate) -> Clinic:
     """Add a clinic to the practice (admin)."""
@@ -70,6 +80,7 @@ def create_clinic(actor: Actor, uow: UnitOfWork, data: ClinicCreate) -> Clinic:
     except IntegrityError as exc:  # a concurrent create with the same name
         raise Conflict(f"a clinic named {data.name!r} already exists", field="name") from exc
     record(actor, uow, action="clinic.created", entity_type="clinic", entity_id=clinic.id)
+    cache.invalidate_directory(uow)
     events.emit(uow, "clinic.changed", entity_id=clinic.id)
     return clinic
 
@@ -103,6 +114,7 @@ def update_clinic(actor: Actor, uow: UnitOfWork, clinic_id: uuid.UUID, data: Cli
         except IntegrityError as exc:  # a concurrent rename to the same name
             raise Conflict(f"a clinic named {clinic.name!r} already exists", field="name") from exc
         record(actor, uow, action="clinic.updated", entity_type="clinic", entity_id=clinic.id, data={"fields": changed})
+        _forget_search_cache(uow, clinic.id)
         events.emit(uow, "clinic.changed", entity_id=clinic.id)
     return clinic
 
@@ -128,6 +140,7 @@ def delete_clinic(actor: Actor, uow: UnitOfWork, clinic_id: uuid.UUID) -> None:
     ).one()
     if entries or offers:
         raise Conflict(f"{clinic.name} still has waitlist entries; archive the clinic instead of deleting it")
+    _forget_search_cache(uow, clinic.id)  # before the links and rules that name the providers go
     # Availability, provider links and its policy override only describe the clinic itself.
     for model in (AvailabilityRule, ProviderClinic, WaitlistPolicy):
         uow.session.execute(delete(model).where(col(model.clinic_id) == clinic.id))  # type: ignore[attr-defined]

@@ -10,8 +10,16 @@ from portal.state.session import SessionState
 APP_NAME = "Waitwell"
 
 NAV: dict[str, list[tuple[str, str, str]]] = {
-    "patient": [("Home", "/patient", "house")],
-    "doctor": [("Today", "/doctor", "calendar-days")],
+    "patient": [
+        ("Home", "/patient", "house"),
+        ("Find care", "/patient/find", "search"),
+        ("My appointments", "/patient/appointments", "calendar-check"),
+    ],
+    "doctor": [
+        ("Today", "/doctor", "calendar-days"),
+        ("Schedule", "/doctor/schedule", "calendar-range"),
+        ("Availability", "/doctor/availability", "clock"),
+    ],
     "admin": [("Overview", "/admin", "layout-dashboard"), ("Clinics", "/admin/clinics", "building-2")],
 }
 

@@ -28,7 +28,8 @@ from backend.settings import PROJECT_ROOT
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-HEAD = "0002_backfill_clinics"
+HEAD = "0003_booking"
+BACKFILL = "0002_backfill_clinics"
 INITIAL = "0001_initial"
 
 
@@ -99,7 +100,7 @@ def test_revisions_are_linear_with_readable_ids() -> None:
     script = ScriptDirectory.from_config(_config("sqlite://"))
     assert script.get_heads() == [HEAD]
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == [HEAD, INITIAL]
+    assert chain == [HEAD, BACKFILL, INITIAL]
 
 
 def test_upgrade_downgrade_upgrade(db_url: str, engine_for: Any) -> None:
@@ -139,13 +140,13 @@ def test_no_drift_between_models_and_migrations(db_url: str, engine_for: Any) ->
 
 
 def test_drift_check_is_live(pg_url: str, engine_for: Any) -> None:
-    """At 0001 the comparison must see the one difference (clinic_id still nullable): the check really runs."""
+    """At 0001 the comparison must see what later revisions add: the check really runs."""
     command.upgrade(_config(pg_url), INITIAL)
     diffs = _diffs(engine_for(pg_url))
-    assert len(diffs) == 1, diffs
-    (op,) = diffs[0]  # modify_* diffs come grouped in a list
-    assert op[0] == "modify_nullable"
-    assert (op[2], op[3], op[5], op[6]) == ("appointments", "clinic_id", True, False)
+    nullable = [d[0] for d in diffs if isinstance(d, list) and d[0][0] == "modify_nullable"]
+    assert [(op[2], op[3], op[5], op[6]) for op in nullable] == [("appointments", "clinic_id", True, False)]
+    added_tables = {d[1].name for d in diffs if isinstance(d, tuple) and d[0] == "add_table"}
+    assert added_tables == {"booking_policies"}
 
 
 def test_named_check_constraints_and_partial_indexes_exist(db_url: str, engine_for: Any) -> None:
@@ -172,6 +173,24 @@ def test_named_check_constraints_and_partial_indexes_exist(db_url: str, engine_f
     assert "WHERE" in definitions["uq_waitlist_policies_default"].upper()
     assert "IS NULL" in definitions["uq_waitlist_policies_default"].upper()
     assert "IS NOT NULL" in definitions["uq_waitlist_policies_clinic"].upper()
+
+
+def test_overlap_exclusion_constraints_come_and_go_with_0003(pg_url: str, engine_for: Any) -> None:
+    """Invariant 1 lives in PostgreSQL: 0003 adds both exclusion constraints and its downgrade removes them."""
+    cfg = _config(pg_url)
+    engine = engine_for(pg_url)
+    query = sa.text(
+        "SELECT conname FROM pg_constraint WHERE contype = 'x' AND conrelid = 'appointments'::regclass ORDER BY 1"
+    )
+    command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        assert list(conn.execute(query).scalars()) == [
+            "ex_appointments_patient_overlap",
+            "ex_appointments_provider_overlap",
+        ]
+    command.downgrade(cfg, BACKFILL)
+    with engine.connect() as conn:
+        assert list(conn.execute(query).scalars()) == []
 
 
 # --- 0002: the clinic backfill -----------------------------------------------------------------------

@@ -42,9 +42,10 @@ from tests.factories import (
 
 
 def _import_every_service_module() -> None:
+    # Every module, not only those named service.py: booking.py, search.py, ... register functions too,
+    # and the registry must not depend on which other test files happened to import them first.
     for info in pkgutil.walk_packages(backend.__path__, "backend."):
-        if info.name.rsplit(".", 1)[-1] == "service":
-            importlib.import_module(info.name)
+        importlib.import_module(info.name)
 
 
 _import_every_service_module()
@@ -431,3 +432,284 @@ def _practice_totals(me: Practice, other: Practice) -> None:
     add_waitlist_entry(other)
     again = _call("backend.tenancy.service.practice_totals", me.admin)
     assert again == totals
+
+
+# -- provider search and availability (backend/scheduling/search.py, availability.py) -------------------
+
+
+@case("backend.scheduling.search.search_providers")
+def _search_providers(me: Practice, other: Practice) -> None:
+    name = "backend.scheduling.search.search_providers"
+    for actor in _all_actors(me) * 2:  # the second round is served from the cache
+        cards = _call(name, actor)
+        assert [c.id for c in cards] == [me.provider.id]
+        assert {c["id"] for c in cards[0].clinics} == {str(me.clinic.id)}
+        assert _call(name, actor, clinic_id=other.clinic.id) == []
+        assert _call(name, actor, q=other.tenant.slug) == []  # the other practice's doctor has its slug in the name
+
+
+@case("backend.scheduling.search.search_facets")
+def _search_facets(me: Practice, other: Practice) -> None:
+    from backend.identity.models import Provider
+
+    with UnitOfWork(other.system) as uow:
+        theirs = uow.session.get(Provider, other.provider.id)
+        assert theirs is not None
+        theirs.specialties, theirs.languages = ["xenology"], ["Klingon"]
+        uow.commit()
+    for actor in _all_actors(me):
+        facets = _call("backend.scheduling.search.search_facets", actor)
+        assert facets == {"specialties": ["psychiatry"], "languages": []}
+
+
+def _availability_rows(p: Practice) -> tuple[list[Any], list[Any]]:
+    from backend.scheduling.models import AvailabilityRule, TimeOff
+
+    rules = sorted((r.id, r.weekday, r.start_time) for r in rows(p, AvailabilityRule))
+    return rules, sorted((t.id, t.start_at, t.end_at) for t in rows(p, TimeOff))
+
+
+@case("backend.scheduling.availability.list_availability")
+def _list_availability(me: Practice, other: Practice) -> None:
+    name = "backend.scheduling.availability.list_availability"
+    for actor in (me.admin, me.doctor, me.system):
+        view = _call(name, actor, me.provider.id)
+        assert [c.id for c in view.clinics] == [me.clinic.id]
+        _like_missing(name, actor, other.provider.id)
+    with pytest.raises(PermissionDenied):
+        _call(name, me.patient_actor, other.provider.id)
+
+
+@case("backend.scheduling.availability.replace_availability")
+def _replace_availability(me: Practice, other: Practice) -> None:
+    from datetime import time
+
+    from backend.errors import ValidationFailed
+    from backend.scheduling.availability import RuleInput
+
+    name = "backend.scheduling.availability.replace_availability"
+    before = _availability_rows(other)
+    for actor in (me.admin, me.doctor, me.system):
+        _like_missing(name, actor, other.provider.id, [])
+        # Another practice's clinic is refused exactly like an unknown one.
+        refusals = []
+        for clinic_id in (other.clinic.id, uuid.uuid4()):
+            with pytest.raises(ValidationFailed) as refused:
+                _call(name, actor, me.provider.id, [RuleInput(clinic_id, 0, time(9), time(12))])
+            refusals.append(refused.value.message)
+        assert refusals[0] == refusals[1]
+    assert _availability_rows(other) == before
+
+
+@case("backend.scheduling.availability.add_time_off")
+def _add_time_off(me: Practice, other: Practice) -> None:
+    name = "backend.scheduling.availability.add_time_off"
+    before = _availability_rows(other)
+    span = {"start": future(days=2, hour=9), "end": future(days=2, hour=12)}
+    for actor in (me.admin, me.doctor, me.system):
+        with pytest.raises(NotFound) as foreign:
+            _call(name, actor, other.provider.id, **span)
+        with pytest.raises(NotFound) as missing:
+            _call(name, actor, uuid.uuid4(), **span)
+        assert foreign.value.message == missing.value.message
+    assert _availability_rows(other) == before
+
+
+@case("backend.scheduling.availability.remove_time_off")
+def _remove_time_off(me: Practice, other: Practice) -> None:
+    name = "backend.scheduling.availability.remove_time_off"
+    theirs = _call(
+        "backend.scheduling.availability.add_time_off",
+        other.admin,
+        other.provider.id,
+        start=future(days=2, hour=9),
+        end=future(days=2, hour=12),
+    )
+    before = _availability_rows(other)
+    for actor in (me.admin, me.doctor, me.system):
+        _like_missing(name, actor, theirs.id)
+    assert _availability_rows(other) == before
+
+
+# -- booking, slots and weekly series (backend/scheduling/booking.py, series.py, service.list_slots) ------
+
+
+def _bookable(*practices: Practice) -> Any:
+    """Open every practice's doctor every day 08:00-20:00 at its first clinic; return one instant that is a
+    session start in each (10:00 New York is 08:00 Denver), six days from now."""
+    from tests.factories import add_availability, local_start
+
+    for p in practices:
+        add_availability(p)
+    return local_start(6, 10, zone="America/New_York")
+
+
+def _missing_alike(name: str, actor: Actor, foreign_id: uuid.UUID, *, at: str | None = None, **kwargs: Any) -> None:
+    """Like `_like_missing`, with keyword arguments; `at` names the keyword that takes the id (else first)."""
+
+    def call(some_id: uuid.UUID) -> Any:
+        return _call(name, actor, **{at: some_id}, **kwargs) if at else _call(name, actor, some_id, **kwargs)
+
+    with pytest.raises(NotFound) as foreign:
+        call(foreign_id)
+    with pytest.raises(NotFound) as missing:
+        call(uuid.uuid4())
+    assert foreign.value.message == missing.value.message
+
+
+def _appointments(p: Practice) -> list[tuple[uuid.UUID, str]]:
+    return sorted((a.id, str(a.status)) for a in rows(p, Appointment))
+
+
+def _booking_actors(p: Practice) -> list[tuple[Actor, dict[str, Any]]]:
+    """Who may book, with what each must add to name the patient."""
+    return [(p.patient_actor, {}), (p.admin, {"patient_id": p.patient.id}), (p.system, {"patient_id": p.patient.id})]
+
+
+def _refuses_their_provider_and_patient(name: str, me: Practice, other: Practice, **kwargs: Any) -> None:
+    """Another practice's provider (any booking actor) and patient (staff naming one) are like missing ones."""
+    for actor, naming in _booking_actors(me):
+        _missing_alike(name, actor, other.provider.id, at="provider_id", **kwargs, **naming)
+    for actor in (me.admin, me.system):
+        _missing_alike(name, actor, other.patient.id, at="patient_id", provider_id=me.provider.id, **kwargs)
+
+
+@case("backend.scheduling.booking.book_appointment")
+def _book_appointment(me: Practice, other: Practice) -> None:
+    name = "backend.scheduling.booking.book_appointment"
+    start = _bookable(me, other)
+    before = _appointments(other)
+    _refuses_their_provider_and_patient(name, me, other, start=start)
+    assert _appointments(other) == before
+    # Idempotency keys are per practice: the other practice's key neither replays nor blocks mine.
+    theirs = _call(name, other.patient_actor, provider_id=other.provider.id, start=start, idempotency_key="k-1")
+    mine = _call(name, me.patient_actor, provider_id=me.provider.id, start=start, idempotency_key="k-1")
+    assert not mine.replayed and mine.appointment.id != theirs.appointment.id
+    assert mine.appointment.tenant_id == me.tenant_id and mine.appointment.provider_id == me.provider.id
+
+
+@case("backend.scheduling.booking.hold_slot")
+def _hold_slot(me: Practice, other: Practice) -> None:
+    name = "backend.scheduling.booking.hold_slot"
+    start = _bookable(me, other)
+    before = _appointments(other)
+    _refuses_their_provider_and_patient(name, me, other, start=start)
+    assert _appointments(other) == before
+    # The other practice's hold at the same instant does not block mine.
+    _call(name, other.patient_actor, provider_id=other.provider.id, start=start)
+    assert _call(name, me.patient_actor, provider_id=me.provider.id, start=start).tenant_id == me.tenant_id
+
+
+def _their_hold(me: Practice, other: Practice) -> Appointment:
+    return _call(  # type: ignore[no-any-return]
+        "backend.scheduling.booking.hold_slot",
+        other.patient_actor,
+        provider_id=other.provider.id,
+        start=_bookable(me, other),
+    )
+
+
+@case("backend.scheduling.booking.confirm_hold")
+def _confirm_hold(me: Practice, other: Practice) -> None:
+    hold = _their_hold(me, other)
+    for actor in _all_actors(me):
+        _missing_alike("backend.scheduling.booking.confirm_hold", actor, hold.id, version=hold.version)
+    assert (hold.id, "held") in _appointments(other)
+
+
+@case("backend.scheduling.booking.release_hold")
+def _release_hold(me: Practice, other: Practice) -> None:
+    hold = _their_hold(me, other)
+    for actor in _all_actors(me):
+        _missing_alike("backend.scheduling.booking.release_hold", actor, hold.id)
+    assert (hold.id, "held") in _appointments(other)
+
+
+@case("backend.scheduling.booking.cancel_appointment")
+def _cancel_appointment(me: Practice, other: Practice) -> None:
+    before = _appointments(other)
+    for actor in _all_actors(me):
+        for theirs in other.extra["appointments"]:
+            _missing_alike("backend.scheduling.booking.cancel_appointment", actor, theirs, reason="hijack")
+    assert _appointments(other) == before
+
+
+@case("backend.scheduling.booking.reschedule_appointment")
+def _reschedule_appointment(me: Practice, other: Practice) -> None:
+    start = _bookable(me, other)
+    before = _appointments(other)
+    for actor in _all_actors(me):
+        for theirs in other.extra["appointments"]:
+            _missing_alike("backend.scheduling.booking.reschedule_appointment", actor, theirs, new_start=start)
+    assert _appointments(other) == before
+
+
+@case("backend.scheduling.booking.mark_attendance")
+def _mark_attendance(me: Practice, other: Practice) -> None:
+    from datetime import timedelta
+
+    name = "backend.scheduling.booking.mark_attendance"
+    started = add_appointment(other, utcnow() - timedelta(minutes=30))
+    before = _appointments(other)
+    for actor in (me.doctor, me.admin, me.system):
+        _missing_alike(name, actor, started.id, outcome="no_show")
+    with pytest.raises(PermissionDenied):
+        _call(name, me.patient_actor, started.id, outcome="no_show")
+    assert _appointments(other) == before
+
+
+@case("backend.scheduling.service.list_slots")
+def _list_slots(me: Practice, other: Practice) -> None:
+    from datetime import timedelta
+
+    name = "backend.scheduling.service.list_slots"
+    start = _bookable(me, other)
+    add_appointment(other, start)  # the other practice's booking at the same instant
+    window = {"start": start - timedelta(hours=1), "end": start + timedelta(hours=2)}
+    for actor in _all_actors(me):
+        slots = _call(name, actor, me.provider.id, **window)
+        assert slots and {s.clinic_id for s in slots} == {me.clinic.id}
+        assert [s.status for s in slots if s.start == start] == ["free"]
+        _missing_alike(name, actor, other.provider.id, **window)
+
+
+@case("backend.scheduling.series.preview_series")
+def _preview_series(me: Practice, other: Practice) -> None:
+    from datetime import timedelta
+
+    name = "backend.scheduling.series.preview_series"
+    start = _bookable(me, other)
+    add_appointment(other, start + timedelta(weeks=1))  # taken there, free here
+    _refuses_their_provider_and_patient(name, me, other, first_start=start, count=2)
+    for actor, naming in _booking_actors(me):
+        occurrences = _call(name, actor, provider_id=me.provider.id, first_start=start, count=2, **naming)
+        assert [o.available for o in occurrences] == [True, True]
+
+
+@case("backend.scheduling.series.book_series")
+def _book_series(me: Practice, other: Practice) -> None:
+    name = "backend.scheduling.series.book_series"
+    start = _bookable(me, other)
+    before = _appointments(other)
+    _refuses_their_provider_and_patient(name, me, other, first_start=start, count=2)
+    assert _appointments(other) == before
+    result = _call(name, me.patient_actor, provider_id=me.provider.id, first_start=start, count=2)
+    assert {a.tenant_id for a in result.booked} == {me.tenant_id}
+    assert _appointments(other) == before
+
+
+@case("backend.scheduling.series.cancel_series")
+def _cancel_series(me: Practice, other: Practice) -> None:
+    start = _bookable(me, other)
+    theirs = _call(
+        "backend.scheduling.series.book_series",
+        other.patient_actor,
+        provider_id=other.provider.id,
+        first_start=start,
+        count=2,
+    )
+    before = _appointments(other)
+    for actor in _all_actors(me):
+        for scope in ("this", "following"):
+            _missing_alike("backend.scheduling.series.cancel_series", actor, theirs.booked[0].id, scope=scope)
+    assert _appointments(other) == before

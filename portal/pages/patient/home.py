@@ -89,7 +89,9 @@ def patient_home() -> rx.Component:
     return shell(
         "patient",
         page_header(
-            f"Hello, {SessionState.user_name}", "Your appointments and waitlist at " + SessionState.practice_name
+            f"Hello, {SessionState.user_name}",
+            "Your appointments and waitlist at " + SessionState.practice_name,
+            rx.link(rx.button(rx.icon("search", size=16), "Find a provider", size="3"), href="/patient/find"),
         ),
         rx.vstack(
             rx.heading("Upcoming appointments", size="4"),

@@ -1,0 +1,258 @@
+"""My appointments: upcoming ones to cancel or move, and the history."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.fields import field_label
+from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
+from portal.state.my_appointments import MyAppointmentsState as S
+from portal.state.session import SessionState
+
+
+def _upcoming_card(row: rx.Var) -> rx.Component:
+    return rx.card(
+        rx.flex(
+            rx.vstack(
+                rx.text(row["day"], weight="bold", size="3"),
+                rx.text(row["time"], size="2"),
+                rx.text(row["zone"], size="1", color_scheme="gray"),
+                spacing="1",
+                min_width="200px",
+            ),
+            rx.vstack(
+                rx.text(row["provider"], weight="medium", size="3"),
+                rx.hstack(
+                    rx.icon("map-pin", size=14),
+                    rx.text(row["clinic"], size="2"),
+                    rx.badge(row["modality"], variant="soft"),
+                    rx.cond(
+                        row["series"] == "1",
+                        rx.badge(rx.icon("repeat", size=12), "Weekly series", variant="soft", color_scheme="blue"),
+                    ),
+                    align="center",
+                    spacing="2",
+                    wrap="wrap",
+                    color=rx.color("gray", 11),
+                ),
+                spacing="1",
+                flex="1",
+                min_width="220px",
+            ),
+            rx.hstack(
+                rx.button(
+                    rx.icon("calendar-sync", size=16),
+                    "Reschedule",
+                    variant="soft",
+                    on_click=S.start_reschedule(row["id"]),
+                ),
+                rx.button(
+                    rx.icon("x", size=16),
+                    "Cancel",
+                    variant="soft",
+                    color_scheme="red",
+                    on_click=S.open_cancel(row["id"]),
+                ),
+                spacing="2",
+            ),
+            align="center",
+            spacing="4",
+            wrap="wrap",
+            width="100%",
+        ),
+        width="100%",
+        role="article",
+        aria_label=row["day"] + ", " + row["time"],
+    )
+
+
+def _past_row(row: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(row["day"]),
+        rx.table.cell(row["time"]),
+        rx.table.cell(row["provider"]),
+        rx.table.cell(row["clinic"]),
+        rx.table.cell(rx.badge(row["status"], variant="soft", color_scheme=row["tone"])),
+    )
+
+
+def _past_item(row: rx.Var) -> rx.Component:
+    """The history on a narrow screen: one compact line pair per appointment instead of a table."""
+    return rx.hstack(
+        rx.vstack(
+            rx.text(row["day"], ", ", row["time"], size="2", weight="medium"),
+            rx.text(row["provider"], " · ", row["clinic"], size="1", color_scheme="gray"),
+            spacing="0",
+        ),
+        rx.spacer(),
+        rx.badge(row["status"], variant="soft", color_scheme=row["tone"]),
+        align="center",
+        width="100%",
+        padding="10px 12px",
+        border_bottom=f"1px solid {rx.color('gray', 4)}",
+    )
+
+
+def _cancel_dialog() -> rx.Component:
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Cancel this appointment?"),
+            rx.alert_dialog.description(
+                rx.text(rx.text.strong(S.cancel_when), " with ", S.cancel_provider, "."),
+                size="2",
+            ),
+            rx.vstack(
+                rx.cond(
+                    S.cancel_late_warning != "",
+                    rx.callout(S.cancel_late_warning, icon="triangle-alert", color_scheme="amber", width="100%"),
+                ),
+                rx.cond(
+                    S.cancel_in_series,
+                    rx.text(
+                        "This appointment is part of a weekly series. Cancel just this one, or this one and every "
+                        "later one of the series.",
+                        size="2",
+                        color_scheme="gray",
+                    ),
+                ),
+                rx.vstack(
+                    field_label("Reason (optional)", "cancel-reason"),
+                    rx.text_area(
+                        id="cancel-reason",
+                        value=S.cancel_reason,
+                        on_change=S.set_cancel_reason,
+                        max_length=500,
+                        placeholder="Let the clinic know why, if you like",
+                        width="100%",
+                    ),
+                    spacing="1",
+                    width="100%",
+                ),
+                rx.cond(
+                    S.cancel_error != "",
+                    rx.callout(S.cancel_error, icon="circle-alert", color_scheme="red", role="alert", width="100%"),
+                ),
+                rx.flex(
+                    rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
+                    rx.cond(
+                        S.cancel_in_series,
+                        rx.fragment(
+                            rx.button(
+                                "Cancel this and following",
+                                color_scheme="red",
+                                variant="soft",
+                                on_click=S.confirm_cancel("following"),
+                                loading=S.cancel_busy,
+                            ),
+                            rx.button(
+                                "Cancel this one",
+                                color_scheme="red",
+                                on_click=S.confirm_cancel("this"),
+                                loading=S.cancel_busy,
+                            ),
+                        ),
+                        rx.button(
+                            "Cancel appointment",
+                            color_scheme="red",
+                            on_click=S.confirm_cancel("this"),
+                            loading=S.cancel_busy,
+                        ),
+                    ),
+                    justify="end",
+                    spacing="3",
+                    wrap="wrap",
+                    width="100%",
+                ),
+                spacing="4",
+                margin_top="16px",
+                width="100%",
+            ),
+            max_width="520px",
+        ),
+        open=S.cancel_open,
+        on_open_change=S.set_cancel_open,
+    )
+
+
+@rx.page(
+    route="/patient/appointments",
+    title=f"My appointments · {APP_NAME}",
+    on_load=[SessionState.guard("patient"), S.load],
+)
+def my_appointments() -> rx.Component:
+    return shell(
+        "patient",
+        page_header(
+            "My appointments",
+            "Times are shown in each clinic's time zone",
+            rx.link(rx.button(rx.icon("search", size=16), "Book a new appointment"), href="/patient/find"),
+        ),
+        rx.cond(
+            S.page_error != "",
+            rx.callout(S.page_error, icon="circle-alert", color_scheme="amber", role="alert", width="100%"),
+        ),
+        rx.cond(
+            ~S.loaded,
+            loading(),
+            rx.vstack(
+                rx.vstack(
+                    rx.heading("Upcoming", size="4", as_="h2"),
+                    rx.cond(
+                        S.upcoming.length() > 0,
+                        rx.vstack(rx.foreach(S.upcoming, _upcoming_card), width="100%", spacing="2"),
+                        rx.vstack(
+                            empty_state("calendar", "You have no upcoming appointments."),
+                            rx.link("Find a provider", href="/patient/find"),
+                            align="center",
+                            width="100%",
+                        ),
+                    ),
+                    width="100%",
+                    spacing="3",
+                    role="region",
+                    aria_label="Upcoming",
+                ),
+                rx.vstack(
+                    rx.heading("Past and cancelled", size="4", as_="h2"),
+                    rx.cond(
+                        S.past.length() > 0,
+                        rx.fragment(
+                            rx.box(
+                                rx.table.root(
+                                    rx.table.header(
+                                        rx.table.row(
+                                            *[
+                                                rx.table.column_header_cell(h)
+                                                for h in ("Date", "Time", "With", "Clinic", "Status")
+                                            ]
+                                        )
+                                    ),
+                                    rx.table.body(rx.foreach(S.past, _past_row)),
+                                    variant="surface",
+                                    width="100%",
+                                ),
+                                width="100%",
+                                display=["none", "none", "block"],
+                            ),
+                            rx.vstack(
+                                rx.foreach(S.past, _past_item),
+                                spacing="0",
+                                width="100%",
+                                display=["flex", "flex", "none"],
+                                border=f"1px solid {rx.color('gray', 5)}",
+                                border_radius="8px",
+                            ),
+                        ),
+                        empty_state("history", "No past appointments yet."),
+                    ),
+                    width="100%",
+                    spacing="3",
+                    role="region",
+                    aria_label="Past and cancelled",
+                ),
+                spacing="6",
+                width="100%",
+            ),
+        ),
+        _cancel_dialog(),
+    )

@@ -1,0 +1,486 @@
+"""A provider's week: free times as buttons; a click holds the time and the dialog confirms it (or moves one)."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.fields import field_label
+from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
+from portal.state.booking import ProviderWeekState as S
+from portal.state.booking import SeriesRow, WeekDay, WeekSlot
+from portal.state.session import SessionState
+
+
+def _slot_face(slot: WeekSlot, with_label: bool) -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.text(slot.time, weight="medium", size="2"),
+            rx.cond(slot.telehealth, rx.icon("video", size=12)),
+            align="center",
+            spacing="1",
+        ),
+        rx.cond(with_label, rx.text(slot.label, size="1")),
+        align="center",
+        spacing="0",
+    )
+
+
+def _slot(slot: WeekSlot) -> rx.Component:
+    common = {
+        "min_height": "44px",
+        "width": "100%",
+        "custom_attrs": {"data-start": slot.start, "data-status": slot.status},
+    }
+    return rx.match(
+        slot.status,
+        (
+            "free",
+            rx.button(
+                _slot_face(slot, False),
+                on_click=S.pick_slot(slot.start),
+                disabled=S.busy,
+                variant="surface",
+                height="auto",
+                padding_y="6px",
+                aria_label=slot.aria,
+                **common,
+            ),
+        ),
+        (
+            "mine",
+            rx.center(_slot_face(slot, True), **_own_style(), aria_label=slot.aria, role="note", **common),
+        ),
+        (
+            "current",
+            rx.center(_slot_face(slot, True), **_own_style(), aria_label=slot.aria, role="note", **common),
+        ),
+        rx.button(
+            _slot_face(slot, True),
+            disabled=True,
+            variant="soft",
+            color_scheme="gray",
+            height="auto",
+            padding_y="6px",
+            aria_label=slot.aria,
+            **common,
+        ),
+    )
+
+
+def _own_style() -> dict:
+    return {
+        "padding_y": "6px",
+        "border_radius": "var(--radius-2)",
+        "background": rx.color("blue", 3),
+        "color": rx.color("blue", 11),
+        "border": f"1px dashed {rx.color('blue', 8)}",
+    }
+
+
+def _day(day: WeekDay) -> rx.Component:
+    return rx.vstack(
+        rx.vstack(
+            rx.text(day.weekday, size="2", weight="bold", color=rx.cond(day.is_today, rx.color("teal", 11), "inherit")),
+            rx.text(day.date, size="2", color_scheme="gray"),
+            rx.cond(day.zone != "", rx.text(day.zone, size="1", color_scheme="gray"), rx.text("\u00a0", size="1")),
+            spacing="0",
+            align=rx.breakpoints(initial="start", md="center"),
+            width="100%",
+            padding_bottom="6px",
+            border_bottom=f"2px solid {rx.color('gray', 4)}",
+        ),
+        rx.cond(
+            day.slots.length() > 0,
+            rx.box(
+                rx.foreach(day.slots, _slot),
+                display="grid",
+                grid_template_columns="repeat(auto-fill, minmax(72px, 1fr))",
+                gap="8px",
+                width="100%",
+            ),
+            rx.text("No times", size="1", color_scheme="gray", padding_y="8px"),
+        ),
+        spacing="2",
+        width="100%",
+        min_width="0",
+        padding="8px",
+        border_radius="8px",
+        background=rx.cond(day.is_today, rx.color("teal", 2), "transparent"),
+        role="group",
+        aria_label=day.weekday + " " + day.date,
+    )
+
+
+def _legend() -> rx.Component:
+    def item(color: str, text: str) -> rx.Component:
+        return rx.hstack(
+            rx.box(width="12px", height="12px", border_radius="3px", background=rx.color(color, 5)),
+            rx.text(text, size="1", color_scheme="gray"),
+            align="center",
+            spacing="1",
+        )
+
+    return rx.flex(
+        item("teal", "Free"),
+        item("gray", "Unavailable"),
+        item("blue", "Yours"),
+        rx.hstack(rx.icon("video", size=12), rx.text("Telehealth", size="1", color_scheme="gray"), spacing="1"),
+        wrap="wrap",
+        spacing="4",
+        align="center",
+    )
+
+
+def _week_nav() -> rx.Component:
+    return rx.hstack(
+        rx.icon_button(
+            rx.icon("chevron-left"),
+            on_click=S.prev_week,
+            disabled=~S.can_prev,
+            variant="soft",
+            aria_label="Previous week",
+        ),
+        rx.vstack(
+            rx.heading(S.week_label, size="4", as_="h2", white_space="nowrap", id="week-label"),
+            rx.text(S.zone_note, size="1", color_scheme="gray", text_align="center"),
+            spacing="0",
+            align="center",
+            flex="1",
+            min_width="0",
+        ),
+        rx.icon_button(
+            rx.icon("chevron-right"), on_click=S.next_week, disabled=~S.can_next, variant="soft", aria_label="Next week"
+        ),
+        align="center",
+        spacing="3",
+        width=rx.breakpoints(initial="100%", sm="auto"),
+        max_width="460px",
+    )
+
+
+def _week() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.flex(
+                _week_nav(),
+                rx.spacer(),
+                rx.flex(
+                    rx.cond(S.can_prev, rx.button("This week", variant="ghost", size="1", on_click=S.this_week)),
+                    _legend(),
+                    align="center",
+                    spacing="4",
+                    wrap="wrap",
+                ),
+                direction=rx.breakpoints(initial="column", sm="row"),
+                align=rx.breakpoints(initial="stretch", sm="center"),
+                spacing="3",
+                width="100%",
+            ),
+            rx.cond(
+                S.alert != "",
+                rx.callout(S.alert, icon="triangle-alert", color_scheme="red", role="alert", width="100%"),
+            ),
+            rx.grid(
+                rx.foreach(S.days, _day),
+                columns=rx.breakpoints(initial="1", xs="2", sm="4", md="7"),
+                spacing="2",
+                width="100%",
+            ),
+            rx.cond(
+                (S.free_count == 0) & ~S.is_reschedule & S.provider_has_free,
+                rx.callout(
+                    rx.hstack(
+                        rx.text("No free times this week. Try the next week, or join the waitlist."),
+                        rx.link(
+                            "Join waitlist",
+                            href="/patient/waitlist/join?provider_id=" + S.provider_ref,
+                            weight="bold",
+                        ),
+                        spacing="2",
+                        wrap="wrap",
+                    ),
+                    icon="calendar-x",
+                    color_scheme="amber",
+                    width="100%",
+                ),
+            ),
+            spacing="4",
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _detail(icon: str, text: rx.Var | str) -> rx.Component:
+    return rx.hstack(
+        rx.icon(icon, size=16, color=rx.color("gray", 10)), rx.text(text, size="2"), align="center", spacing="2"
+    )
+
+
+def _series_row(row: SeriesRow) -> rx.Component:
+    return rx.hstack(
+        rx.cond(
+            row.ok,
+            rx.icon("circle-check", size=16, color=rx.color("teal", 10), aria_label="Available"),
+            rx.icon("circle-x", size=16, color=rx.color("red", 10), aria_label="Not available"),
+        ),
+        rx.text(row.when, size="2"),
+        rx.cond(~row.ok, rx.text("— ", row.reason, size="2", color_scheme="red")),
+        align="center",
+        spacing="2",
+        wrap="wrap",
+        role="listitem",
+    )
+
+
+def _repeat_section() -> rx.Component:
+    return rx.vstack(
+        rx.el.label(
+            rx.hstack(
+                rx.checkbox(checked=S.repeat, on_change=S.set_repeat, id="repeat-weekly"),
+                rx.text("Repeat weekly", size="2", weight="medium"),
+                align="center",
+                spacing="2",
+            ),
+            html_for="repeat-weekly",
+        ),
+        rx.cond(
+            S.repeat,
+            rx.vstack(
+                rx.hstack(
+                    rx.vstack(
+                        field_label("Every", "series-every"),
+                        rx.select.root(
+                            rx.select.trigger(id="series-every", aria_label="Every"),
+                            rx.select.content(
+                                rx.select.item("Every week", value="1"), rx.select.item("Every 2 weeks", value="2")
+                            ),
+                            value=S.every_weeks,
+                            on_change=S.set_every_weeks,
+                        ),
+                        spacing="1",
+                    ),
+                    rx.vstack(
+                        field_label("Sessions", "series-sessions"),
+                        rx.select.root(
+                            rx.select.trigger(id="series-sessions", aria_label="Sessions"),
+                            rx.select.content(rx.foreach(S.series_sizes, lambda n: rx.select.item(n, value=n))),
+                            value=S.sessions,
+                            on_change=S.set_sessions,
+                        ),
+                        spacing="1",
+                    ),
+                    rx.button("Check dates", variant="soft", on_click=S.check_dates, disabled=S.busy),
+                    align="end",
+                    spacing="3",
+                    wrap="wrap",
+                ),
+                rx.cond(
+                    S.series_checked,
+                    rx.vstack(
+                        rx.vstack(rx.foreach(S.series_preview, _series_row), spacing="1", role="list"),
+                        rx.text(S.series_summary, size="2", color_scheme="gray"),
+                        spacing="2",
+                    ),
+                ),
+                spacing="3",
+                width="100%",
+            ),
+        ),
+        spacing="3",
+        width="100%",
+        padding="12px",
+        border_radius="8px",
+        background=rx.color("gray", 2),
+    )
+
+
+def _confirm_step() -> rx.Component:
+    return rx.vstack(
+        rx.dialog.title(rx.cond(S.is_reschedule, "Move appointment", "Confirm your appointment")),
+        rx.dialog.description(
+            rx.cond(
+                S.is_reschedule,
+                "Your appointment moves only when you confirm; until then it stays as it is.",
+                rx.cond(
+                    S.hold_until != "",
+                    rx.text("We're holding this time for you until ", rx.text.strong(S.hold_until), "."),
+                    "Confirm to book this time.",
+                ),
+            ),
+            size="2",
+        ),
+        rx.vstack(
+            _detail("user-round", S.provider_name),
+            rx.cond(S.is_reschedule, _detail("calendar-x", "From: " + S.reschedule_from)),
+            _detail("calendar-clock", rx.cond(S.is_reschedule, "To: " + S.sel_when, S.sel_when)),
+            _detail("globe", S.sel_zone),
+            _detail("map-pin", S.sel_clinic),
+            _detail(rx.cond(S.sel_modality == "Telehealth", "video", "building-2"), S.sel_modality),
+            spacing="2",
+            padding="12px",
+            border_radius="8px",
+            border=f"1px solid {rx.color('gray', 5)}",
+            width="100%",
+        ),
+        rx.cond(~S.is_reschedule, _repeat_section()),
+        rx.cond(
+            S.dialog_error != "",
+            rx.callout(S.dialog_error, icon="circle-alert", color_scheme="red", role="alert", width="100%"),
+        ),
+        rx.flex(
+            rx.button("Cancel", variant="soft", color_scheme="gray", on_click=S.dismiss),
+            rx.cond(
+                S.repeat,
+                rx.button(
+                    "Book series",
+                    on_click=S.book_series,
+                    disabled=~S.series_checked | (S.series_bookable == 0),
+                    loading=S.busy,
+                ),
+                rx.button(
+                    rx.cond(S.is_reschedule, "Move appointment", "Confirm booking"), on_click=S.confirm, loading=S.busy
+                ),
+            ),
+            justify="end",
+            spacing="3",
+            wrap="wrap",
+            width="100%",
+        ),
+        spacing="4",
+        width="100%",
+    )
+
+
+def _done_step() -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.icon("circle-check", size=28, color=rx.color("teal", 10)),
+            rx.dialog.title(S.done_title, margin="0"),
+            align="center",
+            spacing="2",
+        ),
+        rx.dialog.description(S.done_text, size="2"),
+        rx.cond(
+            S.done_skipped.length() > 0,
+            rx.vstack(
+                rx.text("Not booked:", size="2", weight="medium"),
+                rx.foreach(S.done_skipped, lambda t: rx.text(t, size="2", color_scheme="gray")),
+                spacing="1",
+            ),
+        ),
+        rx.flex(
+            rx.button("Book another time", variant="soft", color_scheme="gray", on_click=S.dismiss),
+            rx.link(rx.button("My appointments"), href="/patient/appointments", underline="none"),
+            justify="end",
+            spacing="3",
+            wrap="wrap",
+            width="100%",
+        ),
+        spacing="4",
+        width="100%",
+    )
+
+
+def _dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.cond(S.step == "done", _done_step(), _confirm_step()),
+            max_width="520px",
+        ),
+        open=S.dialog_open,
+        on_open_change=S.set_dialog_open,
+    )
+
+
+def _reschedule_banner() -> rx.Component:
+    return rx.fragment(
+        rx.cond(
+            S.is_reschedule,
+            rx.callout(
+                rx.text(
+                    "Choose a new time for your appointment of ",
+                    rx.text.strong(S.reschedule_from),
+                    ". It is marked “Current” below.",
+                ),
+                icon="calendar-sync",
+                color_scheme="blue",
+                width="100%",
+            ),
+        ),
+        rx.cond(
+            S.reschedule_error != "",
+            rx.callout(S.reschedule_error, icon="circle-alert", color_scheme="amber", role="alert", width="100%"),
+        ),
+    )
+
+
+def _fully_booked() -> rx.Component:
+    return rx.callout(
+        rx.vstack(
+            rx.text(
+                S.provider_name,
+                " has no free time in the weeks open for booking. Join the waitlist: when a time frees up, "
+                "you can be offered it first.",
+            ),
+            rx.link(
+                rx.button(rx.icon("list-plus", size=16), "Join waitlist", color_scheme="amber"),
+                href="/patient/waitlist/join?provider_id=" + S.provider_ref,
+                underline="none",
+            ),
+            spacing="3",
+        ),
+        icon="calendar-x",
+        color_scheme="amber",
+        width="100%",
+        role="status",
+    )
+
+
+def _not_found() -> rx.Component:
+    return rx.vstack(
+        empty_state("user-x", "This provider is not available for online booking."),
+        rx.link("Back to Find care", href="/patient/find"),
+        align="center",
+        width="100%",
+    )
+
+
+@rx.page(
+    route="/patient/provider/[provider_id]",
+    title=f"Book a time · {APP_NAME}",
+    on_load=[SessionState.guard("patient"), S.load],
+)
+def provider_week() -> rx.Component:
+    return shell(
+        "patient",
+        rx.link(
+            rx.hstack(rx.icon("arrow-left", size=14), rx.text("Find care", size="2"), align="center", spacing="1"),
+            href="/patient/find",
+        ),
+        rx.cond(
+            ~S.loaded,
+            loading(),
+            rx.cond(
+                S.provider_found,
+                rx.vstack(
+                    page_header(
+                        S.provider_name,
+                        S.provider_kind + " · " + S.provider_clinics,
+                    ),
+                    rx.flex(
+                        rx.foreach(S.provider_specialties, lambda s: rx.badge(s, variant="soft")),
+                        wrap="wrap",
+                        spacing="2",
+                    ),
+                    _reschedule_banner(),
+                    rx.cond(~S.provider_has_free & ~S.is_reschedule, _fully_booked()),
+                    _week(),
+                    _dialog(),
+                    spacing="4",
+                    width="100%",
+                ),
+                _not_found(),
+            ),
+        ),
+    )

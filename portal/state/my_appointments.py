@@ -1,0 +1,227 @@
+"""My appointments: what is coming up (cancel, reschedule) and what has been."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import reflex as rx
+from sqlmodel import col, select
+
+from backend.db import UnitOfWork
+from backend.errors import DomainError
+from backend.scheduling import booking, series
+from backend.scheduling.models import Appointment
+from backend.scheduling.policy import booking_rules, visible_appointment
+from backend.scheduling.service import list_appointments
+from backend.tenancy.context import Actor, Role
+from backend.types import utcnow
+from portal.components import format as fmt
+from portal.state.session import SessionState
+
+SESSION_ENDED = "Your session has ended. Sign in again."
+GONE = "That appointment is no longer available. The list has been refreshed."
+PAST_SHOWN = 50
+# Cancel reasons the booking service gives a hold that ends without becoming an appointment.
+HOLD_ENDINGS = {"hold released", "hold expired"}
+
+
+def hours_label(window: timedelta) -> str:
+    """'24 hours', '1 hour', '90 minutes'."""
+    minutes = int(window.total_seconds() // 60)
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{minutes} minutes"
+
+
+def _extras(uow: UnitOfWork, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[uuid.UUID | None, str]]:
+    """Series id and cancel reason of the patient's own appointments, which AppointmentView does not carry.
+
+    One query in the actor's tenant-scoped unit of work; `ids` come from list_appointments (the patient's own).
+    """
+    if not ids:
+        return {}
+    rows = uow.session.exec(
+        select(Appointment.id, Appointment.series_id, Appointment.cancel_reason).where(col(Appointment.id).in_(ids))
+    )
+    return {row[0]: (row[1], row[2] or "") for row in rows}
+
+
+class MyAppointmentsState(SessionState):
+    """The patient's appointments; the cancel dialog's details are read fresh when it opens."""
+
+    upcoming: list[dict[str, str]] = []
+    past: list[dict[str, str]] = []
+    loaded: bool = False
+    page_error: str = ""
+
+    cancel_open: bool = False
+    cancel_id: str = ""
+    cancel_when: str = ""
+    cancel_provider: str = ""
+    cancel_in_series: bool = False
+    cancel_late_warning: str = ""
+    cancel_reason: str = ""
+    cancel_error: str = ""
+    cancel_busy: bool = False
+
+    def _refresh(self, actor: Actor) -> None:
+        now = utcnow()
+        with UnitOfWork(actor) as uow:
+            appointments = list_appointments(actor, uow, limit=1000)
+            extras = _extras(uow, [a.id for a in appointments])
+        upcoming = [a for a in appointments if a.status == "booked" and a.start_at >= now]
+        self.upcoming = [
+            {
+                "id": str(a.id),
+                "day": fmt.day_label(a.start_at, a.clinic_timezone),
+                "time": fmt.time_range(a.start_at, a.end_at, a.clinic_timezone),
+                "zone": fmt.zone_label(a.clinic_timezone),
+                "provider": a.provider_name,
+                "clinic": a.clinic_name,
+                "modality": fmt.MODALITY_LABELS.get(a.modality, a.modality),
+                "series": "1" if extras.get(a.id, (None, ""))[0] is not None else "",
+            }
+            for a in upcoming
+        ]
+        upcoming_ids = {a.id for a in upcoming}
+        # A hold that was given back or lapsed never was an appointment: it is not history.
+        earlier = [
+            a for a in appointments if a.id not in upcoming_ids and extras.get(a.id, (None, ""))[1] not in HOLD_ENDINGS
+        ]
+        earlier.sort(key=lambda a: a.start_at, reverse=True)
+        self.past = [
+            {
+                "id": str(a.id),
+                "day": fmt.day_label(a.start_at, a.clinic_timezone),
+                "time": fmt.time_range(a.start_at, a.end_at, a.clinic_timezone),
+                "provider": a.provider_name,
+                "clinic": a.clinic_name,
+                "status": (
+                    "Moved"
+                    if a.status == "cancelled" and extras.get(a.id, (None, ""))[1] == "rescheduled"
+                    else fmt.STATUS_LABELS.get(a.status, a.status)
+                ),
+                "tone": "red" if a.status in ("late_cancelled", "no_show") else "gray",
+            }
+            for a in earlier[:PAST_SHOWN]
+        ]
+        self.loaded = True
+
+    @rx.event
+    def load(self):
+        self.page_error = ""
+        self.cancel_open = False
+        actor = self._actor(Role.PATIENT)
+        if actor is None:
+            return rx.toast.error(SESSION_ENDED)
+        self._refresh(actor)
+        return None
+
+    @rx.event
+    def open_cancel(self, appointment_id: str):
+        """Open the cancel dialog, warning when the cancellation would be late under the clinic's policy."""
+        actor = self._actor(Role.PATIENT)
+        if actor is None:
+            return rx.toast.error(SESSION_ENDED)
+        try:
+            with UnitOfWork(actor) as uow:
+                appointment = visible_appointment(actor, uow, uuid.UUID(appointment_id))
+                window = booking_rules(uow, appointment.clinic_id).cancellation_window
+        except (DomainError, ValueError):
+            self._refresh(actor)
+            return rx.toast.error(GONE)
+        row = next((r for r in self.upcoming if r["id"] == appointment_id), None)
+        now = utcnow()
+        if row is None or appointment.status != "booked" or appointment.start_at <= now:
+            self._refresh(actor)
+            return rx.toast.error(GONE)
+        self.cancel_id = appointment_id
+        self.cancel_when = f"{row['day']}, {row['time']}"
+        self.cancel_provider = row["provider"]
+        self.cancel_in_series = appointment.series_id is not None
+        late = appointment.start_at - now < window
+        self.cancel_late_warning = (
+            f"This is within {hours_label(window)} of your appointment and will be recorded as a late cancellation."
+            if late
+            else ""
+        )
+        self.cancel_reason = ""
+        self.cancel_error = ""
+        self.cancel_busy = False
+        self.cancel_open = True
+        return None
+
+    @rx.event
+    def set_cancel_open(self, value: bool):
+        self.cancel_open = value
+        if not value:
+            self.cancel_error = ""
+
+    @rx.event
+    def set_cancel_reason(self, value: str):
+        self.cancel_reason = value[:500]
+
+    @rx.event
+    def confirm_cancel(self, scope: str):
+        """Cancel this appointment (scope "this") or it and the rest of its series (scope "following")."""
+        actor = self._actor(Role.PATIENT)
+        if actor is None:
+            return rx.toast.error(SESSION_ENDED)
+        if self.cancel_busy or not self.cancel_id:
+            return None
+        self.cancel_busy = True
+        yield
+        try:
+            with UnitOfWork(actor) as uow:
+                appointment_id = uuid.UUID(self.cancel_id)
+                if self.cancel_in_series:
+                    series.cancel_series(
+                        actor,
+                        uow,
+                        appointment_id,
+                        scope="following" if scope == "following" else "this",
+                        reason=self.cancel_reason,
+                    )
+                else:
+                    booking.cancel_appointment(actor, uow, appointment_id, reason=self.cancel_reason)
+                uow.commit()
+        except DomainError as exc:
+            self.cancel_error = exc.message
+            self.cancel_busy = False
+            return None
+        except ValueError:
+            self.cancel_error = GONE
+            self.cancel_busy = False
+            return None
+        self.cancel_busy = False
+        self.cancel_open = False
+        self._refresh(actor)
+        if scope == "following" and self.cancel_in_series:
+            return rx.toast.success("This and the following appointments of the series were cancelled.")
+        return rx.toast.success("Appointment cancelled.")
+
+    @rx.event
+    def start_reschedule(self, appointment_id: str):
+        """Open the provider's week to pick a new time, unless the appointment can no longer be moved online."""
+        actor = self._actor(Role.PATIENT)
+        if actor is None:
+            return rx.toast.error(SESSION_ENDED)
+        try:
+            with UnitOfWork(actor) as uow:
+                appointment = visible_appointment(actor, uow, uuid.UUID(appointment_id))
+                window = booking_rules(uow, appointment.clinic_id).cancellation_window
+        except (DomainError, ValueError):
+            self._refresh(actor)
+            return rx.toast.error(GONE)
+        if appointment.status != "booked" or appointment.start_at <= utcnow():
+            self._refresh(actor)
+            return rx.toast.error(GONE)
+        if appointment.start_at - utcnow() < window:
+            self.page_error = (
+                f"Appointments within {hours_label(window)} cannot be moved online. Please call the clinic."
+            )
+            return None
+        self.page_error = ""
+        return rx.redirect(f"/patient/provider/{appointment.provider_id}?reschedule={appointment.id}")
