@@ -30,7 +30,7 @@ from backend.notifications.models import NotificationPreference
 from backend.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic, Tenant
-from backend.waitlist.models import EntryStatus, WaitlistEntry, WaitlistPolicy
+from backend.waitlist.models import EntryStatus, WaitlistEntry, WaitlistPolicy, target_key
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - the published password of the fictional demo logins
 
@@ -531,6 +531,12 @@ def _fill_practice(spec: PracticeSpec, tenant_id: uuid.UUID, engine: Engine | No
                     provider_id=providers[w.provider].id if w.provider else None,
                     specialty=w.specialty,
                     modality=w.modality,
+                    target_key=target_key(
+                        clinics[w.clinic].id,
+                        providers[w.provider].id if w.provider else None,
+                        w.specialty,
+                        w.modality,
+                    ),
                     preferred_windows=[{"weekday": d, "start": s, "end": e} for d, s, e in w.windows],
                     timezone=clinics[w.clinic].timezone,
                     urgency=w.urgency,

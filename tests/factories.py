@@ -216,8 +216,12 @@ def add_waitlist_entry(
     urgency: int = 2,
     windows: list[dict[str, Any]] | None = None,
     earliest: date | None = None,
+    specialty: str | None = None,
+    modality: str | None = None,
 ) -> WaitlistEntry:
-    """Put a patient on a waitlist (defaults: the practice's patient, doctor and first clinic)."""
+    """Put a patient on a waitlist (defaults: the practice's patient, doctor and first clinic).
+
+    A patient has one active entry per target: vary the provider, specialty or modality for a second one."""
     clinic = clinic or practice.clinic
     with UnitOfWork(practice.system) as uow:
         entry = WaitlistEntry(
@@ -230,6 +234,8 @@ def add_waitlist_entry(
             earliest_date=earliest,
             urgency=urgency,
             status=status,
+            specialty=specialty,
+            modality=modality,
         )
         uow.session.add(entry)
         uow.commit()

@@ -342,6 +342,8 @@ def release_hold(actor: Actor, uow: UnitOfWork, hold_id: uuid.UUID) -> None:
 def cancel_appointment(actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID, *, reason: str = "") -> Appointment:
     """Cancel a future appointment; a patient's cancellation inside the window is recorded as late."""
     appointment = visible_appointment(actor, uow, appointment_id, lock=True)
+    if appointment.status == AppointmentStatus.HELD:
+        raise Conflict("This time is only held, not booked: release the hold instead.")
     if appointment.status != AppointmentStatus.BOOKED:
         raise Conflict(f"This appointment is already {appointment.status.replace('_', ' ')}.")
     now = utcnow()
@@ -419,6 +421,14 @@ def reschedule_appointment(
             series_id=old.series_id,
             booked_by_user_id=actor.user_id,
         ),
+    )
+    record(
+        actor,
+        uow,
+        action="appointment.cancelled",
+        entity_type="appointment",
+        entity_id=old.id,
+        data={"late": False, "by_role": str(actor.role), "rescheduled_to": str(new.id)},
     )
     record(
         actor,

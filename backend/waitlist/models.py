@@ -26,6 +26,16 @@ class EntryStatus(StrEnum):
 ACTIVE_ENTRY_STATUSES = (EntryStatus.WAITING, EntryStatus.OFFERED)
 
 
+def target_key(
+    clinic_id: uuid.UUID, provider_id: uuid.UUID | None, specialty: str | None, modality: str | None
+) -> str:
+    """What an entry waits for, as one comparable string (one active entry per patient and target)."""
+    return (
+        f"clinic:{clinic_id}|provider:{provider_id or 'any'}"
+        f"|specialty:{(specialty or '').strip().lower() or 'any'}|modality:{modality or 'any'}"
+    )
+
+
 class OfferStatus(StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"
@@ -39,6 +49,16 @@ class WaitlistEntry(TenantMixin, table=True):
     __table_args__ = (
         sa.Index("ix_waitlist_entries_target", "tenant_id", "clinic_id", "provider_id", "status"),
         sa.CheckConstraint("urgency BETWEEN 1 AND 4", name="urgency"),
+        # One active entry per patient and target: a second join answers 409.
+        sa.Index(
+            "uq_waitlist_entries_active_target",
+            "tenant_id",
+            "patient_id",
+            "target_key",
+            unique=True,
+            postgresql_where=sa.text("status IN ('waiting', 'offered')"),
+            sqlite_where=sa.text("status IN ('waiting', 'offered')"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -56,15 +76,32 @@ class WaitlistEntry(TenantMixin, table=True):
     urgency: int = Field(default=2, description="1 routine ... 4 urgent")
     reason: str = Field(default="", max_length=500)
     status: EntryStatus = Field(default=EntryStatus.WAITING, sa_type=sa.String(20))
+    # "clinic:<id>|provider:<id or any>|specialty:<x>|modality:<x>": what the patient waits for.
+    target_key: str = Field(default="", max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_confirmed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # When the practice last asked "still interested?" (None: not asked since the last confirmation).
+    reconfirm_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    version: int = Field(default=1)
 
 
 class WaitlistOffer(TenantMixin, table=True):
     __tablename__ = "waitlist_offers"
-    __table_args__ = (sa.Index("ix_waitlist_offers_due", "status", "expires_at"),)
+    __table_args__ = (
+        sa.Index("ix_waitlist_offers_due", "status", "expires_at"),
+        # Invariant 3: a slot has at most one live offer at a time.
+        sa.Index(
+            "uq_waitlist_offers_live_slot",
+            "tenant_id",
+            "provider_id",
+            "slot_start",
+            unique=True,
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     entry_id: uuid.UUID = Field(foreign_key="waitlist_entries.id", index=True)
@@ -75,6 +112,12 @@ class WaitlistOffer(TenantMixin, table=True):
     slot_start: datetime = Field(sa_type=UTCDateTime)
     slot_end: datetime = Field(sa_type=UTCDateTime)
     status: OfferStatus = Field(default=OfferStatus.PENDING, sa_type=sa.String(20))
+    # auto (a slot freed up), promote (doctor: best free slot now), invite (doctor: a chosen slot)
+    kind: str = Field(default="auto", max_length=20)
+    offered_by_user_id: uuid.UUID | None = Field(default=None)
+    score: float = Field(default=0.0)
+    # The ranking breakdown at the time of the offer ("why this patient").
+    reasons: list[str] = Field(default_factory=list, sa_type=JSONType)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     responded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -121,3 +164,10 @@ class WaitlistPolicy(TenantMixin, table=True):
     auto_offer: bool = True
     expire_entry_on_decline: bool = False
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+@sa.event.listens_for(WaitlistEntry, "before_insert")
+@sa.event.listens_for(WaitlistEntry, "before_update")
+def _keep_target_key(_mapper: object, _connection: object, entry: WaitlistEntry) -> None:
+    """The target key always follows the entry's target, whoever writes the row."""
+    entry.target_key = target_key(entry.clinic_id, entry.provider_id, entry.specialty, entry.modality)

@@ -28,7 +28,8 @@ from backend.settings import PROJECT_ROOT
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-HEAD = "0003_booking"
+HEAD = "0004_waitlist"
+BOOKING = "0003_booking"
 BACKFILL = "0002_backfill_clinics"
 INITIAL = "0001_initial"
 
@@ -100,7 +101,7 @@ def test_revisions_are_linear_with_readable_ids() -> None:
     script = ScriptDirectory.from_config(_config("sqlite://"))
     assert script.get_heads() == [HEAD]
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == [HEAD, BACKFILL, INITIAL]
+    assert chain == [HEAD, BOOKING, BACKFILL, INITIAL]
 
 
 def test_upgrade_downgrade_upgrade(db_url: str, engine_for: Any) -> None:

@@ -52,7 +52,7 @@ def test_clinic_overview_figures(harbor: Practice) -> None:
     add_appointment(p, future(days=4, hour=9), status=AppointmentStatus.HELD)  # a hold is not an appointment yet
     add_appointment(p, future(days=5, hour=9), clinic=p.clinic2)
     add_waitlist_entry(p)
-    add_waitlist_entry(p, status=EntryStatus.OFFERED)
+    add_waitlist_entry(p, status=EntryStatus.OFFERED, specialty="Trauma")
     add_waitlist_entry(p, status=EntryStatus.CANCELLED)
     add_waitlist_entry(p, status=EntryStatus.BOOKED)
     add_waitlist_entry(p, clinic=p.clinic2, any_provider=True)

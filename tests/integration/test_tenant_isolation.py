@@ -429,7 +429,7 @@ def _practice_totals(me: Practice, other: Practice) -> None:
     assert (totals.providers, totals.patients, totals.upcoming_appointments, totals.waiting_entries) == (1, 1, 1, 2)
     # More of the other practice's rows change nothing here.
     add_appointment(other, future(days=9, hour=10))
-    add_waitlist_entry(other)
+    add_waitlist_entry(other, specialty="Anxiety")
     again = _call("backend.tenancy.service.practice_totals", me.admin)
     assert again == totals
 

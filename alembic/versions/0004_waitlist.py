@@ -1,0 +1,128 @@
+"""waitlist: targets, one live offer per slot, offer reasons
+
+Revision ID: 0004_waitlist
+Revises: 0003_booking
+Create Date: 2026-11-21
+
+Waitlist entries get a target key (one active entry per patient and target, enforced by a partial unique
+index) and a version; offers get their kind, who offered, the score and the reasons. A partial unique
+index makes invariant 3 the database's: at most one pending offer per provider slot.
+
+Migrations must not import application code (backend.*): the models change later, a migration never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+# revision identifiers, used by Alembic.
+revision: str = '0004_waitlist'
+down_revision: str | Sequence[str] | None = '0003_booking'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+entries = sa.table(
+    "waitlist_entries",
+    sa.column("id", sa.Uuid()),
+    sa.column("tenant_id", sa.Uuid()),
+    sa.column("patient_id", sa.Uuid()),
+    sa.column("clinic_id", sa.Uuid()),
+    sa.column("provider_id", sa.Uuid()),
+    sa.column("specialty", sa.String()),
+    sa.column("modality", sa.String()),
+    sa.column("status", sa.String()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("target_key", sa.String()),
+)
+
+
+def target_key(clinic_id: object, provider_id: object, specialty: str | None, modality: str | None) -> str:
+    """The same key backend.waitlist computes (copied: a migration never imports application code)."""
+    return (
+        f"clinic:{clinic_id}|provider:{provider_id or 'any'}"
+        f"|specialty:{(specialty or '').strip().lower() or 'any'}|modality:{modality or 'any'}"
+    )
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("waitlist_entries", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("target_key", sa.String(length=200), nullable=False, server_default=""))
+        batch_op.add_column(sa.Column("reconfirm_requested_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("version", sa.Integer(), nullable=False, server_default="1"))
+
+    with op.batch_alter_table("waitlist_offers", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("kind", sa.String(length=20), nullable=False, server_default="auto"))
+        batch_op.add_column(sa.Column("offered_by_user_id", sa.Uuid(), nullable=True))
+        batch_op.add_column(sa.Column("score", sa.Float(), nullable=False, server_default="0"))
+        batch_op.add_column(
+            sa.Column(
+                "reasons",
+                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                nullable=False,
+                server_default="[]",
+            )
+        )
+
+    # Existing entries get their target. Should a patient already hold two active entries for one target,
+    # the newer one stays and the older is marked cancelled, so the uniqueness below can hold.
+    bind = op.get_bind()
+    rows = bind.execute(
+        sa.select(
+            entries.c.id, entries.c.tenant_id, entries.c.patient_id, entries.c.clinic_id, entries.c.provider_id,
+            entries.c.specialty, entries.c.modality, entries.c.status,
+        ).order_by(entries.c.created_at.desc())
+    ).all()  # fmt: skip
+    seen: set[tuple[object, object, str]] = set()
+    for row in rows:
+        key = target_key(row.clinic_id, row.provider_id, row.specialty, row.modality)
+        values: dict[str, object] = {"target_key": key}
+        if row.status in ("waiting", "offered"):
+            if (row.tenant_id, row.patient_id, key) in seen:
+                values["status"] = "cancelled"
+            seen.add((row.tenant_id, row.patient_id, key))
+        bind.execute(sa.update(entries).where(entries.c.id == row.id).values(**values))
+
+    with op.batch_alter_table("waitlist_entries", schema=None) as batch_op:
+        batch_op.alter_column("target_key", server_default=None)
+        batch_op.alter_column("version", server_default=None)
+        batch_op.create_index(
+            "uq_waitlist_entries_active_target",
+            ["tenant_id", "patient_id", "target_key"],
+            unique=True,
+            postgresql_where=sa.text("status IN ('waiting', 'offered')"),
+            sqlite_where=sa.text("status IN ('waiting', 'offered')"),
+        )
+    with op.batch_alter_table("waitlist_offers", schema=None) as batch_op:
+        batch_op.alter_column("kind", server_default=None)
+        batch_op.alter_column("score", server_default=None)
+        batch_op.alter_column("reasons", server_default=None)
+        batch_op.create_index(
+            "uq_waitlist_offers_live_slot",
+            ["tenant_id", "provider_id", "slot_start"],
+            unique=True,
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        )
+
+
+def downgrade() -> None:
+    # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('waitlist_offers', schema=None) as batch_op:
+        batch_op.drop_index('uq_waitlist_offers_live_slot', postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
+        batch_op.drop_column('reasons')
+        batch_op.drop_column('score')
+        batch_op.drop_column('offered_by_user_id')
+        batch_op.drop_column('kind')
+
+    with op.batch_alter_table('waitlist_entries', schema=None) as batch_op:
+        batch_op.drop_index('uq_waitlist_entries_active_target', postgresql_where=sa.text("status IN ('waiting', 'offered')"), sqlite_where=sa.text("status IN ('waiting', 'offered')"))
+        batch_op.drop_column('version')
+        batch_op.drop_column('reconfirm_requested_at')
+        batch_op.drop_column('target_key')
+
+    # ### end Alembic commands ###
