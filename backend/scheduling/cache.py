@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -47,7 +47,8 @@ def get_many(tenant_id: uuid.UUID, keys: list[str]) -> list[Any | None]:
     if client is None or not keys:
         return [None] * len(keys)
     try:
-        raw = client.mget(keys)
+        # redis-py types every command as sync-or-async; this client is the sync one.
+        raw = cast(list[bytes | None], client.mget(keys))
         hits = sum(1 for r in raw if r is not None)
         pipe = client.pipeline(transaction=False)
         if hits:
@@ -101,5 +102,5 @@ def stats(tenant_id: uuid.UUID) -> dict[str, int]:
     client = _client()
     if client is None:
         return {"hits": 0, "misses": 0}
-    raw = client.hgetall(_stats_key(tenant_id))
+    raw = cast(dict[bytes, bytes], client.hgetall(_stats_key(tenant_id)))
     return {"hits": int(raw.get(b"hits", 0)), "misses": int(raw.get(b"misses", 0))}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import redis
 
@@ -57,7 +58,7 @@ def marked_starts(tenant_id: uuid.UUID, provider_id: uuid.UUID, starts: Sequence
     from backend.redis_client import get_redis
 
     try:
-        values = get_redis().mget([mark_key(tenant_id, provider_id, s) for s in starts])
+        values = cast(list[bytes | None], get_redis().mget([mark_key(tenant_id, provider_id, s) for s in starts]))
     except redis.RedisError:
         return set()
     return {s for s, v in zip(starts, values, strict=True) if v is not None}
