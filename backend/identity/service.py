@@ -119,11 +119,11 @@ def issue_token(actor: Actor) -> tuple[str, int]:
 def _load_actor(tenant_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> Actor | None:
     """Re-read the membership so a removed user or role stops working at once."""
     with UnitOfWork(Actor.system(tenant_id)) as uow:
-        user = uow.session.get(User, user_id)
-        if user is None or not user.is_active:
-            return None
+        # One round trip: this runs on every API request.
         membership = uow.session.exec(
-            select(Membership).where(Membership.user_id == user_id, Membership.role == role)
+            select(Membership)
+            .join(User, col(User.id) == Membership.user_id)
+            .where(Membership.user_id == user_id, Membership.role == role, col(User.is_active).is_(True))
         ).first()
         return _actor_for(membership) if membership else None
 

@@ -25,7 +25,7 @@ from backend.identity.models import Patient, Provider
 from backend.scheduling import cache, slot_marks
 from backend.scheduling.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus
 from backend.scheduling.policy import BookingRules, booking_rules, visible_appointment
-from backend.scheduling.service import busy_intervals, weekly_rules
+from backend.scheduling.service import time_off_intervals, weekly_rules
 from backend.scheduling.slots import Slot, find_slot
 from backend.service import require_role, service_function
 from backend.tenancy.context import Actor, Role
@@ -110,7 +110,8 @@ def bookable_slot(
     rules = weekly_rules(uow, provider.id)
     if not rules:
         raise ValidationFailed("This provider has no bookable hours.", field="start")
-    time_off, _, _ = busy_intervals(uow, provider.id, start - timedelta(days=1), start + timedelta(days=1), now=now)
+    # Only time off matters here: whether the slot is taken is decided under the lock and by the constraints.
+    time_off = time_off_intervals(uow, provider.id, start - timedelta(days=1), start + timedelta(days=1))
     slot = find_slot(rules, start, time_off=time_off, include_taken=True)
     if slot is None:
         raise ValidationFailed(
@@ -198,6 +199,20 @@ def guarded_insert(uow: UnitOfWork, appointment: Appointment) -> Appointment:
         raise
     cache.invalidate_provider(uow, appointment.provider_id)
     return appointment
+
+
+def _offer_freed_slot_after_commit(uow: UnitOfWork, provider_id: uuid.UUID, start: datetime) -> None:
+    """Once the cancellation commits, offer the freed slot to the waitlist (a Celery task; inline when eager).
+    The task checks the clinic's policy (auto_offer, cutoff); a lost enqueue is caught by the beat sweep."""
+    tenant_id = uow.tenant_id
+
+    def enqueue() -> None:
+        from backend.waitlist.tasks import enqueue_offer_for_freed_slot
+
+        if tenant_id is not None:
+            enqueue_offer_for_freed_slot(tenant_id, provider_id, start)
+
+    uow.after_commit(enqueue)
 
 
 def _fingerprint(*parts: object) -> str:
@@ -374,6 +389,7 @@ def cancel_appointment(actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID,
         start=appointment.start_at.isoformat(),
     )
     cache.invalidate_provider(uow, appointment.provider_id)
+    _offer_freed_slot_after_commit(uow, appointment.provider_id, appointment.start_at)
     return appointment
 
 
@@ -447,6 +463,7 @@ def reschedule_appointment(
         start=old.start_at.isoformat(),
     )
     events.emit(uow, "appointment.booked", entity_id=new.id, provider_id=new.provider_id, clinic_id=new.clinic_id)
+    _offer_freed_slot_after_commit(uow, old.provider_id, old.start_at)
     return new
 
 

@@ -136,16 +136,21 @@ def weekly_rules(uow: UnitOfWork, provider_id: uuid.UUID) -> list[WeeklyRule]:
     ]
 
 
-def busy_intervals(
-    uow: UnitOfWork, provider_id: uuid.UUID, start: datetime, end: datetime, *, now: datetime
-) -> tuple[list[Interval], list[Interval], list[Interval]]:
-    """Time off, booked and live-held intervals of a provider that touch [start, end)."""
-    time_off = [
+def time_off_intervals(uow: UnitOfWork, provider_id: uuid.UUID, start: datetime, end: datetime) -> list[Interval]:
+    """A provider's time off that touches [start, end)."""
+    return [
         Interval(t.start_at, t.end_at)
         for t in uow.session.exec(
             select(TimeOff).where(TimeOff.provider_id == provider_id, TimeOff.start_at < end, TimeOff.end_at > start)
         )
     ]
+
+
+def busy_intervals(
+    uow: UnitOfWork, provider_id: uuid.UUID, start: datetime, end: datetime, *, now: datetime
+) -> tuple[list[Interval], list[Interval], list[Interval]]:
+    """Time off, booked and live-held intervals of a provider that touch [start, end)."""
+    time_off = time_off_intervals(uow, provider_id, start, end)
     booked: list[Interval] = []
     held: list[Interval] = []
     for appt in uow.session.exec(
