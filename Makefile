@@ -58,6 +58,7 @@ typecheck: venv
 # Benchmarks print figures; they assert nothing about time. Needs PostgreSQL and Redis like the tests.
 bench: venv
 	$(BIN)/python -m bench.booking
+	$(BIN)/python -m bench.waitlist
 	$(BIN)/python -m bench.slots
 
 clean:

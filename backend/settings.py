@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Optional: with no broker Celery tasks run in-process (task_always_eager).
     celery_broker_url: str | None = None
+    # Run tasks in-process even with a broker configured (tests, and an app served without a worker).
+    celery_eager: bool = False
 
     secret_key: str = Field(default_factory=_load_or_create_secret, min_length=32)
     jwt_algorithm: str = "HS256"

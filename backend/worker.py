@@ -6,9 +6,36 @@ Start beat:      celery -A backend.worker beat -l info
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 
 from backend.settings import get_settings
+
+# Periodic work (celery -A backend.worker beat, or worker -B). `expires` drops ticks a busy worker could not
+# start in time: the next one does the same work.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "waitlist-expire-offers": {
+        "task": "waitlist.expire_offers_tick",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
+    "waitlist-offer-open-slots": {
+        "task": "waitlist.offer_open_slots_tick",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
+    "waitlist-expire-entries": {
+        "task": "waitlist.expire_entries_tick",
+        "schedule": 600.0,
+        "options": {"expires": 600.0},
+    },
+    "waitlist-reconcile-counters": {
+        "task": "waitlist.reconcile_counters_tick",
+        "schedule": 900.0,
+        "options": {"expires": 900.0},
+    },
+}
 
 
 def make_celery() -> Celery:
@@ -18,7 +45,7 @@ def make_celery() -> Celery:
     broker = settings.broker_url
     app.conf.update(
         broker_url=broker or "memory://",
-        task_always_eager=broker is None,
+        task_always_eager=broker is None or settings.celery_eager,
         task_eager_propagates=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -30,7 +57,9 @@ def make_celery() -> Celery:
         timezone="UTC",
         enable_utc=True,
         broker_connection_retry_on_startup=True,
-        beat_schedule={},
+        # The worker imports the task modules at start-up (they import this module, so no import cycle here).
+        include=["backend.waitlist.tasks"],
+        beat_schedule=BEAT_SCHEDULE,
     )
     return app
 
@@ -42,3 +71,8 @@ celery_app = make_celery()
 def ping() -> str:
     """Answer 'pong' (used by readiness checks and tests of the worker wiring)."""
     return "pong"
+
+
+def register_tasks() -> None:
+    """Import the task modules (the worker does it through `include`; eager callers import lazily)."""
+    import backend.waitlist.tasks  # noqa: F401

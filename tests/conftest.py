@@ -32,6 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["REDIS_URL"] = REDIS_URL
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
     os.environ.pop("CELERY_BROKER_URL", None)
+    # Tasks run in-process unless a test starts a real worker (test_worker_cascade does, and unsets this).
+    os.environ["CELERY_EAGER"] = "1"
 
     from alembic import command
     from alembic.config import Config

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from backend.api.errors import install_error_handlers
-from backend.api.routes import appointments, auth, clinics, health, listings, providers, series
+from backend.api.routes import appointments, auth, clinics, health, listings, offers, providers, series, waitlists
 
 
 def create_api() -> FastAPI:
@@ -19,7 +19,16 @@ def create_api() -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(providers.router)  # before appointments: /providers/facets is a path of its own
-    for router in (health.router, auth.router, clinics.router, listings.router, series.router, appointments.router):
+    for router in (
+        health.router,
+        auth.router,
+        clinics.router,
+        listings.router,
+        waitlists.router,
+        offers.router,
+        series.router,
+        appointments.router,
+    ):
         app.include_router(router)
     return app
 

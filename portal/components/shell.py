@@ -14,13 +14,20 @@ NAV: dict[str, list[tuple[str, str, str]]] = {
         ("Home", "/patient", "house"),
         ("Find care", "/patient/find", "search"),
         ("My appointments", "/patient/appointments", "calendar-check"),
+        ("My waitlist", "/patient/waitlist", "list-checks"),
     ],
     "doctor": [
         ("Today", "/doctor", "calendar-days"),
         ("Schedule", "/doctor/schedule", "calendar-range"),
         ("Availability", "/doctor/availability", "clock"),
+        ("Waitlist", "/doctor/waitlist", "list-ordered"),
     ],
-    "admin": [("Overview", "/admin", "layout-dashboard"), ("Clinics", "/admin/clinics", "building-2")],
+    "admin": [
+        ("Overview", "/admin", "layout-dashboard"),
+        ("Clinics", "/admin/clinics", "building-2"),
+        ("Waitlists", "/admin/waitlists", "list-ordered"),
+        ("Policy", "/admin/policy", "sliders-horizontal"),
+    ],
 }
 
 

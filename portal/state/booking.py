@@ -817,39 +817,3 @@ class ProviderWeekState(SessionState):
         self.done_skipped = [f"{fmt.when(o.start, o.end, zone)}: {o.reason or 'not available'}" for o in result.skipped]
         self._load_week(actor)
         return None
-
-
-# --- waitlist (the form arrives with the waitlist release) -------------------------------------------------
-
-
-class WaitlistJoinState(SessionState):
-    """Which provider the patient wanted to wait for, and how to reach their clinics meanwhile."""
-
-    wanted_name: str = ""
-    wanted_clinics: list[dict[str, str]] = []
-    loaded: bool = False
-
-    @rx.event
-    def load(self):
-        self.loaded = False
-        self.wanted_name = ""
-        self.wanted_clinics = []
-        actor = self._actor(Role.PATIENT)
-        if actor is None:
-            return rx.toast.error(SESSION_ENDED)
-        provider_id = _uuid(self.router.url.query_parameters.get("provider_id", ""))
-        with UnitOfWork(actor) as uow:
-            clinics = {c.id: c for c in tenancy.list_clinics(actor, uow)}
-            card = None
-            if provider_id is not None:
-                card = next((c for c in search.search_providers(actor, uow) if c.id == provider_id), None)
-        if card is not None:
-            self.wanted_name = f"{card.full_name}, {card.title}" if card.title else card.full_name
-            shown = [clinics.get(_uuid(str(c["id"])) or uuid.UUID(int=0)) for c in card.clinics]
-        else:
-            shown = list(clinics.values())
-        self.wanted_clinics = [
-            {"name": c.name, "phone": c.phone or "", "address": c.address or ""} for c in shown if c is not None
-        ]
-        self.loaded = True
-        return None

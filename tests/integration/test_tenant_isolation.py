@@ -262,6 +262,127 @@ def _list_entries(me: Practice, other: Practice) -> None:
         assert {v.id for v in _call(name, actor, status=EntryStatus.WAITING)} == me.extra["entries"]
 
 
+def _entries(p: Practice) -> list[tuple[uuid.UUID, str, Any, Any]]:
+    from backend.waitlist.models import WaitlistEntry
+
+    return sorted((e.id, str(e.status), e.last_confirmed_at, e.expires_at) for e in rows(p, WaitlistEntry))
+
+
+def _policies(p: Practice) -> list[tuple[Any, ...]]:
+    from backend.waitlist.models import WaitlistPolicy
+
+    found = rows(p, WaitlistPolicy)
+    return sorted((w.id, str(w.clinic_id), w.max_active_per_provider, w.offer_hold_minutes) for w in found)
+
+
+@case("backend.waitlist.service.get_entry")
+def _get_entry(me: Practice, other: Practice) -> None:
+    name = "backend.waitlist.service.get_entry"
+    for actor in _all_actors(me):
+        for mine in me.extra["entries"]:
+            view = _call(name, actor, mine)
+            assert view.id == mine and view.position == 1  # their entries never count in my queues
+        for theirs in other.extra["entries"]:
+            _like_missing(name, actor, theirs)
+
+
+@case("backend.waitlist.service.join_waitlist")
+def _join_waitlist(me: Practice, other: Practice) -> None:
+    from backend.waitlist.service import JoinRequest
+
+    name = "backend.waitlist.service.join_waitlist"
+    before = _entries(other)
+    for actor in _all_actors(me):
+        naming = {} if actor.role == Role.PATIENT else {"patient_id": me.patient.id}
+        for field, theirs in (("clinic_id", other.clinic.id), ("provider_id", other.provider.id)):
+            refusals = []
+            for some_id in (theirs, uuid.uuid4()):
+                target = {"clinic_id": me.clinic.id, "modality": "telehealth", field: some_id, **naming}
+                with pytest.raises(NotFound) as refused:
+                    _call(name, actor, JoinRequest(**target))
+                refusals.append(refused.value.message)
+            assert refusals[0] == refusals[1]
+    for actor in (me.admin, me.doctor, me.system):
+        refusals = []
+        for some_id in (other.patient.id, uuid.uuid4()):
+            with pytest.raises(NotFound) as refused:
+                _call(name, actor, JoinRequest(clinic_id=me.clinic.id, modality="telehealth", patient_id=some_id))
+            refusals.append(refused.value.message)
+        assert refusals[0] == refusals[1]
+    # The other practice's patient waiting for "the same" target does not make mine a duplicate.
+    entry = _call(name, me.patient_actor, JoinRequest(clinic_id=me.clinic.id, modality="telehealth"))
+    assert entry.tenant_id == me.tenant_id
+    assert _entries(other) == before
+
+
+@case("backend.waitlist.service.leave_waitlist")
+def _leave_waitlist(me: Practice, other: Practice) -> None:
+    before = _entries(other)
+    for actor in _all_actors(me):
+        for theirs in other.extra["entries"]:
+            _like_missing("backend.waitlist.service.leave_waitlist", actor, theirs)
+    assert _entries(other) == before
+
+
+@case("backend.waitlist.service.confirm_interest")
+def _confirm_interest(me: Practice, other: Practice) -> None:
+    before = _entries(other)
+    for actor in _all_actors(me):
+        for theirs in other.extra["entries"]:
+            _like_missing("backend.waitlist.service.confirm_interest", actor, theirs)
+    assert _entries(other) == before
+
+
+@case("backend.waitlist.service.ranked_entries")
+def _ranked_entries(me: Practice, other: Practice) -> None:
+    name = "backend.waitlist.service.ranked_entries"
+    add_waitlist_entry(other, clinic=me.clinic, urgency=4)  # their row pointing at my clinic id
+    for actor in (me.admin, me.doctor, me.system):
+        views = _call(name, actor)
+        assert {v.id for v in views} == me.extra["entries"]
+        assert sorted(v.position for v in views) == [1, 1]  # one per queue: mine alone in each
+        assert _call(name, actor, provider_id=other.provider.id) == []
+        assert _call(name, actor, clinic_id=other.clinic.id) == []
+    with pytest.raises(PermissionDenied):
+        _call(name, me.patient_actor)
+
+
+@case("backend.waitlist.service.get_waitlist_policy")
+def _get_waitlist_policy(me: Practice, other: Practice) -> None:
+    name = "backend.waitlist.service.get_waitlist_policy"
+    _call("backend.waitlist.service.put_waitlist_policy", other.admin, None, {"offer_hold_minutes": 99})
+    for actor in (me.admin, me.system):
+        mine = _call(name, actor)
+        assert mine.source == "default" and mine.offer_hold_minutes != 99
+        assert _call(name, actor, me.clinic.id).source == "default"
+        for theirs in other.clinics:
+            _like_missing(name, actor, theirs.id)
+
+
+@case("backend.waitlist.service.put_waitlist_policy")
+def _put_waitlist_policy(me: Practice, other: Practice) -> None:
+    name = "backend.waitlist.service.put_waitlist_policy"
+    before = (_policies(other), _snapshot(other))
+    for actor in (me.admin, me.system):
+        for theirs in other.clinics:
+            _like_missing(name, actor, theirs.id, {"max_active_per_provider": 1})
+    _call(name, me.admin, None, {"max_active_per_provider": 7})
+    _call(name, me.admin, me.clinic.id, {"offer_hold_minutes": 11})
+    assert (_policies(other), _snapshot(other)) == before
+    assert _call("backend.waitlist.service.get_waitlist_policy", other.admin).source == "default"
+
+
+@case("backend.waitlist.service.delete_clinic_waitlist_policy")
+def _delete_clinic_waitlist_policy(me: Practice, other: Practice) -> None:
+    name = "backend.waitlist.service.delete_clinic_waitlist_policy"
+    _call("backend.waitlist.service.put_waitlist_policy", other.admin, other.clinic.id, {"offer_hold_minutes": 12})
+    before = _policies(other)
+    for actor in (me.admin, me.system):
+        for theirs in other.clinics:
+            _like_missing(name, actor, theirs.id)
+    assert _policies(other) == before
+
+
 @case("backend.audit.service.list_audit_events")
 def _list_audit_events(me: Practice, other: Practice) -> None:
     name = "backend.audit.service.list_audit_events"
@@ -713,3 +834,143 @@ def _cancel_series(me: Practice, other: Practice) -> None:
         for scope in ("this", "following"):
             _missing_alike("backend.scheduling.series.cancel_series", actor, theirs.booked[0].id, scope=scope)
     assert _appointments(other) == before
+
+
+# -- waitlist offers (backend/waitlist/offers.py) ---------------------------------------------------------
+
+
+def _offers_eager() -> Any:
+    """Run the after-commit cascade inline (the test settings would publish to a broker without a worker)."""
+    import contextlib
+
+    from backend.worker import celery_app
+
+    @contextlib.contextmanager
+    def eager() -> Any:
+        before = celery_app.conf.task_always_eager
+        celery_app.conf.task_always_eager = True
+        try:
+            yield
+        finally:
+            celery_app.conf.task_always_eager = before
+
+    return eager()
+
+
+def _offer_in(p: Practice, *, due: bool = False) -> Any:
+    """A pending invitation in practice `p` for a new any-time entry (its expiry in the past when `due`)."""
+    from datetime import timedelta
+
+    from backend.waitlist.models import WaitlistOffer
+    from tests.factories import add_patient
+
+    start = _bookable(p)
+    entry = add_waitlist_entry(p, patient=add_patient(p, "Offered Olga"), windows=[])
+    offer = _call("backend.waitlist.offers.invite_entry", p.admin, entry.id, start=start)
+    if due:
+        with UnitOfWork(p.system) as uow:
+            uow.session.execute(
+                update(WaitlistOffer).where(WaitlistOffer.id == offer.id)  # type: ignore[arg-type]
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )  # fmt: skip
+            uow.commit()
+    return offer
+
+
+def _offer_rows(p: Practice) -> list[tuple[uuid.UUID, str]]:
+    from backend.waitlist.models import WaitlistOffer
+
+    return sorted((o.id, str(o.status)) for o in rows(p, WaitlistOffer))
+
+
+@case("backend.waitlist.offers.offer_freed_slot")
+def _offer_freed_slot(me: Practice, other: Practice) -> None:
+    from tests.factories import add_patient
+
+    name = "backend.waitlist.offers.offer_freed_slot"
+    with _offers_eager():
+        start = _bookable(me, other)
+        mine = add_waitlist_entry(me, patient=add_patient(me, "Mine Any"), windows=[])
+        add_waitlist_entry(other, patient=add_patient(other, "Theirs Any"), windows=[], urgency=4)
+        before = (_offer_rows(other), _appointments(other))
+        for actor in (me.admin, me.system):
+            _missing_alike(name, actor, other.provider.id, at="provider_id", start=start)
+        offer = _call(name, me.system, provider_id=me.provider.id, start=start)
+        assert offer is not None and offer.entry_id == mine.id and offer.tenant_id == me.tenant_id
+        assert (_offer_rows(other), _appointments(other)) == before
+
+
+@case("backend.waitlist.offers.accept_offer")
+def _accept_offer(me: Practice, other: Practice) -> None:
+    with _offers_eager():
+        theirs = _offer_in(other)
+        before = (_offer_rows(other), _appointments(other))
+        for actor in _all_actors(me):
+            _like_missing("backend.waitlist.offers.accept_offer", actor, theirs.id)
+        assert (_offer_rows(other), _appointments(other)) == before
+
+
+@case("backend.waitlist.offers.decline_offer")
+def _decline_offer(me: Practice, other: Practice) -> None:
+    with _offers_eager():
+        theirs = _offer_in(other)
+        before = (_offer_rows(other), _appointments(other))
+        for actor in _all_actors(me):
+            _like_missing("backend.waitlist.offers.decline_offer", actor, theirs.id)
+        assert (_offer_rows(other), _appointments(other)) == before
+
+
+@case("backend.waitlist.offers.expire_due_offers")
+def _expire_due_offers(me: Practice, other: Practice) -> None:
+    with _offers_eager():
+        theirs = _offer_in(other, due=True)
+        mine = _offer_in(me, due=True)
+        before = (_offer_rows(other), _appointments(other))
+        assert _call("backend.waitlist.offers.expire_due_offers", me.system) == [mine.id]
+        assert _call("backend.waitlist.offers.expire_due_offers", me.admin) == []
+        assert (_offer_rows(other), _appointments(other)) == before
+        assert (theirs.id, "pending") in _offer_rows(other)
+
+
+@case("backend.waitlist.offers.promote_entry")
+def _promote_entry(me: Practice, other: Practice) -> None:
+    with _offers_eager():
+        _bookable(me, other)
+        before = (_offer_rows(other), _appointments(other))
+        for actor in (me.admin, me.doctor, me.system):
+            for theirs in other.extra["entries"]:
+                _like_missing("backend.waitlist.offers.promote_entry", actor, theirs)
+        with pytest.raises(PermissionDenied):
+            _call("backend.waitlist.offers.promote_entry", me.patient_actor, next(iter(other.extra["entries"])))
+        assert (_offer_rows(other), _appointments(other)) == before
+
+
+@case("backend.waitlist.offers.invite_entry")
+def _invite_entry(me: Practice, other: Practice) -> None:
+    from tests.factories import add_patient
+
+    name = "backend.waitlist.offers.invite_entry"
+    with _offers_eager():
+        start = _bookable(me, other)
+        before = (_offer_rows(other), _appointments(other))
+        mine = add_waitlist_entry(me, patient=add_patient(me, "Mine Invited"), windows=[])
+        for actor in (me.admin, me.doctor, me.system):
+            for theirs in other.extra["entries"]:
+                _missing_alike(name, actor, theirs, start=start)
+        for actor in (me.admin, me.system):
+            _missing_alike(name, actor, other.provider.id, at="provider_id", entry_id=mine.id, start=start)
+        assert (_offer_rows(other), _appointments(other)) == before
+        offer = _call(name, me.admin, mine.id, start=start)
+        assert offer.tenant_id == me.tenant_id and offer.provider_id == me.provider.id
+
+
+@case("backend.waitlist.offers.list_offers")
+def _list_offers(me: Practice, other: Practice) -> None:
+    with _offers_eager():
+        theirs = _offer_in(other)
+        mine = _offer_in(me)
+        for actor in _all_actors(me):
+            seen = {o.id for o in _call("backend.waitlist.offers.list_offers", actor)}
+            assert theirs.id not in seen
+            assert seen == ({mine.id} if actor.role != Role.PATIENT else set())
+            assert _call("backend.waitlist.offers.list_offers", actor, entry_id=theirs.entry_id) == []

@@ -1,4 +1,4 @@
-"""Read-only listings in each role's own scope: appointments, waitlist entries, audit events."""
+"""Read-only listings in each role's own scope: appointments and audit events (waitlists: routes/waitlists.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from backend.api.deps import ActorDep, UowDep
 from backend.audit.service import list_audit_events
 from backend.errors import ValidationFailed
 from backend.scheduling.service import AppointmentView, list_appointments
-from backend.waitlist.models import EntryStatus
-from backend.waitlist.service import EntryView, list_entries
 
 router = APIRouter(prefix="/api/v1")
 
@@ -41,19 +39,6 @@ def get_appointments(
     return list_appointments(
         actor, uow, start=start, end=end, clinic_id=clinic_id, provider_id=provider_id, limit=limit
     )
-
-
-@router.get("/waitlists", response_model=list[EntryView], tags=["waitlists"])
-def get_waitlists(
-    actor: ActorDep,
-    uow: UowDep,
-    clinic_id: uuid.UUID | None = None,
-    provider_id: uuid.UUID | None = None,
-    status: EntryStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> list[EntryView]:
-    """Waitlist entries in the caller's scope."""
-    return list_entries(actor, uow, clinic_id=clinic_id, provider_id=provider_id, status=status, limit=limit)
 
 
 @router.get("/audit-events", tags=["audit"])

@@ -133,7 +133,11 @@ def _badges(items: rx.Var, color: str) -> rx.Component:
 def _waitlist_button(provider_id: rx.Var, **props) -> rx.Component:
     return rx.link(
         rx.button(rx.icon("list-plus", size=16), "Join waitlist", color_scheme="amber", **props),
-        href="/patient/waitlist/join?provider_id=" + provider_id,
+        href=rx.cond(
+            FindCareState.f_clinic != ANY,
+            "/patient/waitlist/join?provider_id=" + provider_id + "&clinic_id=" + FindCareState.f_clinic,
+            "/patient/waitlist/join?provider_id=" + provider_id,
+        ),
         underline="none",
     )
 
@@ -230,7 +234,11 @@ def _no_free() -> rx.Component:
             rx.hstack(
                 rx.link(
                     rx.button(rx.icon("list-plus", size=16), "Join waitlist", color_scheme="amber", size="3"),
-                    href="/patient/waitlist/join",
+                    href=rx.cond(
+                        FindCareState.f_clinic != ANY,
+                        "/patient/waitlist/join?clinic_id=" + FindCareState.f_clinic,
+                        "/patient/waitlist/join",
+                    ),
                     underline="none",
                 ),
                 rx.button("Clear filters", variant="soft", color_scheme="gray", size="3", on_click=FindCareState.clear),

@@ -104,7 +104,13 @@ def patient_home() -> rx.Component:
             spacing="3",
         ),
         rx.vstack(
-            rx.heading("On the waitlist", size="4"),
+            rx.hstack(
+                rx.heading("On the waitlist", size="4"),
+                rx.link("My waitlist", rx.icon("arrow-right", size=14), href="/patient/waitlist", size="2"),
+                justify="between",
+                align="center",
+                width="100%",
+            ),
             rx.cond(
                 PatientHomeState.entries.length() > 0,
                 rx.vstack(rx.foreach(PatientHomeState.entries, _entry_row), width="100%", spacing="2"),

@@ -1,29 +1,391 @@
-"""Join a waitlist: the online form comes with the waitlist release; until then, say so and name the clinics."""
+"""Join a waitlist: who to wait for, the weekly times that suit (clinic time, zone named), dates, urgency, reason."""
 
 from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, loading, page_header, shell
-from portal.state.booking import WaitlistJoinState as S
+from portal.state.booking import ANY
 from portal.state.session import SessionState
+from portal.state.waitlist_patient import URGENCY_CHOICES
+from portal.state.waitlist_patient import PatientWaitlistJoinState as S
+
+MODALITY_OPTIONS = [(ANY, "Any way"), ("in_person", "In person"), ("telehealth", "Telehealth")]
+PRESET_BUTTONS = [
+    ("mornings", "Weekday mornings", "Mon–Fri 08:00–12:00"),
+    ("afternoons", "Weekday afternoons", "Mon–Fri 12:00–17:00"),
+    ("evenings", "Evenings", "Mon–Fri 17:00–20:00"),
+]
 
 
-def _clinic(c: rx.Var) -> rx.Component:
+def _error(key: str) -> rx.Component:
+    """The service's (or the form's) message for one field, announced to screen readers."""
+    message = S.field_errors.get(key, "")
+    return rx.cond(
+        message != "",
+        rx.text(
+            rx.icon("circle-alert", size=14, display="inline", vertical_align="-2px", margin_right="4px"),
+            message,
+            color_scheme="red",
+            size="2",
+            role="alert",
+            id=f"err-{key}",
+        ),
+    )
+
+
+def _select(label: str, field_id: str, value: rx.Var, on_change, items: rx.Component, error: str) -> rx.Component:
+    return rx.vstack(
+        field_label(label, field_id),
+        rx.select.root(
+            rx.select.trigger(id=field_id, aria_label=label, width="100%"),
+            rx.select.content(items),
+            value=value,
+            on_change=on_change,
+        ),
+        _error(error) if error else rx.fragment(),
+        spacing="1",
+        width="100%",
+    )
+
+
+def _section(title: str, *children: rx.Component, hint: rx.Component | str = "") -> rx.Component:
     return rx.card(
         rx.vstack(
-            rx.text(c["name"], weight="medium"),
-            rx.cond(c["address"] != "", rx.text(c["address"], size="2", color_scheme="gray")),
-            rx.cond(
-                c["phone"] != "",
-                rx.link(
-                    rx.hstack(rx.icon("phone", size=14), rx.text(c["phone"], size="2"), align="center", spacing="1"),
-                    href="tel:" + c["phone"].to(str).replace(" ", ""),
-                ),
-            ),
-            spacing="1",
+            rx.heading(title, size="4", as_="h2"),
+            rx.text(hint, size="2", color_scheme="gray") if isinstance(hint, str) and hint else hint or rx.fragment(),
+            *children,
+            spacing="3",
+            width="100%",
         ),
         width="100%",
+    )
+
+
+def _target() -> rx.Component:
+    return _section(
+        "Who you want to see",
+        rx.grid(
+            _select(
+                "Clinic",
+                "wl-clinic",
+                S.j_clinic,
+                S.set_j_clinic,
+                rx.foreach(S.clinic_options, lambda c: rx.select.item(c["name"], value=c["id"])),
+                "clinic",
+            ),
+            _select(
+                "Provider",
+                "wl-provider",
+                S.j_provider,
+                S.set_j_provider,
+                rx.fragment(
+                    rx.select.item("Any provider at this clinic", value=ANY),
+                    rx.foreach(S.provider_options, lambda p: rx.select.item(p["name"], value=p["id"])),
+                ),
+                "provider",
+            ),
+            rx.cond(
+                S.any_provider,
+                _select(
+                    "Specialty",
+                    "wl-specialty",
+                    S.j_specialty,
+                    S.set_j_specialty,
+                    rx.fragment(
+                        rx.select.item("Any specialty", value=ANY),
+                        rx.foreach(S.specialty_options, lambda s: rx.select.item(s, value=s)),
+                    ),
+                    "specialty",
+                ),
+            ),
+            rx.cond(
+                S.any_provider,
+                _select(
+                    "Seen",
+                    "wl-modality",
+                    S.j_modality,
+                    S.set_j_modality,
+                    rx.fragment(*[rx.select.item(label, value=value) for value, label in MODALITY_OPTIONS]),
+                    "modality",
+                ),
+            ),
+            columns=rx.breakpoints(initial="1", sm="2"),
+            spacing="4",
+            width="100%",
+        ),
+        hint="Waiting for anyone at the clinic usually gets you an offer sooner.",
+    )
+
+
+def _chip(day: rx.Var) -> rx.Component:
+    return rx.button(
+        rx.cond(day.on, rx.icon("check", size=14), rx.fragment()),
+        day.label,
+        type="button",
+        variant=rx.cond(day.on, "solid", "outline"),
+        color_scheme=rx.cond(day.on, "teal", "gray"),
+        radius="full",
+        size="2",
+        aria_pressed=rx.cond(day.on, "true", "false"),
+        aria_label=day.name,
+        on_click=S.toggle_day(day.weekday),
+        min_width="64px",
+    )
+
+
+def _day_row(day: rx.Var) -> rx.Component:
+    start_id = "wl-start-" + day.weekday.to_string()
+    end_id = "wl-end-" + day.weekday.to_string()
+    return rx.cond(
+        day.on,
+        rx.flex(
+            rx.text(day.name, weight="medium", size="2", min_width="96px"),
+            rx.hstack(
+                rx.el.label("From", html_for=start_id, font_size="var(--font-size-2)"),
+                rx.input(
+                    id=start_id,
+                    type="time",
+                    value=day.start,
+                    on_change=lambda v: S.set_day_start(day.weekday, v),
+                    aria_label=day.name + " from",
+                    width="120px",
+                ),
+                rx.el.label("to", html_for=end_id, font_size="var(--font-size-2)"),
+                rx.input(
+                    id=end_id,
+                    type="time",
+                    value=day.end,
+                    on_change=lambda v: S.set_day_end(day.weekday, v),
+                    aria_label=day.name + " to",
+                    width="120px",
+                ),
+                align="center",
+                spacing="2",
+                wrap="wrap",
+            ),
+            align="center",
+            spacing="3",
+            wrap="wrap",
+            width="100%",
+            padding_y="4px",
+            border_bottom=f"1px dashed {rx.color('gray', 5)}",
+        ),
+    )
+
+
+def _windows() -> rx.Component:
+    return _section(
+        "When suits you",
+        rx.vstack(
+            rx.text("Quick choices", size="2", weight="medium"),
+            rx.flex(
+                *[
+                    rx.button(
+                        rx.vstack(
+                            rx.text(label, size="2", weight="medium"),
+                            rx.text(detail, size="1", color_scheme="gray"),
+                            spacing="0",
+                            align="start",
+                        ),
+                        type="button",
+                        variant=rx.cond(S.preset == key, "soft", "surface"),
+                        color_scheme=rx.cond(S.preset == key, "teal", "gray"),
+                        height="auto",
+                        padding_y="8px",
+                        aria_pressed=rx.cond(S.preset == key, "true", "false"),
+                        on_click=S.apply_preset(key),
+                    )
+                    for key, label, detail in PRESET_BUTTONS
+                ],
+                spacing="2",
+                wrap="wrap",
+            ),
+            spacing="2",
+            width="100%",
+        ),
+        rx.vstack(
+            rx.text("Or pick days", size="2", weight="medium", id="wl-days-label"),
+            rx.flex(
+                rx.foreach(S.days, _chip),
+                spacing="2",
+                wrap="wrap",
+                role="group",
+                aria_labelledby="wl-days-label",
+            ),
+            spacing="2",
+            width="100%",
+        ),
+        rx.cond(
+            S.chosen_count > 0,
+            rx.vstack(
+                rx.foreach(S.days, _day_row),
+                rx.button(
+                    "Clear days",
+                    type="button",
+                    variant="ghost",
+                    color_scheme="gray",
+                    size="1",
+                    on_click=S.clear_days,
+                ),
+                spacing="1",
+                width="100%",
+            ),
+        ),
+        _error("windows"),
+        hint=rx.hstack(
+            rx.icon("globe", size=14, color=rx.color("gray", 10)),
+            rx.text(
+                "Times are local to ",
+                rx.text.strong(S.clinic_name),
+                ": ",
+                rx.text.strong(S.clinic_zone),
+                ".",
+                size="2",
+                color_scheme="gray",
+            ),
+            align="center",
+            spacing="2",
+        ),
+    )
+
+
+def _dates() -> rx.Component:
+    return _section(
+        "Dates",
+        rx.grid(
+            rx.vstack(
+                field_label("Earliest date (optional)", "wl-earliest"),
+                rx.input(id="wl-earliest", name="earliest_date", type="date", min=S.min_date, width="100%"),
+                spacing="1",
+                width="100%",
+            ),
+            rx.vstack(
+                field_label("Latest date (optional)", "wl-latest"),
+                rx.input(id="wl-latest", name="latest_date", type="date", min=S.min_date, width="100%"),
+                spacing="1",
+                width="100%",
+            ),
+            columns=rx.breakpoints(initial="1", sm="2"),
+            spacing="4",
+            width="100%",
+        ),
+        _error("dates"),
+        hint="Leave empty to take the first time that fits.",
+    )
+
+
+def _urgency() -> rx.Component:
+    return _section(
+        "How soon",
+        rx.radio_group.root(
+            rx.flex(
+                *[
+                    rx.el.label(
+                        rx.radio_group.item(value=value, id=f"wl-urgency-{value}"),
+                        rx.text(label, size="2", weight="medium"),
+                        html_for=f"wl-urgency-{value}",
+                        display="flex",
+                        align_items="center",
+                        gap="8px",
+                        padding="8px 12px",
+                        border=f"1px solid {rx.color('gray', 6)}",
+                        border_radius="8px",
+                        cursor="pointer",
+                    )
+                    for value, label in URGENCY_CHOICES
+                ],
+                spacing="2",
+                wrap="wrap",
+            ),
+            value=S.j_urgency,
+            on_change=S.set_j_urgency,
+            aria_label="How soon",
+        ),
+        rx.text(S.urgency_hint, size="2", color_scheme="gray"),
+        _error("urgency"),
+        rx.callout(
+            rx.text(
+                "If this is urgent, call the clinic",
+                rx.cond(S.clinic_phone != "", rx.fragment(" at ", rx.text.strong(S.clinic_phone)), ""),
+                ". In an emergency, call 911.",
+            ),
+            icon="phone",
+            color_scheme="blue",
+            size="1",
+            width="100%",
+        ),
+    )
+
+
+def _reason() -> rx.Component:
+    return _section(
+        "Reason (optional)",
+        rx.vstack(
+            field_label("What would you like help with?", "wl-reason"),
+            rx.text_area(
+                id="wl-reason",
+                name="reason",
+                max_length=500,
+                rows="3",
+                placeholder="A few words, if you like",
+                width="100%",
+                aria_describedby="wl-reason-hint",
+            ),
+            rx.text(
+                "Up to 500 characters. Visible to your care team only.",
+                size="1",
+                color_scheme="gray",
+                id="wl-reason-hint",
+            ),
+            _error("reason"),
+            spacing="1",
+            width="100%",
+        ),
+    )
+
+
+def _form_alert() -> rx.Component:
+    return rx.cond(
+        S.form_error != "",
+        rx.callout(
+            rx.text(
+                S.form_error,
+                rx.cond(S.duplicate, rx.fragment(". ", rx.link("See My waitlist", href="/patient/waitlist")), ""),
+            ),
+            icon="circle-alert",
+            color_scheme=rx.cond(S.duplicate, "amber", "red"),
+            role="alert",
+            width="100%",
+        ),
+    )
+
+
+def _form() -> rx.Component:
+    return rx.form(
+        rx.vstack(
+            _target(),
+            _windows(),
+            _dates(),
+            _urgency(),
+            _reason(),
+            rx.cond(S.field_errors.length() > 0, rx.text("Please check the fields marked above.", color_scheme="red")),
+            _form_alert(),
+            rx.flex(
+                rx.link(rx.button("Cancel", type="button", variant="soft", color_scheme="gray"), href="/patient/find"),
+                rx.button(rx.icon("list-plus", size=16), "Join waitlist", type="submit", loading=S.busy, size="3"),
+                justify="end",
+                spacing="3",
+                width="100%",
+            ),
+            spacing="4",
+            width="100%",
+        ),
+        on_submit=S.submit,
+        reset_on_submit=False,
+        width="100%",
+        max_width="760px",
     )
 
 
@@ -41,53 +403,11 @@ def waitlist_join() -> rx.Component:
         ),
         page_header(
             "Join a waitlist",
-            rx.cond(S.wanted_name != "", "You asked to wait for " + S.wanted_name, "When no time suits you yet"),
-        ),
-        rx.cond(
-            ~S.loaded,
-            loading(),
-            rx.vstack(
-                rx.card(
-                    rx.vstack(
-                        rx.hstack(
-                            rx.icon("list-plus", size=22, color=rx.color("amber", 10)),
-                            rx.heading("Joining online is coming in the next release", size="4", as_="h2"),
-                            align="center",
-                            spacing="2",
-                        ),
-                        rx.text(
-                            "Soon you will be able to join here with the days and times that suit you. When a time "
-                            "frees up, the patient it suits best will get an exclusive offer for a limited time, "
-                            "to accept or decline right on this site.",
-                            size="2",
-                        ),
-                        rx.text(
-                            "You cannot join online yet, and nothing has been recorded from this page. To be added "
-                            "to a waitlist today, call the clinic:",
-                            size="2",
-                            weight="medium",
-                        ),
-                        spacing="3",
-                    ),
-                    width="100%",
-                ),
-                rx.grid(
-                    rx.foreach(S.wanted_clinics, _clinic),
-                    columns=rx.breakpoints(initial="1", sm="2"),
-                    spacing="3",
-                    width="100%",
-                ),
-                rx.hstack(
-                    rx.link(rx.button(rx.icon("search", size=16), "Back to Find care"), href="/patient/find"),
-                    rx.link(
-                        rx.button("My appointments", variant="soft", color_scheme="gray"),
-                        href="/patient/appointments",
-                    ),
-                    spacing="3",
-                    wrap="wrap",
-                ),
-                spacing="4",
-                width="100%",
+            rx.cond(
+                S.wanted_name != "",
+                "No time suits you yet with " + S.wanted_name + "? We will offer you the first one that fits.",
+                "Tell us when suits you: we will offer you the first time that fits.",
             ),
         ),
+        rx.cond(~S.loaded, loading(), _form()),
     )

@@ -1,0 +1,384 @@
+"""My waitlist: live offers first (with a ticking hold), then each active entry, then past entries collapsed."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.countdown import countdown
+from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
+from portal.state.live import LiveTenant, live_refresh
+from portal.state.session import SessionState
+from portal.state.waitlist_patient import MyWaitlistState as S
+
+
+def _fact(label: str, value: rx.Var, icon: str) -> rx.Component:
+    return rx.cond(
+        value != "",
+        rx.hstack(
+            rx.icon(icon, size=16, color=rx.color("gray", 10), flex_shrink="0", margin_top="2px"),
+            rx.vstack(
+                rx.text(label, size="1", color_scheme="gray"),
+                rx.text(value, size="2"),
+                spacing="0",
+            ),
+            align="start",
+            spacing="2",
+            min_width="180px",
+        ),
+    )
+
+
+def _offer(card: rx.Var) -> rx.Component:
+    busy = S.busy == card.offer_id
+    return rx.box(
+        rx.vstack(
+            rx.hstack(
+                rx.icon("bell-ring", size=20, color=rx.color("teal", 11)),
+                rx.heading("A time is held for you", size="4", as_="h3", color=rx.color("teal", 12)),
+                align="center",
+                spacing="2",
+            ),
+            rx.flex(
+                rx.vstack(
+                    rx.text(card.offer_day, weight="bold", size="5"),
+                    rx.text(card.offer_time, size="4"),
+                    rx.text(card.offer_zone, size="1", color_scheme="gray"),
+                    spacing="1",
+                ),
+                rx.vstack(
+                    rx.text("Held for you until ", rx.text.strong(card.offer_until), size="2"),
+                    rx.hstack(
+                        rx.icon("timer", size=18, color=rx.color("amber", 11)),
+                        countdown(
+                            card.offer_until_iso,
+                            on_expire=S.refresh,
+                            font_size="var(--font-size-6)",
+                            font_weight="700",
+                            font_variant_numeric="tabular-nums",
+                            color=rx.color("amber", 11),
+                            class_name="offer-countdown",
+                        ),
+                        rx.text("left", size="2", color_scheme="gray"),
+                        align="center",
+                        spacing="2",
+                    ),
+                    spacing="1",
+                ),
+                spacing="5",
+                wrap="wrap",
+                align="center",
+                width="100%",
+            ),
+            rx.text(
+                "No one else is offered this time while it is held for you. If you do not answer in time, "
+                "it goes to the next patient and you keep your place on the waitlist.",
+                size="2",
+                color_scheme="gray",
+            ),
+            rx.flex(
+                rx.button(
+                    rx.icon("check", size=16),
+                    "Accept",
+                    size="3",
+                    color_scheme="teal",
+                    on_click=S.accept(card.offer_id),
+                    loading=busy,
+                    disabled=S.busy != "",
+                ),
+                rx.button(
+                    "Decline",
+                    size="3",
+                    variant="soft",
+                    color_scheme="gray",
+                    on_click=S.open_decline(card.offer_id),
+                    disabled=S.busy != "",
+                ),
+                spacing="3",
+                wrap="wrap",
+            ),
+            spacing="3",
+            width="100%",
+        ),
+        padding="16px",
+        border_radius="12px",
+        border=f"2px solid {rx.color('teal', 8)}",
+        background=rx.color("teal", 2),
+        width="100%",
+        role="region",
+        aria_label="Offer",
+    )
+
+
+def _history(card: rx.Var) -> rx.Component:
+    return rx.cond(
+        card.history.length() > 0,
+        rx.el.details(
+            rx.el.summary(
+                "Earlier offers (" + card.history.length().to_string() + ")",
+                cursor="pointer",
+                font_size="var(--font-size-2)",
+                color=rx.color("gray", 11),
+            ),
+            rx.vstack(
+                rx.foreach(
+                    card.history,
+                    lambda o: rx.hstack(
+                        rx.text(o.when, size="2", weight="medium", min_width="170px"),
+                        rx.badge(o.outcome, color_scheme=o.tone, variant="soft"),
+                        rx.text(o.at, size="1", color_scheme="gray"),
+                        spacing="3",
+                        align="center",
+                        wrap="wrap",
+                    ),
+                ),
+                spacing="2",
+                padding_top="8px",
+            ),
+            width="100%",
+        ),
+    )
+
+
+def _entry(card: rx.Var) -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.flex(
+                rx.vstack(
+                    rx.heading(card.target, size="4", as_="h2"),
+                    rx.text(
+                        card.clinic,
+                        rx.cond(card.detail != "", " · " + card.detail, ""),
+                        size="2",
+                        color_scheme="gray",
+                    ),
+                    spacing="1",
+                ),
+                rx.spacer(),
+                rx.hstack(
+                    rx.badge(card.urgency, variant="outline", color_scheme="gray"),
+                    rx.badge(card.status_label, color_scheme=card.tone, size="2"),
+                    spacing="2",
+                ),
+                width="100%",
+                wrap="wrap",
+                gap="8px",
+            ),
+            rx.cond(card.offer_id != "", _offer(card)),
+            rx.flex(
+                _fact("Your place", card.band, "list-ordered"),
+                _fact("Estimated wait", card.wait, "hourglass"),
+                _fact("Times that suit you (" + card.zone + ")", card.windows, "clock"),
+                _fact("Dates", card.dates, "calendar-range"),
+                _fact("On the list since", card.since, "calendar-plus"),
+                spacing="5",
+                wrap="wrap",
+                width="100%",
+            ),
+            rx.cond(
+                card.reason != "",
+                rx.text(
+                    rx.text.strong("Your note to the care team: ", weight="medium"),
+                    card.reason,
+                    size="2",
+                    color_scheme="gray",
+                ),
+            ),
+            rx.cond(
+                card.reconfirm,
+                rx.callout(
+                    rx.flex(
+                        rx.text(
+                            "Still interested? Let us know to keep your place",
+                            rx.cond(card.expires != "", " (otherwise it ends " + card.expires + ")", ""),
+                            ".",
+                            size="2",
+                        ),
+                        rx.button(
+                            "Yes, keep me on the list",
+                            size="2",
+                            on_click=S.confirm_interest(card.id),
+                            loading=S.busy == card.id,
+                        ),
+                        spacing="3",
+                        align="center",
+                        wrap="wrap",
+                        justify="between",
+                        width="100%",
+                    ),
+                    icon="circle-help",
+                    color_scheme="amber",
+                    width="100%",
+                ),
+                rx.cond(
+                    card.expires != "",
+                    rx.text("Your place is kept until ", card.expires, ".", size="1", color_scheme="gray"),
+                ),
+            ),
+            rx.flex(
+                _history(card),
+                rx.spacer(),
+                rx.button(
+                    rx.icon("log-out", size=14),
+                    "Leave waitlist",
+                    variant="ghost",
+                    color_scheme="red",
+                    size="2",
+                    on_click=S.open_leave(card.id),
+                    disabled=S.busy != "",
+                ),
+                width="100%",
+                align="start",
+                wrap="wrap",
+                gap="8px",
+            ),
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+        role="article",
+        aria_label=card.target,
+    )
+
+
+def _past_entry(card: rx.Var) -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.flex(
+                rx.vstack(
+                    rx.text(card.target, weight="medium"),
+                    rx.text(card.clinic, " · since ", card.since, size="1", color_scheme="gray"),
+                    spacing="0",
+                ),
+                rx.spacer(),
+                rx.badge(card.status_label, color_scheme=card.tone, variant="soft"),
+                width="100%",
+                wrap="wrap",
+                gap="8px",
+            ),
+            _history(card),
+            spacing="2",
+            width="100%",
+        ),
+        size="1",
+        width="100%",
+    )
+
+
+def _past() -> rx.Component:
+    return rx.cond(
+        S.past.length() > 0,
+        rx.vstack(
+            rx.button(
+                rx.icon(rx.cond(S.show_past, "chevron-down", "chevron-right"), size=16),
+                "Past entries (" + S.past.length().to_string() + ")",
+                variant="ghost",
+                color_scheme="gray",
+                on_click=S.toggle_past,
+                aria_expanded=rx.cond(S.show_past, "true", "false"),
+            ),
+            rx.cond(
+                S.show_past,
+                rx.vstack(rx.foreach(S.past, _past_entry), spacing="2", width="100%"),
+            ),
+            spacing="2",
+            width="100%",
+        ),
+    )
+
+
+def _leave_dialog() -> rx.Component:
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Leave this waitlist?"),
+            rx.alert_dialog.description(
+                "You will no longer be offered times with ",
+                rx.text.strong(S.leave_target),
+                ". If you join again later, you start again at the back.",
+            ),
+            rx.flex(
+                rx.alert_dialog.cancel(rx.button("Stay on it", variant="soft", color_scheme="gray")),
+                rx.button("Leave waitlist", color_scheme="red", on_click=S.leave, loading=S.busy != ""),
+                justify="end",
+                spacing="3",
+                margin_top="16px",
+            ),
+            max_width="480px",
+        ),
+        open=S.leave_open,
+        on_open_change=S.set_leave_open,
+    )
+
+
+def _decline_dialog() -> rx.Component:
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Decline this time?"),
+            rx.alert_dialog.description(
+                rx.text.strong(S.decline_when),
+                " will be offered to someone else. You stay on the waitlist for another time.",
+            ),
+            rx.flex(
+                rx.alert_dialog.cancel(rx.button("Keep the offer", variant="soft", color_scheme="gray")),
+                rx.button("Decline offer", color_scheme="red", on_click=S.decline, loading=S.busy != ""),
+                justify="end",
+                spacing="3",
+                margin_top="16px",
+            ),
+            max_width="480px",
+        ),
+        open=S.decline_open,
+        on_open_change=S.set_decline_open,
+    )
+
+
+@rx.page(
+    route="/patient/waitlist",
+    title=f"My waitlist · {APP_NAME}",
+    on_load=[SessionState.guard("patient"), LiveTenant.link, S.load],
+)
+def my_waitlist() -> rx.Component:
+    return shell(
+        "patient",
+        live_refresh(S.live_update),
+        page_header(
+            "My waitlist",
+            "We offer you a time as soon as one fits. Times are in each clinic's time zone.",
+            rx.link(rx.button(rx.icon("list-plus", size=16), "Join a waitlist"), href="/patient/waitlist/join"),
+        ),
+        rx.cond(
+            S.just_booked != "",
+            rx.callout(
+                rx.text(
+                    "Booked: ",
+                    rx.text.strong(S.just_booked),
+                    ". ",
+                    rx.link("See My appointments", href="/patient/appointments"),
+                ),
+                icon="calendar-check",
+                color_scheme="green",
+                role="status",
+                width="100%",
+            ),
+        ),
+        rx.cond(
+            ~S.loaded,
+            loading(),
+            rx.vstack(
+                rx.cond(
+                    S.active.length() > 0,
+                    rx.vstack(rx.foreach(S.active, _entry), spacing="3", width="100%"),
+                    rx.vstack(
+                        empty_state("list-checks", "You are not on any waitlist right now."),
+                        rx.link("Find care and join a waitlist", href="/patient/find"),
+                        align="center",
+                        width="100%",
+                    ),
+                ),
+                _past(),
+                spacing="5",
+                width="100%",
+            ),
+        ),
+        _leave_dialog(),
+        _decline_dialog(),
+    )
