@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     celery_broker_url: str | None = None
     # Run tasks in-process even with a broker configured (tests, and an app served without a worker).
     celery_eager: bool = False
+    # The queue tasks go to and workers read (separate runs may share one broker).
+    celery_queue: str = "celery"
 
     secret_key: str = Field(default_factory=_load_or_create_secret, min_length=32)
     jwt_algorithm: str = "HS256"

@@ -46,6 +46,7 @@ def make_celery() -> Celery:
     app.conf.update(
         broker_url=broker or "memory://",
         task_always_eager=broker is None or settings.celery_eager,
+        task_default_queue=settings.celery_queue,
         task_eager_propagates=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -215,6 +215,23 @@ def _offer_freed_slot_after_commit(uow: UnitOfWork, provider_id: uuid.UUID, star
     uow.after_commit(enqueue)
 
 
+def appointment_in_slot(
+    actor: Actor, provider_id: uuid.UUID, patient_id: uuid.UUID | None, slot: Slot, **fields: object
+) -> Appointment:
+    """A new appointment or hold row covering `slot` exactly (not yet inserted: see guarded_insert)."""
+    return Appointment(
+        tenant_id=actor.tenant_id,
+        provider_id=provider_id,
+        patient_id=patient_id,
+        clinic_id=slot.clinic_id,
+        start_at=slot.start,
+        end_at=slot.end,
+        modality=slot.modality,
+        booked_by_user_id=actor.user_id,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
 def _fingerprint(*parts: object) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
 
@@ -250,18 +267,14 @@ def book_appointment(
     slot_marks.take_mark(uow, provider.id, slot.start)
     appointment = guarded_insert(
         uow,
-        Appointment(
-            tenant_id=actor.tenant_id,
-            provider_id=provider.id,
-            patient_id=patient,
-            clinic_id=slot.clinic_id,
-            start_at=slot.start,
-            end_at=slot.end,
-            modality=slot.modality,
+        appointment_in_slot(
+            actor,
+            provider.id,
+            patient,
+            slot,
             status=AppointmentStatus.BOOKED,
             idempotency_key=idempotency_key,
             idempotency_fingerprint=fingerprint if idempotency_key else None,
-            booked_by_user_id=actor.user_id,
             series_id=series_id,
         ),
     )
@@ -289,17 +302,8 @@ def hold_slot(
     slot_marks.take_mark(uow, provider.id, slot.start)
     hold = guarded_insert(
         uow,
-        Appointment(
-            tenant_id=actor.tenant_id,
-            provider_id=provider.id,
-            patient_id=patient,
-            clinic_id=slot.clinic_id,
-            start_at=slot.start,
-            end_at=slot.end,
-            modality=slot.modality,
-            status=AppointmentStatus.HELD,
-            hold_expires_at=utcnow() + booking.hold,
-            booked_by_user_id=actor.user_id,
+        appointment_in_slot(
+            actor, provider.id, patient, slot, status=AppointmentStatus.HELD, hold_expires_at=utcnow() + booking.hold
         ),
     )
     record(actor, uow, action="appointment.held", entity_type="appointment", entity_id=hold.id)
@@ -425,17 +429,8 @@ def reschedule_appointment(
     uow.flush()
     new = guarded_insert(
         uow,
-        Appointment(
-            tenant_id=actor.tenant_id,
-            provider_id=provider.id,
-            patient_id=old.patient_id,
-            clinic_id=slot.clinic_id,
-            start_at=slot.start,
-            end_at=slot.end,
-            modality=slot.modality,
-            status=AppointmentStatus.BOOKED,
-            series_id=old.series_id,
-            booked_by_user_id=actor.user_id,
+        appointment_in_slot(
+            actor, provider.id, old.patient_id, slot, status=AppointmentStatus.BOOKED, series_id=old.series_id
         ),
     )
     record(

@@ -26,7 +26,7 @@ from backend.db import UnitOfWork
 from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Provider, ProviderClinic
 from backend.scheduling import cache
-from backend.scheduling.booking import guarded_insert, sqlstate
+from backend.scheduling.booking import appointment_in_slot, guarded_insert, sqlstate
 from backend.scheduling.models import Appointment, AppointmentStatus
 from backend.scheduling.policy import booking_rules
 from backend.scheduling.service import busy_intervals, weekly_rules
@@ -37,7 +37,8 @@ from backend.tenancy.models import Clinic
 from backend.types import utcnow
 from backend.waitlist.models import EntryStatus, OfferStatus, WaitlistEntry, WaitlistOffer
 from backend.waitlist.policy import EffectivePolicy, effective_policy
-from backend.waitlist.ranking import Candidate, OpenSlot, Score, Window, ineligibility, rank, score
+from backend.waitlist.ranking import OpenSlot, Score, ineligibility, rank, score
+from backend.waitlist.service import candidate_of
 
 logger = logging.getLogger(__name__)
 
@@ -89,33 +90,6 @@ def _clinic_zone(uow: UnitOfWork, clinic_id: uuid.UUID) -> str:
 def offer_expiry(policy: EffectivePolicy, now: datetime, zone: str, slot_start: datetime) -> datetime:
     """now + the offer hold; in quiet hours the clock starts when they end. Never after the slot starts."""
     return min(policy.quiet_hours_end_after(now, zone) + policy.offer_hold, slot_start)
-
-
-def _windows(entry: WaitlistEntry) -> tuple[Window, ...]:
-    parsed: list[Window] = []
-    for raw in entry.preferred_windows or []:
-        try:
-            parsed.append(Window.parse(raw))
-        except (KeyError, TypeError, ValueError):
-            logger.warning("ignoring a malformed preferred window on entry %s", entry.id)
-    return tuple(parsed)
-
-
-def _candidate(entry: WaitlistEntry, current_provider_id: uuid.UUID | None) -> Candidate:
-    return Candidate(
-        entry_id=entry.id,
-        patient_id=entry.patient_id,
-        urgency=entry.urgency,
-        waiting_since=entry.created_at,
-        timezone=entry.timezone,
-        windows=_windows(entry),
-        provider_id=entry.provider_id,
-        clinic_id=entry.clinic_id,
-        modality=entry.modality,
-        earliest_date=entry.earliest_date,
-        latest_date=entry.latest_date,
-        current_provider_id=current_provider_id,
-    )
 
 
 def _continuity(
@@ -239,17 +213,9 @@ def _make_offer(
                 raise Conflict("This waitlist entry is no longer waiting.")
             hold = guarded_insert(
                 uow,
-                Appointment(
-                    tenant_id=actor.tenant_id,
-                    provider_id=provider_id,
-                    patient_id=entry.patient_id,
-                    clinic_id=slot.clinic_id,
-                    start_at=slot.start,
-                    end_at=slot.end,
-                    modality=slot.modality,
-                    status=AppointmentStatus.HELD,
+                appointment_in_slot(
+                    actor, provider_id, entry.patient_id, slot, status=AppointmentStatus.HELD,
                     hold_expires_at=expires_at,
-                    booked_by_user_id=actor.user_id,
                 ),
             )
             offer = WaitlistOffer(
@@ -463,7 +429,7 @@ def offer_freed_slot(
         return None
     continuing = _continuity(uow, provider.id, [e.patient_id for e in entries], now)
     by_id = {e.id: e for e in entries}
-    candidates = [_candidate(e, provider.id if e.patient_id in continuing else None) for e in entries]
+    candidates = [candidate_of(e, provider.id if e.patient_id in continuing else None) for e in entries]
     ranked = rank(candidates, _open_slot(slot, provider.id), policy.weights, now)
     for candidate, scored in ranked[:3]:
         try:
@@ -630,7 +596,7 @@ def promote_entry(actor: Actor, uow: UnitOfWork, entry_id: uuid.UUID) -> Waitlis
         slots = generate_slots(rules, window_start=now, window_end=window_end, time_off=time_off, booked=booked,
                                held=held, now=now, min_notice=policy.cutoff)  # fmt: skip
         continuing = pid in _continuity(uow, pid, [entry.patient_id], now)
-        candidate = _candidate(entry, pid if continuing else None)
+        candidate = candidate_of(entry, pid if continuing else None)
         for slot in slots:
             open_slot = _open_slot(slot, pid)
             if ineligibility(candidate, open_slot):
@@ -689,7 +655,7 @@ def invite_entry(
         raise Conflict("That time is not free.")
     policy = effective_policy(uow, slot.clinic_id)
     continuing = provider.id in _continuity(uow, provider.id, [entry.patient_id], now)
-    scored = score(_candidate(entry, provider.id if continuing else None), _open_slot(slot, provider.id),
+    scored = score(candidate_of(entry, provider.id if continuing else None), _open_slot(slot, provider.id),
                    policy.weights, now)  # fmt: skip
     reasons = [*scored.reasons]
     if not scored.eligible:

@@ -15,6 +15,7 @@ the last 60 days, rounded up. None when fewer than two slots were freed in that 
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import uuid
@@ -61,6 +62,8 @@ WAIT_ESTIMATE_LOOKBACK = timedelta(days=60)
 # Cancelled rows that were only holds, never a booked slot that freed up.
 _HOLD_REASONS = ("hold expired", "hold released")
 DUPLICATE = "You are already on this waitlist"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -195,12 +198,13 @@ def _windows(entry: WaitlistEntry) -> tuple[Window, ...]:
         try:
             found.append(Window.parse(raw))
         except (ValueError, KeyError, TypeError):
-            continue
+            # Validated on join; a row written otherwise must not stop the whole queue from ranking.
+            logger.warning("ignoring a malformed preferred window on entry %s", entry.id)
     return tuple(found)
 
 
-def candidate_of(entry: WaitlistEntry) -> Candidate:
-    """The ranking's view of an entry."""
+def candidate_of(entry: WaitlistEntry, current_provider_id: uuid.UUID | None = None) -> Candidate:
+    """The ranking's view of an entry (with the provider the patient already sees, for continuity)."""
     return Candidate(
         entry_id=entry.id,
         patient_id=entry.patient_id,
@@ -213,6 +217,7 @@ def candidate_of(entry: WaitlistEntry) -> Candidate:
         modality=entry.modality,
         earliest_date=entry.earliest_date,
         latest_date=entry.latest_date,
+        current_provider_id=current_provider_id,
     )
 
 

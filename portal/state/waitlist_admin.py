@@ -196,7 +196,7 @@ POLICY_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         "Offers",
         [
             ("offer_hold_minutes", "Offer hold", "minutes"),
-            ("offers_per_batch", "Offers per freed slot", "offers"),
+            # offers_per_batch is not shown: a freed slot has exactly one live, exclusive offer at a time.
             ("cutoff_minutes_before_slot", "Stop offering before the slot", "minutes"),
         ],
     ),

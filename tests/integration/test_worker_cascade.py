@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import redis
 import sqlalchemy as sa
 from sqlalchemy import update
 from sqlmodel import col
@@ -74,7 +73,8 @@ def wait_for(what: str, probe: Callable[[], T | None], *, seconds: float, log: P
 @pytest.fixture
 def worker(db: sa.Engine, tmp_path: Path) -> Iterator[Path]:
     """A real `celery worker -B` subprocess on its own Redis database; this process sends through it too."""
-    redis.Redis.from_url(BROKER_URL).flushdb()
+    # A queue of this run's own: other runs (a developer's, CI) may share the broker database.
+    queue = f"cascade-{uuid.uuid4().hex[:12]}"
     log = tmp_path / "worker.log"
     env = {
         **os.environ,
@@ -82,6 +82,7 @@ def worker(db: sa.Engine, tmp_path: Path) -> Iterator[Path]:
         "DATABASE_URL": os.environ["DATABASE_URL"],
         "REDIS_URL": os.environ["REDIS_URL"],
         "CELERY_EAGER": "0",
+        "CELERY_QUEUE": queue,
     }
     name = f"cascade-{uuid.uuid4().hex[:8]}@%h"
     with log.open("wb") as out:
@@ -90,9 +91,10 @@ def worker(db: sa.Engine, tmp_path: Path) -> Iterator[Path]:
              "-P", "threads", "-c", "4", "-l", "info", "-n", name, "--without-gossip", "--without-mingle"],
             cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    saved = {k: celery_app.conf[k] for k in ("broker_url", "task_always_eager")}
+    saved = {k: celery_app.conf[k] for k in ("broker_url", "task_always_eager", "task_default_queue")}
     celery_app.conf.broker_url = BROKER_URL
     celery_app.conf.task_always_eager = False
+    celery_app.conf.task_default_queue = queue
     _reset_producer_pools()
     try:
         wait_for("the worker to answer a ping",
