@@ -6,6 +6,9 @@ Start beat:      celery -A backend.worker beat -l info
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any
 
 from celery import Celery
@@ -65,6 +68,7 @@ def make_celery() -> Celery:
     return app
 
 
+logger = logging.getLogger(__name__)
 celery_app = make_celery()
 
 
@@ -77,3 +81,22 @@ def ping() -> str:
 def register_tasks() -> None:
     """Import the task modules (the worker does it through `include`; eager callers import lazily)."""
     import backend.waitlist.tasks  # noqa: F401
+
+
+def run_schedule_in_process(stop: threading.Event, *, tick_seconds: float = 1.0) -> None:
+    """Embedded mode (no broker, no beat): run the beat schedule's tasks in this process until `stop`.
+
+    Every tick is a conditional update over due rows, so several processes doing this at once (or this
+    and a real beat) still advance each offer and entry exactly once."""
+    register_tasks()
+    last_run = {name: 0.0 for name in BEAT_SCHEDULE}
+    while not stop.wait(tick_seconds):
+        now = time.monotonic()
+        for name, entry in BEAT_SCHEDULE.items():
+            if now - last_run[name] < float(entry["schedule"]):
+                continue
+            last_run[name] = now
+            try:
+                celery_app.tasks[entry["task"]].apply()
+            except Exception:
+                logger.exception("in-process %s failed", name)

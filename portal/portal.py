@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from backend.api.app import api
-from portal import live_bridge
+from portal import background, live_bridge
 from portal.pages import index, login  # noqa: F401 - importing registers the pages
 from portal.pages.admin import clinics, home, policy, waitlists  # noqa: F401
 from portal.pages.doctor import availability as doctor_availability  # noqa: F401
@@ -18,3 +18,5 @@ from portal.pages.patient import home as patient_home  # noqa: F401
 app = rx.App(api_transformer=api)
 # Committed domain events -> each tenant's LiveTenant revision -> every open page of that tenant.
 live_bridge.register(app)
+# Without a broker (the embedded default), offer expiry and the other beat ticks run in-process.
+background.register(app)

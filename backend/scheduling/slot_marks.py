@@ -31,16 +31,19 @@ def take_mark(uow: UnitOfWork, provider_id: uuid.UUID, start: datetime) -> None:
         return
     from backend.redis_client import get_redis
 
+    key = mark_key(uow.tenant_id, provider_id, start)
+    taken: set[str] = uow.__dict__.setdefault("_slot_marks", set())
+    if key in taken:
+        return  # this unit of work already holds the mark (e.g. trying a second candidate for one slot)
     # thread_local=False: the mark is released after commit, possibly on another thread of the server.
-    lock = get_redis().lock(
-        mark_key(uow.tenant_id, provider_id, start), timeout=MARK_SECONDS, blocking=False, thread_local=False
-    )
+    lock = get_redis().lock(key, timeout=MARK_SECONDS, blocking=False, thread_local=False)
     try:
         acquired = lock.acquire(blocking=False)
     except redis.RedisError:
         return  # Redis only shortens contention; the database still decides
     if not acquired:
         raise Conflict("Someone else is booking this time right now. Please choose another slot.")
+    taken.add(key)
 
     def release() -> None:
         try:

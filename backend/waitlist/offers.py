@@ -25,7 +25,7 @@ from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Provider, ProviderClinic
-from backend.scheduling import cache
+from backend.scheduling import cache, slot_marks
 from backend.scheduling.booking import appointment_in_slot, guarded_insert, sqlstate
 from backend.scheduling.models import Appointment, AppointmentStatus
 from backend.scheduling.policy import booking_rules
@@ -201,6 +201,8 @@ def _make_offer(
     expires_at = offer_expiry(policy, now, _clinic_zone(uow, slot.clinic_id), slot.start)
     if expires_at <= now:
         raise ValidationFailed("This slot starts too soon to be offered.", field="start")
+    # The same Redis mark as a booking: a patient booking this very slot right now is told at once.
+    slot_marks.take_mark(uow, provider_id, slot.start)
     try:
         with uow.session.begin_nested():
             moved = uow.session.execute(
