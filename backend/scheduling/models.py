@@ -9,7 +9,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field
 
-from backend.tenancy.models import TenantMixin
+from backend.tenancy.models import TenantMixin, default_and_override_indexes
 from backend.types import UTCDateTime, new_id, utcnow
 
 
@@ -96,23 +96,7 @@ class BookingPolicy(TenantMixin, table=True):
     """Booking rules: the practice default (clinic_id is None) or a clinic's override."""
 
     __tablename__ = "booking_policies"
-    __table_args__ = (
-        sa.Index(
-            "uq_booking_policies_default",
-            "tenant_id",
-            unique=True,
-            postgresql_where=sa.text("clinic_id IS NULL"),
-            sqlite_where=sa.text("clinic_id IS NULL"),
-        ),
-        sa.Index(
-            "uq_booking_policies_clinic",
-            "tenant_id",
-            "clinic_id",
-            unique=True,
-            postgresql_where=sa.text("clinic_id IS NOT NULL"),
-            sqlite_where=sa.text("clinic_id IS NOT NULL"),
-        ),
-    )
+    __table_args__ = default_and_override_indexes("booking_policies")
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     clinic_id: uuid.UUID | None = Field(default=None, foreign_key="clinics.id")

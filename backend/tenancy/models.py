@@ -23,6 +23,19 @@ class Tenant(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+def partial_unique(name: str, *columns: str, where: str) -> sa.Index:
+    """A unique index over the rows matching `where`, on PostgreSQL and SQLite alike."""
+    return sa.Index(name, *columns, unique=True, postgresql_where=sa.text(where), sqlite_where=sa.text(where))
+
+
+def default_and_override_indexes(table: str) -> tuple[sa.Index, sa.Index]:
+    """One practice default row (clinic_id NULL) and at most one override per clinic, per tenant."""
+    return (
+        partial_unique(f"uq_{table}_default", "tenant_id", where="clinic_id IS NULL"),
+        partial_unique(f"uq_{table}_clinic", "tenant_id", "clinic_id", where="clinic_id IS NOT NULL"),
+    )
+
+
 class TenantMixin(SQLModel):
     """Gives a table its tenant column. The unit of work scopes every query on it."""
 

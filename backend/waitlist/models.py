@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field
 
-from backend.tenancy.models import TenantMixin
+from backend.tenancy.models import TenantMixin, default_and_override_indexes, partial_unique
 from backend.types import JSONType, UTCDateTime, new_id, utcnow
 
 
@@ -50,14 +50,12 @@ class WaitlistEntry(TenantMixin, table=True):
         sa.Index("ix_waitlist_entries_target", "tenant_id", "clinic_id", "provider_id", "status"),
         sa.CheckConstraint("urgency BETWEEN 1 AND 4", name="urgency"),
         # One active entry per patient and target: a second join answers 409.
-        sa.Index(
+        partial_unique(
             "uq_waitlist_entries_active_target",
             "tenant_id",
             "patient_id",
             "target_key",
-            unique=True,
-            postgresql_where=sa.text("status IN ('waiting', 'offered')"),
-            sqlite_where=sa.text("status IN ('waiting', 'offered')"),
+            where="status IN ('waiting', 'offered')",
         ),
     )
 
@@ -92,14 +90,8 @@ class WaitlistOffer(TenantMixin, table=True):
     __table_args__ = (
         sa.Index("ix_waitlist_offers_due", "status", "expires_at"),
         # Invariant 3: a slot has at most one live offer at a time.
-        sa.Index(
-            "uq_waitlist_offers_live_slot",
-            "tenant_id",
-            "provider_id",
-            "slot_start",
-            unique=True,
-            postgresql_where=sa.text("status = 'pending'"),
-            sqlite_where=sa.text("status = 'pending'"),
+        partial_unique(
+            "uq_waitlist_offers_live_slot", "tenant_id", "provider_id", "slot_start", where="status = 'pending'"
         ),
     )
 
@@ -127,23 +119,7 @@ class WaitlistPolicy(TenantMixin, table=True):
     """The practice default (clinic_id is None) or a clinic's override."""
 
     __tablename__ = "waitlist_policies"
-    __table_args__ = (
-        sa.Index(
-            "uq_waitlist_policies_default",
-            "tenant_id",
-            unique=True,
-            postgresql_where=sa.text("clinic_id IS NULL"),
-            sqlite_where=sa.text("clinic_id IS NULL"),
-        ),
-        sa.Index(
-            "uq_waitlist_policies_clinic",
-            "tenant_id",
-            "clinic_id",
-            unique=True,
-            postgresql_where=sa.text("clinic_id IS NOT NULL"),
-            sqlite_where=sa.text("clinic_id IS NOT NULL"),
-        ),
-    )
+    __table_args__ = default_and_override_indexes("waitlist_policies")
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     clinic_id: uuid.UUID | None = Field(default=None, foreign_key="clinics.id")
