@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.conftest import ADMIN_URL, REDIS_URL, TEST_DB_NAME, _db_url
+from tests.conftest import ADMIN_URL, REDIS_URL, TEST_DB_NAME, _db_url, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -30,12 +29,6 @@ CHROMIUM_ARGS = [
 ]
 # The first production build installs the frontend's npm packages: allow for it.
 STARTUP_SECONDS = 900
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -72,7 +65,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     python = sys.executable
     subprocess.run([python, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True)
     subprocess.run([python, "-m", "backend.seed", "--demo", "--if-empty"], cwd=ROOT, env=env, check=True)
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -13,9 +13,7 @@ Each race runs in three modes, to show that every layer holds on its own:
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -27,10 +25,8 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from sqlmodel import col, select
 
-from backend.api.app import api
 from backend.db import UnitOfWork
 from backend.identity.models import Provider
 from backend.identity.service import issue_token
@@ -43,29 +39,6 @@ CLIENTS = 20
 MODES = ("full", "no-mark", "constraint-only")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    """The API served by uvicorn on 127.0.0.1, for the whole module."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-race", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
 
 
 @pytest.fixture

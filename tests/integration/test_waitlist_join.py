@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -15,9 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
-from backend.api.app import api
 from backend.audit.models import AuditEvent
 from backend.db import UnitOfWork
 from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
@@ -250,28 +245,6 @@ def test_missing_counter_is_seeded_from_the_database_and_reconcile_recounts(p: P
 CLIENTS, LIMIT = 20, 5
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-waitlist", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
 
 
 def test_burst_of_joins_admits_exactly_the_provider_limit(p: Practice, base_url: str) -> None:
