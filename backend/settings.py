@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
+
+
+_EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 def _default_database_url() -> str:
@@ -59,6 +65,21 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:3000"
     sql_echo: bool = False
 
+    # Notifications. "console" (the default) sends nothing out: the outbox row is the message the admin reads.
+    # "providers" sends e-mail through SendGrid and SMS/WhatsApp through Twilio with the credentials below,
+    # which come from the environment only and never from the repository.
+    notifications_channel_mode: Literal["console", "providers"] = "console"
+    sendgrid_api_key: str | None = None
+    sendgrid_from_email: str | None = None
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_sms_from: str | None = None
+    # A bare E.164 number; the channel adds the "whatsapp:" prefix.
+    twilio_whatsapp_from: str | None = None
+    # None: the real https://api.twilio.com. Set only to point the SDK at a local test server.
+    twilio_base_url: str | None = None
+
     @field_validator("database_url")
     @classmethod
     def _normalise_postgres_driver(cls, value: str) -> str:
@@ -75,6 +96,31 @@ class Settings(BaseSettings):
         if value not in {"HS256", "HS384", "HS512"}:
             raise ValueError("jwt_algorithm must be one of HS256, HS384, HS512")
         return value
+
+    @field_validator("sendgrid_from_email")
+    @classmethod
+    def _check_from_email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL_RE.match(value):
+            raise ValueError("sendgrid_from_email must be an e-mail address")
+        return value
+
+    @field_validator("twilio_sms_from", "twilio_whatsapp_from")
+    @classmethod
+    def _check_phone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("whatsapp:"):
+            value = value[len("whatsapp:") :]
+        if not _E164_RE.match(value):
+            raise ValueError("Twilio sender numbers must be in E.164 form, e.g. +15550001111")
+        return value
+
+    @field_validator("sendgrid_base_url", "twilio_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("provider base URLs must start with https:// (or http:// for a local test server)")
+        return value.rstrip("/") if value else value
 
     @property
     def is_sqlite(self) -> bool:
