@@ -4,7 +4,7 @@ from sqlmodel import SQLModel
 
 from backend.audit.models import AuditEvent
 from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User, UserSession
-from backend.notifications.models import Notification, NotificationPreference
+from backend.notifications.models import Notification, NotificationDelivery, NotificationPreference
 from backend.scheduling.models import Appointment, AvailabilityRule, BookingPolicy, TimeOff
 from backend.tenancy.models import Clinic, Tenant, TenantMixin
 from backend.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistPolicy
@@ -19,6 +19,7 @@ __all__ = [
     "Clinic",
     "Membership",
     "Notification",
+    "NotificationDelivery",
     "NotificationPreference",
     "Patient",
     "Provider",

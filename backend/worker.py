@@ -38,6 +38,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 900.0,
         "options": {"expires": 900.0},
     },
+    "notifications-sweep-outbox": {
+        "task": "notifications.sweep_outbox_tick",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
 }
 
 
@@ -62,7 +67,7 @@ def make_celery() -> Celery:
         enable_utc=True,
         broker_connection_retry_on_startup=True,
         # The worker imports the task modules at start-up (they import this module, so no import cycle here).
-        include=["backend.waitlist.tasks"],
+        include=["backend.waitlist.tasks", "backend.notifications.tasks"],
         beat_schedule=BEAT_SCHEDULE,
     )
     return app
@@ -80,6 +85,7 @@ def ping() -> str:
 
 def register_tasks() -> None:
     """Import the task modules (the worker does it through `include`; eager callers import lazily)."""
+    import backend.notifications.tasks
     import backend.waitlist.tasks  # noqa: F401
 
 

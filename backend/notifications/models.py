@@ -66,3 +66,26 @@ class Notification(TenantMixin, table=True):
     last_error: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class NotificationDelivery(TenantMixin, table=True):
+    """The delivery ledger: one row per notification (a notification is one channel already).
+
+    pending -> sending -> sent | failed (retried when due) | dead | unknown (reconciled before any resend).
+    A row left 'sending' past its lease belonged to a worker that died; it is reconciled through the channel's
+    message lookup before it is ever sent again."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (sa.Index("ix_notification_deliveries_due", "status", "next_attempt_at"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    notification_id: uuid.UUID = Field(foreign_key="notifications.id", unique=True, ondelete="CASCADE")
+    status: NotificationStatus = Field(default=NotificationStatus.PENDING, sa_type=sa.String(20))
+    attempts: int = 0
+    provider_message_id: str | None = Field(default=None, max_length=120)
+    # Never PHI: an error class and the provider's code or message, truncated.
+    last_error: str = Field(default="", max_length=500)
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

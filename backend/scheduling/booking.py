@@ -22,6 +22,7 @@ from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Patient, Provider
+from backend.notifications import outbox
 from backend.scheduling import cache, slot_marks
 from backend.scheduling.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus
 from backend.scheduling.policy import BookingRules, booking_rules, visible_appointment
@@ -215,6 +216,15 @@ def _offer_freed_slot_after_commit(uow: UnitOfWork, provider_id: uuid.UUID, star
     uow.after_commit(enqueue)
 
 
+def _notify(actor: Actor, uow: UnitOfWork, appointment: Appointment, event_type: str) -> None:
+    """Record the patient's notification in this transaction (invariant 5); ids only."""
+    if appointment.patient_id is None:
+        return
+    outbox.notify(actor, uow, patient_id=appointment.patient_id, event_type=event_type, payload={
+        "appointment_id": str(appointment.id), "clinic_id": str(appointment.clinic_id),
+        "provider_id": str(appointment.provider_id)})  # fmt: skip
+
+
 def appointment_in_slot(
     actor: Actor, provider_id: uuid.UUID, patient_id: uuid.UUID | None, slot: Slot, **fields: object
 ) -> Appointment:
@@ -282,6 +292,7 @@ def book_appointment(
     events.emit(
         uow, "appointment.booked", entity_id=appointment.id, provider_id=provider.id, clinic_id=slot.clinic_id
     )
+    _notify(actor, uow, appointment, "appointment_booked")
     return BookingResult(appointment)
 
 
@@ -337,6 +348,7 @@ def confirm_hold(actor: Actor, uow: UnitOfWork, hold_id: uuid.UUID, *, version: 
     uow.session.refresh(hold)
     record(actor, uow, action="appointment.booked", entity_type="appointment", entity_id=hold.id)
     events.emit(uow, "appointment.booked", entity_id=hold.id, provider_id=hold.provider_id, clinic_id=hold.clinic_id)
+    _notify(actor, uow, hold, "appointment_booked")
     cache.invalidate_provider(uow, hold.provider_id)
     return hold
 
@@ -392,6 +404,7 @@ def cancel_appointment(actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID,
         clinic_id=appointment.clinic_id,
         start=appointment.start_at.isoformat(),
     )
+    _notify(actor, uow, appointment, "appointment_cancelled")
     cache.invalidate_provider(uow, appointment.provider_id)
     _offer_freed_slot_after_commit(uow, appointment.provider_id, appointment.start_at)
     return appointment

@@ -25,6 +25,7 @@ from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Provider, ProviderClinic
+from backend.notifications import outbox
 from backend.scheduling import cache, slot_marks
 from backend.scheduling.booking import appointment_in_slot, guarded_insert, sqlstate
 from backend.scheduling.models import Appointment, AppointmentStatus
@@ -265,6 +266,9 @@ def _make_offer(
         clinic_id=slot.clinic_id,
         kind=kind,
     )
+    outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_offer", payload={
+        "offer_id": str(offer.id), "entry_id": str(entry.id), "appointment_id": str(hold.id),
+        "clinic_id": str(slot.clinic_id), "provider_id": str(provider_id)})  # fmt: skip
     return offer
 
 
@@ -333,6 +337,10 @@ def _close_offer(
         provider_id=offer.provider_id,
     )
     events.emit(uow, "slot.freed", entity_id=offer.appointment_id, provider_id=offer.provider_id)
+    if outcome == OfferStatus.EXPIRED and entry is not None:
+        outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_offer_expired", payload={
+            "offer_id": str(offer.id), "entry_id": str(entry.id), "clinic_id": str(offer.clinic_id),
+            "provider_id": str(offer.provider_id)})  # fmt: skip
     if cascade:
         _enqueue_cascade(uow, offer.provider_id, offer.slot_start)
 

@@ -16,6 +16,7 @@ from backend import events
 from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import DomainError
+from backend.notifications import outbox
 from backend.scheduling.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus
 from backend.tenancy.context import Actor
 from backend.types import utcnow
@@ -163,6 +164,8 @@ def expire_stale_entries(actor: Actor, uow: UnitOfWork, *, now: datetime | None 
         offers._release_counters(uow, entry)
         events.emit(uow, "waitlist.entry_updated", entity_id=entry_id, status=str(EntryStatus.EXPIRED),
                     provider_id=entry.provider_id, clinic_id=entry.clinic_id)  # fmt: skip
+        outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_entry_expired",
+                      payload={"entry_id": str(entry_id), "clinic_id": str(entry.clinic_id)})  # fmt: skip
     asked = 0
     stale = list(
         uow.session.exec(
@@ -194,6 +197,8 @@ def expire_stale_entries(actor: Actor, uow: UnitOfWork, *, now: datetime | None 
         record(actor, uow, action="waitlist.reconfirm_requested", entity_type="waitlist_entry", entity_id=entry.id)
         events.emit(uow, "waitlist.reconfirm_requested", entity_id=entry.id, patient_id=entry.patient_id,
                     clinic_id=entry.clinic_id)  # fmt: skip
+        outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_reconfirm",
+                      payload={"entry_id": str(entry.id), "clinic_id": str(entry.clinic_id)})  # fmt: skip
     return len(expired_ids), asked
 
 

@@ -1,0 +1,384 @@
+"""Delivering outbox rows exactly once, through the ledger (NotificationDelivery).
+
+Every delivery first *claims* its ledger row in a short transaction: a row lock taken with SKIP LOCKED and a
+conditional move pending|failed (due) -> sending with attempts + 1, committed before anything is sent. The send
+runs outside any transaction; its outcome is written by a second short transaction fenced on status 'sending'.
+So a redelivered task finds 'sent' and does nothing, and two claimers (tasks, sweeps) never take one row.
+
+A worker killed mid-send leaves its row 'sending'. After a lease (LEASE) the row is *reconciled*: the channel is
+asked whether the message went out (lookup by idempotency key = notification id, and provider id when known);
+'sent' -> the row is marked sent without a resend, otherwise it is sent again (once, under a new claim).
+
+Transient channel errors retry with exponential backoff and jitter; permanent ones, and the MAX_ATTEMPTS-th
+failure, go to 'dead' (the dead letter the admin outbox page lists). Sends are throttled per practice by a Redis
+token bucket; a throttled row is pushed back a little. Notification.status mirrors the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, update
+from sqlmodel import Session, col, select
+
+from backend.db import UnitOfWork
+from backend.identity.models import Patient, Provider
+from backend.notifications.models import Notification, NotificationDelivery, NotificationStatus
+from backend.scheduling.models import Appointment
+from backend.settings import get_settings
+from backend.tenancy.context import Actor
+from backend.tenancy.models import Clinic, Tenant
+from backend.types import utcnow
+from backend.waitlist.models import WaitlistEntry, WaitlistOffer
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+MAX_ATTEMPTS = 5
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_MAX_SECONDS = 3600.0
+THROTTLE_DELAY_SECONDS = 1.0
+SWEEP_BATCH = 50
+_jitter = random.SystemRandom()
+
+S = NotificationStatus
+RETRYABLE = (S.PENDING, S.FAILED)
+Mode = Literal["send", "reconcile"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A ledger row this process now owns (status 'sending' since `claimed_at`)."""
+
+    notification_id: uuid.UUID
+    tenant_id: uuid.UUID
+    mode: Mode
+    attempts: int
+    provider_message_id: str | None
+
+
+# --- throttle ------------------------------------------------------------------------------------------
+
+_BUCKET = """
+local rate = tonumber(ARGV[1]); local burst = tonumber(ARGV[2]); local now = tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1]) or burst
+local ts = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local ok = 0
+if tokens >= 1 then tokens = tokens - 1; ok = 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], 60000)
+return ok
+"""
+
+
+def sends_per_second() -> float:
+    return float(getattr(get_settings(), "notifications_per_second", 10.0))
+
+
+def throttle_allows(tenant_id: uuid.UUID) -> bool:
+    """Take one token from the practice's bucket (N per second, burst N). No Redis: no throttle."""
+    if not get_settings().redis_url:
+        return True
+    from backend.redis_client import get_redis
+
+    rate = sends_per_second()
+    try:
+        allowed = get_redis().eval(_BUCKET, 1, f"notify:bucket:{tenant_id}", rate, max(1.0, rate), time.time())
+    except Exception:
+        logger.warning("notification throttle unavailable; sending unthrottled", exc_info=True)
+        return True
+    return bool(allowed)
+
+
+# --- ledger transitions ----------------------------------------------------------------------------------
+
+
+def backoff(attempts: int) -> timedelta:
+    """base * 2^(attempts-1), capped, plus up to one base of jitter."""
+    delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=delay + _jitter.uniform(0, BACKOFF_BASE_SECONDS))
+
+
+def _mirror(session: Session, notification_id: uuid.UUID, values: dict[str, Any]) -> None:
+    """Keep Notification (what the admin outbox lists) in step with its ledger row."""
+    keep = {k: v for k, v in values.items() if k in {"status", "attempts", "next_attempt_at", "provider_message_id",
+                                                      "last_error", "sent_at"}}  # fmt: skip
+    if keep:
+        session.execute(
+            update(Notification)
+            .where(col(Notification.id) == notification_id)
+            .values(**keep)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _set(session: Session, notification_id: uuid.UUID, values: dict[str, Any], *, only_if: S | None = None) -> bool:
+    """Update the ledger row (and its notification); with `only_if`, only while it has that status."""
+    stmt = update(NotificationDelivery).where(col(NotificationDelivery.notification_id) == notification_id)
+    if only_if is not None:
+        stmt = stmt.where(col(NotificationDelivery.status) == only_if)
+    moved = session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    _mirror(session, notification_id, values)
+    return True
+
+
+def _claim_locked(session: Session, row: NotificationDelivery, now: datetime) -> Claim | str:
+    """Decide on a row this transaction holds locked: a Claim, or why nothing is to be done."""
+    status = S(row.status)
+    if status in (S.SENT, S.DEAD):
+        return "done"
+    if status == S.SENDING and row.updated_at > now - LEASE:
+        return "in flight"
+    if status in (*RETRYABLE, S.UNKNOWN) and row.next_attempt_at > now:
+        return "not due"
+    if status in RETRYABLE:
+        if not throttle_allows(row.tenant_id):
+            delay = timedelta(seconds=THROTTLE_DELAY_SECONDS + _jitter.uniform(0, THROTTLE_DELAY_SECONDS))
+            _set(session, row.notification_id, {"next_attempt_at": now + delay, "updated_at": now})
+            return "throttled"
+        attempts = row.attempts + 1
+        _set(session, row.notification_id, {"status": S.SENDING, "attempts": attempts, "updated_at": now})
+        return Claim(row.notification_id, row.tenant_id, "send", attempts, row.provider_message_id)
+    # 'sending' past its lease (its worker died) or 'unknown': find out before anything is sent again.
+    _set(session, row.notification_id, {"status": S.SENDING, "updated_at": now})
+    return Claim(row.notification_id, row.tenant_id, "reconcile", row.attempts, row.provider_message_id)
+
+
+def claim_one(notification_id: uuid.UUID, *, now: datetime | None = None) -> Claim | str:
+    """Claim one notification's ledger row (for its delivery task)."""
+    now = now or utcnow()
+    with UnitOfWork(unscoped=True) as uow:
+        row = uow.session.exec(
+            select(NotificationDelivery)
+            .where(NotificationDelivery.notification_id == notification_id)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if row is None:
+            exists = uow.session.exec(
+                select(NotificationDelivery.id).where(NotificationDelivery.notification_id == notification_id)
+            ).first()
+            return "busy" if exists is not None else "missing"
+        result = _claim_locked(uow.session, row, now)
+        uow.commit()
+        return result
+
+
+def claim_due(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> list[Claim]:
+    """The sweep's claim, across tenants: due pending/failed/unknown rows and stale 'sending' ones, locked
+    with SKIP LOCKED (two sweeps never take one row), moved to 'sending' and committed."""
+    now = now or utcnow()
+    with UnitOfWork(unscoped=True) as uow:
+        due = list(
+            uow.session.exec(
+                select(NotificationDelivery)
+                .where(
+                    or_(
+                        (col(NotificationDelivery.status).in_([*RETRYABLE, S.UNKNOWN]))
+                        & (col(NotificationDelivery.next_attempt_at) <= now),
+                        (col(NotificationDelivery.status) == S.SENDING)
+                        & (col(NotificationDelivery.updated_at) <= now - LEASE),
+                    )
+                )
+                .order_by(col(NotificationDelivery.next_attempt_at))
+                .limit(max(1, limit))
+                .with_for_update(skip_locked=True)
+            )
+        )
+        claims = [c for c in (_claim_locked(uow.session, row, now) for row in due) if isinstance(c, Claim)]
+        uow.commit()
+        return claims
+
+
+def _finish(claim: Claim, values: dict[str, Any]) -> bool:
+    with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
+        done = _set(uow.session, claim.notification_id, {**values, "updated_at": utcnow()}, only_if=S.SENDING)
+        uow.commit()
+        return done
+
+
+def _failed(claim: Claim, attempts: int, error: str, *, permanent: bool) -> str:
+    now = utcnow()
+    dead = permanent or attempts >= MAX_ATTEMPTS
+    status = S.DEAD if dead else S.FAILED
+    retry_at = now if dead else now + backoff(attempts)
+    _finish(claim, {"status": status, "last_error": error[:500], "next_attempt_at": retry_at})
+    if dead:
+        logger.warning("notification %s dead after %d attempt(s): %s", claim.notification_id, attempts, error[:200])
+    return str(status)
+
+
+# --- the send -------------------------------------------------------------------------------------------
+
+
+def _first_name(full_name: str) -> str:
+    parts = full_name.split()
+    return parts[0] if parts else ""
+
+
+def _local(moment: datetime | None, zone: str) -> str:
+    if moment is None:
+        return ""
+    return moment.astimezone(ZoneInfo(zone)).strftime("%a %d %b, %H:%M %Z")
+
+
+def _id(payload: dict[str, Any], key: str) -> uuid.UUID | None:
+    value = payload.get(key)
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def load_context(uow: UnitOfWork, note: Notification) -> tuple[dict[str, str], str, str]:
+    """The template context from the ids in the payload: (context, recipient address, locale)."""
+    session = uow.session
+    payload = note.payload or {}
+    patient = session.get(Patient, note.patient_id)
+    appointment = session.get(Appointment, aid) if (aid := _id(payload, "appointment_id")) else None
+    offer = session.get(WaitlistOffer, oid) if (oid := _id(payload, "offer_id")) else None
+    entry = session.get(WaitlistEntry, eid) if (eid := _id(payload, "entry_id")) else None
+    provider_id = _id(payload, "provider_id") or (appointment.provider_id if appointment else None) or (
+        offer.provider_id if offer else None) or (entry.provider_id if entry else None)  # fmt: skip
+    clinic_id = _id(payload, "clinic_id") or (appointment.clinic_id if appointment else None) or (
+        offer.clinic_id if offer else None) or (entry.clinic_id if entry else None)  # fmt: skip
+    provider = session.get(Provider, provider_id) if provider_id else None
+    clinic = session.get(Clinic, clinic_id) if clinic_id else None
+    zone = clinic.timezone if clinic is not None else "UTC"
+    start = offer.slot_start if offer is not None else appointment.start_at if appointment is not None else None
+    public = get_settings().public_url.rstrip("/")
+    if offer is not None:
+        path = f"/offers/{offer.id}"
+    elif appointment is not None:
+        path = f"/appointments/{appointment.id}"
+    elif entry is not None:
+        path = f"/waitlist/{entry.id}"
+    else:
+        path = "/"
+    tenant = session.get(Tenant, note.tenant_id)
+    context = {
+        "practice_name": tenant.name if tenant else "",
+        "patient_first_name": (_first_name(patient.full_name) if patient else "") or "there",
+        "provider_name": provider.full_name if provider else "",
+        "clinic_name": clinic.name if clinic else "",
+        "start_local": _local(start, zone),
+        "hold_until_local": _local(offer.expires_at, zone) if offer is not None else "",
+        "link": public + path,
+    }
+    if patient is None:
+        return context, "", "en"
+    recipient = patient.email if note.channel in ("email", "console") else patient.phone
+    return context, recipient or patient.email or str(patient.id), patient.locale or "en"
+
+
+def _transient(exc: BaseException) -> bool:
+    return bool(getattr(exc, "transient", True))
+
+
+def _error_text(exc: BaseException) -> str:
+    """An error for the ledger: its class and code, never the message body (it may quote the recipient)."""
+    code = getattr(exc, "code", None)
+    return f"{type(exc).__name__}{f' ({code})' if code else ''}: {str(exc)[:200]}"
+
+
+def _send(claim: Claim) -> str:
+    from backend.notifications import channels, templates
+
+    with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
+        note = uow.session.get(Notification, claim.notification_id)
+        if note is None:
+            return "missing"
+        context, recipient, locale = load_context(uow, note)
+        channel_name, event_type = str(note.channel), note.event_type
+    try:
+        rendered = templates.render(event_type, channel_name, context, locale)
+        message = channels.OutgoingMessage(
+            channel=channel_name,
+            to=recipient,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            idempotency_key=str(claim.notification_id),
+        )
+        result = channels.channel_for(channel_name).send(message)
+    except channels.ChannelError as exc:
+        return _failed(claim, claim.attempts, _error_text(exc), permanent=not _transient(exc))
+    except templates.TemplateContextError as exc:  # the data cannot make this message: retrying cannot help
+        return _failed(claim, claim.attempts, _error_text(exc), permanent=True)
+    except Exception as exc:  # a bug or an unexpected library error: retried, then dead-lettered
+        logger.exception("sending notification %s failed", claim.notification_id)
+        return _failed(claim, claim.attempts, _error_text(exc), permanent=False)
+    provider_id = getattr(result, "provider_message_id", None)
+    now = utcnow()
+    _finish(claim, {"status": S.SENT, "provider_message_id": provider_id, "sent_at": now, "last_error": ""})
+    return str(S.SENT)
+
+
+def _reconcile(claim: Claim) -> str:
+    """A row whose sender died (or whose outcome was unknown): ask the channel before sending again."""
+    from backend.notifications import channels
+
+    with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
+        note = uow.session.get(Notification, claim.notification_id)
+        if note is None:
+            return "missing"
+        channel_name = str(note.channel)
+    try:
+        found = channels.channel_for(channel_name).lookup(str(claim.notification_id), claim.provider_message_id)
+    except Exception as exc:
+        logger.warning("looking up notification %s failed", claim.notification_id, exc_info=True)
+        now = utcnow()
+        _finish(claim, {"status": S.UNKNOWN, "last_error": _error_text(exc)[:500],
+                        "next_attempt_at": now + backoff(claim.attempts)})  # fmt: skip
+        return str(S.UNKNOWN)
+    if found == "sent":
+        _finish(claim, {"status": S.SENT, "sent_at": utcnow(), "last_error": ""})
+        return str(S.SENT)
+    if claim.attempts >= MAX_ATTEMPTS:
+        return _failed(claim, claim.attempts, "no delivery found after the last attempt", permanent=True)
+    # Not delivered: send again, as a new attempt of the same claim.
+    attempts = claim.attempts + 1
+    with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
+        owned = _set(uow.session, claim.notification_id, {"attempts": attempts, "updated_at": utcnow()},
+                     only_if=S.SENDING)  # fmt: skip
+        uow.commit()
+    if not owned:
+        return "lost"
+    return _send(Claim(claim.notification_id, claim.tenant_id, "send", attempts, claim.provider_message_id))
+
+
+def run(claim: Claim) -> str:
+    """Carry out a claim: send it, or reconcile it first."""
+    return _send(claim) if claim.mode == "send" else _reconcile(claim)
+
+
+def deliver(notification_id: uuid.UUID, *, now: datetime | None = None) -> str:
+    """Deliver one notification, at most once; returns the outcome ('sent', 'failed', 'dead', 'unknown') or why
+    nothing was done ('done', 'in flight', 'not due', 'throttled', 'busy', 'missing')."""
+    claim = claim_one(notification_id, now=now)
+    if not isinstance(claim, Claim):
+        return claim
+    return run(claim)
+
+
+def sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> dict[str, int]:
+    """Deliver what is due and reconcile what was left 'sending'; returns outcome counts."""
+    counts: dict[str, int] = {}
+    for claim in claim_due(now=now, limit=limit):
+        try:
+            outcome = run(claim)
+        except Exception:
+            logger.exception("outbox sweep: notification %s", claim.notification_id)
+            outcome = "error"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
