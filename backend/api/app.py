@@ -5,7 +5,18 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from backend.api.errors import install_error_handlers
-from backend.api.routes import appointments, auth, clinics, health, listings, offers, providers, series, waitlists
+from backend.api.routes import (
+    appointments,
+    auth,
+    clinics,
+    health,
+    listings,
+    offers,
+    providers,
+    series,
+    waitlists,
+    webhooks,
+)
 
 
 def create_api() -> FastAPI:
@@ -28,6 +39,7 @@ def create_api() -> FastAPI:
         offers.router,
         series.router,
         appointments.router,
+        webhooks.router,
     ):
         app.include_router(router)
     return app
