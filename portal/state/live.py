@@ -28,13 +28,11 @@ Using it on a page
             await self._mark_live_seen()          # this load covers the current revision
             self._refresh(actor)
 
-        @rx.event
-        async def live_update(self):
-            if not await self._live_changed():    # the revision this client already shows
-                return
-            actor = self._actor(Role.PATIENT)     # re-resolved, as in every handler
-            if actor is not None:
-                self._refresh(actor)
+        def _live_actor(self):                    # re-resolved, as in every handler
+            return self._actor(Role.PATIENT)
+
+        def _live_reload(self, actor):            # the mixin's live_update calls this on each new revision
+            self._refresh(actor)
 
     @rx.page(route=..., on_load=[SessionState.guard("patient"), LiveTenant.link, MyPageState.load])
     def page():
@@ -100,6 +98,23 @@ class LiveRefreshMixin(rx.State, mixin=True):
             return False
         self._live_seen = revision
         return True
+
+    def _live_actor(self) -> Any:
+        """The viewer, re-resolved from the session (None when no longer allowed). Pages override this."""
+        raise NotImplementedError
+
+    def _live_reload(self, actor: Any) -> None:
+        """Re-read the page's data in the viewer's own scope. Pages override this."""
+        raise NotImplementedError
+
+    @rx.event
+    async def live_update(self):
+        """Something changed in the practice: re-read this page's data, unless it already shows it."""
+        if not await self._live_changed():
+            return
+        actor = self._live_actor()
+        if actor is not None:
+            self._live_reload(actor)
 
 
 _LIVE_REFRESH_JS = """

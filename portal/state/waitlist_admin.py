@@ -98,13 +98,11 @@ class WaitlistOversightState(LiveRefreshMixin, AdminState):
         await self._mark_live_seen()
         self._query(actor)
 
-    @rx.event
-    async def live_update(self):
-        if not await self._live_changed():
-            return
-        actor = self._admin()
-        if actor is not None:
-            self._query(actor)
+    def _live_actor(self) -> Actor | None:
+        return self._admin()
+
+    def _live_reload(self, actor: Actor) -> None:
+        self._query(actor)
 
     async def _requery(self):
         actor = self._admin()

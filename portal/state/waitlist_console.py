@@ -232,14 +232,11 @@ class WaitlistConsoleState(LiveRefreshMixin, SessionState):
         await self._mark_live_seen()
         self._query(actor)
 
-    @rx.event
-    async def live_update(self):
-        """Someone changed something in the practice: re-query this doctor's own view."""
-        if not await self._live_changed():
-            return
-        actor = self._doctor()
-        if actor is not None:
-            self._query(actor)
+    def _live_actor(self) -> Actor | None:
+        return self._doctor()
+
+    def _live_reload(self, actor: Actor) -> None:
+        self._query(actor)
 
     @rx.event
     async def set_clinic_filter(self, value: str):

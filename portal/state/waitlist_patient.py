@@ -19,7 +19,7 @@ from backend.db import UnitOfWork
 from backend.errors import Conflict, DomainError
 from backend.scheduling import search
 from backend.tenancy import service as tenancy
-from backend.tenancy.context import Role
+from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from backend.waitlist import offers as wl_offers
 from backend.waitlist import service as wl
@@ -646,15 +646,11 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
         self._refresh(actor)
         return None
 
-    @rx.event
-    async def live_update(self):
-        """Something changed in the practice: re-read this patient's entries (unless already shown)."""
-        if not await self._live_changed():
-            return None
-        actor = self._actor(Role.PATIENT)
-        if actor is not None:
-            self._refresh(actor)
-        return None
+    def _live_actor(self) -> Actor | None:
+        return self._actor(Role.PATIENT)
+
+    def _live_reload(self, actor: Actor) -> None:
+        self._refresh(actor)
 
     @rx.event
     def refresh(self):
