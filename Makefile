@@ -59,6 +59,7 @@ typecheck: venv
 bench: venv
 	$(BIN)/python -m bench.booking
 	$(BIN)/python -m bench.waitlist
+	$(BIN)/python -m bench.notifications
 	$(BIN)/python -m bench.slots
 
 clean:

@@ -4,7 +4,13 @@ from sqlmodel import SQLModel
 
 from backend.audit.models import AuditEvent
 from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User, UserSession
-from backend.notifications.models import Notification, NotificationDelivery, NotificationPreference
+from backend.notifications.models import (
+    AppointmentReminder,
+    Notification,
+    NotificationDelivery,
+    NotificationPreference,
+    NotificationSettings,
+)
 from backend.scheduling.models import Appointment, AvailabilityRule, BookingPolicy, TimeOff
 from backend.tenancy.models import Clinic, Tenant, TenantMixin
 from backend.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistPolicy
@@ -13,6 +19,7 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Appointment",
+    "AppointmentReminder",
     "AuditEvent",
     "AvailabilityRule",
     "BookingPolicy",
@@ -21,6 +28,7 @@ __all__ = [
     "Notification",
     "NotificationDelivery",
     "NotificationPreference",
+    "NotificationSettings",
     "Patient",
     "Provider",
     "ProviderClinic",

@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     twilio_whatsapp_from: str | None = None
     # None: the real https://api.twilio.com. Set only to point the SDK at a local test server.
     twilio_base_url: str | None = None
+    # Sends per second per practice (a Redis token bucket; burst of the same size).
+    notifications_per_second: float = Field(default=10.0, gt=0)
+    # A ledger row 'sending' for longer than this belonged to a worker that died: it is reconciled (asked of the
+    # provider) before it is ever sent again.
+    notifications_lease_seconds: int = Field(default=120, ge=5)
+    # Appointment reminders: minutes before the start, comma-separated (48 h and 2 h); empty for none. A practice
+    # may override them (notification_settings). 0-4 offsets, each 15 minutes .. 14 days.
+    reminder_offsets: str = "2880,120"
+    # How often beat's outbox sweep runs (delivers rows a lost enqueue or a retry left behind, reconciles stale
+    # 'sending' rows).
+    notifications_sweep_seconds: float = Field(default=30.0, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -115,6 +126,13 @@ class Settings(BaseSettings):
             raise ValueError("Twilio sender numbers must be in E.164 form, e.g. +15550001111")
         return value
 
+    @field_validator("reminder_offsets")
+    @classmethod
+    def _check_reminder_offsets(cls, value: str) -> str:
+        from backend.notifications.reminder_schedule import parse_offsets
+
+        return ",".join(str(offset) for offset in parse_offsets(value))
+
     @field_validator("sendgrid_base_url", "twilio_base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
@@ -125,6 +143,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def reminder_offsets_minutes(self) -> list[int]:
+        """The default reminder offsets in minutes, largest first."""
+        return [int(part) for part in self.reminder_offsets.split(",") if part]
 
     @property
     def broker_url(self) -> str | None:

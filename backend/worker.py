@@ -40,8 +40,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     "notifications-sweep-outbox": {
         "task": "notifications.sweep_outbox_tick",
-        "schedule": 30.0,
-        "options": {"expires": 30.0},
+        "schedule": get_settings().notifications_sweep_seconds,
+        "options": {"expires": get_settings().notifications_sweep_seconds},
+    },
+    "notifications-send-reminders": {
+        "task": "notifications.send_reminders_tick",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
 }
 

@@ -11,6 +11,8 @@ from backend.api.routes import (
     clinics,
     health,
     listings,
+    notification_settings,
+    notifications,
     offers,
     providers,
     series,
@@ -39,6 +41,8 @@ def create_api() -> FastAPI:
         offers.router,
         series.router,
         appointments.router,
+        notifications.router,
+        notification_settings.router,
         webhooks.router,
     ):
         app.include_router(router)

@@ -14,7 +14,9 @@ Credentials come from settings (the environment), never from the repository. Wit
 
 from __future__ import annotations
 
+import http.client
 import json
+import logging
 import socket
 import urllib.error
 from dataclasses import dataclass
@@ -26,15 +28,23 @@ if TYPE_CHECKING:
 CHANNEL_NAMES = ("email", "sms", "whatsapp", "console")
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
+# The Twilio SDK logs every request at INFO with its query string, and a lookup's query is the patient's number
+# (To=+1...). Its requests log here instead, warnings only, so the worker's INFO log carries no phone numbers.
+_twilio_http_log = logging.getLogger("backend.notifications.twilio_http")
+_twilio_http_log.setLevel(logging.WARNING)
+
 
 class ChannelError(Exception):
-    """A send that did not go through. ``transient``: a later retry may succeed. ``code``: short machine tag."""
+    """A send that did not go through. ``transient``: a later retry may succeed. ``code``: short machine tag.
+    ``maybe_sent``: the request went out and no answer came back (a read timeout, a connection dropped
+    mid-answer), so the provider may have accepted it: look it up before sending it again."""
 
-    def __init__(self, message: str, *, transient: bool, code: str) -> None:
+    def __init__(self, message: str, *, transient: bool, code: str, maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.transient = transient
         self.code = code
+        self.maybe_sent = maybe_sent
 
     def __repr__(self) -> str:
         return f"ChannelError({self.message!r}, transient={self.transient}, code={self.code!r})"
@@ -48,6 +58,8 @@ class OutgoingMessage:
     text: str
     html: str | None
     idempotency_key: str  # the notification id
+    # E-mail only: the one-click unsubscribe endpoint (RFC 8058 List-Unsubscribe / List-Unsubscribe-Post).
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,11 +73,13 @@ class Channel(Protocol):
 
     def send(self, message: OutgoingMessage) -> SendResult: ...
 
-    def lookup(self, idempotency_key: str, provider_message_id: str | None) -> str | None:
+    def lookup(
+        self, idempotency_key: str, provider_message_id: str | None, *, message: OutgoingMessage | None = None
+    ) -> str | None:
         """``"sent"`` | ``"failed"`` | ``None`` (unknown).
 
-        The implementations here also take an optional keyword ``message: OutgoingMessage``: it helps
-        channels whose provider keeps no reference of ours (Twilio: matched by recipient, sender and body).
+        ``message`` (the same message rendered again) helps channels whose provider keeps no reference of
+        ours (Twilio: matched by recipient, sender and body).
         """
         ...
 
@@ -124,7 +138,7 @@ class SendGridEmailChannel:
         return client
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        from sendgrid.helpers.mail import CustomArg, Mail
+        from sendgrid.helpers.mail import CustomArg, Header, Mail
 
         mail = Mail(
             from_email=self.from_email,
@@ -134,6 +148,11 @@ class SendGridEmailChannel:
             html_content=message.html,
         )
         mail.custom_arg = CustomArg("notification_id", message.idempotency_key)
+        if message.unsubscribe_url:
+            mail.header = [
+                Header("List-Unsubscribe", f"<{message.unsubscribe_url}>"),
+                Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ]
         try:
             response = self._client().send(mail)
         except Exception as exc:
@@ -181,8 +200,12 @@ def _sendgrid_error(exc: Exception) -> ChannelError:
             transient=_transient_status(status),
             code=f"sendgrid-{status}",
         )
-    if isinstance(exc, urllib.error.URLError | TimeoutError | socket.timeout | ConnectionError | OSError):
+    if isinstance(exc, urllib.error.URLError):  # urllib wraps what fails while connecting or sending
         return ChannelError(f"SendGrid unreachable: {exc}", transient=True, code="sendgrid-network")
+    if isinstance(exc, TimeoutError | socket.timeout | OSError | http.client.HTTPException):
+        # Raised while waiting for the answer: the request was sent and SendGrid may have accepted it.
+        return ChannelError(f"SendGrid did not answer: {exc}", transient=True, code="sendgrid-network",
+                            maybe_sent=True)  # fmt: skip
     return ChannelError(f"SendGrid send failed: {exc}", transient=False, code="sendgrid-error")
 
 
@@ -222,7 +245,7 @@ class TwilioSmsChannel:
             from twilio.http.http_client import TwilioHttpClient
             from twilio.rest import Client
 
-            http_client = TwilioHttpClient(timeout=self.timeout)
+            http_client = TwilioHttpClient(timeout=self.timeout, logger=_twilio_http_log)
             client = Client(self.account_sid, self.auth_token, http_client=http_client)
             if self.base_url:
                 # Point the Api domain (https://api.twilio.com) at another server, e.g. a local test
@@ -303,10 +326,26 @@ def _twilio_error(exc: Exception) -> ChannelError:
             f"Twilio answered {status}: {text}", transient=_transient_status(status), code=f"twilio-{code}"
         )
     if isinstance(exc, requests.RequestException | TimeoutError | ConnectionError):
-        return ChannelError(f"Twilio unreachable: {exc}", transient=True, code="twilio-network")
+        maybe_sent = _twilio_maybe_sent(exc)
+        what = "did not answer" if maybe_sent else "unreachable"
+        return ChannelError(f"Twilio {what}: {exc}", transient=True, code="twilio-network", maybe_sent=maybe_sent)
     if isinstance(exc, TwilioException):
         return ChannelError(f"Twilio error: {exc}", transient=True, code="twilio-error")
     return ChannelError(f"Twilio send failed: {exc}", transient=False, code="twilio-error")
+
+
+def _twilio_maybe_sent(exc: Exception) -> bool:
+    """Whether a failed request may have reached Twilio: everything but a failure to connect."""
+    import requests
+    from urllib3.exceptions import MaxRetryError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout):
+        # requests reports a failed connection as ConnectionError(MaxRetryError(...)); a connection dropped
+        # after the request was sent as ConnectionError(ProtocolError(...)).
+        return not any(isinstance(arg, MaxRetryError) for arg in exc.args)
+    return True
 
 
 # --------------------------------------------------------------------------------------------------- factory
@@ -325,12 +364,18 @@ def channel_for(name: str, settings: Settings | None = None) -> Channel:
         settings = get_settings()
     if settings.notifications_channel_mode == "console" or name == "console":
         return ConsoleChannel()
+    # A send gives up well within its lease (connect and read each get the timeout), so a slow but live sender's
+    # row is never reconciled, and sent again, as if its worker had died.
+    timeout = min(DEFAULT_TIMEOUT_SECONDS, settings.notifications_lease_seconds / 3)
     if name == "email":
         if not (settings.sendgrid_api_key and settings.sendgrid_from_email):
             raise ChannelError("SendGrid is not configured", transient=False, code="not-configured")
-        return SendGridEmailChannel(settings.sendgrid_api_key, settings.sendgrid_from_email, settings.sendgrid_base_url)
+        return SendGridEmailChannel(settings.sendgrid_api_key, settings.sendgrid_from_email, settings.sendgrid_base_url,
+                                    timeout=timeout)  # fmt: skip
     sender = settings.twilio_sms_from if name == "sms" else settings.twilio_whatsapp_from
     if not (settings.twilio_account_sid and settings.twilio_auth_token and sender):
         raise ChannelError(f"Twilio {name} is not configured", transient=False, code="not-configured")
     cls = TwilioSmsChannel if name == "sms" else TwilioWhatsAppChannel
-    return cls(settings.twilio_account_sid, settings.twilio_auth_token, sender, settings.twilio_base_url)
+    return cls(
+        settings.twilio_account_sid, settings.twilio_auth_token, sender, settings.twilio_base_url, timeout=timeout
+    )

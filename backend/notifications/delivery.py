@@ -5,13 +5,16 @@ conditional move pending|failed (due) -> sending with attempts + 1, committed be
 runs outside any transaction; its outcome is written by a second short transaction fenced on status 'sending'.
 So a redelivered task finds 'sent' and does nothing, and two claimers (tasks, sweeps) never take one row.
 
-A worker killed mid-send leaves its row 'sending'. After a lease (LEASE) the row is *reconciled*: the channel is
-asked whether the message went out (lookup by idempotency key = notification id, and provider id when known);
-'sent' -> the row is marked sent without a resend, otherwise it is sent again (once, under a new claim).
+A worker killed mid-send leaves its row 'sending'. After its lease (settings.notifications_lease_seconds) the
+row is *reconciled*: the channel is asked whether the message went out (lookup by idempotency key = notification
+id, provider id when known, or the message rendered again); 'sent' -> the row is marked sent without a resend,
+otherwise it is sent again (once, under a new claim).
 
-Transient channel errors retry with exponential backoff and jitter; permanent ones, and the MAX_ATTEMPTS-th
-failure, go to 'dead' (the dead letter the admin outbox page lists). Sends are throttled per practice by a Redis
-token bucket; a throttled row is pushed back a little. Notification.status mirrors the ledger.
+A send that got no answer after its request went out (a read timeout, a dropped connection) is 'unknown' and is
+reconciled the same way, since the provider may have accepted it. Other transient channel errors retry with
+exponential backoff and jitter; permanent ones, and the MAX_ATTEMPTS-th failure, go to 'dead' (the dead letter the
+admin outbox page lists). Sends are throttled per practice by a Redis token bucket; a throttled row is pushed back
+a little. Notification.status mirrors the ledger.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
+from backend import events
 from backend.db import UnitOfWork
 from backend.identity.models import Patient, Provider
+from backend.notifications.formatting import format_local
 from backend.notifications.models import Notification, NotificationDelivery, NotificationStatus
 from backend.scheduling.models import Appointment
 from backend.settings import get_settings
@@ -40,7 +44,6 @@ from backend.waitlist.models import WaitlistEntry, WaitlistOffer
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 5
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 3600.0
@@ -81,7 +84,12 @@ return ok
 
 
 def sends_per_second() -> float:
-    return float(getattr(get_settings(), "notifications_per_second", 10.0))
+    return float(get_settings().notifications_per_second)
+
+
+def _throttled_mode() -> bool:
+    """Only sends to providers are throttled: the console channel sends nothing anywhere."""
+    return get_settings().notifications_channel_mode == "providers"
 
 
 def throttle_allows(tenant_id: uuid.UUID) -> bool:
@@ -100,6 +108,11 @@ def throttle_allows(tenant_id: uuid.UUID) -> bool:
 
 
 # --- ledger transitions ----------------------------------------------------------------------------------
+
+
+def lease() -> timedelta:
+    """How long a 'sending' row is its claimer's; past it, the claimer is taken to have died."""
+    return timedelta(seconds=get_settings().notifications_lease_seconds)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -138,12 +151,12 @@ def _claim_locked(session: Session, row: NotificationDelivery, now: datetime) ->
     status = S(row.status)
     if status in (S.SENT, S.DEAD):
         return "done"
-    if status == S.SENDING and row.updated_at > now - LEASE:
+    if status == S.SENDING and row.updated_at > now - lease():
         return "in flight"
     if status in (*RETRYABLE, S.UNKNOWN) and row.next_attempt_at > now:
         return "not due"
     if status in RETRYABLE:
-        if not throttle_allows(row.tenant_id):
+        if _throttled_mode() and not throttle_allows(row.tenant_id):
             delay = timedelta(seconds=THROTTLE_DELAY_SECONDS + _jitter.uniform(0, THROTTLE_DELAY_SECONDS))
             _set(session, row.notification_id, {"next_attempt_at": now + delay, "updated_at": now})
             return "throttled"
@@ -187,7 +200,7 @@ def claim_due(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> list[
                         (col(NotificationDelivery.status).in_([*RETRYABLE, S.UNKNOWN]))
                         & (col(NotificationDelivery.next_attempt_at) <= now),
                         (col(NotificationDelivery.status) == S.SENDING)
-                        & (col(NotificationDelivery.updated_at) <= now - LEASE),
+                        & (col(NotificationDelivery.updated_at) <= now - lease()),
                     )
                 )
                 .order_by(col(NotificationDelivery.next_attempt_at))
@@ -203,6 +216,8 @@ def claim_due(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> list[
 def _finish(claim: Claim, values: dict[str, Any]) -> bool:
     with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
         done = _set(uow.session, claim.notification_id, {**values, "updated_at": utcnow()}, only_if=S.SENDING)
+        if done:  # open outbox and history pages re-read (the event carries no PHI)
+            events.emit(uow, "notification.changed", entity_id=claim.notification_id)
         uow.commit()
         return done
 
@@ -218,18 +233,20 @@ def _failed(claim: Claim, attempts: int, error: str, *, permanent: bool) -> str:
     return str(status)
 
 
+def _unknown(claim: Claim, error: str) -> str:
+    """Whether the message went out is not known: a later sweep reconciles the row (asks the channel) before
+    anything is sent again."""
+    retry_at = utcnow() + backoff(claim.attempts)
+    _finish(claim, {"status": S.UNKNOWN, "last_error": error[:500], "next_attempt_at": retry_at})
+    return str(S.UNKNOWN)
+
+
 # --- the send -------------------------------------------------------------------------------------------
 
 
 def _first_name(full_name: str) -> str:
     parts = full_name.split()
     return parts[0] if parts else ""
-
-
-def _local(moment: datetime | None, zone: str) -> str:
-    if moment is None:
-        return ""
-    return moment.astimezone(ZoneInfo(zone)).strftime("%a %d %b, %H:%M %Z")
 
 
 def _id(payload: dict[str, Any], key: str) -> uuid.UUID | None:
@@ -256,23 +273,23 @@ def load_context(uow: UnitOfWork, note: Notification) -> tuple[dict[str, str], s
     clinic = session.get(Clinic, clinic_id) if clinic_id else None
     zone = clinic.timezone if clinic is not None else "UTC"
     start = offer.slot_start if offer is not None else appointment.start_at if appointment is not None else None
+    locale = (patient.locale if patient is not None else "") or "en"
     public = get_settings().public_url.rstrip("/")
-    if offer is not None:
-        path = f"/offers/{offer.id}"
+    # The pages where the patient sees the details and can act (they sign in first when needed).
+    if offer is not None or entry is not None:
+        path = "/patient/waitlist"
     elif appointment is not None:
-        path = f"/appointments/{appointment.id}"
-    elif entry is not None:
-        path = f"/waitlist/{entry.id}"
+        path = "/patient/appointments"
     else:
-        path = "/"
+        path = "/patient"
     tenant = session.get(Tenant, note.tenant_id)
     context = {
         "practice_name": tenant.name if tenant else "",
         "patient_first_name": (_first_name(patient.full_name) if patient else "") or "there",
         "provider_name": provider.full_name if provider else "",
         "clinic_name": clinic.name if clinic else "",
-        "start_local": _local(start, zone),
-        "hold_until_local": _local(offer.expires_at, zone) if offer is not None else "",
+        "start_local": format_local(start, zone, locale),
+        "hold_until_local": format_local(offer.expires_at, zone, locale) if offer is not None else "",
         "link": public + path,
     }
     if patient is None:
@@ -291,27 +308,52 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}{f' ({code})' if code else ''}: {str(exc)[:200]}"
 
 
-def _send(claim: Claim) -> str:
+def render_message(uow: UnitOfWork, note: Notification) -> Any:
+    """The OutgoingMessage a notification makes, rendered from the records it names (ids in its payload).
+    The sender sends it; the outbox and history pages show it. Raises templates.TemplateContextError when the
+    data cannot make the message."""
     from backend.notifications import channels, templates
+    from backend.notifications.preferences import unsubscribe_link, unsubscribe_token
 
+    context, recipient, locale = load_context(uow, note)
+    channel_name = str(note.channel)
+    one_click = None
+    if channel_name in ("email", "console"):
+        context["unsubscribe_link"] = unsubscribe_link(note.tenant_id, note.patient_id)
+        token = unsubscribe_token(note.tenant_id, note.patient_id)
+        one_click = f"{get_settings().public_url.rstrip('/')}/api/v1/unsubscribe/{token}"
+    rendered = templates.render(note.event_type, channel_name, context, locale)
+    return channels.OutgoingMessage(
+        channel=channel_name,
+        to=recipient,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        idempotency_key=str(note.id),
+        unsubscribe_url=one_click,
+    )
+
+
+def _build(claim: Claim) -> Any:
+    """Render the claimed notification: an OutgoingMessage, or 'missing'."""
     with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
         note = uow.session.get(Notification, claim.notification_id)
         if note is None:
             return "missing"
-        context, recipient, locale = load_context(uow, note)
-        channel_name, event_type = str(note.channel), note.event_type
+        return render_message(uow, note)
+
+
+def _send(claim: Claim) -> str:
+    from backend.notifications import channels, templates
+
     try:
-        rendered = templates.render(event_type, channel_name, context, locale)
-        message = channels.OutgoingMessage(
-            channel=channel_name,
-            to=recipient,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            idempotency_key=str(claim.notification_id),
-        )
-        result = channels.channel_for(channel_name).send(message)
+        message = _build(claim)
+        if isinstance(message, str):
+            return message
+        result = channels.channel_for(message.channel).send(message)
     except channels.ChannelError as exc:
+        if exc.maybe_sent:  # no answer to a request that went out: the provider may have it, so never just resend
+            return _unknown(claim, _error_text(exc))
         return _failed(claim, claim.attempts, _error_text(exc), permanent=not _transient(exc))
     except templates.TemplateContextError as exc:  # the data cannot make this message: retrying cannot help
         return _failed(claim, claim.attempts, _error_text(exc), permanent=True)
@@ -325,7 +367,8 @@ def _send(claim: Claim) -> str:
 
 
 def _reconcile(claim: Claim) -> str:
-    """A row whose sender died (or whose outcome was unknown): ask the channel before sending again."""
+    """A row whose sender died (or whose outcome was unknown): ask the channel before sending again. The
+    message is rendered again so that a channel with no reference of ours can match it by its text."""
     from backend.notifications import channels
 
     with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
@@ -333,14 +376,17 @@ def _reconcile(claim: Claim) -> str:
         if note is None:
             return "missing"
         channel_name = str(note.channel)
+        try:
+            message = render_message(uow, note)
+        except Exception:  # noqa: BLE001 - rendering fails the same way at send time, where it is dead-lettered
+            message = None
     try:
-        found = channels.channel_for(channel_name).lookup(str(claim.notification_id), claim.provider_message_id)
+        found = channels.channel_for(channel_name).lookup(
+            str(claim.notification_id), claim.provider_message_id, message=message or None
+        )
     except Exception as exc:
         logger.warning("looking up notification %s failed", claim.notification_id, exc_info=True)
-        now = utcnow()
-        _finish(claim, {"status": S.UNKNOWN, "last_error": _error_text(exc)[:500],
-                        "next_attempt_at": now + backoff(claim.attempts)})  # fmt: skip
-        return str(S.UNKNOWN)
+        return _unknown(claim, _error_text(exc))
     if found == "sent":
         _finish(claim, {"status": S.SENT, "sent_at": utcnow(), "last_error": ""})
         return str(S.SENT)

@@ -89,3 +89,35 @@ class NotificationDelivery(TenantMixin, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AppointmentReminder(TenantMixin, table=True):
+    """One reminder offset done for one appointment (sent, or skipped as stale): the unique pair is the guard
+    that sends each reminder at most once, however many sweeps run. A rescheduled appointment is a new row
+    (new id), so its reminders start afresh; the old, cancelled one gets no more."""
+
+    __tablename__ = "appointment_reminders"
+    __table_args__ = (
+        sa.UniqueConstraint("appointment_id", "offset_minutes"),
+        sa.CheckConstraint("offset_minutes > 0", name="offset"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    appointment_id: uuid.UUID = Field(foreign_key="appointments.id", ondelete="CASCADE")
+    offset_minutes: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class NotificationSettings(TenantMixin, table=True):
+    """A practice's notification settings; without a row the defaults from settings apply."""
+
+    __tablename__ = "notification_settings"
+    __table_args__ = (sa.UniqueConstraint("tenant_id"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    # Minutes before the start, largest first, e.g. [2880, 120] (48 h and 2 h); empty: no reminders.
+    reminder_offsets_minutes: list[int] = Field(default_factory=list, sa_type=JSONType)
+    # In a patient's quiet hours offers and reminders wait; with this on, e-mail (silent) still goes at once
+    # and only texts (SMS, WhatsApp) wait. Off: every channel waits.
+    quiet_hours_email_now: bool = True
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -26,9 +26,11 @@ from backend.types import utcnow
 
 logger = logging.getLogger(__name__)
 
-# Events a patient may be spared in their quiet hours (sent when the hours end); the rest are sent at once.
-QUIET_HOURS_EVENTS = frozenset({"waitlist_offer"})
-QUIET_HOURS_PREFIXES = ("reminder",)
+# Events a patient may be spared in their quiet hours (sent when the hours end); the rest (confirmations,
+# cancellations) are sent at once. By the practice's rule (notification_settings.quiet_hours_email_now, on by
+# default) e-mail, which makes no sound, still goes at once and only texts wait.
+QUIET_HOURS_EVENTS = frozenset({"waitlist_offer", "appointment_reminder"})
+SILENT_CHANNELS = frozenset({Channel.EMAIL, Channel.CONSOLE})
 
 
 def channel_mode() -> str:
@@ -63,7 +65,17 @@ def quiet_hours_end(start: time | None, end: time | None, moment: datetime, zone
 
 
 def _is_quiet_event(event_type: str) -> bool:
-    return event_type in QUIET_HOURS_EVENTS or event_type.startswith(QUIET_HOURS_PREFIXES)
+    return event_type in QUIET_HOURS_EVENTS
+
+
+def _appointment_start(uow: UnitOfWork, payload: dict[str, str]) -> datetime | None:
+    from backend.scheduling.models import Appointment
+
+    raw = payload.get("appointment_id")
+    if not raw:
+        return None
+    appointment = uow.session.get(Appointment, uuid.UUID(raw))
+    return appointment.start_at if appointment is not None else None
 
 
 def _zone_for(uow: UnitOfWork, patient: Patient | None, payload: dict[str, str]) -> str:
@@ -100,20 +112,33 @@ def notify(
     if channel_mode() == "console":
         channels = [Channel.CONSOLE]
     now = utcnow()
-    due = now
+    held_until = now
     if pref is not None and _is_quiet_event(event_type) and pref.quiet_hours_start and pref.quiet_hours_end:
         patient = uow.session.get(Patient, patient_id)
-        due = quiet_hours_end(pref.quiet_hours_start, pref.quiet_hours_end, now, _zone_for(uow, patient, payload))
+        zone = _zone_for(uow, patient, payload)
+        held_until = quiet_hours_end(pref.quiet_hours_start, pref.quiet_hours_end, now, zone)
+    email_now = True
+    if held_until > now:
+        from backend.notifications.reminders import quiet_hours_email_now
+
+        email_now = quiet_hours_email_now(uow)
+    starts_at = _appointment_start(uow, payload) if event_type == "appointment_reminder" else None
     rows: list[Notification] = []
     for channel in channels:
+        due = now if (email_now and channel in SILENT_CHANNELS) else held_until
+        if starts_at is not None and due >= starts_at:
+            continue  # a reminder held past the start would only arrive too late
         note = Notification(tenant_id=actor.tenant_id, patient_id=patient_id, event_type=event_type, channel=channel,
                             payload=dict(payload), next_attempt_at=due, created_at=now)  # fmt: skip
         uow.session.add(note)
         rows.append(note)
+    if not rows:
+        return []
     uow.flush()  # the notifications exist before their ledger rows reference them
     for note in rows:
         uow.session.add(NotificationDelivery(tenant_id=actor.tenant_id, notification_id=note.id,
-                                             next_attempt_at=due, created_at=now, updated_at=now))  # fmt: skip
+                                             next_attempt_at=note.next_attempt_at, created_at=now,
+                                             updated_at=now))  # fmt: skip
     uow.flush()
     ids = [note.id for note in rows if note.next_attempt_at <= now]
     if ids:

@@ -1,9 +1,14 @@
-"""Channel opt-outs that arrive from outside a session: a STOP reply to an SMS or WhatsApp message."""
+"""Channel opt-outs that arrive from outside a session: a STOP reply to an SMS or WhatsApp message, and the
+signed unsubscribe link in every e-mail."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import uuid
+from typing import Any
 
 from sqlmodel import col, select
 
@@ -11,6 +16,7 @@ from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.identity.models import Patient
 from backend.notifications.models import NotificationPreference
+from backend.settings import get_settings
 from backend.tenancy.context import Actor
 from backend.types import utcnow
 
@@ -27,6 +33,27 @@ def normalise_phone(raw: str) -> str:
 
 def is_stop(body: str) -> bool:
     return body.strip().upper() in STOP_WORDS
+
+
+def locked_preference(uow: UnitOfWork, tenant_id: uuid.UUID, patient_id: uuid.UUID) -> NotificationPreference:
+    """The patient's preference row, created with the defaults when missing, locked for this transaction.
+
+    INSERT ... ON CONFLICT DO NOTHING first, so two first saves at once (a page save and an unsubscribe, say)
+    never collide on the unique patient_id: the second waits for the first and then changes its row."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if uow.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    defaults = NotificationPreference(tenant_id=tenant_id, patient_id=patient_id)
+    columns = {c.name: getattr(defaults, c.name) for c in NotificationPreference.__table__.columns}  # type: ignore[attr-defined]
+    uow.session.execute(
+        insert(NotificationPreference.__table__).values(columns).on_conflict_do_nothing(index_elements=["patient_id"])  # type: ignore[attr-defined]
+    )
+    return uow.session.exec(
+        select(NotificationPreference)
+        .where(NotificationPreference.patient_id == patient_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
 
 
 def opt_out_by_phone(phone: str, channel: str) -> int:
@@ -52,9 +79,7 @@ def opt_out_by_phone(phone: str, channel: str) -> int:
 def _opt_out(tenant_id: uuid.UUID, patient_id: uuid.UUID, channel: str) -> None:
     actor = Actor.system(tenant_id)
     with UnitOfWork(actor) as uow:
-        pref = uow.session.exec(
-            select(NotificationPreference).where(NotificationPreference.patient_id == patient_id)
-        ).first() or NotificationPreference(tenant_id=tenant_id, patient_id=patient_id)
+        pref = locked_preference(uow, tenant_id, patient_id)
         setattr(pref, f"{channel}_opt_in", False)
         pref.updated_at = utcnow()
         uow.session.add(pref)
@@ -67,3 +92,70 @@ def _opt_out(tenant_id: uuid.UUID, patient_id: uuid.UUID, channel: str) -> None:
             data={"channel": channel, "via": "stop_reply"},
         )
         uow.commit()
+
+
+# --- the unsubscribe link ---------------------------------------------------------------------------------
+
+
+_TOKEN_MAC_BYTES = 16
+
+
+def _mac(body: bytes) -> bytes:
+    key = get_settings().secret_key.encode()
+    return hmac.new(key, b"unsubscribe:" + body, hashlib.sha256).digest()[:_TOKEN_MAC_BYTES]
+
+
+def unsubscribe_token(tenant_id: uuid.UUID, patient_id: uuid.UUID) -> str:
+    """A short signed token naming one patient of one practice, for the e-mail footer: the two ids and an
+    HMAC-SHA256 (128 bits) under the app's secret, base64url, 64 characters. It has no expiry (an unsubscribe
+    link must keep working) and no role, so it can never pass as an access or session token."""
+    body = tenant_id.bytes + patient_id.bytes
+    return base64.urlsafe_b64encode(body + _mac(body)).decode().rstrip("=")
+
+
+def read_unsubscribe_token(token: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """(tenant_id, patient_id) from a token made by `unsubscribe_token`; ValueError when it is not one."""
+    raw = (token or "").strip()
+    try:
+        data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("this unsubscribe link is not valid") from exc
+    if len(data) != 32 + _TOKEN_MAC_BYTES or not hmac.compare_digest(data[32:], _mac(data[:32])):
+        raise ValueError("this unsubscribe link is not valid")
+    return uuid.UUID(bytes=data[:16]), uuid.UUID(bytes=data[16:32])
+
+
+def unsubscribe_link(tenant_id: uuid.UUID, patient_id: uuid.UUID) -> str:
+    return f"{get_settings().public_url.rstrip('/')}/unsubscribe/{unsubscribe_token(tenant_id, patient_id)}"
+
+
+def unsubscribe_with_token(token: str, *, everything: bool = False) -> str:
+    """Carry out an unsubscribe link: turn e-mail (or every channel) off. Returns the practice's name.
+    ValueError for a bad token or an unknown patient."""
+    from backend.errors import NotFound
+    from backend.notifications.service import unsubscribe
+    from backend.tenancy.models import Tenant
+
+    tenant_id, patient_id = read_unsubscribe_token(token)
+    actor = Actor.system(tenant_id)
+    try:
+        with UnitOfWork(actor) as uow:
+            unsubscribe(actor, uow, patient_id, everything=everything)
+            tenant = uow.session.get(Tenant, tenant_id)
+            name = tenant.name if tenant is not None else ""
+            uow.commit()
+    except NotFound as exc:
+        raise ValueError("this unsubscribe link is not valid") from exc
+    return name
+
+
+def practice_for_token(token: str) -> str:
+    """The practice an unsubscribe link belongs to (for the confirmation page); ValueError when invalid."""
+    from backend.tenancy.models import Tenant
+
+    tenant_id, patient_id = read_unsubscribe_token(token)
+    with UnitOfWork(Actor.system(tenant_id)) as uow:
+        tenant = uow.session.get(Tenant, tenant_id)
+        if tenant is None or uow.session.get(Patient, patient_id) is None:
+            raise ValueError("this unsubscribe link is not valid")
+        return tenant.name

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from backend.notifications import delivery
+from backend.notifications import delivery, reminders
 from backend.worker import celery_app
 
 logger = logging.getLogger(__name__)
@@ -23,8 +23,9 @@ def deliver_notification(self: object, notification_id: str) -> str:
 
 @celery_app.task(name="notifications.sweep_outbox_tick")
 def sweep_outbox_tick() -> dict[str, int]:
-    """Every 30 s: deliver due rows a lost enqueue or a retry left behind; reconcile rows a dead worker left
-    'sending'. Claims use SKIP LOCKED, so overlapping sweeps (and tasks) never take one row twice."""
+    """Every NOTIFICATIONS_SWEEP_SECONDS (default 30 s): deliver due rows a lost enqueue or a retry left
+    behind; reconcile rows a dead worker left 'sending'. Claims use SKIP LOCKED, so overlapping sweeps (and
+    tasks) never take one row twice."""
     total: dict[str, int] = {}
     for _ in range(10):  # bounded: at most 10 batches per tick
         counts = delivery.sweep()
@@ -33,3 +34,10 @@ def sweep_outbox_tick() -> dict[str, int]:
         if sum(counts.values()) < delivery.SWEEP_BATCH:
             break
     return total
+
+
+@celery_app.task(name="notifications.send_reminders_tick")
+def send_reminders_tick() -> int:
+    """Every minute: send the appointment reminders that are due, each at most once (the reminder rows are the
+    guard, written with the outbox rows in one transaction per practice)."""
+    return reminders.send_due_reminders()

@@ -40,6 +40,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 EVENT_TYPES: tuple[str, ...] = (
     "appointment_booked",
     "appointment_cancelled",
+    "appointment_rescheduled",
     "appointment_reminder",
     "waitlist_offer",
     "waitlist_offer_expired",
@@ -68,6 +69,7 @@ _OPTIONAL_KEYS = (
 _REQUIRED_BY_EVENT: dict[str, tuple[str, ...]] = {
     "appointment_booked": ("start_local",),
     "appointment_cancelled": ("start_local",),
+    "appointment_rescheduled": ("start_local",),
     "appointment_reminder": ("start_local",),
     "waitlist_offer": ("start_local", "hold_until_local"),
     "waitlist_offer_expired": ("start_local",),

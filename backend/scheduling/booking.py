@@ -471,6 +471,9 @@ def reschedule_appointment(
         start=old.start_at.isoformat(),
     )
     events.emit(uow, "appointment.booked", entity_id=new.id, provider_id=new.provider_id, clinic_id=new.clinic_id)
+    # One notice about the move (not a cancellation plus a booking); it names the new appointment. Reminders
+    # follow the new row: it starts with none sent (backend.notifications.reminders).
+    _notify(actor, uow, new, "appointment_rescheduled")
     _offer_freed_slot_after_commit(uow, old.provider_id, old.start_at)
     return new
 

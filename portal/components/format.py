@@ -26,6 +26,11 @@ def when(start: datetime, end: datetime, zone: str) -> str:
     return f"{day_label(start, zone)}, {time_range(start, end, zone)}"
 
 
+def moment(dt: datetime, zone: str) -> str:
+    """'Sat 21 Nov 2026, 08:21 MST'."""
+    return f"{day_label(dt, zone)}, {local(dt, zone):%H:%M %Z}"
+
+
 def zone_label(zone: str) -> str:
     """'America/New_York' -> 'New York time'."""
     return zone.rsplit("/", 1)[-1].replace("_", " ") + " time"

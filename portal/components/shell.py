@@ -15,6 +15,7 @@ NAV: dict[str, list[tuple[str, str, str]]] = {
         ("Find care", "/patient/find", "search"),
         ("My appointments", "/patient/appointments", "calendar-check"),
         ("My waitlist", "/patient/waitlist", "list-checks"),
+        ("Messages", "/patient/notifications", "bell"),
     ],
     "doctor": [
         ("Today", "/doctor", "calendar-days"),
@@ -27,6 +28,7 @@ NAV: dict[str, list[tuple[str, str, str]]] = {
         ("Clinics", "/admin/clinics", "building-2"),
         ("Waitlists", "/admin/waitlists", "list-ordered"),
         ("Policy", "/admin/policy", "sliders-horizontal"),
+        ("Outbox", "/admin/outbox", "send"),
     ],
 }
 

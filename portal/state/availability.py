@@ -23,9 +23,8 @@ from backend.scheduling.service import list_appointments
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
-from portal.state.session import SessionState
+from portal.state.session import SESSION_ENDED, SessionState
 
-SESSION_ENDED = "Your session has ended. Sign in again."
 MODALITIES = [{"value": "in_person", "label": "In person"}, {"value": "telehealth", "label": "Telehealth"}]
 RULE_FIELDS = {"weekday", "clinic_id", "start", "end", "session", "buffer", "modality"}
 TIME_OFF_FIELDS = {"start_date", "start_time", "end_date", "end_time", "reason"}

@@ -24,10 +24,9 @@ from backend.tenancy import service as tenancy
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
-from portal.state.session import SessionState
+from portal.state.session import SESSION_ENDED, SessionState
 
 ANY = "any"
-SESSION_ENDED = "Your session has ended. Sign in again."
 PROVIDER_GONE = "This provider is not available for online booking."
 # How far ahead the week view goes when a provider has no clinic policy to say (the service still decides).
 DEFAULT_HORIZON_DAYS = 90

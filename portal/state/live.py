@@ -51,7 +51,7 @@ import reflex as rx
 from reflex_base.event import no_args_event_spec
 
 from backend.identity import service as identity
-from portal.state.session import session_token
+from portal.state.session import SESSION_ENDED, session_token
 
 # Only tokens of tabs that are gone accumulate in a tenant's linked set; past this size they are pruned.
 MAX_LINKED_CLIENTS = 2000
@@ -106,6 +106,15 @@ class LiveRefreshMixin(rx.State, mixin=True):
     def _live_reload(self, actor: Any) -> None:
         """Re-read the page's data in the viewer's own scope. Pages override this."""
         raise NotImplementedError
+
+    async def _reload_now(self):
+        """Re-read the page's data now (a filter changed, an action finished), as of the current revision."""
+        actor = self._live_actor()
+        if actor is None:
+            return rx.toast.error(SESSION_ENDED)
+        await self._mark_live_seen()
+        self._live_reload(actor)
+        return None
 
     @rx.event
     async def live_update(self):

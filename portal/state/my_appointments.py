@@ -17,9 +17,8 @@ from backend.scheduling.service import list_appointments
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
-from portal.state.session import SessionState
+from portal.state.session import SESSION_ENDED, SessionState
 
-SESSION_ENDED = "Your session has ended. Sign in again."
 GONE = "That appointment is no longer available. The list has been refreshed."
 PAST_SHOWN = 50
 # Cancel reasons the booking service gives a hold that ends without becoming an appointment.

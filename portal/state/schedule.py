@@ -21,9 +21,8 @@ from backend.scheduling.service import AppointmentView, list_appointments
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
-from portal.state.session import SessionState
+from portal.state.session import SESSION_ENDED, SessionState
 
-SESSION_ENDED = "Your session has ended. Sign in again."
 # Cancelled appointments free the time; the schedule shows what occupies it or what took place.
 SHOWN_STATUSES = {"held", "booked", "completed", "no_show"}
 VIEWS = ("day", "week")

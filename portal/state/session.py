@@ -12,6 +12,7 @@ from backend.identity import service as identity
 from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
 
+SESSION_ENDED = "Your session has ended. Sign in again."
 HOME_BY_ROLE = {"patient": "/patient", "doctor": "/doctor", "admin": "/admin"}
 ROLE_LABELS = {"patient": "Patient", "doctor": "Clinician", "admin": "Administrator"}
 

@@ -17,9 +17,10 @@ from backend.waitlist.models import EntryStatus
 from backend.waitlist.policy import POLICY_BOUNDS
 from portal.state.admin import ALL_CLINICS, AdminState
 from portal.state.live import LiveRefreshMixin
+from portal.state.options import option_or
+from portal.state.session import SESSION_ENDED
 from portal.state.waitlist_console import ACTIVE, ACTIVE_STATUSES, ALL, STATUS_FILTERS, EntryRow, entry_row, sentence
 
-SESSION_ENDED = "Your session has ended. Sign in again."
 URGENCY_FILTERS = [
     {"id": ALL, "name": "Any urgency"},
     {"id": "4", "name": "Urgent"},
@@ -104,38 +105,30 @@ class WaitlistOversightState(LiveRefreshMixin, AdminState):
     def _live_reload(self, actor: Actor) -> None:
         self._query(actor)
 
-    async def _requery(self):
-        actor = self._admin()
-        if actor is None:
-            return rx.toast.error(SESSION_ENDED)
-        await self._mark_live_seen()
-        self._query(actor)
-        return None
-
     @rx.event
     async def set_status_filter(self, value: str):
-        self.status_filter = value if value in {s["id"] for s in ADMIN_STATUS_FILTERS} else ACTIVE
-        return await self._requery()
+        self.status_filter = option_or(value, ADMIN_STATUS_FILTERS, ACTIVE)
+        return await self._reload_now()
 
     @rx.event
     async def set_provider_filter(self, value: str):
-        self.provider_filter = value if value == ALL or value in {p["id"] for p in self.providers} else ALL
-        return await self._requery()
+        self.provider_filter = option_or(value, self.providers, ALL)
+        return await self._reload_now()
 
     @rx.event
     async def set_urgency_filter(self, value: str):
-        self.urgency_filter = value if value in {u["id"] for u in URGENCY_FILTERS} else ALL
-        return await self._requery()
+        self.urgency_filter = option_or(value, URGENCY_FILTERS, ALL)
+        return await self._reload_now()
 
     @rx.event
     async def set_age_filter(self, value: str):
-        self.age_filter = value if value in {a["id"] for a in AGE_FILTERS} else "0"
-        return await self._requery()
+        self.age_filter = option_or(value, AGE_FILTERS, "0")
+        return await self._reload_now()
 
     @rx.event
     async def clear_filters(self):
         self.status_filter, self.provider_filter, self.urgency_filter, self.age_filter = ACTIVE, ALL, ALL, "0"
-        return await self._requery()
+        return await self._reload_now()
 
     @rx.var
     def visible_entries(self) -> list[EntryRow]:

@@ -26,9 +26,9 @@ from backend.waitlist import offers as waitlist_offers
 from backend.waitlist import service as waitlist
 from portal.components import format as fmt
 from portal.state.live import LiveRefreshMixin
-from portal.state.session import SessionState
+from portal.state.options import option_or
+from portal.state.session import SESSION_ENDED, SessionState
 
-SESSION_ENDED = "Your session has ended. Sign in again."
 GONE = "That waitlist entry no longer exists."
 ALL = "all"
 ACTIVE = "active"
@@ -120,6 +120,24 @@ class EntryRow:
     active: bool = False
 
 
+def _reach(actor: Actor, uow: UnitOfWork, entry_id: uuid.UUID) -> str:
+    """'They hear by e-mail and SMS. Quiet hours 22:00–07:30: …' from the patient's own choices."""
+    from backend.notifications.service import get_preferences
+
+    entry = waitlist.get_entry(actor, uow, entry_id)
+    prefs = get_preferences(actor, uow, entry.patient_id)
+    names = {"email": "e-mail", "sms": "SMS", "whatsapp": "WhatsApp"}
+    chosen = [names[c] for c in prefs.chosen_channels]
+    if not chosen:
+        text = "They chose no messages: they will see the offer only in the app."
+    else:
+        listed = chosen[0] if len(chosen) == 1 else ", ".join(chosen[:-1]) + " and " + chosen[-1]
+        text = f"They hear by {listed}."
+    if prefs.quiet_hours_start and prefs.quiet_hours_end:
+        text += f" Quiet hours {prefs.quiet_hours_start}–{prefs.quiet_hours_end}: offers by text wait until they end."
+    return text
+
+
 def entry_row(view: Any, now: datetime, position: int | None = None) -> EntryRow:
     """Turn a service EntryView into a row; tolerant of fields a given view may not carry."""
     zone = view.timezone
@@ -179,6 +197,8 @@ class WaitlistConsoleState(LiveRefreshMixin, SessionState):
     invite_id: str = ""
     invite_patient: str = ""
     invite_clinic: str = ""
+    # How the invited patient will hear of it (their choices, read-only).
+    invite_reach: str = ""
     invite_days: list[dict[str, str]] = []
     invite_day: str = ""
     invite_slots: list[dict[str, str]] = []  # {"day", "value" (ISO start), "label"}
@@ -250,7 +270,7 @@ class WaitlistConsoleState(LiveRefreshMixin, SessionState):
 
     @rx.event
     async def set_status_filter(self, value: str):
-        self.status_filter = value if value in {s["id"] for s in STATUS_FILTERS} else ACTIVE
+        self.status_filter = option_or(value, STATUS_FILTERS, ACTIVE)
         actor = self._doctor()
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
@@ -342,6 +362,7 @@ class WaitlistConsoleState(LiveRefreshMixin, SessionState):
                 slots = list_slots(
                     actor, uow, actor.provider_id, start=now, end=now + timedelta(days=INVITE_DAYS), include_taken=False
                 )
+                self.invite_reach = _reach(actor, uow, uuid.UUID(entry_id))
         except DomainError as exc:
             return rx.toast.error(sentence(exc.message))
         free = [s for s in slots if s.status == "free" and str(s.clinic_id) == row.clinic_id and s.start > now]

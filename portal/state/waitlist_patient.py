@@ -26,10 +26,9 @@ from backend.waitlist import service as wl
 from backend.waitlist.policy import effective_policy
 from portal.components import format as fmt
 from portal.state.live import LiveRefreshMixin
-from portal.state.session import SessionState
+from portal.state.session import SESSION_ENDED, SessionState
 
 ANY = "any"
-SESSION_ENDED = "Your session has ended. Sign in again."
 ALREADY_ON = "You are already on this waitlist."
 GONE = "That waitlist entry is no longer available. The list has been refreshed."
 OFFER_GONE = "This offer is no longer available. The list has been refreshed."

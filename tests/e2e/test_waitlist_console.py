@@ -79,6 +79,18 @@ def test_doctor_console_ranks_seeded_entries_with_reasons_and_promotes(page: Pag
     _shot(page, "doctor-console-offer")
 
 
+def test_invite_dialog_says_how_the_patient_will_hear_of_it(page: Page, app_url: str) -> None:
+    _open_console(page, app_url)
+    felix = page.get_by_role("list", name="Waitlist").get_by_role("listitem", name="Felix Wagner")
+    felix.get_by_role("button", name="Invite Felix Wagner").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Invite Felix Wagner")
+    # His own choices (the seed's defaults: e-mail only), read-only.
+    expect(dialog.get_by_text("They hear by e-mail.")).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+
+
 def test_new_entry_appears_live_in_the_open_console_and_can_be_removed(context: BrowserContext, app_url: str) -> None:
     page = context.new_page()
     _open_console(page, app_url)

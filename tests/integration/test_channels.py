@@ -94,6 +94,19 @@ def test_sendgrid_send_posts_the_mail_with_auth_and_custom_args(server: Recordin
     assert body["custom_args"] == {"notification_id": "notif-123"}
     assert result.provider_message_id == server.sendgrid_messages[0]["msg_id"]
     assert len(server.requests) == 1
+    assert "headers" not in body  # no unsubscribe URL given: no list headers
+
+
+def test_sendgrid_send_carries_one_click_unsubscribe_headers(server: RecordingServer) -> None:
+    message = _email("notif-124")
+    url = "https://app.example.com/api/v1/unsubscribe/abc"
+    _sendgrid(server).send(OutgoingMessage(**{**message.__dict__, "unsubscribe_url": url}))
+
+    [req] = server.requests_to("POST", "/v3/mail/send")
+    assert req.json["headers"] == {
+        "List-Unsubscribe": f"<{url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
 
 
 @pytest.mark.parametrize(

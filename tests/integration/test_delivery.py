@@ -87,7 +87,7 @@ def make_stale(p: Practice, notification_id: uuid.UUID, *, attempts: int = 1) ->
         uow.session.execute(
             update(NotificationDelivery)
             .where(col(NotificationDelivery.notification_id) == notification_id)
-            .values(status=S.SENDING, attempts=attempts, updated_at=utcnow() - delivery.LEASE - timedelta(seconds=5))
+            .values(status=S.SENDING, attempts=attempts, updated_at=utcnow() - delivery.lease() - timedelta(seconds=5))
         )
         uow.commit()
 
@@ -286,6 +286,7 @@ def test_per_practice_throttle_pushes_the_excess_back(
     monkeypatch.setattr(channels, "channel_for", lambda name, settings=None: fake)
     monkeypatch.setattr(outbox, "enqueue_deliveries", lambda ids: None)
     monkeypatch.setattr(delivery, "sends_per_second", lambda: 2.0)
+    monkeypatch.setattr(delivery, "_throttled_mode", lambda: True)  # sending to providers
     ids = [record_booking(harbor, days) for days in range(2, 8)]
     outcomes = [delivery.deliver(nid) for nid in ids]
     assert outcomes.count("sent") in (2, 3)  # a burst of 2 (plus a refill if the clock ticked)
@@ -295,6 +296,18 @@ def test_per_practice_throttle_pushes_the_excess_back(
     # Another practice is not slowed by this one.
     other = make_practice("Summit Counseling", "summit")
     assert delivery.deliver(record_booking(other)) == "sent"
+
+
+def test_the_console_channel_is_not_throttled(
+    harbor: Practice, fake: FakeChannel, no_enqueue: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.undo()
+    monkeypatch.setattr(channels, "channel_for", lambda name, settings=None: fake)
+    monkeypatch.setattr(outbox, "enqueue_deliveries", lambda ids: None)
+    monkeypatch.setattr(delivery, "sends_per_second", lambda: 2.0)
+    assert not delivery._throttled_mode()  # the tests run in the console mode, the embedded default
+    ids = [record_booking(harbor, days) for days in range(2, 8)]
+    assert [delivery.deliver(nid) for nid in ids] == ["sent"] * len(ids)
 
 
 # -- broker down at commit ----------------------------------------------------------------------------------

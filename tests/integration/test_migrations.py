@@ -28,7 +28,8 @@ from backend.settings import PROJECT_ROOT
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-HEAD = "0005_notifications"
+HEAD = "0006_reminders"
+NOTIFICATIONS = "0005_notifications"
 WAITLIST = "0004_waitlist"
 BOOKING = "0003_booking"
 BACKFILL = "0002_backfill_clinics"
@@ -102,7 +103,7 @@ def test_revisions_are_linear_with_readable_ids() -> None:
     script = ScriptDirectory.from_config(_config("sqlite://"))
     assert script.get_heads() == [HEAD]
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == [HEAD, WAITLIST, BOOKING, BACKFILL, INITIAL]
+    assert chain == [HEAD, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL, INITIAL]
 
 
 def test_upgrade_downgrade_upgrade(db_url: str, engine_for: Any) -> None:
@@ -148,7 +149,12 @@ def test_drift_check_is_live(pg_url: str, engine_for: Any) -> None:
     nullable = [d[0] for d in diffs if isinstance(d, list) and d[0][0] == "modify_nullable"]
     assert [(op[2], op[3], op[5], op[6]) for op in nullable] == [("appointments", "clinic_id", True, False)]
     added_tables = {d[1].name for d in diffs if isinstance(d, tuple) and d[0] == "add_table"}
-    assert added_tables == {"booking_policies", "notification_deliveries"}
+    assert added_tables == {
+        "booking_policies",
+        "notification_deliveries",
+        "appointment_reminders",
+        "notification_settings",
+    }
 
 
 def test_named_check_constraints_and_partial_indexes_exist(db_url: str, engine_for: Any) -> None:

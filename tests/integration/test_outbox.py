@@ -23,6 +23,7 @@ from backend.notifications.models import (
     Notification,
     NotificationDelivery,
     NotificationPreference,
+    NotificationSettings,
     NotificationStatus,
 )
 from backend.scheduling import booking
@@ -58,7 +59,9 @@ class FakeChannel:
         self.sent.append(message)
         return channels.SendResult(provider_message_id=f"fake-{len(self.sent)}")
 
-    def lookup(self, idempotency_key: str, provider_message_id: str | None) -> str | None:
+    def lookup(
+        self, idempotency_key: str, provider_message_id: str | None, *, message: channels.OutgoingMessage | None = None
+    ) -> str | None:
         if idempotency_key in self.known:
             return self.known[idempotency_key]
         return "sent" if any(m.idempotency_key == idempotency_key for m in self.sent) else None
@@ -226,14 +229,29 @@ def test_default_preferences_are_email_only_and_unsubscribed_patients_get_nothin
     assert len(notes(harbor)) == 1
 
 
+def quiet_now(p: Practice, **fields: Any) -> datetime:
+    """Quiet hours around "now" in the clinic's zone (New York), 2 h ago to 2 h ahead; returns their end."""
+    ny = datetime.now(ZoneInfo(p.clinic.timezone))
+    start, end = (ny - timedelta(hours=2)).time().replace(second=0, microsecond=0), \
+        (ny + timedelta(hours=2)).time().replace(second=0, microsecond=0)  # fmt: skip
+    set_pref(p, quiet_hours_start=start, quiet_hours_end=end, **fields)
+    expected = datetime.combine(ny.date(), end, tzinfo=ZoneInfo(p.clinic.timezone))
+    return (expected + timedelta(days=1) if expected <= ny else expected).astimezone(UTC)
+
+
+def set_quiet_rule(p: Practice, *, email_now: bool) -> None:
+    with UnitOfWork(p.system) as uow:
+        uow.session.add(NotificationSettings(tenant_id=p.tenant_id, reminder_offsets_minutes=[2880, 120],
+                                             quiet_hours_email_now=email_now))  # fmt: skip
+        uow.commit()
+
+
 def test_offers_wait_for_the_end_of_the_patients_quiet_hours(
     harbor: Practice, fake: FakeChannel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Quiet hours around "now" in the clinic's zone (New York): 2 h ago to 2 h ahead.
+    set_quiet_rule(harbor, email_now=False)  # the practice holds every channel in quiet hours
     ny = datetime.now(ZoneInfo(harbor.clinic.timezone))
-    start, end = (ny - timedelta(hours=2)).time().replace(second=0, microsecond=0), \
-        (ny + timedelta(hours=2)).time().replace(second=0, microsecond=0)  # fmt: skip
-    set_pref(harbor, quiet_hours_start=start, quiet_hours_end=end)
+    end = quiet_now(harbor).astimezone(ZoneInfo(harbor.clinic.timezone)).time()
     payload = {"offer_id": str(uuid.uuid4()), "clinic_id": str(harbor.clinic.id)}
     with UnitOfWork(harbor.system) as uow:
         (note,) = outbox.notify(harbor.system, uow, patient_id=harbor.patient.id, event_type="waitlist_offer",
@@ -250,6 +268,42 @@ def test_offers_wait_for_the_end_of_the_patients_quiet_hours(
     # Transactional messages are not held back.
     assert booked[0].next_attempt_at <= utcnow()
     assert delivery.deliver(note.id) == "not due"
+
+
+def test_by_default_quiet_hours_hold_texts_while_email_goes_at_once(
+    harbor: Practice, fake: FakeChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "channel_mode", lambda: "providers")
+    until = quiet_now(harbor, email_opt_in=True, sms_opt_in=True, whatsapp_opt_in=True)
+    payload = {"offer_id": str(uuid.uuid4()), "clinic_id": str(harbor.clinic.id)}
+    with UnitOfWork(harbor.system) as uow:
+        written = outbox.notify(harbor.system, uow, patient_id=harbor.patient.id, event_type="waitlist_offer",
+                                payload=payload)  # fmt: skip
+        uow.commit()
+    due = {str(n.channel): n.next_attempt_at for n in written}
+    assert set(due) == {"email", "sms", "whatsapp"}
+    assert due["email"] <= utcnow()
+    assert due["sms"] == due["whatsapp"] == until
+
+
+def test_a_reminder_held_past_the_appointment_start_is_not_written(
+    harbor: Practice, fake: FakeChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "channel_mode", lambda: "providers")
+    quiet_now(harbor, email_opt_in=True, sms_opt_in=True)  # quiet for two more hours
+    soon = add_appointment(harbor, utcnow() + timedelta(hours=1))
+    later = add_appointment(harbor, utcnow() + timedelta(hours=5), patient=harbor.patient)
+    def remind(uow: UnitOfWork, appointment_id: uuid.UUID) -> list[Notification]:
+        payload = {"appointment_id": str(appointment_id), "clinic_id": str(harbor.clinic.id)}
+        return outbox.notify(harbor.system, uow, patient_id=harbor.patient.id, event_type="appointment_reminder",
+                             payload=payload)  # fmt: skip
+
+    with UnitOfWork(harbor.system) as uow:
+        first, second = remind(uow, soon.id), remind(uow, later.id)
+        uow.commit()
+    # The text would wait past the 1 h appointment: only the e-mail is written. The 5 h one gets both.
+    assert [str(n.channel) for n in first] == ["email"]
+    assert sorted(str(n.channel) for n in second) == ["email", "sms"]
 
 
 def test_quiet_hours_window_crossing_midnight() -> None:

@@ -383,6 +383,41 @@ def _delete_clinic_waitlist_policy(me: Practice, other: Practice) -> None:
     assert _policies(other) == before
 
 
+def _notification_settings(p: Practice) -> list[tuple[Any, ...]]:
+    from backend.notifications.models import NotificationSettings
+
+    return sorted((s.id, tuple(s.reminder_offsets_minutes), s.updated_at) for s in rows(p, NotificationSettings))
+
+
+@case("backend.notifications.reminders.get_notification_settings")
+def _get_notification_settings(me: Practice, other: Practice) -> None:
+    name = "backend.notifications.reminders.get_notification_settings"
+    _call("backend.notifications.reminders.update_notification_settings", other.admin, reminder_offsets_minutes=[45])
+    for actor in (me.admin, me.system):
+        mine = _call(name, actor)
+        assert mine.source == "default" and mine.reminder_offsets_minutes != [45]
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor)
+
+
+@case("backend.notifications.reminders.update_notification_settings")
+def _update_notification_settings(me: Practice, other: Practice) -> None:
+    name = "backend.notifications.reminders.update_notification_settings"
+    _call(name, other.admin, reminder_offsets_minutes=[45])
+    before = (_notification_settings(other), _snapshot(other))
+    for actor in (me.admin, me.system):
+        assert _call(name, actor, reminder_offsets_minutes=[90, 1440]).reminder_offsets_minutes == [1440, 90]
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, reminder_offsets_minutes=[60])
+    assert (_notification_settings(other), _snapshot(other)) == before
+    (mine,) = _notification_settings(me)
+    assert mine[1] == (1440, 90)
+    theirs = _call("backend.notifications.reminders.get_notification_settings", other.admin)
+    assert theirs.reminder_offsets_minutes == [45]
+
+
 @case("backend.audit.service.list_audit_events")
 def _list_audit_events(me: Practice, other: Practice) -> None:
     name = "backend.audit.service.list_audit_events"
@@ -974,3 +1009,135 @@ def _list_offers(me: Practice, other: Practice) -> None:
             assert theirs.id not in seen
             assert seen == ({mine.id} if actor.role != Role.PATIENT else set())
             assert _call("backend.waitlist.offers.list_offers", actor, entry_id=theirs.entry_id) == []
+
+
+# -- notification preferences, history and the outbox (backend/notifications/service.py) -------------------
+
+
+def _notification_in(p: Practice, *, dead: bool = False) -> uuid.UUID:
+    """A committed notification for the practice's patient about their appointment (dead-lettered if `dead`)."""
+    from backend.notifications import outbox
+    from backend.notifications.models import Notification, NotificationDelivery
+
+    with _offers_eager(), UnitOfWork(p.system) as uow:
+        (note,) = outbox.notify(p.system, uow, patient_id=p.patient.id, event_type="appointment_booked",
+                                payload={"appointment_id": str(next(iter(p.extra["appointments"])))})  # fmt: skip
+        uow.commit()
+    if dead:
+        with UnitOfWork(p.system) as uow:
+            uow.session.execute(update(Notification).where(Notification.id == note.id)  # type: ignore[arg-type]
+                                .values(status="dead", attempts=5))  # fmt: skip
+            uow.session.execute(update(NotificationDelivery)
+                                .where(NotificationDelivery.notification_id == note.id)  # type: ignore[arg-type]
+                                .values(status="dead", attempts=5))  # fmt: skip
+            uow.commit()
+    return note.id
+
+
+def _notification_rows(p: Practice) -> tuple[list[tuple[Any, ...]], ...]:
+    from backend.notifications.models import Notification, NotificationDelivery, NotificationPreference
+
+    notes = [(n.id, str(n.status), n.attempts, n.next_attempt_at) for n in rows(p, Notification)]
+    ledger = [(d.notification_id, str(d.status), d.attempts, d.next_attempt_at) for d in rows(p, NotificationDelivery)]
+    prefs = [(r.patient_id, r.email_opt_in, r.sms_opt_in, r.unsubscribed_at) for r in rows(p, NotificationPreference)]
+    return sorted(notes), sorted(ledger), sorted(prefs)
+
+
+@case("backend.notifications.service.get_preferences")
+def _get_preferences(me: Practice, other: Practice) -> None:
+    name = "backend.notifications.service.get_preferences"
+    # The doctor may read me.patient: _populate gave them an appointment together.
+    for actor in (me.admin, me.doctor, me.system, me.patient_actor):
+        _like_missing(name, actor, other.patient.id)
+        assert _call(name, actor, me.patient.id).patient_id == me.patient.id
+    assert _call(name, me.patient_actor).patient_id == me.patient.id
+
+
+@case("backend.notifications.service.update_preferences")
+def _update_preferences(me: Practice, other: Practice) -> None:
+    from backend.notifications.service import PreferencesUpdate
+
+    name = "backend.notifications.service.update_preferences"
+    update_ = PreferencesUpdate(email_opt_in=False, sms_opt_in=False, whatsapp_opt_in=False,
+                                quiet_hours_start="21:00", quiet_hours_end="07:00")  # fmt: skip
+    before = (_notification_rows(other), _snapshot(other))
+    for actor in (me.admin, me.doctor, me.system):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, update_)
+    view = _call(name, me.patient_actor, update_)
+    assert (view.patient_id, view.email_opt_in, view.quiet_hours_start) == (me.patient.id, False, "21:00")
+    assert (_notification_rows(other), _snapshot(other)) == before
+    assert [r[0] for r in _notification_rows(me)[2]] == [me.patient.id]
+
+
+@case("backend.notifications.service.unsubscribe")
+def _unsubscribe(me: Practice, other: Practice) -> None:
+    name = "backend.notifications.service.unsubscribe"
+    before = (_notification_rows(other), _snapshot(other))
+    _missing_alike(name, me.system, other.patient.id, everything=True)
+    for actor in (me.admin, me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, me.patient.id)
+    assert (_notification_rows(other), _snapshot(other)) == before
+    assert _call(name, me.system, me.patient.id, everything=True).unsubscribed is True
+    assert _notification_rows(other) == before[0]
+
+
+@case("backend.notifications.service.list_notifications")
+def _list_notifications(me: Practice, other: Practice) -> None:
+    name = "backend.notifications.service.list_notifications"
+    theirs = _notification_in(other, dead=True)
+    mine = _notification_in(me)
+    for actor in (me.admin, me.system, me.patient_actor):
+        assert [v.id for v in _call(name, actor)] == [mine]
+        assert all(v.id != theirs for v in _call(name, actor, status="dead"))
+    for actor in (me.admin, me.system):
+        assert _call(name, actor, patient_id=other.patient.id) == []
+    _missing_alike(name, me.patient_actor, other.patient.id, at="patient_id")
+    with pytest.raises(PermissionDenied):
+        _call(name, me.doctor)
+
+
+@case("backend.notifications.service.outbox_counts")
+def _outbox_counts(me: Practice, other: Practice) -> None:
+    name = "backend.notifications.service.outbox_counts"
+    _notification_in(other, dead=True)
+    _notification_in(other)
+    _notification_in(me)
+    for actor in (me.admin, me.system):
+        counts = _call(name, actor)
+        assert sum(counts.values()) == 1 and counts["dead"] == 0
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor)
+
+
+@case("backend.notifications.service.read_message")
+def _read_message(me: Practice, other: Practice) -> None:
+    name = "backend.notifications.service.read_message"
+    theirs = _notification_in(other)
+    mine = _notification_in(me)
+    for actor in (me.admin, me.system, me.patient_actor):
+        _like_missing(name, actor, theirs)
+        message = _call(name, actor, mine)
+        assert message.notification.id == mine and other.tenant.name not in message.text
+    for notification_id in (theirs, mine):
+        with pytest.raises(PermissionDenied):
+            _call(name, me.doctor, notification_id)
+
+
+@case("backend.notifications.service.retry_notification")
+def _retry_notification(me: Practice, other: Practice) -> None:
+    name = "backend.notifications.service.retry_notification"
+    theirs = _notification_in(other, dead=True)
+    mine = _notification_in(me, dead=True)
+    before = (_notification_rows(other), _snapshot(other))
+    for actor in (me.admin, me.system):
+        _like_missing(name, actor, theirs)
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, theirs)
+    assert (_notification_rows(other), _snapshot(other)) == before
+    with _offers_eager():
+        assert _call(name, me.admin, mine).status == "pending"
+    assert (_notification_rows(other), _snapshot(other)) == before

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -42,32 +42,10 @@ from tests.integration.test_offers import (
     scene_with_three,
     slot_at,
 )
+from tests.worker_process import reset_producer_pools as _reset_producer_pools
+from tests.worker_process import wait_for
 
 BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
-T = TypeVar("T")
-
-
-def _reset_producer_pools() -> None:
-    pool = celery_app._pool
-    if pool is not None:
-        pool.force_close_all()
-    celery_app._pool = None
-    amqp = celery_app.__dict__.get("amqp")
-    if amqp is not None:
-        amqp._producer_pool = None
-
-
-def wait_for(what: str, probe: Callable[[], T | None], *, seconds: float, log: Path | None = None) -> T:
-    """Poll `probe` until it returns something truthy, or fail after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
-            pytest.fail(f"timed out after {seconds} s waiting for {what}\n--- worker log ---\n{tail}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

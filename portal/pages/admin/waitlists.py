@@ -6,7 +6,7 @@ import reflex as rx
 
 from portal.components.clinic_selector import clinic_selector
 from portal.components.countdown import countdown
-from portal.components.fields import field_label
+from portal.components.fields import labelled_select
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
 from portal.state.live import LiveTenant, live_refresh
 from portal.state.session import SessionState
@@ -16,25 +16,12 @@ from portal.state.waitlist_console import EntryRow
 S = WaitlistOversightState
 
 
-def _filter(label: str, ident: str, options: rx.Var, value: rx.Var, on_change) -> rx.Component:
-    return rx.vstack(
-        field_label(label, ident),
-        rx.select.root(
-            rx.select.trigger(id=ident, aria_label=label, min_width="170px"),
-            rx.select.content(rx.foreach(options, lambda o: rx.select.item(o["name"], value=o["id"]))),
-            value=value,
-            on_change=on_change,
-        ),
-        spacing="1",
-    )
-
-
 def _filters() -> rx.Component:
     return rx.hstack(
-        _filter("Status", "wl-status", S.status_options, S.status_filter, S.set_status_filter),
-        _filter("Provider", "wl-provider", S.provider_options, S.provider_filter, S.set_provider_filter),
-        _filter("Urgency", "wl-urgency", S.urgency_options, S.urgency_filter, S.set_urgency_filter),
-        _filter("Waiting", "wl-age", S.age_options, S.age_filter, S.set_age_filter),
+        labelled_select("Status", "wl-status", S.status_options, S.status_filter, S.set_status_filter),
+        labelled_select("Provider", "wl-provider", S.provider_options, S.provider_filter, S.set_provider_filter),
+        labelled_select("Urgency", "wl-urgency", S.urgency_options, S.urgency_filter, S.set_urgency_filter),
+        labelled_select("Waiting", "wl-age", S.age_options, S.age_filter, S.set_age_filter),
         rx.button("Clear filters", variant="ghost", color_scheme="gray", on_click=S.clear_filters),
         align="end",
         spacing="3",

@@ -207,6 +207,16 @@ def _invite_dialog() -> rx.Component:
             rx.dialog.description(
                 "Offer one of your free slots at ", S.invite_clinic, " in the next two weeks.", size="2"
             ),
+            rx.cond(
+                S.invite_reach != "",
+                rx.hstack(
+                    rx.icon("bell", size=14, color=rx.color("gray", 10), flex_shrink="0"),
+                    rx.text(S.invite_reach, size="1", color_scheme="gray"),
+                    align="center",
+                    spacing="2",
+                    margin_top="8px",
+                ),
+            ),
             rx.vstack(
                 rx.cond(
                     S.invite_days.length() > 0,

@@ -1,0 +1,226 @@
+"""Messages: how the patient wants to be told (channels, quiet hours) and what they were told."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.fields import field_label
+from portal.components.message_dialog import message_dialog
+from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
+from portal.state.live import LiveTenant, live_refresh
+from portal.state.notifications import PatientNotificationsState as S
+from portal.state.session import SessionState
+
+# Phones drop the channel column (the message reader names it).
+WIDE_ONLY = ["none", "table-cell"]
+
+
+def _error(field: str) -> rx.Component:
+    message = S.errors.get(field, "")
+    return rx.cond(message != "", rx.text(message, color_scheme="red", size="1", role="alert", id=f"err-{field}"))
+
+
+def _channel(
+    ident: str, label: str, hint: rx.Var | str, checked: rx.Var, on_change, disabled: rx.Var | bool
+) -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.switch(id=ident, checked=checked, on_change=on_change, disabled=disabled),
+            rx.el.label(label, html_for=ident, font_weight="500"),
+            align="center",
+            spacing="3",
+        ),
+        rx.text(hint, size="1", color_scheme="gray", padding_left="44px"),
+        _error(ident.removeprefix("pref-")),
+        spacing="1",
+    )
+
+
+def _preferences() -> rx.Component:
+    no_phone = ~S.has_phone
+    return rx.card(
+        rx.form(
+            rx.vstack(
+                rx.heading("How we reach you", size="4", as_="h2"),
+                rx.cond(
+                    S.console_mode,
+                    rx.callout(
+                        "This practice runs in demo mode: messages stay in the app (below) and nothing is sent.",
+                        icon="info",
+                        color_scheme="blue",
+                        size="1",
+                    ),
+                ),
+                rx.cond(
+                    S.unsubscribed,
+                    rx.callout(
+                        "You unsubscribed from all messages. Choose a channel and save to hear from us again.",
+                        icon="bell-off",
+                        color_scheme="amber",
+                    ),
+                ),
+                _channel(
+                    "pref-email_opt_in",
+                    "E-mail",
+                    "Confirmations, reminders and waitlist offers, with the details.",
+                    S.email_opt_in,
+                    S.set_email_opt_in,
+                    ~S.has_email,
+                ),
+                _channel(
+                    "pref-sms_opt_in",
+                    "Text message (SMS)",
+                    rx.cond(
+                        no_phone,
+                        "Add a mobile number at the front desk to use this.",
+                        "Short texts with a link; no details of your care. Reply STOP to end them.",
+                    ),
+                    S.sms_opt_in,
+                    S.set_sms_opt_in,
+                    no_phone,
+                ),
+                _channel(
+                    "pref-whatsapp_opt_in",
+                    "WhatsApp",
+                    rx.cond(
+                        no_phone,
+                        "Add a mobile number at the front desk to use this.",
+                        "The same short messages on WhatsApp.",
+                    ),
+                    S.whatsapp_opt_in,
+                    S.set_whatsapp_opt_in,
+                    no_phone,
+                ),
+                rx.cond(
+                    S.nothing_chosen,
+                    rx.callout(
+                        "With no channel chosen you will not hear about waitlist offers. Check this page instead.",
+                        icon="info",
+                        color_scheme="gray",
+                        size="1",
+                    ),
+                ),
+                rx.separator(width="100%"),
+                rx.hstack(
+                    rx.switch(id="pref-quiet", checked=S.quiet_enabled, on_change=S.set_quiet_enabled),
+                    rx.el.label("Quiet hours", html_for="pref-quiet", font_weight="500"),
+                    align="center",
+                    spacing="3",
+                ),
+                rx.text(
+                    "Waitlist offers and reminders wait until your quiet hours end (",
+                    S.zone_label,
+                    "). Confirmations and cancellations still arrive at once.",
+                    size="1",
+                    color_scheme="gray",
+                ),
+                rx.cond(
+                    S.quiet_enabled,
+                    rx.hstack(
+                        rx.vstack(
+                            field_label("From", "pref-quiet-start"),
+                            rx.input(
+                                id="pref-quiet-start",
+                                name="quiet_hours_start",
+                                type="time",
+                                default_value=S.quiet_start,
+                                width="140px",
+                            ),
+                            _error("quiet_hours_start"),
+                            spacing="1",
+                        ),
+                        rx.vstack(
+                            field_label("Until", "pref-quiet-end"),
+                            rx.input(
+                                id="pref-quiet-end",
+                                name="quiet_hours_end",
+                                type="time",
+                                default_value=S.quiet_end,
+                                width="140px",
+                            ),
+                            _error("quiet_hours_end"),
+                            spacing="1",
+                        ),
+                        spacing="5",
+                    ),
+                ),
+                rx.cond(
+                    S.errors.contains("form"),
+                    rx.callout(S.errors.get("form", ""), icon="triangle-alert", color_scheme="red", role="alert"),
+                ),
+                rx.hstack(
+                    rx.cond(S.saved != "", rx.text(S.saved, size="2", color_scheme="green", role="status")),
+                    rx.spacer(),
+                    rx.button(rx.icon("save", size=16), "Save preferences", type="submit"),
+                    align="center",
+                    width="100%",
+                ),
+                spacing="4",
+                width="100%",
+            ),
+            on_submit=S.save,
+            reset_on_submit=False,
+            key=S.form_key.to_string(),
+            width="100%",
+        ),
+        width="100%",
+        max_width="640px",
+    )
+
+
+def _history_row(row: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(row["created"], size="2")),
+        rx.table.row_header_cell(rx.text(row["event"], weight="medium")),
+        rx.table.cell(row["channel"], display=WIDE_ONLY),
+        rx.table.cell(
+            rx.vstack(
+                rx.badge(row["status"], color_scheme=row["status_color"], variant="soft"),
+                rx.cond(row["detail"] != "", rx.text(row["detail"], size="1", color_scheme="gray")),
+                spacing="1",
+            )
+        ),
+        rx.table.cell(rx.button("Read", size="1", variant="soft", on_click=S.open_message(row["id"]))),
+        data_notification_id=row["id"],
+    )
+
+
+def _history() -> rx.Component:
+    return rx.vstack(
+        rx.heading("Messages we sent you", size="4", as_="h2"),
+        rx.cond(
+            S.history.length() > 0,
+            rx.table.root(
+                rx.table.header(
+                    rx.table.row(
+                        rx.table.column_header_cell("When"),
+                        rx.table.column_header_cell("About"),
+                        rx.table.column_header_cell("Channel", display=WIDE_ONLY),
+                        rx.table.column_header_cell("Status"),
+                        rx.table.column_header_cell(""),
+                    )
+                ),
+                rx.table.body(rx.foreach(S.history, _history_row)),
+                variant="surface",
+                width="100%",
+            ),
+            rx.card(empty_state("mail", "No messages yet."), width="100%"),
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+@rx.page(
+    route="/patient/notifications",
+    title=f"Messages · {APP_NAME}",
+    on_load=[SessionState.guard("patient"), LiveTenant.link, S.load],
+)
+def patient_notifications() -> rx.Component:
+    return shell(
+        "patient",
+        live_refresh(S.live_update),
+        page_header("Messages", "How we reach you, and what we sent"),
+        rx.cond(S.loaded, rx.vstack(_preferences(), _history(), spacing="6", width="100%"), loading()),
+        message_dialog(S),
+    )
