@@ -7,8 +7,10 @@ Start beat:      celery -A backend.worker beat -l info
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -94,15 +96,19 @@ def register_tasks() -> None:
     import backend.waitlist.tasks  # noqa: F401
 
 
-def run_schedule_in_process(stop: threading.Event, *, tick_seconds: float = 1.0) -> None:
+def run_schedule_in_process(
+    stop: threading.Event, *, tick_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic
+) -> None:
     """Embedded mode (no broker, no beat): run the beat schedule's tasks in this process until `stop`.
 
     Every tick is a conditional update over due rows, so several processes doing this at once (or this
     and a real beat) still advance each offer and entry exactly once."""
     register_tasks()
-    last_run = {name: 0.0 for name in BEAT_SCHEDULE}
+    # Every entry runs on the first tick. (Not 0.0: time.monotonic() counts from boot, so on a machine up for
+    # less than an entry's period that entry would wait for the rest of it.)
+    last_run = {name: -math.inf for name in BEAT_SCHEDULE}
     while not stop.wait(tick_seconds):
-        now = time.monotonic()
+        now = clock()
         for name, entry in BEAT_SCHEDULE.items():
             if now - last_run[name] < float(entry["schedule"]):
                 continue

@@ -26,7 +26,10 @@ def test_in_process_schedule_expires_an_entry_past_its_time_to_live(db: sa.Engin
         uow.commit()
 
     stop = threading.Event()
-    runner = threading.Thread(target=run_schedule_in_process, args=(stop,), kwargs={"tick_seconds": 0.05})
+    # The clock of a machine booted five seconds ago: the ten-minute entry sweep still runs on the first tick.
+    runner = threading.Thread(
+        target=run_schedule_in_process, args=(stop,), kwargs={"tick_seconds": 0.05, "clock": lambda: 5.0}
+    )
     runner.start()
     try:
         deadline = time.monotonic() + 20
