@@ -13,19 +13,18 @@ otherwise it is sent again (once, under a new claim).
 A send that got no answer after its request went out (a read timeout, a dropped connection) is 'unknown' and is
 reconciled the same way, since the provider may have accepted it. Other transient channel errors retry with
 exponential backoff and jitter; permanent ones, and the MAX_ATTEMPTS-th failure, go to 'dead' (the dead letter the
-admin outbox page lists). Sends are throttled per practice by a Redis token bucket; a throttled row is pushed back
-a little. Notification.status mirrors the ledger.
+admin outbox page lists). Sends to providers are throttled per practice: a send over the limit reserves the
+practice's next free slot and its row is due then. Notification.status mirrors the ledger.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
@@ -47,7 +46,6 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 3600.0
-THROTTLE_DELAY_SECONDS = 1.0
 SWEEP_BATCH = 50
 _jitter = random.SystemRandom()
 
@@ -69,18 +67,28 @@ class Claim:
 
 # --- throttle ------------------------------------------------------------------------------------------
 
-_BUCKET = """
-local rate = tonumber(ARGV[1]); local burst = tonumber(ARGV[2]); local now = tonumber(ARGV[3])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(b[1]) or burst
-local ts = tonumber(b[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local ok = 0
-if tokens >= 1 then tokens = tokens - 1; ok = 1 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], 60000)
-return ok
+# A reservation limiter (GCRA) per practice: each send takes the next free slot of the practice's schedule, `rate`
+# per second with a burst of `rate`. A send whose slot is in the future keeps that slot (a reservation under the
+# notification's id) and comes back for it, so a burst drains at exactly the rate instead of retrying at random.
+# One clock for every worker: Redis's own TIME. Numbers go back as strings (Redis truncates Lua numbers).
+_RESERVE = """
+local interval = tonumber(ARGV[1]); local burst = tonumber(ARGV[2]); local grace_ms = tonumber(ARGV[3])
+local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local held = tonumber(redis.call('GET', KEYS[2]))
+if held then
+  if held <= now then redis.call('DEL', KEYS[2]); return '0' end
+  return tostring(held - now)
+end
+local tau = (burst - 1) * interval
+local slot = math.max(tonumber(redis.call('GET', KEYS[1])) or 0, now - tau)
+redis.call('SET', KEYS[1], tostring(slot + interval), 'PX', math.ceil((slot + interval - now + tau) * 1000) + 1000)
+if slot <= now then return '0' end
+redis.call('SET', KEYS[2], tostring(slot), 'PX', math.ceil((slot - now) * 1000) + grace_ms)
+return tostring(slot - now)
 """
+
+# A reservation outlives its slot by this much, for a task that comes back late (a busy worker, the sweep).
+RESERVATION_GRACE_MS = 600_000
 
 
 def sends_per_second() -> float:
@@ -92,19 +100,21 @@ def _throttled_mode() -> bool:
     return get_settings().notifications_channel_mode == "providers"
 
 
-def throttle_allows(tenant_id: uuid.UUID) -> bool:
-    """Take one token from the practice's bucket (N per second, burst N). No Redis: no throttle."""
+def throttle_wait(tenant_id: uuid.UUID, notification_id: uuid.UUID) -> float:
+    """Seconds until this notification may be sent under its practice's limit: 0 now, else the wait for the slot
+    reserved for it (asking again before then gives the rest of that wait, not a new slot). No Redis: 0."""
     if not get_settings().redis_url:
-        return True
+        return 0.0
     from backend.redis_client import get_redis
 
-    rate = sends_per_second()
+    rate = max(sends_per_second(), 0.001)
+    keys = (f"notify:gcra:{tenant_id}", f"notify:slot:{notification_id}")
     try:
-        allowed = get_redis().eval(_BUCKET, 1, f"notify:bucket:{tenant_id}", rate, max(1.0, rate), time.time())
+        wait = cast(bytes | str, get_redis().eval(_RESERVE, 2, *keys, 1.0 / rate, max(1.0, rate), RESERVATION_GRACE_MS))
     except Exception:
         logger.warning("notification throttle unavailable; sending unthrottled", exc_info=True)
-        return True
-    return bool(allowed)
+        return 0.0
+    return max(0.0, float(wait))
 
 
 # --- ledger transitions ----------------------------------------------------------------------------------
@@ -156,9 +166,9 @@ def _claim_locked(session: Session, row: NotificationDelivery, now: datetime) ->
     if status in (*RETRYABLE, S.UNKNOWN) and row.next_attempt_at > now:
         return "not due"
     if status in RETRYABLE:
-        if _throttled_mode() and not throttle_allows(row.tenant_id):
-            delay = timedelta(seconds=THROTTLE_DELAY_SECONDS + _jitter.uniform(0, THROTTLE_DELAY_SECONDS))
-            _set(session, row.notification_id, {"next_attempt_at": now + delay, "updated_at": now})
+        wait = throttle_wait(row.tenant_id, row.notification_id) if _throttled_mode() else 0.0
+        if wait > 0:
+            _set(session, row.notification_id, {"next_attempt_at": now + timedelta(seconds=wait), "updated_at": now})
             return "throttled"
         attempts = row.attempts + 1
         _set(session, row.notification_id, {"status": S.SENDING, "attempts": attempts, "updated_at": now})
@@ -415,6 +425,19 @@ def deliver(notification_id: uuid.UUID, *, now: datetime | None = None) -> str:
     if not isinstance(claim, Claim):
         return claim
     return run(claim)
+
+
+def due_in(notification_id: uuid.UUID) -> float | None:
+    """Seconds until a waiting row (pending, failed, unknown) is due; None for any other row."""
+    with UnitOfWork(unscoped=True) as uow:
+        row = uow.session.exec(
+            select(NotificationDelivery.status, NotificationDelivery.next_attempt_at).where(
+                NotificationDelivery.notification_id == notification_id
+            )
+        ).first()
+    if row is None or S(row[0]) not in (*RETRYABLE, S.UNKNOWN):
+        return None
+    return max(0.0, (row[1] - utcnow()).total_seconds())
 
 
 def sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> dict[str, int]:

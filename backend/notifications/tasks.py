@@ -12,12 +12,20 @@ from backend.worker import celery_app
 logger = logging.getLogger(__name__)
 
 
+# A row deferred by the throttle (or a task that came early) is asked for again when it is due, if that is this
+# soon; later ones are the sweep's. (A broker holds a countdown task unacknowledged: keep it well inside the
+# Redis transport's one-hour visibility timeout.)
+REQUEUE_WITHIN_SECONDS = 600.0
+
+
 @celery_app.task(name="notifications.deliver", bind=True, max_retries=None)
 def deliver_notification(self: object, notification_id: str) -> str:
-    """Deliver one outbox row (at most once). A throttled row is tried again in a moment."""
+    """Deliver one outbox row (at most once). A throttled row comes back at the slot reserved for it."""
     outcome = delivery.deliver(uuid.UUID(notification_id))
-    if outcome == "throttled" and not celery_app.conf.task_always_eager:
-        deliver_notification.apply_async((notification_id,), countdown=delivery.THROTTLE_DELAY_SECONDS * 2)
+    if outcome in ("throttled", "not due") and not celery_app.conf.task_always_eager:
+        wait = delivery.due_in(uuid.UUID(notification_id))
+        if wait is not None and wait <= REQUEUE_WITHIN_SECONDS:
+            deliver_notification.apply_async((notification_id,), countdown=wait + 0.01)
     return outcome
 
 

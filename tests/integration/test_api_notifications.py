@@ -53,7 +53,7 @@ STATUSES = ("pending", "sending", "sent", "failed", "dead", "unknown")
 @pytest.fixture(autouse=True)
 def eager(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Deliver inline after commit, unthrottled (the server thread shares this process)."""
-    monkeypatch.setattr(delivery, "throttle_allows", lambda tenant_id: True)
+    monkeypatch.setattr(delivery, "throttle_wait", lambda tenant_id, notification_id: 0.0)
     before = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True
     yield

@@ -6,7 +6,9 @@ is a count. The real provider SDKs are tested with the channels module.
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -34,7 +36,7 @@ S = NotificationStatus
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeChannel:
     channel = FakeChannel()
     monkeypatch.setattr(channels, "channel_for", lambda name, settings=None: channel)
-    monkeypatch.setattr(delivery, "throttle_allows", lambda tenant_id: True)
+    monkeypatch.setattr(delivery, "throttle_wait", lambda tenant_id, notification_id: 0.0)
     return channel
 
 
@@ -220,7 +222,7 @@ def test_lookup_failure_marks_unknown_and_is_reconciled_later(
     assert (row.status, note.status) == (S.UNKNOWN, S.UNKNOWN)
     monkeypatch.undo()
     monkeypatch.setattr(channels, "channel_for", lambda name, settings=None: fake)
-    monkeypatch.setattr(delivery, "throttle_allows", lambda tenant_id: True)
+    monkeypatch.setattr(delivery, "throttle_wait", lambda tenant_id, notification_id: 0.0)
     fake.known[str(nid)] = "sent"
     assert delivery.sweep(now=row.next_attempt_at + timedelta(seconds=1)) == {"sent": 1}
     assert fake.sent == []
@@ -279,21 +281,59 @@ def test_racing_tasks_and_sweeps_send_each_row_once(harbor: Practice, fake: Fake
 # -- throttle -----------------------------------------------------------------------------------------------
 
 
-def test_per_practice_throttle_pushes_the_excess_back(
-    harbor: Practice, fake: FakeChannel, no_enqueue: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.undo()
-    monkeypatch.setattr(channels, "channel_for", lambda name, settings=None: fake)
-    monkeypatch.setattr(outbox, "enqueue_deliveries", lambda ids: None)
+@pytest.fixture
+def throttled(fake: FakeChannel, no_enqueue: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sending to providers (throttled), 2 per second per practice, with the real Redis limiter."""
+    monkeypatch.setattr(delivery, "throttle_wait", THROTTLE_WAIT)
     monkeypatch.setattr(delivery, "sends_per_second", lambda: 2.0)
-    monkeypatch.setattr(delivery, "_throttled_mode", lambda: True)  # sending to providers
+    monkeypatch.setattr(delivery, "_throttled_mode", lambda: True)
+
+
+THROTTLE_WAIT = delivery.throttle_wait
+
+
+def reserved_slot(notification_id: uuid.UUID) -> float | None:
+    from backend.redis_client import get_redis
+
+    raw = get_redis().get(f"notify:slot:{notification_id}")
+    return None if raw is None else float(raw)  # type: ignore[arg-type]
+
+
+def test_per_practice_throttle_reserves_one_slot_per_send_at_the_rate(
+    harbor: Practice, fake: FakeChannel, throttled: None
+) -> None:
     ids = [record_booking(harbor, days) for days in range(2, 8)]
     outcomes = [delivery.deliver(nid) for nid in ids]
-    assert outcomes.count("sent") in (2, 3)  # a burst of 2 (plus a refill if the clock ticked)
-    assert outcomes.count("throttled") == len(ids) - outcomes.count("sent")
-    pushed = [state(harbor, nid)[0] for nid, o in zip(ids, outcomes, strict=True) if o == "throttled"]
-    assert all(r.status == S.PENDING and r.attempts == 0 and r.next_attempt_at > utcnow() for r in pushed)
-    # Another practice is not slowed by this one.
+    assert outcomes[:2] == ["sent", "sent"]  # the burst: 2
+    assert outcomes.count("throttled") >= 3 and outcomes.count("sent") + outcomes.count("throttled") == len(ids)
+    pushed = [nid for nid, o in zip(ids, outcomes, strict=True) if o == "throttled"]
+    # Each pushed send holds its own slot of the practice's schedule, half a second (1/rate) apart, and its row
+    # is due at that slot; nothing was attempted.
+    slots = [reserved_slot(nid) for nid in pushed]
+    assert all(slot is not None for slot in slots)
+    gaps = [b - a for a, b in itertools.pairwise(slots)]  # type: ignore[operator]
+    assert all(gap == pytest.approx(0.5, abs=1e-3) for gap in gaps)
+    rows_now = [state(harbor, nid)[0] for nid in pushed]
+    assert all(r.status == S.PENDING and r.attempts == 0 and r.next_attempt_at > utcnow() for r in rows_now)
+    assert [r.next_attempt_at for r in rows_now] == sorted(r.next_attempt_at for r in rows_now)
+    # Asked again before its slot, a row keeps its slot (no new reservation, no later place in the queue).
+    last = pushed[-1]
+    assert delivery.throttle_wait(harbor.tenant.id, last) > 0
+    assert reserved_slot(last) == slots[-1]
+    # Each comes due at its slot and is then sent, in order, once.
+    for nid in pushed:
+        deadline = utcnow() + timedelta(seconds=10)
+        while (outcome := delivery.deliver(nid)) != "sent" and utcnow() < deadline:
+            assert outcome in ("not due", "throttled")
+            time.sleep(min(0.05, delivery.due_in(nid) or 0.0))  # poll until its slot (bounded by the deadline)
+        assert outcome == "sent"
+        assert reserved_slot(nid) is None  # the reservation was used up
+    assert sorted(m.idempotency_key for m in fake.sent) == sorted(str(i) for i in ids)
+
+
+def test_the_throttle_of_one_practice_does_not_slow_another(harbor: Practice, throttled: None) -> None:
+    outcomes = [delivery.deliver(record_booking(harbor, days)) for days in range(2, 6)]
+    assert "throttled" in outcomes
     other = make_practice("Summit Counseling", "summit")
     assert delivery.deliver(record_booking(other)) == "sent"
 

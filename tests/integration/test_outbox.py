@@ -71,7 +71,7 @@ class FakeChannel:
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeChannel:
     channel = FakeChannel()
     monkeypatch.setattr(channels, "channel_for", lambda name, settings=None: channel)
-    monkeypatch.setattr(delivery, "throttle_allows", lambda tenant_id: True)
+    monkeypatch.setattr(delivery, "throttle_wait", lambda tenant_id, notification_id: 0.0)
     return channel
 
 
