@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     sendgrid_api_key: str | None = None
     sendgrid_from_email: str | None = None
     sendgrid_base_url: str = "https://api.sendgrid.com"
+    # The Event Webhook's verification key (Mail Settings -> Signed Event Webhook), base64 as SendGrid shows it.
+    # Without it the event webhook refuses every request.
+    sendgrid_webhook_public_key: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_sms_from: str | None = None
@@ -79,7 +82,7 @@ class Settings(BaseSettings):
     twilio_whatsapp_from: str | None = None
     # None: the real https://api.twilio.com. Set only to point the SDK at a local test server.
     twilio_base_url: str | None = None
-    # Sends per second per practice (a Redis token bucket; burst of the same size).
+    # Sends per second per practice (a Redis reservation limiter; burst of the same size).
     notifications_per_second: float = Field(default=10.0, gt=0)
     # A ledger row 'sending' for longer than this belonged to a worker that died: it is reconciled (asked of the
     # provider) before it is ever sent again.

@@ -34,6 +34,10 @@ _twilio_http_log = logging.getLogger("backend.notifications.twilio_http")
 _twilio_http_log.setLevel(logging.WARNING)
 
 
+# Twilio's status callbacks for our messages (backend/api/routes/webhooks.py).
+TWILIO_STATUS_PATH = "/api/v1/webhooks/twilio/status"
+
+
 class ChannelError(Exception):
     """A send that did not go through. ``transient``: a later retry may succeed. ``code``: short machine tag.
     ``maybe_sent``: the request went out and no answer came back (a read timeout, a connection dropped
@@ -228,8 +232,11 @@ class TwilioSmsChannel:
         base_url: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        status_callback: str | None = None,
     ) -> None:
         self.account_sid = account_sid
+        # Where Twilio posts the message's status (the notification id is added): see backend.notifications.reports.
+        self.status_callback = status_callback
         self.auth_token = auth_token
         self.from_number = from_number
         self.base_url = base_url.rstrip("/") if base_url else None
@@ -260,8 +267,11 @@ class TwilioSmsChannel:
 
     def send(self, message: OutgoingMessage) -> SendResult:
         try:
+            extra = {}
+            if self.status_callback:
+                extra["status_callback"] = f"{self.status_callback}?notification_id={message.idempotency_key}"
             created = self.client.messages.create(
-                to=self._address(message.to), from_=self._address(self.from_number), body=message.text
+                to=self._address(message.to), from_=self._address(self.from_number), body=message.text, **extra
             )
         except Exception as exc:
             raise _twilio_error(exc) from exc
@@ -377,5 +387,6 @@ def channel_for(name: str, settings: Settings | None = None) -> Channel:
         raise ChannelError(f"Twilio {name} is not configured", transient=False, code="not-configured")
     cls = TwilioSmsChannel if name == "sms" else TwilioWhatsAppChannel
     return cls(
-        settings.twilio_account_sid, settings.twilio_auth_token, sender, settings.twilio_base_url, timeout=timeout
+        settings.twilio_account_sid, settings.twilio_auth_token, sender, settings.twilio_base_url, timeout=timeout,
+        status_callback=settings.public_url.rstrip("/") + TWILIO_STATUS_PATH,
     )

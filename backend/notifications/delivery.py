@@ -134,7 +134,8 @@ def backoff(attempts: int) -> timedelta:
 def _mirror(session: Session, notification_id: uuid.UUID, values: dict[str, Any]) -> None:
     """Keep Notification (what the admin outbox lists) in step with its ledger row."""
     keep = {k: v for k, v in values.items() if k in {"status", "attempts", "next_attempt_at", "provider_message_id",
-                                                      "last_error", "sent_at"}}  # fmt: skip
+                                                      "last_error", "sent_at", "provider_status",
+                                                      "provider_status_at"}}  # fmt: skip
     if keep:
         session.execute(
             update(Notification)
@@ -372,7 +373,9 @@ def _send(claim: Claim) -> str:
         return _failed(claim, claim.attempts, _error_text(exc), permanent=False)
     provider_id = getattr(result, "provider_message_id", None)
     now = utcnow()
-    _finish(claim, {"status": S.SENT, "provider_message_id": provider_id, "sent_at": now, "last_error": ""})
+    # A new message: what the provider said of an earlier one (before an admin's resend) no longer applies.
+    _finish(claim, {"status": S.SENT, "provider_message_id": provider_id, "sent_at": now, "last_error": "",
+                    "provider_status": "", "provider_status_at": None})  # fmt: skip
     return str(S.SENT)
 
 

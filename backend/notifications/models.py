@@ -66,6 +66,10 @@ class Notification(TenantMixin, table=True):
     last_error: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The provider's latest report on a message it accepted ("delivered", "undelivered", "bounce", ...; '' for
+    # none yet), from Twilio's status callback or SendGrid's event webhook, and when it came.
+    provider_status: str = Field(default="", max_length=30)
+    provider_status_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class NotificationDelivery(TenantMixin, table=True):
@@ -89,6 +93,10 @@ class NotificationDelivery(TenantMixin, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The provider's latest report on a message it accepted ("delivered", "undelivered", "bounce", ...; '' for
+    # none yet), from Twilio's status callback or SendGrid's event webhook, and when it came.
+    provider_status: str = Field(default="", max_length=30)
+    provider_status_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AppointmentReminder(TenantMixin, table=True):

@@ -31,6 +31,7 @@ from backend.notifications.models import (
 )
 from backend.notifications.outbox import channel_mode, enqueue_deliveries
 from backend.notifications.preferences import locked_preference
+from backend.notifications.reports import LABELS as PROVIDER_STATUS_LABELS
 from backend.scheduling.models import Appointment
 from backend.service import require_role, service_function
 from backend.tenancy.context import Actor, Role
@@ -119,6 +120,10 @@ class NotificationView:
     next_attempt_at: datetime
     sent_at: datetime | None
     last_error: str
+    # What the provider reported after taking it ('' for nothing yet), readable, and when.
+    provider_status: str = ""
+    provider_status_label: str = ""
+    provider_status_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +139,9 @@ class NotificationView:
             "next_attempt_at": self.next_attempt_at.isoformat(),
             "sent_at": self.sent_at.isoformat() if self.sent_at else None,
             "last_error": self.last_error,
+            "provider_status": self.provider_status,
+            "provider_status_label": self.provider_status_label,
+            "provider_status_at": self.provider_status_at.isoformat() if self.provider_status_at else None,
         }
 
 
@@ -250,6 +258,9 @@ def _view(note: Notification, patient_name: str) -> NotificationView:
         next_attempt_at=note.next_attempt_at,
         sent_at=note.sent_at,
         last_error=note.last_error,
+        provider_status=note.provider_status,
+        provider_status_label=PROVIDER_STATUS_LABELS.get(note.provider_status, note.provider_status),
+        provider_status_at=note.provider_status_at,
     )
 
 

@@ -13,7 +13,7 @@ from backend.db import UnitOfWork
 from backend.errors import DomainError
 from backend.identity.models import Patient
 from backend.notifications import preferences as prefs
-from backend.notifications import reminders
+from backend.notifications import reminders, reports
 from backend.notifications import service as notes
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic
@@ -103,10 +103,16 @@ def note_row(view: notes.NotificationView, zone: str) -> dict[str, str]:
         detail = f"Held for quiet hours until {_when(view.next_attempt_at, zone)}"
     elif status == "sent":
         detail = f"Sent {_when(view.sent_at, zone)}"
+    elif status == "dead" and view.provider_status in reports.NEGATIVE:
+        detail = f"{view.provider_status_label} {_when(view.provider_status_at, zone)}"  # the provider's word
     elif status == "dead":
         detail = f"Gave up after {view.attempts} attempt{'s' if view.attempts != 1 else ''}"
     else:
         detail = ""
+    # After a send, what the provider later reported (Delivered, Read, Delayed ...), from its callbacks.
+    report = ""
+    if status == "sent" and view.provider_status:
+        report = f"{view.provider_status_label} {_when(view.provider_status_at, zone)}"
     return {
         "id": str(view.id),
         "patient_id": str(view.patient_id),
@@ -118,6 +124,8 @@ def note_row(view: notes.NotificationView, zone: str) -> dict[str, str]:
         "status_color": STATUS_COLORS.get(status, "gray"),
         "created": _when(view.created_at, zone),
         "detail": detail,
+        "report": report,
+        "report_color": "green" if view.provider_status in ("delivered", "read") else "gray",
         "error": view.last_error,
         "retryable": "1" if status in ("failed", "dead") else "",
     }

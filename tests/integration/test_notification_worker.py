@@ -355,12 +355,16 @@ def test_an_offer_reaches_the_patient_once_on_each_opted_in_channel(
     assert len(sms_body) <= 320
     assert f"{PUBLIC_URL}/patient/waitlist" in sms_body and hold_deadline(harbor, offered[0].offer) in sms_body
     assert provider_name not in sms_body and REASON not in sms_body
+    # Twilio is told where to report on it: our status callback, naming the notification (ids only).
+    status_callback = f"{PUBLIC_URL}/api/v1/webhooks/twilio/status?notification_id="
+    assert sms.form_value("StatusCallback") == status_callback + str(ana_notes["sms"].id)
 
     # WhatsApp: one, both addresses with the whatsapp: prefix.
     (whatsapp,) = [r for r in sms_requests if (r.form_value("To") or "").startswith("whatsapp:")]
     assert whatsapp.form_value("To") == f"whatsapp:{ana.phone}"
     assert whatsapp.form_value("From") == f"whatsapp:{WA_FROM}"
     assert REASON not in (whatsapp.form_value("Body") or "")
+    assert whatsapp.form_value("StatusCallback") == status_callback + str(ana_notes["whatsapp"].id)
     assert len(sms_requests) == 2  # nothing for Ben's phone
     assert twilio_creates(server, ben.phone) == [] and twilio_creates(server, f"whatsapp:{ben.phone}") == []
 

@@ -173,6 +173,10 @@ def _row(row: rx.Var) -> rx.Component:
                 rx.badge(row["status"], color_scheme=row["status_color"], variant="soft"),
                 rx.cond(row["detail"] != "", rx.text(row["detail"], size="1", color_scheme="gray")),
                 rx.cond(
+                    row["report"] != "",
+                    rx.text(row["report"], size="1", color_scheme=row["report_color"], data_testid="provider-report"),
+                ),
+                rx.cond(
                     (row["error"] != "") & (row["status_key"] != "sent"),
                     rx.text(row["error"], size="1", color_scheme="red", max_width="280px", overflow_wrap="anywhere"),
                 ),

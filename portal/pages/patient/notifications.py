@@ -177,6 +177,10 @@ def _history_row(row: rx.Var) -> rx.Component:
             rx.vstack(
                 rx.badge(row["status"], color_scheme=row["status_color"], variant="soft"),
                 rx.cond(row["detail"] != "", rx.text(row["detail"], size="1", color_scheme="gray")),
+                rx.cond(
+                    row["report"] != "",
+                    rx.text(row["report"], size="1", color_scheme=row["report_color"], data_testid="provider-report"),
+                ),
                 spacing="1",
             )
         ),
