@@ -97,7 +97,7 @@ def apply_report(report: Report) -> str:
                                      "provider_message_id": report.provider_message_id}  # fmt: skip
         outcome = "noted"
         if report.status in NEGATIVE:
-            error = f"{LABELS[report.status].lower()}" + (f" (code {report.code})" if report.code else "")
+            error = LABELS[report.status] + (f" (code {report.code})" if report.code else "")
             values.update(status=S.DEAD, last_error=error[:500], next_attempt_at=now)
             outcome = "dead"
         elif S(row.status) != S.SENT:

@@ -95,7 +95,11 @@ def _zone_for_patient(uow: UnitOfWork, patient_id: uuid.UUID | None) -> str:
     return clinic.timezone if clinic is not None else "UTC"
 
 
-def note_row(view: notes.NotificationView, zone: str) -> dict[str, str]:
+# The patient reads their own history in plain words; the admin outbox keeps the operational ones.
+PATIENT_STATUS_LABELS = {**STATUS_LABELS, "failed": "Trying again", "dead": "Not delivered", "unknown": "Sending"}
+
+
+def note_row(view: notes.NotificationView, zone: str, *, for_patient: bool = False) -> dict[str, str]:
     status = view.status
     if status == "failed":
         detail = f"Attempt {view.attempts}; next try {_when(view.next_attempt_at, zone)}"
@@ -103,8 +107,10 @@ def note_row(view: notes.NotificationView, zone: str) -> dict[str, str]:
         detail = f"Held for quiet hours until {_when(view.next_attempt_at, zone)}"
     elif status == "sent":
         detail = f"Sent {_when(view.sent_at, zone)}"
+    elif status == "dead" and for_patient:
+        detail = "We could not deliver this message."
     elif status == "dead" and view.provider_status in reports.NEGATIVE:
-        detail = f"{view.provider_status_label} {_when(view.provider_status_at, zone)}"  # the provider's word
+        detail = f"Reported by the provider {_when(view.provider_status_at, zone)}"  # the error line says what
     elif status == "dead":
         detail = f"Gave up after {view.attempts} attempt{'s' if view.attempts != 1 else ''}"
     else:
@@ -119,7 +125,7 @@ def note_row(view: notes.NotificationView, zone: str) -> dict[str, str]:
         "patient": view.patient_name,
         "event": view.event_label,
         "channel": CHANNEL_LABELS.get(view.channel, view.channel),
-        "status": STATUS_LABELS.get(status, status),
+        "status": (PATIENT_STATUS_LABELS if for_patient else STATUS_LABELS).get(status, status),
         "status_key": status,
         "status_color": STATUS_COLORS.get(status, "gray"),
         "created": _when(view.created_at, zone),
@@ -218,7 +224,7 @@ class PatientNotificationsState(MessageMixin, LiveRefreshMixin, SessionState):
         with UnitOfWork(actor) as uow:
             views = notes.list_notifications(actor, uow, limit=50)
             self.zone = _zone_for_patient(uow, actor.patient_id)
-        self.history = [note_row(v, self.zone) for v in views]
+        self.history = [note_row(v, self.zone, for_patient=True) for v in views]
 
     @rx.event
     async def load(self):

@@ -17,6 +17,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 
 from tests.conftest import ADMIN_URL, REDIS_URL, TEST_DB_NAME, _db_url, free_port
 
+E2E_TWILIO_TOKEN = "e2e-twilio-auth-token-0123456789"
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -59,6 +61,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "REFLEX_USE_NPM": "1",
         "REFLEX_CHECK_LATEST_VERSION": "false",
         "REFLEX_TELEMETRY_ENABLED": "false",
+        # Console channel as in the embedded default, but Twilio's callbacks can be signed (test_notifications).
+        "TWILIO_AUTH_TOKEN": E2E_TWILIO_TOKEN,
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }
     env.pop("CELERY_BROKER_URL", None)

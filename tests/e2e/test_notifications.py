@@ -10,12 +10,17 @@ from __future__ import annotations
 import re
 import uuid
 
+import httpx
 import psycopg
 import pytest
 from playwright.sync_api import Page, expect
+from twilio.request_validator import RequestValidator
 
+from backend.notifications.channels import TWILIO_STATUS_PATH
 from backend.notifications.preferences import unsubscribe_token
+from backend.settings import get_settings
 from tests.conftest import ADMIN_URL, TEST_DB_NAME
+from tests.e2e.conftest import E2E_TWILIO_TOKEN
 from tests.e2e.test_booking_pages import book_via_api
 from tests.e2e.test_portal import sign_in
 
@@ -170,3 +175,43 @@ def test_admin_sets_reminder_times_and_the_quiet_hours_rule(page: Page, app_url:
     page.reload()
     expect(page.get_by_label("Remind patients before each appointment")).to_have_value("24h, 90m")
     expect(page.get_by_label("In a patient's quiet hours, e-mail still goes at once")).not_to_be_checked()
+
+
+def _twilio_status(app_url: str, notification_id: object, status: str, sid: str, code: str = "") -> int:
+    """Post a status callback signed as Twilio signs it (the public URL it called plus the form fields)."""
+    path = f"{TWILIO_STATUS_PATH}?notification_id={notification_id}"
+    params = {"MessageSid": sid, "MessageStatus": status, **({"ErrorCode": code} if code else {})}
+    url = get_settings().public_url.rstrip("/") + path
+    signature = RequestValidator(E2E_TWILIO_TOKEN).compute_signature(url, params)
+    return httpx.post(app_url + path, data=params, headers={"X-Twilio-Signature": signature}).status_code
+
+
+def test_the_outbox_shows_what_the_provider_reported_live(page: Page, app_url: str) -> None:
+    sign_in(page, app_url, "admin@summit.example")
+    page.get_by_role("link", name="Outbox").first.click()
+    expect(page.get_by_role("heading", name="Outbox")).to_be_visible()
+    book_via_api(app_url, GRACE, "Sofia Alvarez", weeks_ahead=11)
+    ((first, second),) = _sql(
+        "SELECT (array_agg(n.id ORDER BY n.created_at DESC))[1], (array_agg(n.id ORDER BY n.created_at DESC))[2] "
+        "FROM notifications n JOIN patients p ON p.id = n.patient_id WHERE p.email = %s",
+        GRACE,
+    )
+    delivered, undelivered = page.locator(f'tr[data-notification-id="{first}"]'), page.locator(
+        f'tr[data-notification-id="{second}"]'
+    )
+    expect(delivered).to_contain_text("Sent")
+
+    # Twilio reports delivery of one and failure of the other: the open page shows both without a reload.
+    assert _twilio_status(app_url, first, "delivered", "SM" + "1" * 32) == 204
+    assert _twilio_status(app_url, second, "undelivered", "SM" + "2" * 32, code="30003") == 204
+    expect(delivered.get_by_test_id("provider-report")).to_contain_text("Delivered", timeout=15_000)
+    expect(undelivered).to_contain_text("Dead letter", timeout=15_000)
+    expect(undelivered).to_contain_text("Not delivered")
+    expect(undelivered).to_contain_text("code 30003")
+    expect(undelivered.get_by_role("button", name="Retry")).to_be_visible()
+    # A callback that is not Twilio's changes nothing.
+    assert httpx.post(app_url + f"{TWILIO_STATUS_PATH}?notification_id={first}",
+                      data={"MessageSid": "SMx", "MessageStatus": "failed"}).status_code == 403  # fmt: skip
+    assert _sql("SELECT status, provider_status FROM notification_deliveries WHERE notification_id = %s", first) == [
+        ("sent", "delivered")
+    ]

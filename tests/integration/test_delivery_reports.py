@@ -145,7 +145,7 @@ def test_undelivered_is_a_dead_letter_the_admin_can_send_again(
 ) -> None:
     nid, sid = sent_with(harbor, fake)
     twilio_report(client, nid, {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "30003"})
-    assert ledger(harbor, nid) == (S.DEAD, "undelivered", "not delivered (code 30003)", 1, sid)
+    assert ledger(harbor, nid) == (S.DEAD, "undelivered", "Not delivered (code 30003)", 1, sid)
     with UnitOfWork(harbor.admin) as uow:
         assert [v.id for v in service.list_notifications(harbor.admin, uow, status="dead")] == [nid]
 
@@ -232,7 +232,7 @@ def test_sendgrid_events_report_delivery_and_bounces_without_keeping_the_address
     assert response.json() == {"noted": 2, "ignored": 1, "dead": 1, "not ours": 1}
     assert ledger(harbor, delivered) == (S.SENT, "delivered", "", 1, delivered_id)
     status, provider_status, error, _, _ = ledger(harbor, bounced)
-    assert (status, provider_status, error) == (S.DEAD, "bounce", "bounced (code 5.1.1)")
+    assert (status, provider_status, error) == (S.DEAD, "bounce", "Bounced (code 5.1.1)")
     _, note = state(harbor, bounced)
     assert "ana@" not in note.last_error and "ana@" not in note.provider_status
 
