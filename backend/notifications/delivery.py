@@ -145,7 +145,9 @@ def _mirror(session: Session, notification_id: uuid.UUID, values: dict[str, Any]
         )
 
 
-def _set(session: Session, notification_id: uuid.UUID, values: dict[str, Any], *, only_if: S | None = None) -> bool:
+def set_ledger(
+    session: Session, notification_id: uuid.UUID, values: dict[str, Any], *, only_if: S | None = None
+) -> bool:
     """Update the ledger row (and its notification); with `only_if`, only while it has that status."""
     stmt = update(NotificationDelivery).where(col(NotificationDelivery.notification_id) == notification_id)
     if only_if is not None:
@@ -169,13 +171,14 @@ def _claim_locked(session: Session, row: NotificationDelivery, now: datetime) ->
     if status in RETRYABLE:
         wait = throttle_wait(row.tenant_id, row.notification_id) if _throttled_mode() else 0.0
         if wait > 0:
-            _set(session, row.notification_id, {"next_attempt_at": now + timedelta(seconds=wait), "updated_at": now})
+            due = now + timedelta(seconds=wait)
+            set_ledger(session, row.notification_id, {"next_attempt_at": due, "updated_at": now})
             return "throttled"
         attempts = row.attempts + 1
-        _set(session, row.notification_id, {"status": S.SENDING, "attempts": attempts, "updated_at": now})
+        set_ledger(session, row.notification_id, {"status": S.SENDING, "attempts": attempts, "updated_at": now})
         return Claim(row.notification_id, row.tenant_id, "send", attempts, row.provider_message_id)
     # 'sending' past its lease (its worker died) or 'unknown': find out before anything is sent again.
-    _set(session, row.notification_id, {"status": S.SENDING, "updated_at": now})
+    set_ledger(session, row.notification_id, {"status": S.SENDING, "updated_at": now})
     return Claim(row.notification_id, row.tenant_id, "reconcile", row.attempts, row.provider_message_id)
 
 
@@ -226,7 +229,7 @@ def claim_due(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> list[
 
 def _finish(claim: Claim, values: dict[str, Any]) -> bool:
     with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
-        done = _set(uow.session, claim.notification_id, {**values, "updated_at": utcnow()}, only_if=S.SENDING)
+        done = set_ledger(uow.session, claim.notification_id, {**values, "updated_at": utcnow()}, only_if=S.SENDING)
         if done:  # open outbox and history pages re-read (the event carries no PHI)
             events.emit(uow, "notification.changed", entity_id=claim.notification_id)
         uow.commit()
@@ -408,7 +411,7 @@ def _reconcile(claim: Claim) -> str:
     # Not delivered: send again, as a new attempt of the same claim.
     attempts = claim.attempts + 1
     with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
-        owned = _set(uow.session, claim.notification_id, {"attempts": attempts, "updated_at": utcnow()},
+        owned = set_ledger(uow.session, claim.notification_id, {"attempts": attempts, "updated_at": utcnow()},
                      only_if=S.SENDING)  # fmt: skip
         uow.commit()
     if not owned:

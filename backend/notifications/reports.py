@@ -24,7 +24,7 @@ from sqlmodel import select
 
 from backend import events
 from backend.db import UnitOfWork
-from backend.notifications.delivery import _set
+from backend.notifications.delivery import set_ledger
 from backend.notifications.models import NotificationDelivery, NotificationStatus
 from backend.tenancy.context import Actor
 from backend.types import utcnow
@@ -103,7 +103,7 @@ def apply_report(report: Report) -> str:
         elif S(row.status) != S.SENT:
             values.update(status=S.SENT, sent_at=now, last_error="")
             outcome = "sent"
-        _set(uow.session, report.notification_id, values)
+        set_ledger(uow.session, report.notification_id, values)
         events.emit(uow, "notification.changed", entity_id=report.notification_id)
         uow.commit()
     logger.info("provider report %s for notification %s: %s", report.status, report.notification_id, outcome)
