@@ -39,7 +39,7 @@ from backend.types import utcnow
 from backend.waitlist.models import EntryStatus, OfferStatus, WaitlistEntry, WaitlistOffer
 from backend.waitlist.policy import EffectivePolicy, effective_policy
 from backend.waitlist.ranking import OpenSlot, Score, ineligibility, rank, score
-from backend.waitlist.service import candidate_of
+from backend.waitlist.service import candidate_of, entry_visibility
 
 logger = logging.getLogger(__name__)
 
@@ -677,12 +677,13 @@ def invite_entry(
 
 @service_function
 def list_offers(actor: Actor, uow: UnitOfWork, *, entry_id: uuid.UUID | None = None) -> list[WaitlistOffer]:
-    """A patient's own offers (history), or the practice's for staff; newest first."""
-    query = select(WaitlistOffer)
-    if actor.role == Role.PATIENT:
-        query = query.join(WaitlistEntry, col(WaitlistEntry.id) == WaitlistOffer.entry_id).where(
-            WaitlistEntry.patient_id == actor.patient_id
-        )
+    """A patient's own offers (history), a doctor's on the entries they may see, or the practice's for admins."""
+    # Exactly the entries' scope: a doctor sees offers on the entries they may see, never a colleague's.
+    query = (
+        select(WaitlistOffer)
+        .join(WaitlistEntry, col(WaitlistEntry.id) == WaitlistOffer.entry_id)
+        .where(entry_visibility(actor))
+    )
     if entry_id is not None:
         query = query.where(WaitlistOffer.entry_id == entry_id)
     query = query.order_by(col(WaitlistOffer.created_at).desc()).limit(500)

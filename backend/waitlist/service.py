@@ -29,7 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy import and_, or_, text
+from sqlalchemy import and_, false, or_, text, true
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
@@ -166,27 +166,30 @@ def visible_entry(actor: Actor, uow: UnitOfWork, entry_id: uuid.UUID, *, lock: b
     return entry
 
 
+def entry_visibility(actor: Actor) -> Any:
+    """The WHERE clause of the entries `actor` may see (the same rule as `can_see_entry`)."""
+    if actor.role == Role.PATIENT:
+        return col(WaitlistEntry.patient_id) == actor.patient_id
+    if actor.role == Role.DOCTOR:
+        # Entries for this doctor, or for "any provider" at a clinic where this doctor works.
+        works_at = select(ProviderClinic.clinic_id).where(ProviderClinic.provider_id == actor.provider_id)
+        return or_(
+            col(WaitlistEntry.provider_id) == actor.provider_id,
+            and_(col(WaitlistEntry.provider_id).is_(None), col(WaitlistEntry.clinic_id).in_(works_at)),
+        )
+    if actor.role in (Role.ADMIN, Role.SYSTEM):
+        return true()
+    return false()
+
+
 def _scoped_query(actor: Actor) -> Any:
-    query = (
+    return (
         select(WaitlistEntry, Patient, Clinic, Provider)
         .join(Patient, col(Patient.id) == WaitlistEntry.patient_id)
         .join(Clinic, col(Clinic.id) == WaitlistEntry.clinic_id)
         .outerjoin(Provider, col(Provider.id) == WaitlistEntry.provider_id)
+        .where(entry_visibility(actor))
     )
-    if actor.role == Role.PATIENT:
-        query = query.where(WaitlistEntry.patient_id == actor.patient_id)
-    elif actor.role == Role.DOCTOR:
-        # Entries for this doctor, or for "any provider" at a clinic where this doctor works.
-        works_at = select(ProviderClinic.clinic_id).where(ProviderClinic.provider_id == actor.provider_id)
-        query = query.where(
-            or_(
-                col(WaitlistEntry.provider_id) == actor.provider_id,
-                and_(col(WaitlistEntry.provider_id).is_(None), col(WaitlistEntry.clinic_id).in_(works_at)),
-            )
-        )
-    elif actor.role not in (Role.ADMIN, Role.SYSTEM):
-        query = query.where(text("1 = 0"))
-    return query
 
 
 # -- views: score, position, estimate, live offer ---------------------------------------------------------

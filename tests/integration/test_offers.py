@@ -32,6 +32,7 @@ from tests.factories import (
     add_appointment,
     add_availability,
     add_patient,
+    add_provider,
     add_user,
     add_waitlist_entry,
     bearer,
@@ -449,6 +450,29 @@ def test_list_offers_patient_sees_own_history_staff_the_practice(harbor: Practic
     assert len(call(harbor.admin, offers.list_offers)) == 2
     assert len(call(harbor.doctor, offers.list_offers, entry_id=people[1][1].id)) == 1
     assert call(harbor.patient_actor, offers.list_offers) == []
+
+
+def test_a_doctor_sees_offers_only_on_entries_they_may_see(harbor: Practice) -> None:
+    """Regression (pen test): GET /offers as one doctor listed offers on a colleague's entries, whose entries
+    themselves answered 404. Offers are scoped exactly like entries, at the service and over REST."""
+    colleague = add_provider(harbor, "Cole Colleague")
+    add_availability(harbor, provider=colleague)
+    theirs = add_waitlist_entry(harbor, provider=colleague, windows=[])
+    offer = call(harbor.admin, offers.invite_entry, theirs.id, start=slot_at(days=3, hour=15), provider_id=colleague.id)
+    mine = add_waitlist_entry(harbor, patient=add_patient(harbor, "Mia Mine"), windows=[])
+    add_availability(harbor)
+    my_offer = call(harbor.admin, offers.invite_entry, mine.id, start=slot_at(days=3, hour=11))
+
+    assert [o.id for o in call(harbor.doctor, offers.list_offers)] == [my_offer.id]
+    assert call(harbor.doctor, offers.list_offers, entry_id=theirs.id) == []
+    assert {o.id for o in call(harbor.admin, offers.list_offers)} == {offer.id, my_offer.id}
+    with TestClient(api) as client:
+        headers = bearer(client, harbor.doctor_user.email)
+        assert client.get(f"/api/v1/waitlists/{theirs.id}", headers=headers).status_code == 404
+        listed = client.get("/api/v1/offers", headers=headers)
+        assert listed.status_code == 200 and [o["id"] for o in listed.json()] == [str(my_offer.id)]
+        filtered = client.get("/api/v1/offers", params={"entry_id": str(theirs.id)}, headers=headers)
+        assert filtered.status_code == 200 and filtered.json() == []
 
 
 # -- entry expiry and reconfirmation ----------------------------------------------------------------------
