@@ -47,7 +47,7 @@ chromium:
 test: venv chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest tests/unit tests/integration tests/e2e
+	$(BIN)/pytest tests/unit tests/integration tests/security tests/e2e
 
 lint: venv
 	$(BIN)/ruff check .
