@@ -2,6 +2,8 @@
 
 import reflex as rx
 
+from backend.settings import get_settings
+
 config = rx.Config(
     app_name="portal",
     telemetry_enabled=False,
@@ -12,4 +14,7 @@ config = rx.Config(
         )
     ],
     disable_plugins=[rx.plugins.SitemapPlugin],
+    # Never "*" (Reflex's default, which with credentials reflects any Origin): only PUBLIC_URL's origin and
+    # ALLOWED_ORIGINS. The edge middleware (backend/api/edge.py) applies the same rule outermost.
+    cors_allowed_origins=list(get_settings().trusted_origins),
 )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
@@ -51,16 +53,66 @@ class Settings(BaseSettings):
 
     secret_key: str = Field(default_factory=_load_or_create_secret, min_length=32)
     jwt_algorithm: str = "HS256"
-    access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
-    session_hours: int = Field(default=12, ge=1, le=24 * 30)
-    session_cookie_name: str = "clinic_session"
-    # Secure cookies need HTTPS; the local default serves plain HTTP on localhost.
-    cookie_secure: bool = False
 
-    # Login throttling: after this many consecutive failures each attempt must wait.
-    login_free_failures: int = 5
-    login_backoff_base_seconds: float = 2.0
-    login_backoff_max_seconds: float = 300.0
+    # ---- Identity: tokens, sessions, cookies, login throttling (backend/identity, backend/api/routes/auth.py) ----
+    # Bearer access tokens are short-lived and bound to a revocable session row; clients renew them with the
+    # rotating refresh token, which lives as long as the API session.
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(default=14, ge=1, le=90)
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    # The base name; the browser sees `session_cookie` (with the __Host- prefix whenever the cookie is Secure).
+    session_cookie_name: str = "clinic_session"
+    # None (auto): Secure exactly when PUBLIC_URL is https://. Set true/false to override.
+    cookie_secure: bool | None = None
+    # Comma-separated proxy addresses or networks (e.g. "10.0.0.0/8,127.0.0.1") whose X-Forwarded-For is believed.
+    # Empty (the default): the client address is the TCP peer, and X-Forwarded-For is ignored.
+    trusted_proxies: str = ""
+    # Prefix of this app's Redis keys: login throttling, rate limits (<prefix>:ratelimit:...) and their breach
+    # counters (<prefix>:metrics:rate_limited:login, <prefix>:ratelimit:metrics:rate_limited:<class>).
+    redis_key_prefix: str = Field(default="clinic", min_length=1, max_length=60)
+    min_password_length: int = Field(default=10, ge=8, le=128)
+    # Login throttling, kept in Redis (in process without Redis). Per (client network, account): after this many
+    # failures in a row each attempt from that network waits, doubling from the base up to the max.
+    login_free_failures: int = Field(default=5, ge=1)
+    login_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    login_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    # A network's failures on an account are forgotten after this long without an attempt.
+    login_pair_reset_seconds: float = Field(default=24 * 3600.0, gt=0)
+    # Per client network, across all accounts: at most this many failed attempts per window.
+    login_address_max_failures: int = Field(default=50, ge=1)
+    login_address_window_seconds: float = Field(default=900.0, gt=0)
+    # Per account, across all networks: past this many failures per window, networks that never signed in to the
+    # account wait for the window to end (networks it signed in from before are not held back).
+    login_account_max_failures: int = Field(default=20, ge=1)
+    login_account_window_seconds: float = Field(default=900.0, gt=0)
+    login_known_network_days: int = Field(default=90, ge=1, le=365)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        for part in parts:
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {part!r} is not an IP address or network") from exc
+        return ",".join(parts)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether cookies carry Secure: explicit COOKIE_SECURE, else exactly when the public URL is HTTPS."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.public_url.lower().startswith("https://")
+
+    @property
+    def session_cookie(self) -> str:
+        """The session cookie's effective name: `__Host-` prefixed whenever it is Secure (path=/, no Domain)."""
+        return f"__Host-{self.session_cookie_name}" if self.secure_cookies else self.session_cookie_name
+
+    # ---- end of the identity block ----
 
     public_url: str = "http://localhost:3000"
     sql_echo: bool = False
@@ -93,6 +145,59 @@ class Settings(BaseSettings):
     # How often beat's outbox sweep runs (delivers rows a lost enqueue or a retry left behind, reconciles stale
     # 'sending' rows).
     notifications_sweep_seconds: float = Field(default=30.0, ge=1)
+
+    # --- Edge: CORS, cross-site request checks and security headers (backend/api/edge.py) -------------------
+    # Extra origins (scheme://host[:port]) trusted for CORS with credentials, cookie-authenticated POSTs and the
+    # event socket, comma-separated or a JSON list. The origin of public_url is always trusted, and so is the
+    # request's own origin (its scheme and Host header). Any other Origin is refused.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # X-Forwarded-Proto (for HSTS and the request's own origin) is believed only from `trusted_proxies` above.
+    # Strict-Transport-Security max-age, sent only on HTTPS requests (or when public_url is https).
+    hsts_max_age_seconds: int = Field(default=63072000, ge=0)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or not origin.startswith(("https://", "http://")):
+                raise ValueError("allowed_origins must be explicit http(s)://host[:port] origins, never '*'")
+        return [origin.rstrip("/").lower() for origin in value]
+
+    @property
+    def trusted_origins(self) -> tuple[str, ...]:
+        """The origin of public_url, then allowed_origins: the configured cross-origin allow-list."""
+        parts = urlsplit(self.public_url)
+        origins = [f"{parts.scheme}://{parts.netloc}".lower(), *self.allowed_origins]
+        return tuple(dict.fromkeys(origins))
+
+    # --- end of the edge block --------------------------------------------------------------------------------
+
+    # --- Rate limiting (backend/ratelimit.py) ---------------------------------------------------------------------
+    # Per client address, and per practice where the caller's practice is known. Limit strings as the `limits`
+    # library reads them ("120/minute", "10/second"). Stored in Redis (REDIS_URL), else in process memory.
+    rate_limit_enabled: bool = True
+    rate_limit_search: str = "120/minute"
+    rate_limit_slots: str = "120/minute"
+    rate_limit_booking: str = "30/minute"
+    rate_limit_waitlist_join: str = "10/minute"
+    rate_limit_auth: str = "20/minute"
+    rate_limit_unsubscribe: str = "20/minute"
+    rate_limit_webhooks: str = "600/minute"
+    rate_limit_practice_search: str = "3000/minute"
+    rate_limit_practice_slots: str = "3000/minute"
+    rate_limit_practice_booking: str = "600/minute"
+    rate_limit_practice_waitlist_join: str = "300/minute"
+    # --- end rate limiting ----------------------------------------------------------------------------------------
 
     @field_validator("database_url")
     @classmethod

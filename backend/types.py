@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
+from pydantic import AfterValidator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlmodel import SQLModel
@@ -70,3 +71,60 @@ SQLModel.metadata.naming_convention = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# --- Request-boundary types -------------------------------------------------------------------------------
+# One place for what the API accepts, so every model refuses the same inputs with the same message (422)
+# before they reach date arithmetic, time zone conversion or PostgreSQL.
+
+MIN_YEAR = 1900
+MAX_YEAR = 2200
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def _in_year_range(value: date) -> None:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
+
+
+def bounded_datetime(value: datetime) -> datetime:
+    """Refuse a datetime outside years MIN_YEAR..MAX_YEAR (year 1 or 9999 overflows on conversion)."""
+    _in_year_range(value)
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except (OverflowError, ValueError) as exc:
+            raise ValueError(f"the year must be between {MIN_YEAR} and {MAX_YEAR}") from exc
+    return value
+
+
+def bounded_date(value: date) -> date:
+    """Refuse a date outside years MIN_YEAR..MAX_YEAR."""
+    _in_year_range(value)
+    return value
+
+
+def clean_text(value: str) -> str:
+    """Refuse text PostgreSQL cannot store: NUL characters, and lone surrogates (not encodable as UTF-8)."""
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def int64(value: int) -> int:
+    """Refuse an integer PostgreSQL's bigint cannot hold (Python's are unbounded)."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("the integer is out of range (at most 64 bits)")
+    return value
+
+
+ApiDateTime = Annotated[datetime, AfterValidator(bounded_datetime)]
+ApiDate = Annotated[date, AfterValidator(bounded_date)]
+ApiText = Annotated[str, AfterValidator(clean_text)]
+# A validator, not Field(ge=, le=): it composes with a field's own bounds (Field(ge=1) keeps its 1).
+Int64 = Annotated[int, AfterValidator(int64)]

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 
+from backend.logging_config import configure_logging
 from backend.settings import get_settings
 
 # Periodic work (celery -A backend.worker beat, or worker -B). `expires` drops ticks a busy worker could not
@@ -81,6 +83,16 @@ def make_celery() -> Celery:
 
 
 logger = logging.getLogger(__name__)
+# No health data in the worker's logs either: the same redaction as the API (record factory + handler filters).
+configure_logging()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_worker_logs(**_kwargs: Any) -> None:
+    configure_logging()  # Celery installed its handlers: put the PHI filter on them too
+
+
 celery_app = make_celery()
 
 

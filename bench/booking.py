@@ -248,6 +248,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400, help="bookings per concurrency level")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--providers", type=int, default=20)
+    parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
+                        help="rate limiting on (the default, as deployed) or off, to see its cost")  # fmt: skip
     args = parser.parse_args()
 
     db_name = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
@@ -256,6 +258,13 @@ def main() -> int:
     db_url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{db_name}"
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "SECRET_KEY": secrets.token_urlsafe(48)}
     env.pop("CELERY_BROKER_URL", None)
+    # The security controls stay on (rate limiting, headers, CSRF/CORS checks, input guard): the figures include
+    # their cost. One address books for one practice here, so the limits are raised to let the load through, but
+    # every request is still counted against them in Redis.
+    env["REDIS_KEY_PREFIX"] = f"bench-{db_name}"
+    env["RATE_LIMIT_ENABLED"] = "1" if args.rate_limits == "on" else "0"
+    for limit_class in ("SEARCH", "SLOTS", "BOOKING", "AUTH", "PRACTICE_SEARCH", "PRACTICE_SLOTS", "PRACTICE_BOOKING"):
+        env[f"RATE_LIMIT_{limit_class}"] = "1000000/minute"
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
     server = None
     try:
@@ -277,7 +286,8 @@ def main() -> int:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        print(f"# {os.cpu_count()} cores; granian --workers {args.workers}; PostgreSQL + Redis on 127.0.0.1")
+        print(f"# {os.cpu_count()} cores; granian --workers {args.workers}; PostgreSQL + Redis on 127.0.0.1;"
+              f" rate limiting {args.rate_limits}")  # fmt: skip
         print(HEADER)
         rows, book_rates = asyncio.run(bench_api(url, info, args.requests))
         print("\n".join(rows))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 from backend.api.app import api
+from backend.api.edge import edge_transformer, socket_origin_allowed
 from portal import background, live_bridge
 from portal.pages import index, login, unsubscribe  # noqa: F401 - importing registers the pages
 from portal.pages.admin import clinics, home, outbox, policy, waitlists  # noqa: F401
@@ -15,7 +18,23 @@ from portal.pages.doctor import waitlist as doctor_waitlist  # noqa: F401
 from portal.pages.patient import appointments, find, notifications, provider, waitlist, waitlist_join  # noqa: F401
 from portal.pages.patient import home as patient_home  # noqa: F401
 
-app = rx.App(api_transformer=api)
+
+class _EdgeApp(rx.App):
+    """The Reflex app wrapped, outermost, in the edge middleware (backend/api/edge.py).
+
+    api_transformer would leave Reflex's own top-level Starlette (and its CORS middleware) outside the wrapper,
+    so CORS preflights and its responses would miss the security headers; wrapping the finished ASGI app here
+    covers every response: pages, static files, /api, /auth and the event socket.
+    """
+
+    def __call__(self) -> Any:
+        return edge_transformer(super().__call__())
+
+
+app = _EdgeApp(api_transformer=api)
+# The socket server checks Origin itself too (the middleware already refused foreign ones): same rule.
+if app.sio is not None:
+    app.sio.eio.cors_allowed_origins = socket_origin_allowed
 # Committed domain events -> each tenant's LiveTenant revision -> every open page of that tenant.
 live_bridge.register(app)
 # Without a broker (the embedded default), offer expiry and the other beat ticks run in-process.

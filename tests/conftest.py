@@ -42,6 +42,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("CELERY_BROKER_URL", None)
     # Tasks run in-process unless a test starts a real worker (test_worker_cascade does, and unsets this).
     os.environ["CELERY_EAGER"] = "1"
+    # Rate limits off for the suite (it sends many requests from one address); tests/integration/test_rate_limit.py
+    # turns them on with its own limiter. Keys of this run stay apart from other runs on the shared Redis.
+    os.environ["RATE_LIMIT_ENABLED"] = "0"
+    os.environ["REDIS_KEY_PREFIX"] = f"test-{TEST_DB_NAME}"
 
     from alembic import command
     from alembic.config import Config

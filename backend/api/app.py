@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from backend.api.edge import install_edge
 from backend.api.errors import install_error_handlers
+from backend.api.input_guard import install_input_guards
+from backend.api.ratelimit import install_rate_limiting
 from backend.api.routes import (
     appointments,
     auth,
@@ -31,6 +34,9 @@ def create_api() -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    install_input_guards(app)
+    install_rate_limiting(app)
+    install_edge(app)  # last, so outermost: CORS, cross-site refusal, security headers on every response
     app.include_router(providers.router)  # before appointments: /providers/facets is a path of its own
     for router in (
         health.router,

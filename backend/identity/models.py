@@ -65,8 +65,6 @@ class User(TenantMixin, table=True):
     full_name: str = Field(max_length=200)
     password_hash: str = Field(max_length=255)
     is_active: bool = Field(default=True)
-    failed_login_count: int = Field(default=0)
-    last_failed_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -92,12 +90,22 @@ class Membership(TenantMixin, table=True):
 
 
 class UserSession(TenantMixin, table=True):
-    """A browser login. The cookie carries a random token; only its hash is stored."""
+    """A login: a browser's cookie session, or an API client's token session.
+
+    Browser: the cookie carries a random token; only its hash is stored. API: access tokens carry the session's
+    id (`sid`) and stop working when the row is revoked; the rotating refresh token is stored as a hash, and its
+    generation tells a reused (already rotated) refresh token from the current one.
+    """
 
     __tablename__ = "user_sessions"
+    __table_args__ = (sa.CheckConstraint("kind IN ('browser', 'api')", name="kind"),)
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    kind: str = Field(default="browser", max_length=10)
+    # API sessions have no cookie: a hash of a random value nobody holds keeps the column unique and not null.
     token_hash: str = Field(max_length=64, unique=True)
+    refresh_hash: str | None = Field(default=None, max_length=64)
+    refresh_generation: int = Field(default=0)
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     membership_id: uuid.UUID = Field(foreign_key="memberships.id", ondelete="CASCADE")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

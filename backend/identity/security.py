@@ -1,8 +1,9 @@
-"""Password hashing (argon2), access tokens (JWT, HS256 pinned) and session tokens."""
+"""Password hashing (argon2), access tokens (JWT, HS256 pinned), session and refresh tokens."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from datetime import timedelta
@@ -23,15 +24,20 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 
+def _secret_bytes(password: str) -> bytes:
+    # UTF-8 for every real password; a lone surrogate (valid in JSON, not in UTF-8) must not become a 500.
+    return password.encode("utf-8", "surrogatepass")
+
+
 def hash_password(password: str) -> str:
     """Hash a password with argon2id."""
-    return _hasher.hash(password)
+    return _hasher.hash(_secret_bytes(password))
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Check a password; with no hash, spend the same time and fail."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _DUMMY_HASH, _secret_bytes(password)) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -40,8 +46,10 @@ def _key() -> OctKey:
     return OctKey.import_key(get_settings().secret_key)
 
 
-def issue_access_token(*, user_id: uuid.UUID, tenant_id: uuid.UUID, role: str) -> tuple[str, int]:
-    """Sign a bearer token; return it with its lifetime in seconds."""
+def issue_access_token(
+    *, user_id: uuid.UUID, tenant_id: uuid.UUID, role: str, session_id: uuid.UUID
+) -> tuple[str, int]:
+    """Sign a bearer token bound to its session (`sid`); return it with its lifetime in seconds."""
     settings = get_settings()
     now = utcnow()
     lifetime = timedelta(minutes=settings.access_token_minutes)
@@ -49,6 +57,7 @@ def issue_access_token(*, user_id: uuid.UUID, tenant_id: uuid.UUID, role: str) -
         "sub": str(user_id),
         "tenant": str(tenant_id),
         "role": role,
+        "sid": str(session_id),
         "iat": int(now.timestamp()),
         "exp": int((now + lifetime).timestamp()),
         "jti": secrets.token_hex(16),
@@ -68,6 +77,7 @@ def decode_access_token(token: str) -> dict[str, Any]:
             sub={"essential": True},
             tenant={"essential": True},
             role={"essential": True},
+            sid={"essential": True},
             exp={"essential": True},
             iat={"essential": True},
             jti={"essential": True},
@@ -76,6 +86,7 @@ def decode_access_token(token: str) -> dict[str, Any]:
         claims = dict(decoded.claims)
         uuid.UUID(claims["sub"])
         uuid.UUID(claims["tenant"])
+        uuid.UUID(claims["sid"])
     except (JoseError, ValueError, KeyError, TypeError) as exc:
         raise AuthenticationFailed("invalid or expired token") from exc
     return claims
@@ -89,3 +100,29 @@ def new_session_token() -> tuple[str, str]:
 
 def hash_session_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_refresh_token(session_id: uuid.UUID, generation: int) -> tuple[str, str]:
+    """Return an opaque refresh token for the session's `generation`, and the hash we store.
+
+    The session id and generation ride in the clear so that a presented token finds its session and a rotated
+    (older) one is recognised as reuse; the random part is what proves possession.
+    """
+    token = f"{session_id.hex}.{generation}.{secrets.token_urlsafe(32)}"
+    return token, hash_session_token(token)
+
+
+def parse_refresh_token(token: str) -> tuple[uuid.UUID, int] | None:
+    """The session id and generation a refresh token names, or None when it is not one of ours in shape."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(token) > 200 or not parts[1].isdigit() or len(parts[1]) > 9 or not parts[2]:
+        return None
+    try:
+        return uuid.UUID(hex=parts[0]), int(parts[1])
+    except ValueError:
+        return None
+
+
+def same_hash(left: str | None, right: str) -> bool:
+    """Compare two stored hashes in constant time."""
+    return left is not None and hmac.compare_digest(left, right)

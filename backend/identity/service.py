@@ -1,38 +1,39 @@
-"""Login, tokens and browser sessions: how a request becomes an Actor."""
+"""Login, tokens and sessions: how a request becomes an Actor, and how a login ends."""
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from backend.audit.service import record
 from backend.db import UnitOfWork
-from backend.errors import AuthenticationFailed, NotFound, PracticeRequired, RateLimited
-from backend.identity import security
+from backend.errors import (
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    PracticeRequired,
+    RateLimited,
+    ValidationFailed,
+)
+from backend.identity import security, throttle
 from backend.identity.models import Membership, Patient, Provider, User, UserSession
-from backend.service import service_function
+from backend.service import require_role, service_function
 from backend.settings import get_settings
 from backend.tenancy.context import ROLE_PRIORITY, Actor, Role
 from backend.tenancy.models import Tenant
 from backend.types import utcnow
 
 BAD_LOGIN = "Incorrect email or password."
+BAD_TOKEN = "invalid or expired token"  # noqa: S105 - a message, not a secret
+BAD_REFRESH = "invalid or expired refresh token"
 
 
-def _login_wait_seconds(user: User) -> int:
-    """Seconds the account must still wait before another attempt (0 when it may try now)."""
-    settings = get_settings()
-    extra = user.failed_login_count - settings.login_free_failures
-    if extra < 0 or user.last_failed_login_at is None:
-        return 0
-    backoff = min(settings.login_backoff_base_seconds * 2**extra, settings.login_backoff_max_seconds)
-    remaining = (user.last_failed_login_at + timedelta(seconds=backoff) - utcnow()).total_seconds()
-    return max(0, math.ceil(remaining))
+def throttled_message(seconds: int) -> str:
+    return f"Too many failed attempts. Try again in {seconds} seconds."
 
 
 def _actor_for(membership: Membership) -> Actor:
@@ -53,46 +54,53 @@ def _pick_membership(uow: UnitOfWork, user: User, role: Role | None) -> Membersh
     return memberships[0] if memberships else None
 
 
-def authenticate(*, email: str, password: str, practice: str | None = None, role: Role | None = None) -> Actor:
-    """Check an email and password; return the actor or raise (401, or 429 after repeated failures).
+def _throttle_or_raise(client_address: str | None, email: str) -> None:
+    wait = throttle.check_attempt(client_address, email)
+    if wait:
+        throttle.record_breach("login")
+        raise RateLimited(throttled_message(wait), retry_after=wait)
 
-    After `login_free_failures` wrong passwords in a row every further attempt on the account waits
-    an exponentially growing delay, whether or not its password is right.
+
+def authenticate(
+    *,
+    email: str,
+    password: str,
+    client_address: str | None,
+    practice: str | None = None,
+    role: Role | None = None,
+) -> Actor:
+    """Check an email and password from `client_address`; return the actor or raise (401, or 429 when throttled).
+
+    Throttling (backend/identity/throttle.py) is keyed by the client's network and the e-mail, and treats an
+    unknown e-mail exactly like a known one: same answers, same Retry-After, same cost (a dummy argon2 check).
     """
     email = email.strip().lower()
     if not email or not password:
         raise AuthenticationFailed("Enter your email and password.")
+    _throttle_or_raise(client_address, email)
     with UnitOfWork(unscoped=True) as uow:
         query = select(User).where(func.lower(User.email) == email, col(User.is_active).is_(True))
         if practice:
             query = query.join(Tenant, col(Tenant.id) == User.tenant_id).where(Tenant.slug == practice)
-        candidates = list(uow.session.exec(query.with_for_update(of=User) if not _is_sqlite(uow) else query))
+        candidates = list(uow.session.exec(query))
         if not candidates:
             security.verify_password(None, password)  # same cost as a wrong password
             raise AuthenticationFailed(BAD_LOGIN)
-        for user in candidates:
-            wait = _login_wait_seconds(user)
-            if wait:
-                raise RateLimited(f"Too many failed attempts. Try again in {wait} seconds.", retry_after=wait)
         matched = [u for u in candidates if security.verify_password(u.password_hash, password)]
-        if len(matched) > 1:
-            # The right password for accounts in several practices is not a failed attempt: never count it.
-            raise PracticeRequired("This email belongs to several practices; choose your practice.")
         if not matched:
-            now = utcnow()
             for user in candidates:
-                user.failed_login_count += 1
-                user.last_failed_login_at = now
-                uow.session.add(user)
+                # No e-mail in the data: the entity id names the account.
                 record(_system_in(user), uow, action="user.login_failed", entity_type="user", entity_id=user.id)
             uow.commit()
             raise AuthenticationFailed(BAD_LOGIN)
+        # The right password from here on: whatever follows, it is not a failed attempt.
+        throttle.record_success(client_address, email)
+        if len(matched) > 1:
+            raise PracticeRequired("This email belongs to several practices; choose your practice.")
         user = matched[0]
         membership = _pick_membership(uow, user, role)
         if membership is None:
             raise AuthenticationFailed("This account has no access to the practice.")
-        user.failed_login_count = 0
-        user.last_failed_login_at = None
         user.last_login_at = utcnow()
         uow.session.add(user)
         actor = _actor_for(membership)
@@ -109,36 +117,166 @@ def _system_in(user: User) -> Actor:
     return Actor(tenant_id=user.tenant_id, role=Role.SYSTEM, user_id=user.id)
 
 
-def issue_token(actor: Actor) -> tuple[str, int]:
-    """Sign a bearer token for an authenticated actor; return it with its lifetime in seconds."""
+def _membership_of(uow: UnitOfWork, actor: Actor) -> Membership:
+    membership = uow.session.exec(
+        select(Membership).where(Membership.user_id == actor.user_id, Membership.role == actor.role)
+    ).first()
+    if membership is None:
+        raise AuthenticationFailed("This account has no access to the practice.")
+    return membership
+
+
+# -- API tokens: short-lived access tokens bound to a revocable session, renewed by rotating refresh tokens --
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+
+
+def _access_token(actor: Actor, session_id: uuid.UUID) -> tuple[str, int]:
+    assert actor.user_id is not None  # noqa: S101 - only people get sessions
+    return security.issue_access_token(
+        user_id=actor.user_id, tenant_id=actor.tenant_id, role=str(actor.role), session_id=session_id
+    )
+
+
+def start_api_session(actor: Actor) -> TokenGrant:
+    """Open an API session for an authenticated actor; return its access token and first refresh token."""
     if actor.user_id is None or actor.role == Role.SYSTEM:
         raise AuthenticationFailed("only people get tokens")
-    return security.issue_access_token(user_id=actor.user_id, tenant_id=actor.tenant_id, role=str(actor.role))
+    settings = get_settings()
+    with UnitOfWork(actor) as uow:
+        membership = _membership_of(uow, actor)
+        session = UserSession(
+            tenant_id=actor.tenant_id,
+            kind="api",
+            token_hash=security.new_session_token()[1],
+            user_id=membership.user_id,
+            membership_id=membership.id,
+            expires_at=utcnow() + timedelta(days=settings.refresh_token_days),
+        )
+        refresh_token, session.refresh_hash = security.new_refresh_token(session.id, session.refresh_generation)
+        uow.session.add(session)
+        uow.commit()
+    access_token, expires_in = _access_token(actor, session.id)
+    return TokenGrant(access_token=access_token, expires_in=expires_in, refresh_token=refresh_token)
 
 
-def _load_actor(tenant_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> Actor | None:
-    """Re-read the membership so a removed user or role stops working at once."""
+def issue_token(actor: Actor) -> tuple[str, int]:
+    """Open an API session for an authenticated actor; return its access token and lifetime in seconds."""
+    grant = start_api_session(actor)
+    return grant.access_token, grant.expires_in
+
+
+def refresh_api_session(refresh_token: str) -> TokenGrant:
+    """Rotate a refresh token: return a new access token and refresh token, and retire the one presented.
+
+    A refresh token that was already rotated is being replayed (it was copied, or the client is confused):
+    the whole session is revoked, so neither copy works any more.
+    """
+    parsed = security.parse_refresh_token(refresh_token)
+    if parsed is None:
+        raise AuthenticationFailed(BAD_REFRESH)
+    session_id, generation = parsed
+    with UnitOfWork(unscoped=True) as uow:
+        query = select(UserSession).where(UserSession.id == session_id, UserSession.kind == "api")
+        session = uow.session.exec(query if _is_sqlite(uow) else query.with_for_update()).first()
+        if session is None or session.revoked_at is not None or session.expires_at <= utcnow():
+            raise AuthenticationFailed(BAD_REFRESH)
+        if not security.same_hash(session.refresh_hash, security.hash_session_token(refresh_token)):
+            if generation < session.refresh_generation:
+                session.revoked_at = utcnow()
+                uow.session.add(session)
+                user = uow.session.get(User, session.user_id)
+                if user is not None:
+                    record(
+                        _system_in(user), uow, action="user.refresh_token_reused", entity_type="user", entity_id=user.id
+                    )
+                uow.commit()
+            raise AuthenticationFailed(BAD_REFRESH)
+        membership = uow.session.exec(
+            select(Membership)
+            .join(User, col(User.id) == Membership.user_id)
+            .where(Membership.id == session.membership_id, col(User.is_active).is_(True))
+        ).first()
+        if membership is None:
+            raise AuthenticationFailed(BAD_REFRESH)
+        session.refresh_generation += 1
+        new_refresh, session.refresh_hash = security.new_refresh_token(session.id, session.refresh_generation)
+        uow.session.add(session)
+        uow.commit()
+        actor = _actor_for(membership)
+    access_token, expires_in = _access_token(actor, session.id)
+    return TokenGrant(access_token=access_token, expires_in=expires_in, refresh_token=new_refresh)
+
+
+def _load_actor(tenant_id: uuid.UUID, user_id: uuid.UUID, role: Role, session_id: uuid.UUID) -> Actor | None:
+    """Re-read the membership and the token's session so a removed user, role or session stops working at once."""
     with UnitOfWork(Actor.system(tenant_id)) as uow:
         # One round trip: this runs on every API request.
         membership = uow.session.exec(
             select(Membership)
             .join(User, col(User.id) == Membership.user_id)
-            .where(Membership.user_id == user_id, Membership.role == role, col(User.is_active).is_(True))
+            .join(UserSession, col(UserSession.membership_id) == Membership.id)
+            .where(
+                UserSession.id == session_id,
+                UserSession.kind == "api",
+                UserSession.user_id == user_id,
+                col(UserSession.revoked_at).is_(None),
+                col(UserSession.expires_at) > utcnow(),
+                Membership.user_id == user_id,
+                Membership.role == role,
+                col(User.is_active).is_(True),
+            )
         ).first()
         return _actor_for(membership) if membership else None
 
 
-def actor_from_token(token: str) -> Actor:
-    """Turn a bearer token into an actor, or raise AuthenticationFailed."""
+@dataclass(frozen=True)
+class BearerSession:
+    actor: Actor
+    session_id: uuid.UUID
+
+
+def session_from_token(token: str) -> BearerSession:
+    """Turn a bearer token into its actor and session, or raise AuthenticationFailed."""
     claims = security.decode_access_token(token)
     try:
         role = Role(claims["role"])
     except ValueError as exc:
-        raise AuthenticationFailed("invalid or expired token") from exc
-    actor = _load_actor(uuid.UUID(claims["tenant"]), uuid.UUID(claims["sub"]), role)
+        raise AuthenticationFailed(BAD_TOKEN) from exc
+    session_id = uuid.UUID(claims["sid"])
+    actor = _load_actor(uuid.UUID(claims["tenant"]), uuid.UUID(claims["sub"]), role, session_id)
     if actor is None:
-        raise AuthenticationFailed("invalid or expired token")
-    return actor
+        raise AuthenticationFailed(BAD_TOKEN)
+    return BearerSession(actor=actor, session_id=session_id)
+
+
+def actor_from_token(token: str) -> Actor:
+    """Turn a bearer token into an actor, or raise AuthenticationFailed."""
+    return session_from_token(token).actor
+
+
+def end_api_session(actor: Actor, session_id: uuid.UUID) -> None:
+    """Revoke the API session a bearer token belongs to (its access and refresh tokens stop working)."""
+    with UnitOfWork(actor) as uow:
+        uow.session.execute(
+            update(UserSession)
+            .where(
+                col(UserSession.id) == session_id,
+                col(UserSession.user_id) == actor.user_id,
+                col(UserSession.tenant_id) == actor.tenant_id,
+                col(UserSession.revoked_at).is_(None),
+            )
+            .values(revoked_at=utcnow())
+        )
+        uow.commit()
+
+
+# -- browser sessions ----------------------------------------------------------------------------------
 
 
 def start_session(actor: Actor) -> tuple[str, int]:
@@ -147,12 +285,11 @@ def start_session(actor: Actor) -> tuple[str, int]:
     token, token_hash = security.new_session_token()
     lifetime = timedelta(hours=settings.session_hours)
     with UnitOfWork(actor) as uow:
-        membership = uow.session.exec(
-            select(Membership).where(Membership.user_id == actor.user_id, Membership.role == actor.role)
-        ).one()
+        membership = _membership_of(uow, actor)
         uow.session.add(
             UserSession(
                 tenant_id=actor.tenant_id,
+                kind="browser",
                 token_hash=token_hash,
                 user_id=membership.user_id,
                 membership_id=membership.id,
@@ -168,16 +305,22 @@ def actor_from_session(token: str | None) -> Actor | None:
     if not token:
         return None
     with UnitOfWork(unscoped=True) as uow:
-        session = uow.session.exec(
-            select(UserSession).where(UserSession.token_hash == security.hash_session_token(token))
+        # One round trip: the session, its membership and the user's state together.
+        membership = uow.session.exec(
+            select(Membership)
+            .join(UserSession, col(UserSession.membership_id) == Membership.id)
+            .join(User, col(User.id) == Membership.user_id)
+            .where(
+                UserSession.token_hash == security.hash_session_token(token),
+                UserSession.kind == "browser",
+                col(UserSession.user_id) == Membership.user_id,
+                col(UserSession.tenant_id) == Membership.tenant_id,
+                col(UserSession.revoked_at).is_(None),
+                col(UserSession.expires_at) > utcnow(),
+                col(User.is_active).is_(True),
+            )
         ).first()
-        if session is None or session.revoked_at is not None or session.expires_at <= utcnow():
-            return None
-        membership = uow.session.get(Membership, session.membership_id)
-        if membership is None:
-            return None
-        tenant_id, user_id, role = session.tenant_id, session.user_id, Role(membership.role)
-    return _load_actor(tenant_id, user_id, role)
+        return _actor_for(membership) if membership else None
 
 
 def end_session(token: str | None) -> None:
@@ -186,12 +329,82 @@ def end_session(token: str | None) -> None:
         return
     with UnitOfWork(unscoped=True) as uow:
         session = uow.session.exec(
-            select(UserSession).where(UserSession.token_hash == security.hash_session_token(token))
+            select(UserSession).where(
+                UserSession.token_hash == security.hash_session_token(token), UserSession.kind == "browser"
+            )
         ).first()
         if session is not None and session.revoked_at is None:
             session.revoked_at = utcnow()
             uow.session.add(session)
             uow.commit()
+
+
+# -- password changes and disabled users: every session of the user ends -------------------------------
+
+
+def _revoke_all_sessions(uow: UnitOfWork, tenant_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    result = uow.session.execute(
+        update(UserSession)
+        .where(
+            col(UserSession.user_id) == user_id,
+            col(UserSession.tenant_id) == tenant_id,
+            col(UserSession.revoked_at).is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def check_password_policy(password: str, *, email: str = "") -> None:
+    """Refuse a new password that is too short, blank or the e-mail itself (422)."""
+    minimum = get_settings().min_password_length
+    if len(password) < minimum or not password.strip():
+        raise ValidationFailed(f"Choose a password of at least {minimum} characters.", field="new_password")
+    if len(password) > 1024:
+        raise ValidationFailed("Choose a password of at most 1024 characters.", field="new_password")
+    if email and password.strip().lower() == email.strip().lower():
+        raise ValidationFailed("Choose a password that is not your email address.", field="new_password")
+
+
+@service_function
+def change_password(
+    actor: Actor, uow: UnitOfWork, *, current_password: str, new_password: str, client_address: str | None
+) -> None:
+    """Change the signed-in person's own password and end every session they have (this one too)."""
+    if actor.user_id is None or actor.role == Role.SYSTEM:
+        raise PermissionDenied("only people have passwords")
+    user = uow.session.get(User, actor.user_id)
+    if user is None or not user.is_active:
+        raise NotFound("user")
+    check_password_policy(new_password, email=user.email)
+    # Guessing the current password with a stolen token counts like guessing it at the login.
+    _throttle_or_raise(client_address, user.email)
+    if not security.verify_password(user.password_hash, current_password):
+        raise ValidationFailed("The current password is incorrect.", field="current_password")
+    throttle.record_success(client_address, user.email)
+    if current_password == new_password:
+        raise ValidationFailed("Choose a new password that differs from the current one.", field="new_password")
+    user.password_hash = security.hash_password(new_password)
+    uow.session.add(user)
+    revoked = _revoke_all_sessions(uow, actor.tenant_id, user.id)
+    data = {"sessions_ended": revoked}
+    record(actor, uow, action="user.password_changed", entity_type="user", entity_id=user.id, data=data)
+
+
+@service_function
+def disable_user(actor: Actor, uow: UnitOfWork, user_id: uuid.UUID) -> User:
+    """Disable a user of the admin's practice: they can no longer sign in, and every session of theirs ends."""
+    require_role(actor, Role.ADMIN)
+    user = uow.session.get(User, user_id)
+    if user is None:
+        raise NotFound("user")
+    if user.id == actor.user_id:
+        raise ValidationFailed("You cannot disable your own account.")
+    user.is_active = False
+    uow.session.add(user)
+    revoked = _revoke_all_sessions(uow, actor.tenant_id, user.id)
+    record(actor, uow, action="user.disabled", entity_type="user", entity_id=user.id, data={"sessions_ended": revoked})
+    return user
 
 
 @dataclass(frozen=True)

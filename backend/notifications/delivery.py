@@ -243,7 +243,8 @@ def _failed(claim: Claim, attempts: int, error: str, *, permanent: bool) -> str:
     retry_at = now if dead else now + backoff(attempts)
     _finish(claim, {"status": status, "last_error": error[:500], "next_attempt_at": retry_at})
     if dead:
-        logger.warning("notification %s dead after %d attempt(s): %s", claim.notification_id, attempts, error[:200])
+        # The provider's error text can quote the address or number: it stays on the row (staff see it), not in logs.
+        logger.warning("notification %s dead after %d attempt(s)", claim.notification_id, attempts)
     return str(status)
 
 

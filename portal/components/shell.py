@@ -54,6 +54,9 @@ def _sign_out() -> rx.Component:
     return native_form(
         rx.button(rx.icon("log-out", size=16), "Sign out", variant="soft", color_scheme="gray", width="100%"),
         action="/auth/logout",
+        # The next person on this tab gets a new Reflex client; this one's state is reset on the server.
+        forget_client=True,
+        notify=SessionState.end_client_state,
         width="100%",
     )
 

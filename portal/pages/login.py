@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 from portal.components.fields import field_label
 from portal.components.native_form import native_form
 from portal.components.shell import APP_NAME
+from portal.state.client import FORGET_CLIENT_TOKEN_JS
 from portal.state.session import LoginState
+
+_FORGET_CLIENT_JS = f"""
+function WaitwellForgetClient(props) {{
+  // Whoever signs in next on this tab starts a new Reflex client (portal.state.client): forget the token now.
+  useEffect(() => {{ {FORGET_CLIENT_TOKEN_JS}; }}, []);
+  return jsx("span", {{ hidden: true, ...props }});
+}}
+"""
+
+
+class ForgetClient(rx.Component):
+    """On mount, the browser forgets this tab's Reflex client token (the next page load gets a new one)."""
+
+    library: str | None = None
+    tag: str | None = "WaitwellForgetClient"
+
+    def add_imports(self) -> dict[str, Any]:
+        return {"react": [rx.ImportVar(tag="useEffect")], "@emotion/react": [rx.ImportVar(tag="jsx")]}
+
+    def add_custom_code(self) -> list[str]:
+        return [_FORGET_CLIENT_JS]
 
 
 def _field(label: str, name: str, kind: str, autocomplete: str) -> rx.Component:
@@ -59,7 +83,9 @@ def login() -> rx.Component:
                     width="100%",
                 ),
                 action="/auth/login",
+                forget_client=True,
             ),
+            ForgetClient.create(),
             size="4",
             width="100%",
             max_width="420px",

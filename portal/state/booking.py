@@ -24,6 +24,7 @@ from backend.tenancy import service as tenancy
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
+from portal.state.ratelimit import BOOKING, SEARCH, SLOTS, limited
 from portal.state.session import SESSION_ENDED, SessionState
 
 ANY = "any"
@@ -107,6 +108,7 @@ class FindCareState(SessionState):
     searched: bool = False
     searching: bool = False
     search_error: str = ""
+    rate_limited: str = ""  # "Too many requests — try again in N s." (portal/state/ratelimit.py)
 
     @rx.var
     def any_free(self) -> bool:
@@ -134,6 +136,8 @@ class FindCareState(SessionState):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
+        if limited(self, SEARCH, actor):
+            return None
         with UnitOfWork(actor) as uow:
             clinics = tenancy.list_clinics(actor, uow)
             facets = search.search_facets(actor, uow)
@@ -173,6 +177,8 @@ class FindCareState(SessionState):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
+        if limited(self, SEARCH, actor):
+            return None
         self.f_q = str(form.get("q", "")).strip()[:100]
         self.f_free_before = str(form.get("free_before", "")).strip()
         self.searching = True
@@ -186,6 +192,8 @@ class FindCareState(SessionState):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
+        if limited(self, SEARCH, actor):
+            return None
         self.f_clinic = self.f_specialty = self.f_modality = self.f_language = ANY
         self.f_q = self.f_free_before = ""
         self._search(actor)
@@ -294,6 +302,7 @@ class ProviderWeekState(SessionState):
     days: list[WeekDay] = []
     free_count: int = 0
     alert: str = ""
+    rate_limited: str = ""  # "Too many requests — try again in N s." (portal/state/ratelimit.py)
 
     # Rescheduling (?reschedule=<appointment id>).
     reschedule_from: str = ""
@@ -381,6 +390,8 @@ class ProviderWeekState(SessionState):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
+        if limited(self, SLOTS, actor):
+            return None
         provider_id = _uuid(self._route_provider_id())
         self._provider_id = self.provider_ref = str(provider_id) if provider_id else ""
         self._reschedule_id = self._reschedule_modality = ""
@@ -531,6 +542,8 @@ class ProviderWeekState(SessionState):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
+        if limited(self, SLOTS, actor):
+            return None
         self.week_offset = max(0, self.week_offset - 1)
         self.alert = ""
         self._load_week(actor)
@@ -541,6 +554,8 @@ class ProviderWeekState(SessionState):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
+        if limited(self, SLOTS, actor):
+            return None
         self.week_offset = min(self.max_offset, self.week_offset + 1)
         self.alert = ""
         self._load_week(actor)
@@ -551,6 +566,8 @@ class ProviderWeekState(SessionState):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
+        if limited(self, SLOTS, actor):
+            return None
         self.week_offset = 0
         self.alert = ""
         self._load_week(actor)
@@ -600,7 +617,7 @@ class ProviderWeekState(SessionState):
             start = datetime.fromisoformat(start_iso)
         except ValueError:
             return None
-        if provider_id is None or self.busy:
+        if provider_id is None or self.busy or limited(self, BOOKING, actor):
             return None
         self._reset_selection()
         self.alert = ""
@@ -653,7 +670,7 @@ class ProviderWeekState(SessionState):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
-        if self.busy or not self._sel_start:
+        if self.busy or not self._sel_start or limited(self, BOOKING, actor):
             return None
         self.busy = True
         self.dialog_error = ""
@@ -776,7 +793,7 @@ class ProviderWeekState(SessionState):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
-        if self.busy or not self.series_checked or not self._sel_start:
+        if self.busy or not self.series_checked or not self._sel_start or limited(self, BOOKING, actor):
             return None
         self.busy = True
         self.dialog_error = ""

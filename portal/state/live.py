@@ -51,7 +51,7 @@ import reflex as rx
 from reflex_base.event import no_args_event_spec
 
 from backend.identity import service as identity
-from portal.state.session import SESSION_ENDED, session_token
+from portal.state.session import SESSION_ENDED, SessionState, session_token
 
 # Only tokens of tabs that are gone accumulate in a tenant's linked set; past this size they are pruned.
 MAX_LINKED_CLIENTS = 2000
@@ -71,10 +71,17 @@ class LiveTenant(rx.SharedState):
     @rx.event
     async def link(self):
         """Link this client to its own tenant's live counter (resolved from the session, never the client)."""
+        # State filled under another session is reset (and its old link dropped) before anything is linked.
+        session = await self.get_state(SessionState)
+        rebound = session._bind_to_session()
         actor = identity.actor_from_session(session_token(self))
         if actor is None:
             return None
-        await self._link_to(tenant_token(actor.tenant_id))
+        token = tenant_token(actor.tenant_id)
+        if rebound and self._linked_to == token:
+            # The reset dropped this client's link to the very tenant `_link_to` would find it still linked to.
+            self._reflex_internal_links = {self.get_full_name(): token}
+        await self._link_to(token)
         return None
 
 
@@ -119,11 +126,16 @@ class LiveRefreshMixin(rx.State, mixin=True):
     @rx.event
     async def live_update(self):
         """Something changed in the practice: re-read this page's data, unless it already shows it."""
+        session = await self.get_state(SessionState)
+        if session._bind_to_session():
+            # This client's state was another session's: it is reset; let the page's guard and on_load run again.
+            return rx.redirect(self.router.url.path or "/")
         if not await self._live_changed():
-            return
+            return None
         actor = self._live_actor()
         if actor is not None:
             self._live_reload(actor)
+        return None
 
 
 _LIVE_REFRESH_JS = """

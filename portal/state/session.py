@@ -6,11 +6,13 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote
 
 import reflex as rx
+from reflex.state import _override_base_method
 
 from backend.db import UnitOfWork
 from backend.identity import service as identity
 from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
+from portal.state.client import owner_key, reset_client_tree
 
 SESSION_ENDED = "Your session has ended. Sign in again."
 HOME_BY_ROLE = {"patient": "/patient", "doctor": "/doctor", "admin": "/admin"}
@@ -24,7 +26,7 @@ def session_token(state: rx.State) -> str | None:
         cookies.load(state.router.headers.cookie or "")
     except CookieError:
         return None
-    morsel = cookies.get(get_settings().session_cookie_name)
+    morsel = cookies.get(get_settings().session_cookie)
     return morsel.value if morsel else None
 
 
@@ -37,6 +39,36 @@ class SessionState(rx.State):
     practice_name: str = ""
     # The role the last guard admitted for the current page; pages render only when it matches.
     admitted_role: str = ""
+    # Server-only: whose session filled this client's state (see portal.state.client.owner_key).
+    _client_owner: str = ""
+
+    def _bind_to_session(self) -> bool:
+        """Reset all of this client's state if it was filled under another session (or none); True if it was.
+
+        Runs first in every websocket's hydrate (see `_reset_client_storage`) and again in the guard.
+        """
+        owner = owner_key(session_token(self))
+        if self._client_owner == owner:
+            return False
+        reset_client_tree(self)
+        self._client_owner = owner
+        return True
+
+    @_override_base_method  # Reflex refuses to let a state shadow its methods unless marked so
+    def _reset_client_storage(self) -> None:
+        """Reflex calls this on every state at the start of each hydrate, before the state snapshot is taken.
+
+        The session cookie only changes with a new websocket, and each one starts with a hydrate: binding the
+        state to the session here means no delta a tab receives ever carries another session's data.
+        """
+        if type(self) is SessionState:  # once per client, not again for each page state below it
+            self._bind_to_session()
+        super()._reset_client_storage()
+
+    @rx.event
+    def end_client_state(self):
+        """Sign-out: forget everything this tab's client held (its browser forgets the client token too)."""
+        reset_client_tree(self)
 
     def _actor(self, *roles: Role) -> Actor | None:
         """Resolve the session again (never trusted from earlier events); None unless it has one of `roles`."""
@@ -48,6 +80,7 @@ class SessionState(rx.State):
     @rx.event
     def guard(self, role: str):
         """Admit the page for `role`; send a stranger to the login and anyone else to their own home."""
+        self._bind_to_session()
         self.admitted_role = ""
         actor = self._actor()
         if actor is None:

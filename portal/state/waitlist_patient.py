@@ -26,6 +26,7 @@ from backend.waitlist import service as wl
 from backend.waitlist.policy import effective_policy
 from portal.components import format as fmt
 from portal.state.live import LiveRefreshMixin
+from portal.state.ratelimit import WAITLIST_JOIN, limited
 from portal.state.session import SESSION_ENDED, SessionState
 
 ANY = "any"
@@ -211,6 +212,7 @@ class PatientWaitlistJoinState(SessionState):
     form_error: str = ""
     duplicate: bool = False
     busy: bool = False
+    rate_limited: str = ""  # "Too many requests — try again in N s." (portal/state/ratelimit.py)
 
     _providers: list[dict[str, Any]] = []
     _clinics: dict[str, dict[str, str]] = {}
@@ -409,7 +411,7 @@ class PatientWaitlistJoinState(SessionState):
         self.form_error = ""
         self.duplicate = False
         self.field_errors = self._local_checks(earliest, latest, reason)
-        if self.field_errors:
+        if self.field_errors or limited(self, WAITLIST_JOIN, actor):
             return None
         any_provider = self.j_provider == ANY
         request = wl.JoinRequest(

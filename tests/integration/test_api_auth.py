@@ -16,6 +16,7 @@ from backend.db import UnitOfWork
 from backend.identity import security
 from backend.identity.models import User, UserSession
 from backend.identity.service import BAD_LOGIN, actor_from_session
+from backend.redis_client import get_redis
 from backend.settings import get_settings
 from backend.tenancy.context import Role
 from tests.factories import TEST_PASSWORD, Practice, bearer, make_practice, rows
@@ -37,6 +38,17 @@ def summit(db: sa.Engine) -> Practice:
     return make_practice("Summit Counseling", "summit", zones=("America/Denver", "Asia/Tokyo"))
 
 
+@pytest.fixture(autouse=True)
+def throttle_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """This test's own login-throttle keys, so other tests and other runs on the shared Redis never meet them."""
+    prefix = f"test-auth-{uuid.uuid4().hex}"
+    monkeypatch.setattr(get_settings(), "redis_key_prefix", prefix)
+    yield prefix
+    keys = list(get_redis().scan_iter(f"{prefix}:*"))
+    if keys:
+        get_redis().delete(*keys)
+
+
 @pytest.fixture
 def slow_backoff(monkeypatch: pytest.MonkeyPatch) -> float:
     """Make the first throttled wait a minute, so the test never races the clock."""
@@ -49,11 +61,6 @@ def _token(client: TestClient, email: str, password: str) -> tuple[int, dict[str
     return response.status_code, response.json(), dict(response.headers)
 
 
-def _failures(p: Practice, email: str) -> int:
-    (user,) = rows(p, User, email=email)
-    return user.failed_login_count
-
-
 # -- tokens --------------------------------------------------------------------------------------------
 
 
@@ -62,10 +69,15 @@ def test_token_for_good_credentials(client: TestClient, harbor: Practice) -> Non
     assert status == 200
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == get_settings().access_token_minutes * 60
+    assert body["refresh_token"]
     claims = security.decode_access_token(str(body["access_token"]))
     assert claims["sub"] == str(harbor.admin_user.id)
     assert claims["tenant"] == str(harbor.tenant_id)
     assert claims["role"] == "admin"
+    # Bound to an API session of its own, which keeps only the refresh token's hash.
+    (session,) = rows(harbor, UserSession, id=uuid.UUID(claims["sid"]))
+    assert (session.kind, session.user_id, session.revoked_at) == ("api", harbor.admin_user.id, None)
+    assert session.refresh_hash == security.hash_session_token(str(body["refresh_token"]))
 
 
 def test_token_works_on_a_protected_route(client: TestClient, harbor: Practice) -> None:
@@ -101,37 +113,41 @@ def test_system_role_is_never_issued(client: TestClient, harbor: Practice) -> No
     assert response.status_code == 401
 
 
-def test_throttled_after_five_failures_even_with_the_right_password(
+def test_throttled_after_five_failures_from_the_same_network(
     client: TestClient, harbor: Practice, slow_backoff: float
 ) -> None:
     email = harbor.admin_user.email
     for attempt in range(1, 6):
         status, body, _ = _token(client, email, f"wrong-{attempt}")
         assert (status, body) == (401, {"detail": BAD_LOGIN}), attempt
-    assert _failures(harbor, email) == 5
 
+    # From the network that failed, even the right password waits (it is not checked, so not counted).
     status, body, headers = _token(client, email, TEST_PASSWORD)
     assert status == 429
     retry_after = int(headers["retry-after"])
     assert 0 < retry_after <= slow_backoff
     assert "Too many failed attempts" in str(body["detail"])
-    assert _failures(harbor, email) == 5  # a throttled attempt is not checked, so not counted
 
     # The other accounts of the practice are not affected.
     assert _token(client, harbor.doctor_user.email, TEST_PASSWORD)[0] == 200
 
 
-def test_success_resets_the_failure_counter(client: TestClient, harbor: Practice, slow_backoff: float) -> None:
+def test_success_resets_the_backoff(client: TestClient, harbor: Practice, slow_backoff: float) -> None:
     email = harbor.patient_user.email
     for _ in range(4):
         assert _token(client, email, "wrong")[0] == 401
-    assert _failures(harbor, email) == 4
     assert _token(client, email, TEST_PASSWORD)[0] == 200
-    assert _failures(harbor, email) == 0
     # Five fresh failures are free again; only the sixth attempt waits.
     for _ in range(5):
         assert _token(client, email, "wrong")[0] == 401
     assert _token(client, email, TEST_PASSWORD)[0] == 429
+
+
+def test_no_failure_counter_is_kept_on_the_user_row(client: TestClient, harbor: Practice) -> None:
+    # The old per-user counter let anyone lock the account for everyone; throttling lives in Redis now.
+    assert _token(client, harbor.admin_user.email, "wrong")[0] == 401
+    (user,) = rows(harbor, User, id=harbor.admin_user.id)
+    assert not hasattr(user, "failed_login_count")
 
 
 # -- bearer authentication -----------------------------------------------------------------------------
@@ -167,29 +183,53 @@ def test_token_of_a_deactivated_user_stops_working(client: TestClient, harbor: P
     assert client.get("/api/v1/clinics", headers=headers).status_code == 401
 
 
+def _sid(client: TestClient, email: str) -> uuid.UUID:
+    """The session id of a real token of `email` (a forged token needs a live session to name)."""
+    token = bearer(client, email)["Authorization"].removeprefix("Bearer ")
+    return uuid.UUID(security.decode_access_token(token)["sid"])
+
+
 def test_token_naming_another_tenant_is_refused(client: TestClient, harbor: Practice, summit: Practice) -> None:
     # A validly signed token whose tenant and user do not belong together resolves to nobody.
-    token, _ = security.issue_access_token(user_id=summit.admin_user.id, tenant_id=harbor.tenant_id, role="admin")
+    sid = _sid(client, summit.admin_user.email)
+    token, _ = security.issue_access_token(
+        user_id=summit.admin_user.id, tenant_id=harbor.tenant_id, role="admin", session_id=sid
+    )
     response = client.get("/api/v1/clinics", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
 
 
 def test_token_for_a_role_the_user_does_not_hold_is_refused(client: TestClient, harbor: Practice) -> None:
-    token, _ = security.issue_access_token(user_id=harbor.patient_user.id, tenant_id=harbor.tenant_id, role="admin")
+    sid = _sid(client, harbor.patient_user.email)
+    token, _ = security.issue_access_token(
+        user_id=harbor.patient_user.id, tenant_id=harbor.tenant_id, role="admin", session_id=sid
+    )
     response = client.get("/api/v1/audit-events", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
 
 
 def test_token_for_an_unknown_user_is_refused(client: TestClient, harbor: Practice) -> None:
-    token, _ = security.issue_access_token(user_id=uuid.uuid4(), tenant_id=harbor.tenant_id, role="admin")
+    sid = _sid(client, harbor.admin_user.email)
+    token, _ = security.issue_access_token(
+        user_id=uuid.uuid4(), tenant_id=harbor.tenant_id, role="admin", session_id=sid
+    )
     assert client.get("/api/v1/clinics", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
 # -- browser cookie login ------------------------------------------------------------------------------
 
 
+def _same_origin(client: TestClient) -> dict[str, str]:
+    # The form posts from the app's own page: cross-site posts to /auth/* are refused at the edge.
+    return {"Origin": str(client.base_url).rstrip("/")}
+
+
 def _login(client: TestClient, email: str, password: str = TEST_PASSWORD, **form: str) -> httpx.Response:
-    return client.post("/auth/login", data={"email": email, "password": password, **form})
+    return client.post("/auth/login", data={"email": email, "password": password, **form}, headers=_same_origin(client))
+
+
+def _logout(client: TestClient) -> httpx.Response:
+    return client.post("/auth/logout", headers=_same_origin(client))
 
 
 def _cookie(response: httpx.Response) -> SimpleCookie:
@@ -206,10 +246,12 @@ def test_browser_login_sets_a_session_cookie_and_goes_home(
     response = _login(client, harbor.emails[role])
     assert response.status_code == 303
     assert response.headers["location"] == home
-    name = get_settings().session_cookie_name
+    name = get_settings().session_cookie
+    assert name == "clinic_session"  # the suite's PUBLIC_URL is plain http: no Secure, so no __Host- prefix
     morsel = _cookie(response)[name]
     assert morsel.value
     assert morsel["httponly"] is True
+    assert not morsel["secure"]
     assert morsel["samesite"].lower() == "lax"
     assert morsel["path"] == "/"
     assert int(morsel["max-age"]) == get_settings().session_hours * 3600
@@ -248,24 +290,26 @@ def test_browser_login_ignores_a_next_to_another_site(client: TestClient, harbor
 
 
 def test_logout_revokes_the_session_and_clears_the_cookie(client: TestClient, harbor: Practice) -> None:
-    name = get_settings().session_cookie_name
+    name = get_settings().session_cookie
     token = _cookie(_login(client, harbor.patient_user.email))[name].value
     assert actor_from_session(token) is not None
     assert client.cookies.get(name) == token  # the browser keeps it and sends it back on logout
 
-    response = client.post("/auth/logout")
+    response = _logout(client)
     assert response.status_code == 303
     assert response.headers["location"].startswith("/login")
     cleared = _cookie(response)[name]
     assert cleared.value == ""
     assert int(cleared["max-age"]) == 0
+    # The browser is told to drop the tab's storage too (the Reflex client token lives in sessionStorage).
+    assert response.headers["clear-site-data"] == '"cache", "storage"'
     assert actor_from_session(token) is None
     (session,) = rows(harbor, UserSession)
     assert session.revoked_at is not None
 
 
 def test_logout_without_a_cookie_is_harmless(client: TestClient, harbor: Practice) -> None:
-    response = client.post("/auth/logout")
+    response = _logout(client)
     assert response.status_code == 303
 
 
@@ -282,5 +326,60 @@ def test_browser_login_asks_for_the_practice_when_the_email_is_in_two(
     assert "set-cookie" not in asked.headers
     chosen = _login(client, "shared@example.test", practice="summit")
     assert chosen.headers["location"] == "/admin"
-    actor = actor_from_session(_cookie(chosen)[get_settings().session_cookie_name].value)
+    actor = actor_from_session(_cookie(chosen)[get_settings().session_cookie].value)
     assert actor is not None and actor.tenant_id == summit.tenant_id
+
+
+# -- cookies over HTTPS --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def https_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setattr(get_settings(), "public_url", "https://clinic.example")
+    monkeypatch.setattr(get_settings(), "cookie_secure", None)
+    with TestClient(api, base_url="https://testserver", follow_redirects=False) as c:
+        yield c
+
+
+def test_https_session_cookie_is_secure_and_host_prefixed(https_client: TestClient, harbor: Practice) -> None:
+    response = _login(https_client, harbor.patient_user.email)
+    assert response.headers["location"] == "/patient"
+    (header,) = response.headers.get_list("set-cookie")
+    assert header.startswith("__Host-clinic_session=")
+    morsel = _cookie(response)["__Host-clinic_session"]
+    assert morsel["secure"] is True and morsel["httponly"] is True
+    assert morsel["samesite"].lower() == "lax"
+    assert morsel["path"] == "/" and not morsel["domain"]
+    token = morsel.value
+    assert actor_from_session(token) is not None
+
+    # Sign-out reads the prefixed name, revokes that session, and clears it with the same attributes.
+    response = _logout(https_client)
+    (cleared,) = response.headers.get_list("set-cookie")
+    assert cleared.startswith('__Host-clinic_session=""') or cleared.startswith("__Host-clinic_session=;")
+    assert "secure" in cleared.lower() and "path=/" in cleared.lower()
+    assert actor_from_session(token) is None
+
+
+def test_explicit_cookie_secure_false_overrides_https(
+    https_client: TestClient, harbor: Practice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "cookie_secure", False)
+    response = _login(https_client, harbor.patient_user.email)
+    morsel = _cookie(response)["clinic_session"]
+    assert morsel.value and not morsel["secure"]
+
+
+def test_portal_reads_the_effective_cookie_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from portal.state.session import session_token
+
+    def state(cookie: str) -> object:
+        return SimpleNamespace(router=SimpleNamespace(headers=SimpleNamespace(cookie=cookie)))
+
+    monkeypatch.setattr(get_settings(), "public_url", "https://clinic.example")
+    monkeypatch.setattr(get_settings(), "cookie_secure", None)
+    assert session_token(state("__Host-clinic_session=abc; clinic_session=stale")) == "abc"  # type: ignore[arg-type]
+    monkeypatch.setattr(get_settings(), "public_url", "http://127.0.0.1:3000")
+    assert session_token(state("__Host-clinic_session=abc; clinic_session=plain")) == "plain"  # type: ignore[arg-type]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,11 +20,12 @@ from backend.identity.service import (
     BAD_LOGIN,
     actor_from_session,
     actor_from_token,
-    authenticate,
     end_session,
     issue_token,
     start_session,
 )
+from backend.identity.service import authenticate as _authenticate
+from backend.redis_client import get_redis
 from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
@@ -37,6 +40,24 @@ def harbor(db: sa.Engine) -> Practice:
 @pytest.fixture
 def summit(db: sa.Engine) -> Practice:
     return make_practice("Summit Counseling", "summit")
+
+
+HOME_NETWORK = "198.51.100.7"
+
+
+@pytest.fixture(autouse=True)
+def throttle_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """This test's own login-throttle keys, so other tests and other runs on the shared Redis never meet them."""
+    prefix = f"test-identity-{uuid.uuid4().hex}"
+    monkeypatch.setattr(get_settings(), "redis_key_prefix", prefix)
+    yield prefix
+    keys = list(get_redis().scan_iter(f"{prefix}:*"))
+    if keys:
+        get_redis().delete(*keys)
+
+
+def authenticate(*, client_address: str = HOME_NETWORK, **credentials: Any) -> Actor:
+    return _authenticate(client_address=client_address, **credentials)
 
 
 def _set_user(p: Practice, user_id: uuid.UUID, **values: object) -> None:
@@ -119,7 +140,6 @@ def test_ambiguous_right_password_is_not_counted_as_a_failure(harbor: Practice, 
     for _ in range(get_settings().login_free_failures + 2):
         with pytest.raises(AuthenticationFailed, match="choose your practice"):
             authenticate(email=email, password=TEST_PASSWORD)
-    assert [u.failed_login_count for u in rows(harbor, User, email=email) + rows(summit, User, email=email)] == [0, 0]
     assert authenticate(email=email, password=TEST_PASSWORD, practice="summit").tenant_id == summit.tenant_id
 
 
@@ -129,25 +149,29 @@ def test_unknown_practice_slug_is_a_bad_login(harbor: Practice) -> None:
     assert info.value.message == BAD_LOGIN
 
 
-def test_throttle_waits_out_and_then_allows_a_login(harbor: Practice) -> None:
-    # Five failures recorded long ago: the backoff is over, so the right password works and resets the count.
-    _set_user(
-        harbor,
-        harbor.doctor_user.id,
-        failed_login_count=5,
-        last_failed_login_at=utcnow() - timedelta(seconds=get_settings().login_backoff_max_seconds + 1),
-    )
-    assert authenticate(email=harbor.doctor_user.email, password=TEST_PASSWORD).role == Role.DOCTOR
-    (user,) = rows(harbor, User, id=harbor.doctor_user.id)
-    assert (user.failed_login_count, user.last_failed_login_at) == (0, None)
-
-
-def test_throttle_is_raised_with_retry_after(harbor: Practice) -> None:
-    _set_user(harbor, harbor.doctor_user.id, failed_login_count=7, last_failed_login_at=utcnow())
+def test_throttle_is_raised_with_retry_after_and_counts_nothing_in_the_database(
+    harbor: Practice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "login_backoff_base_seconds", 60.0)
+    for _ in range(get_settings().login_free_failures):
+        with pytest.raises(AuthenticationFailed):
+            authenticate(email=harbor.doctor_user.email, password="wrong")
+    failed = len(rows(harbor, AuditEvent))
     with pytest.raises(RateLimited) as info:
         authenticate(email=harbor.doctor_user.email, password=TEST_PASSWORD)
-    assert 0 < info.value.retry_after <= 8
+    assert 0 < info.value.retry_after <= 60
     assert f"{info.value.retry_after} seconds" in info.value.message
+    assert len(rows(harbor, AuditEvent)) == failed  # a throttled attempt is not checked, so not audited
+    # The owner's own network goes on.
+    assert authenticate(email=harbor.doctor_user.email, password=TEST_PASSWORD, client_address="203.0.113.9")
+
+
+def test_failed_login_audit_names_the_user_but_not_the_email(harbor: Practice) -> None:
+    with pytest.raises(AuthenticationFailed):
+        authenticate(email=harbor.admin_user.email, password="wrong")
+    (event,) = rows(harbor, AuditEvent, action="user.login_failed")
+    assert event.entity_id == harbor.admin_user.id
+    assert harbor.admin_user.email not in str(event.data)
 
 
 # -- tokens --------------------------------------------------------------------------------------------
@@ -177,7 +201,11 @@ def test_removed_membership_invalidates_the_token(harbor: Practice) -> None:
 
 
 def test_token_with_an_unknown_role_is_refused(harbor: Practice) -> None:
-    token, _ = security.issue_access_token(user_id=harbor.admin_user.id, tenant_id=harbor.tenant_id, role="owner")
+    real, _ = issue_token(harbor.admin)
+    sid = uuid.UUID(security.decode_access_token(real)["sid"])
+    token, _ = security.issue_access_token(
+        user_id=harbor.admin_user.id, tenant_id=harbor.tenant_id, role="owner", session_id=sid
+    )
     with pytest.raises(AuthenticationFailed):
         actor_from_token(token)
 

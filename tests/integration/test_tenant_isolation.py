@@ -229,6 +229,31 @@ def _get_profile(me: Practice, other: Practice) -> None:
         assert foreign.value.message == missing.value.message
 
 
+@case("backend.identity.service.disable_user")
+def _disable_user(me: Practice, other: Practice) -> None:
+    for actor in (me.admin, me.system):
+        for foreign in (other.admin_user, other.doctor_user, other.patient_user):
+            _like_missing("backend.identity.service.disable_user", actor, foreign.id)
+    assert all(u.is_active for u in rows(other, User))
+
+
+@case("backend.identity.service.change_password")
+def _change_password(me: Practice, other: Practice) -> None:
+    # An actor of my practice naming another practice's user finds nobody, and changes nothing.
+    before = sorted((u.id, u.password_hash) for u in rows(other, User))
+    for foreign in (other.admin_user, other.doctor_user, other.patient_user):
+        forged = Actor(tenant_id=me.tenant_id, role=Role.ADMIN, user_id=foreign.id)
+        with pytest.raises(NotFound):
+            _call(
+                "backend.identity.service.change_password",
+                forged,
+                current_password="correct horse battery staple",
+                new_password="a brand new passphrase",
+                client_address="198.51.100.1",
+            )
+    assert sorted((u.id, u.password_hash) for u in rows(other, User)) == before
+
+
 @case("backend.identity.service.get_patient")
 def _get_patient(me: Practice, other: Practice) -> None:
     for actor in _all_actors(me):

@@ -10,10 +10,13 @@ from fastapi import APIRouter, Header, Response, status
 from pydantic import BaseModel, Field
 
 from backend.api.deps import ActorDep, UowDep
+from backend.api.ratelimit import rate_limit
+from backend.ratelimit import BOOKING, SLOTS
 from backend.scheduling import booking
 from backend.scheduling.models import Appointment
 from backend.scheduling.policy import visible_appointment
 from backend.scheduling.service import list_slots
+from backend.types import ApiDateTime, ApiText, Int64
 
 router = APIRouter(prefix="/api/v1", tags=["appointments"])
 
@@ -49,17 +52,17 @@ class AppointmentOut(BaseModel):
 
 class BookRequest(BaseModel):
     provider_id: uuid.UUID
-    start: datetime = Field(description="The slot's start, with a time zone offset")
+    start: ApiDateTime = Field(description="The slot's start, with a time zone offset")
     modality: Modality | None = None
     patient_id: uuid.UUID | None = Field(default=None, description="Required when an admin books")
 
 
 class CancelRequest(BaseModel):
-    reason: str = Field(default="", max_length=500)
+    reason: ApiText = Field(default="", max_length=500)
 
 
 class RescheduleRequest(BaseModel):
-    start: datetime
+    start: ApiDateTime
 
 
 class AttendanceRequest(BaseModel):
@@ -67,14 +70,14 @@ class AttendanceRequest(BaseModel):
 
 
 class ConfirmRequest(BaseModel):
-    version: int = Field(ge=1)
+    version: Int64 = Field(ge=1)
 
 
-@router.get("/providers/{provider_id}/slots", response_model=list[SlotOut])
+@router.get("/providers/{provider_id}/slots", response_model=list[SlotOut], dependencies=[rate_limit(SLOTS)])
 def get_slots(
     provider_id: uuid.UUID,
-    start: datetime,
-    end: datetime,
+    start: ApiDateTime,
+    end: ApiDateTime,
     actor: ActorDep,
     uow: UowDep,
     include_taken: bool = True,
@@ -88,7 +91,12 @@ def get_slots(
     ]  # fmt: skip
 
 
-@router.post("/appointments", response_model=AppointmentOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/appointments",
+    response_model=AppointmentOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[rate_limit(BOOKING)],
+)
 def book(
     body: BookRequest,
     actor: ActorDep,
@@ -142,7 +150,9 @@ def attendance(appointment_id: uuid.UUID, body: AttendanceRequest, actor: ActorD
     return AppointmentOut.of(appointment)
 
 
-@router.post("/holds", response_model=AppointmentOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/holds", response_model=AppointmentOut, status_code=status.HTTP_201_CREATED, dependencies=[rate_limit(BOOKING)]
+)
 def hold(body: BookRequest, actor: ActorDep, uow: UowDep) -> AppointmentOut:
     """Hold a free slot while the patient confirms (expires after the practice's hold minutes)."""
     held = booking.hold_slot(
@@ -152,7 +162,7 @@ def hold(body: BookRequest, actor: ActorDep, uow: UowDep) -> AppointmentOut:
     return AppointmentOut.of(held)
 
 
-@router.post("/holds/{hold_id}/confirm", response_model=AppointmentOut)
+@router.post("/holds/{hold_id}/confirm", response_model=AppointmentOut, dependencies=[rate_limit(BOOKING)])
 def confirm(hold_id: uuid.UUID, body: ConfirmRequest, actor: ActorDep, uow: UowDep) -> AppointmentOut:
     appointment = booking.confirm_hold(actor, uow, hold_id, version=body.version)
     uow.commit()

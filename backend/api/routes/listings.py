@@ -12,6 +12,7 @@ from backend.api.deps import ActorDep, UowDep
 from backend.audit.service import list_audit_events
 from backend.errors import ValidationFailed
 from backend.scheduling.service import AppointmentView, list_appointments
+from backend.types import ApiDateTime, ApiText
 
 router = APIRouter(prefix="/api/v1")
 
@@ -26,8 +27,8 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
 def get_appointments(
     actor: ActorDep,
     uow: UowDep,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: ApiDateTime | None = None,
+    end: ApiDateTime | None = None,
     clinic_id: uuid.UUID | None = None,
     provider_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -45,7 +46,7 @@ def get_appointments(
 def get_audit_events(
     actor: ActorDep,
     uow: UowDep,
-    entity_type: str | None = None,
+    entity_type: Annotated[ApiText | None, Query(max_length=100)] = None,
     entity_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
@@ -11,6 +13,7 @@ from backend.notifications.reminders import (
     get_notification_settings,
     update_notification_settings,
 )
+from backend.types import INT64_MAX, INT64_MIN
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"])
 
@@ -20,7 +23,7 @@ class NotificationSettingsBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reminder_offsets_minutes: list[StrictInt] = Field(
+    reminder_offsets_minutes: list[Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]] = Field(
         description="Minutes before the start: 0-4 values, each 15 .. 20160 (14 days), no duplicates. "
         "[] sends no reminders. Example: [2880, 120] (48 h and 2 h)."
     )

@@ -13,6 +13,7 @@ from pydantic import ValidationError as BodyError
 from starlette.concurrency import run_in_threadpool
 
 from backend.api.deps import ActorDep, UowDep
+from backend.api.ratelimit import rate_limit
 from backend.db import UnitOfWork
 from backend.errors import NotFound, PermissionDenied, ValidationFailed
 from backend.notifications.models import Channel, NotificationStatus
@@ -27,7 +28,9 @@ from backend.notifications.service import (
     retry_notification,
     update_preferences,
 )
+from backend.ratelimit import UNSUBSCRIBE
 from backend.tenancy.context import Actor, Role
+from backend.types import ApiText
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"])
 
@@ -44,8 +47,8 @@ class PreferencesBody(BaseModel):
     email_opt_in: bool
     sms_opt_in: bool
     whatsapp_opt_in: bool
-    quiet_hours_start: str | None = Field(default=None, max_length=8, description=HHMM_HELP)
-    quiet_hours_end: str | None = Field(default=None, max_length=8, description=HHMM_HELP)
+    quiet_hours_start: ApiText | None = Field(default=None, max_length=8, description=HHMM_HELP)
+    quiet_hours_end: ApiText | None = Field(default=None, max_length=8, description=HHMM_HELP)
 
 
 class PreferencesOut(BaseModel):
@@ -137,7 +140,7 @@ def get_notifications(
     uow: UowDep,
     status: NotificationStatus | None = None,
     channel: Channel | None = None,
-    event_type: Annotated[str | None, Query(max_length=60)] = None,
+    event_type: Annotated[ApiText | None, Query(max_length=60)] = None,
     patient_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[NotificationOut]:
@@ -218,6 +221,7 @@ def _unsubscribe(token: str, everything: bool) -> UnsubscribeOut:
 @router.post(
     "/unsubscribe/{token}",
     response_model=UnsubscribeOut,
+    dependencies=[rate_limit(UNSUBSCRIBE)],
     openapi_extra={
         "requestBody": {
             "required": False,

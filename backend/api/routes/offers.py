@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from backend.api.deps import ActorDep, UowDep
 from backend.api.routes.appointments import AppointmentOut
+from backend.types import ApiDateTime
 from backend.waitlist import offers
 from backend.waitlist.models import WaitlistOffer
 
@@ -38,7 +39,7 @@ class OfferOut(BaseModel):
 
 
 class InviteRequest(BaseModel):
-    start: datetime = Field(description="The slot's start, with a time zone offset")
+    start: ApiDateTime = Field(description="The slot's start, with a time zone offset")
     provider_id: uuid.UUID | None = Field(default=None, description="Default: the entry's provider (or yours)")
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, time
+from datetime import datetime, time
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
 
 from backend.api.deps import ActorDep, UowDep
+from backend.api.ratelimit import rate_limit
+from backend.ratelimit import SEARCH
 from backend.scheduling import availability, search
 from backend.scheduling.models import AvailabilityRule, TimeOff
 from backend.tenancy.models import Clinic
+from backend.types import ApiDate, ApiDateTime, ApiText, Int64
 
 router = APIRouter(prefix="/api/v1", tags=["providers"])
 
@@ -46,14 +50,14 @@ class RuleIn(BaseModel):
     """One weekly block: wall-clock times in the clinic's zone; weekday 0 = Monday ... 6 = Sunday."""
 
     clinic_id: uuid.UUID
-    weekday: int
+    weekday: Int64
     start: time = Field(description="e.g. 09:00")
     end: time = Field(description="e.g. 12:00")
-    session_minutes: int = 50
-    buffer_minutes: int = 10
-    modality: str = "in_person"
-    valid_from: date | None = None
-    valid_until: date | None = None
+    session_minutes: Int64 = 50
+    buffer_minutes: Int64 = 10
+    modality: ApiText = Field(default="in_person", max_length=40)
+    valid_from: ApiDate | None = None
+    valid_until: ApiDate | None = None
 
     def to_input(self) -> availability.RuleInput:
         return availability.RuleInput(**self.model_dump())
@@ -81,9 +85,9 @@ class RuleOut(RuleIn):
 
 
 class TimeOffIn(BaseModel):
-    start: datetime = Field(description="With a time zone offset")
-    end: datetime = Field(description="With a time zone offset")
-    reason: str = ""
+    start: ApiDateTime = Field(description="With a time zone offset")
+    end: ApiDateTime = Field(description="With a time zone offset")
+    reason: ApiText = Field(default="", max_length=500)
 
 
 class TimeOffOut(BaseModel):
@@ -118,16 +122,16 @@ def _clinic_ref(clinic: Clinic) -> ClinicRef:
     return ClinicRef(id=clinic.id, name=clinic.name, timezone=clinic.timezone)
 
 
-@router.get("/providers", response_model=list[ProviderCardOut])
+@router.get("/providers", response_model=list[ProviderCardOut], dependencies=[rate_limit(SEARCH)])
 def get_providers(
     actor: ActorDep,
     uow: UowDep,
     clinic_id: uuid.UUID | None = None,
-    specialty: str | None = None,
-    modality: str | None = None,
-    language: str | None = None,
-    q: str | None = None,
-    free_before: date | None = None,
+    specialty: Annotated[ApiText | None, Query(max_length=200)] = None,
+    modality: Annotated[ApiText | None, Query(max_length=40)] = None,
+    language: Annotated[ApiText | None, Query(max_length=100)] = None,
+    q: Annotated[ApiText | None, Query(max_length=200)] = None,
+    free_before: ApiDate | None = None,
 ) -> list[ProviderCardOut]:
     """Search the practice's providers; those free soonest first (free_before: free before that UTC date)."""
     cards = search.search_providers(
@@ -144,7 +148,7 @@ def get_providers(
 
 
 # Registered before any /providers/{provider_id} route so "facets" is never read as an id.
-@router.get("/providers/facets", response_model=FacetsOut)
+@router.get("/providers/facets", response_model=FacetsOut, dependencies=[rate_limit(SEARCH)])
 def get_facets(actor: ActorDep, uow: UowDep) -> FacetsOut:
     """The specialties and languages to offer as search filters."""
     return FacetsOut(**search.search_facets(actor, uow))

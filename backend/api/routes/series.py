@@ -6,7 +6,7 @@ Registered before the appointments router, so /appointments/series is never read
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, status
@@ -16,16 +16,17 @@ from backend.api.deps import ActorDep, UowDep
 from backend.api.routes.appointments import AppointmentOut
 from backend.scheduling import series
 from backend.scheduling.series import SeriesOccurrence
+from backend.types import ApiDate, ApiDateTime, ApiText, Int64
 
 router = APIRouter(prefix="/api/v1", tags=["appointments"])
 
 
 class SeriesRequest(BaseModel):
     provider_id: uuid.UUID
-    first_start: datetime = Field(description="The first session's start (a slot), with a time zone offset")
-    every_weeks: int = Field(default=1, description="1 (weekly) or 2 (every other week)")
-    count: int | None = Field(default=None, description="Number of sessions, 1 to 52 (or give until)")
-    until: date | None = Field(default=None, description="Last date, in the clinic's zone (or give count)")
+    first_start: ApiDateTime = Field(description="The first session's start (a slot), with a time zone offset")
+    every_weeks: Int64 = Field(default=1, description="1 (weekly) or 2 (every other week)")
+    count: Int64 | None = Field(default=None, description="Number of sessions, 1 to 52 (or give until)")
+    until: ApiDate | None = Field(default=None, description="Last date, in the clinic's zone (or give count)")
     patient_id: uuid.UUID | None = Field(default=None, description="Required when an admin books")
 
 
@@ -52,7 +53,7 @@ class SeriesOut(BaseModel):
 
 class CancelSeriesRequest(BaseModel):
     scope: Literal["this", "following"] = "following"
-    reason: str = Field(default="", max_length=500)
+    reason: ApiText = Field(default="", max_length=500)
 
 
 @router.post("/appointments/series/preview", response_model=list[OccurrenceOut])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import ActorDep, UowDep
+from backend.api.ratelimit import rate_limit
+from backend.ratelimit import WAITLIST_JOIN
+from backend.types import ApiDate, ApiText, Int64
 from backend.waitlist.models import EntryStatus
 from backend.waitlist.policy import POLICY_BOUNDS
 from backend.waitlist.service import (
@@ -38,15 +40,17 @@ class JoinBody(BaseModel):
 
     clinic_id: uuid.UUID
     provider_id: uuid.UUID | None = None
-    specialty: str | None = Field(default=None, max_length=80)
-    modality: str | None = Field(default=None, description="in_person, telehealth, or null for either")
+    specialty: ApiText | None = Field(default=None, max_length=80)
+    modality: ApiText | None = Field(
+        default=None, max_length=40, description="in_person, telehealth, or null for either"
+    )
     windows: list[dict[str, Any]] = Field(
         default_factory=list, description='[{"weekday": 0-6, "start": "HH:MM", "end": "HH:MM"}] in the clinic zone'
     )
-    earliest_date: date | None = None
-    latest_date: date | None = None
-    urgency: int = Field(default=2, description="1 routine .. 4 urgent (4: staff only)")
-    reason: str = Field(default="", max_length=500)
+    earliest_date: ApiDate | None = None
+    latest_date: ApiDate | None = None
+    urgency: Int64 = Field(default=2, description="1 routine .. 4 urgent (4: staff only)")
+    reason: ApiText = Field(default="", max_length=500)
     patient_id: uuid.UUID | None = Field(default=None, description="staff: the patient to add")
 
 
@@ -106,7 +110,12 @@ def get_waitlists(
     )
 
 
-@router.post("/waitlists", response_model=EntryView, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/waitlists",
+    response_model=EntryView,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[rate_limit(WAITLIST_JOIN)],
+)
 def post_waitlist(body: JoinBody, actor: ActorDep, uow: UowDep) -> EntryView:
     """Join a waitlist (a patient for themself; staff name the patient)."""
     entry = join_waitlist(actor, uow, JoinRequest(**body.model_dump()))

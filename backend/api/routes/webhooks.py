@@ -14,13 +14,15 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 from twilio.request_validator import RequestValidator
 
+from backend.api.ratelimit import rate_limit
 from backend.errors import PermissionDenied, ValidationFailed
 from backend.notifications.channels import TWILIO_STATUS_PATH
 from backend.notifications.preferences import is_stop, opt_out_by_phone
 from backend.notifications.reports import SENDGRID_EVENTS, TWILIO_STATUSES, Report, apply_report
+from backend.ratelimit import WEBHOOKS
 from backend.settings import get_settings
 
-router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], dependencies=[rate_limit(WEBHOOKS)])
 logger = logging.getLogger(__name__)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 TWILIO_INBOUND_PATH = "/api/v1/webhooks/twilio/inbound"

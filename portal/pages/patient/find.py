@@ -7,6 +7,7 @@ import reflex as rx
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
 from portal.state.booking import ANY, FindCareState
+from portal.state.ratelimit import rate_limit_callout
 from portal.state.session import SessionState
 
 MODALITY_OPTIONS = [(ANY, "Any way"), ("in_person", "In person"), ("telehealth", "Telehealth")]
@@ -277,7 +278,7 @@ def _results() -> rx.Component:
             spacing="4",
             width="100%",
         ),
-        empty_state("search", "Searching…"),
+        rx.cond(FindCareState.rate_limited == "", empty_state("search", "Searching…")),
     )
 
 
@@ -291,5 +292,6 @@ def find_care() -> rx.Component:
         "patient",
         page_header("Find care", "Search the practice's providers and book a free time"),
         _filters(),
+        rate_limit_callout(FindCareState.rate_limited),
         _results(),
     )

@@ -8,6 +8,7 @@ from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
 from portal.state.booking import ProviderWeekState as S
 from portal.state.booking import SeriesRow, WeekDay, WeekSlot
+from portal.state.ratelimit import rate_limit_callout
 from portal.state.session import SessionState
 
 
@@ -180,6 +181,7 @@ def _week() -> rx.Component:
                 S.alert != "",
                 rx.callout(S.alert, icon="triangle-alert", color_scheme="red", role="alert", width="100%"),
             ),
+            rate_limit_callout(S.rate_limited),
             rx.grid(
                 rx.foreach(S.days, _day),
                 columns=rx.breakpoints(initial="1", xs="2", sm="4", md="7"),
@@ -328,6 +330,7 @@ def _confirm_step() -> rx.Component:
             S.dialog_error != "",
             rx.callout(S.dialog_error, icon="circle-alert", color_scheme="red", role="alert", width="100%"),
         ),
+        rate_limit_callout(S.rate_limited),
         rx.flex(
             rx.button("Cancel", variant="soft", color_scheme="gray", on_click=S.dismiss),
             rx.cond(
@@ -460,7 +463,8 @@ def provider_week() -> rx.Component:
         ),
         rx.cond(
             ~S.loaded,
-            loading(),
+            # Opened while over the rate limit: say so, instead of a spinner that never ends.
+            rx.cond(S.rate_limited != "", rate_limit_callout(S.rate_limited), loading()),
             rx.cond(
                 S.provider_found,
                 rx.vstack(

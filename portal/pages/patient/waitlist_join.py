@@ -7,6 +7,7 @@ import reflex as rx
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, loading, page_header, shell
 from portal.state.booking import ANY
+from portal.state.ratelimit import rate_limit_callout
 from portal.state.session import SessionState
 from portal.state.waitlist_patient import URGENCY_CHOICES
 from portal.state.waitlist_patient import PatientWaitlistJoinState as S
@@ -372,6 +373,7 @@ def _form() -> rx.Component:
             _reason(),
             rx.cond(S.field_errors.length() > 0, rx.text("Please check the fields marked above.", color_scheme="red")),
             _form_alert(),
+            rate_limit_callout(S.rate_limited),
             rx.flex(
                 rx.link(rx.button("Cancel", type="button", variant="soft", color_scheme="gray"), href="/patient/find"),
                 rx.button(rx.icon("list-plus", size=16), "Join waitlist", type="submit", loading=S.busy, size="3"),
