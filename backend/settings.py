@@ -17,6 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 
 
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -62,7 +63,8 @@ class Settings(BaseSettings):
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     # The base name; the browser sees `session_cookie` (with the __Host- prefix whenever the cookie is Secure).
     session_cookie_name: str = "clinic_session"
-    # None (auto): Secure exactly when PUBLIC_URL is https://. Set true/false to override.
+    # None (auto): Secure when PUBLIC_URL is https://, and with a real database unless PUBLIC_URL is this machine
+    # over plain http (localhost, 127.0.0.1). Set true/false to override.
     cookie_secure: bool | None = None
     # Comma-separated proxy addresses or networks (e.g. "10.0.0.0/8,127.0.0.1") whose X-Forwarded-For is believed.
     # Empty (the default): the client address is the TCP peer, and X-Forwarded-For is ignored.
@@ -102,10 +104,14 @@ class Settings(BaseSettings):
 
     @property
     def secure_cookies(self) -> bool:
-        """Whether cookies carry Secure: explicit COOKIE_SECURE, else exactly when the public URL is HTTPS."""
+        """Whether cookies carry Secure: explicit COOKIE_SECURE; else when the public URL is HTTPS, and by default
+        outside the embedded mode unless the public URL is this machine over plain HTTP (local `make run`, tests)."""
         if self.cookie_secure is not None:
             return self.cookie_secure
-        return self.public_url.lower().startswith("https://")
+        if self.public_url.lower().startswith("https://"):
+            return True
+        host = (urlsplit(self.public_url).hostname or "").lower()
+        return not self.is_sqlite and host not in _LOOPBACK_HOSTS
 
     @property
     def session_cookie(self) -> str:

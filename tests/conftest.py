@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 import sqlalchemy as sa
+import uvicorn
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
@@ -21,6 +25,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def served(config: uvicorn.Config) -> Iterator[str]:
+    """Run `config` (an ASGI app on 127.0.0.1) in a thread of this process; yield its base URL, stop it after."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://{config.host}:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
 
 
 def _db_url(name: str) -> str:

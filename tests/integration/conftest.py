@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
-import threading
-import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 import uvicorn
 
 from backend.api.app import api
-from tests.conftest import free_port
+from backend.redis_client import get_redis
+from backend.settings import get_settings
+from tests.conftest import free_port, served
 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     """The API served by uvicorn on 127.0.0.1 for the whole module (TestClient would run requests one by one)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        api, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off", access_log=False
     )
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
+    with served(config) as url:
+        yield url
+
+
+@pytest.fixture
+def own_redis_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """This test's own Redis key prefix (login throttle, rate limits), so no other test or run meets its keys;
+    the keys are deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    monkeypatch.setattr(get_settings(), "redis_key_prefix", prefix)
+    yield prefix
+    keys = list(get_redis().scan_iter(f"{prefix}:*"))
+    if keys:
+        get_redis().delete(*keys)

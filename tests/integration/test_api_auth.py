@@ -16,7 +16,6 @@ from backend.db import UnitOfWork
 from backend.identity import security
 from backend.identity.models import User, UserSession
 from backend.identity.service import BAD_LOGIN, actor_from_session
-from backend.redis_client import get_redis
 from backend.settings import get_settings
 from backend.tenancy.context import Role
 from tests.factories import TEST_PASSWORD, Practice, bearer, make_practice, rows
@@ -39,14 +38,9 @@ def summit(db: sa.Engine) -> Practice:
 
 
 @pytest.fixture(autouse=True)
-def throttle_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """This test's own login-throttle keys, so other tests and other runs on the shared Redis never meet them."""
-    prefix = f"test-auth-{uuid.uuid4().hex}"
-    monkeypatch.setattr(get_settings(), "redis_key_prefix", prefix)
-    yield prefix
-    keys = list(get_redis().scan_iter(f"{prefix}:*"))
-    if keys:
-        get_redis().delete(*keys)
+def throttle_keys(own_redis_keys: str) -> str:
+    """This test's own login-throttle keys (see own_redis_keys)."""
+    return own_redis_keys
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +24,6 @@ from backend.identity.service import (
     start_session,
 )
 from backend.identity.service import authenticate as _authenticate
-from backend.redis_client import get_redis
 from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
@@ -46,14 +44,9 @@ HOME_NETWORK = "198.51.100.7"
 
 
 @pytest.fixture(autouse=True)
-def throttle_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """This test's own login-throttle keys, so other tests and other runs on the shared Redis never meet them."""
-    prefix = f"test-identity-{uuid.uuid4().hex}"
-    monkeypatch.setattr(get_settings(), "redis_key_prefix", prefix)
-    yield prefix
-    keys = list(get_redis().scan_iter(f"{prefix}:*"))
-    if keys:
-        get_redis().delete(*keys)
+def throttle_keys(own_redis_keys: str) -> str:
+    """This test's own login-throttle keys (see own_redis_keys)."""
+    return own_redis_keys
 
 
 def authenticate(*, client_address: str = HOME_NETWORK, **credentials: Any) -> Actor:

@@ -3,8 +3,6 @@ answer exactly like known ones."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,15 +20,9 @@ HOME, STRANGER, ELSEWHERE = "198.51.100.10", "203.0.113.66", "192.0.2.44"
 
 
 @pytest.fixture(autouse=True)
-def throttle_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    prefix = f"test-throttle-{uuid.uuid4().hex}"
-    settings = get_settings()
-    monkeypatch.setattr(settings, "redis_key_prefix", prefix)
-    monkeypatch.setattr(settings, "login_backoff_base_seconds", 60.0)  # a wait never ends during a test
-    yield prefix
-    keys = list(get_redis().scan_iter(f"{prefix}:*"))
-    if keys:
-        get_redis().delete(*keys)
+def throttle_keys(own_redis_keys: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(get_settings(), "login_backoff_base_seconds", 60.0)  # a wait never ends during a test
+    return own_redis_keys
 
 
 @pytest.fixture

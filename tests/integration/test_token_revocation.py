@@ -15,7 +15,6 @@ from backend.audit.models import AuditEvent
 from backend.identity import security
 from backend.identity.models import User, UserSession
 from backend.identity.service import actor_from_session, start_session
-from backend.redis_client import get_redis
 from backend.settings import get_settings
 from tests.factories import TEST_PASSWORD, Practice, make_practice, rows
 
@@ -23,13 +22,9 @@ NEW_PASSWORD = "a much longer passphrase"
 
 
 @pytest.fixture(autouse=True)
-def throttle_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    prefix = f"test-revoke-{uuid.uuid4().hex}"
-    monkeypatch.setattr(get_settings(), "redis_key_prefix", prefix)
-    yield prefix
-    keys = list(get_redis().scan_iter(f"{prefix}:*"))
-    if keys:
-        get_redis().delete(*keys)
+def throttle_keys(own_redis_keys: str) -> str:
+    """This test's own login-throttle keys (see own_redis_keys)."""
+    return own_redis_keys
 
 
 @pytest.fixture

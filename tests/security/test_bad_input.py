@@ -41,8 +41,7 @@ from tests.factories import (
 def _no_rate_limit() -> Iterator[None]:
     # 429 is never the point here (and never a failure); keep the limiter out of the way if there is one.
     with pytest.MonkeyPatch.context() as mp:
-        if hasattr(get_settings(), "rate_limit_enabled"):
-            mp.setattr(get_settings(), "rate_limit_enabled", False)
+        mp.setattr(get_settings(), "rate_limit_enabled", False)
         yield
 
 

@@ -12,8 +12,6 @@ Bounded: a few examples per operation, mode and role (FUZZ_EXAMPLES); derandomiz
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +27,7 @@ from hypothesis import strategies as st
 from backend.api.app import api
 from backend.models import metadata
 from backend.settings import get_settings
-from tests.conftest import free_port
+from tests.conftest import free_port, served
 from tests.factories import (
     TEST_PASSWORD,
     add_appointment,
@@ -47,23 +45,12 @@ ROLES = ("patient", "doctor", "admin")
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as mp:
-        if hasattr(get_settings(), "rate_limit_enabled"):
-            mp.setattr(get_settings(), "rate_limit_enabled", False)
-        port = free_port()
+        mp.setattr(get_settings(), "rate_limit_enabled", False)
         config = uvicorn.Config(
-            api, host="127.0.0.1", port=port, log_level="critical", lifespan="off", access_log=False
+            api, host="127.0.0.1", port=free_port(), log_level="critical", lifespan="off", access_log=False
         )
-        srv = uvicorn.Server(config)
-        thread = threading.Thread(target=srv.run, name="uvicorn-fuzz", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not srv.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                pytest.fail("uvicorn did not start")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-        srv.should_exit = True
-        thread.join(timeout=20)
+        with served(config) as url:
+            yield url
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from backend.api.app import api
 from backend.logging_config import PhiFilter, configure_logging, redact_exception
 from backend.models import metadata
 from backend.settings import get_settings
-from tests.conftest import free_port
+from tests.conftest import free_port, served
 from tests.factories import (
     TEST_PASSWORD,
     add_appointment,
@@ -71,24 +70,14 @@ def server(captured: io.StringIO) -> Iterator[str]:
         logging.getLogger(name).setLevel(logging.DEBUG)
         if capture not in logging.getLogger(name).handlers:
             logging.getLogger(name).addHandler(capture)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-phi-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
+    with served(config) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def scene(engine: sa.Engine, server: str) -> Iterator[dict[str, Any]]:
     with pytest.MonkeyPatch.context() as mp:
-        if hasattr(get_settings(), "rate_limit_enabled"):
-            mp.setattr(get_settings(), "rate_limit_enabled", False)
+        mp.setattr(get_settings(), "rate_limit_enabled", False)
         practice = make_practice("Harbor Mental Health", "harbor")
         add_availability(practice)
         set_booking_policy(practice, horizon_days=400)

@@ -222,21 +222,30 @@ def test_malformed_refresh_tokens_name_no_session(garbage: str) -> None:
 # -- cookie settings -------------------------------------------------------------------------------------
 
 
+POSTGRES = "postgresql://postgres@db.internal/clinic"
+SQLITE = "sqlite:///data/clinic.db"
+
+
 @pytest.mark.parametrize(
-    ("public_url", "explicit", "secure", "name"),
+    ("public_url", "database_url", "explicit", "secure", "name"),
     [
-        ("http://localhost:3000", None, False, "clinic_session"),
-        ("http://127.0.0.1:8123", None, False, "clinic_session"),
-        ("https://clinic.example", None, True, "__Host-clinic_session"),
-        ("HTTPS://clinic.example", None, True, "__Host-clinic_session"),
-        ("https://clinic.example", False, False, "clinic_session"),
-        ("http://localhost:3000", True, True, "__Host-clinic_session"),
+        ("http://localhost:3000", SQLITE, None, False, "clinic_session"),
+        ("http://localhost:3000", POSTGRES, None, False, "clinic_session"),  # local make run with real services
+        ("http://127.0.0.1:8123", POSTGRES, None, False, "clinic_session"),  # the e2e tests
+        ("http://clinic.example", POSTGRES, None, True, "__Host-clinic_session"),  # deployed: Secure by default
+        ("http://clinic.example", SQLITE, None, False, "clinic_session"),  # the embedded mode
+        ("https://clinic.example", SQLITE, None, True, "__Host-clinic_session"),
+        ("HTTPS://clinic.example", POSTGRES, None, True, "__Host-clinic_session"),
+        ("https://clinic.example", POSTGRES, False, False, "clinic_session"),
+        ("http://localhost:3000", SQLITE, True, True, "__Host-clinic_session"),
     ],
 )
 def test_session_cookie_is_secure_and_host_prefixed_over_https(
-    public_url: str, explicit: bool | None, secure: bool, name: str
+    public_url: str, database_url: str, explicit: bool | None, secure: bool, name: str
 ) -> None:
-    settings = Settings(_env_file=None, secret_key="s" * 40, public_url=public_url, cookie_secure=explicit)
+    settings = Settings(
+        _env_file=None, secret_key="s" * 40, public_url=public_url, database_url=database_url, cookie_secure=explicit
+    )
     assert settings.secure_cookies is secure
     assert settings.session_cookie == name
 
