@@ -384,6 +384,28 @@ def _refusal(offer: WaitlistOffer) -> Conflict:
 # -- service functions -----------------------------------------------------------------------------------
 
 
+def _patients_who_gave_up(uow: UnitOfWork, provider_id: uuid.UUID, start: datetime) -> set[uuid.UUID]:
+    """Patients never offered this slot: whoever cancelled (or moved) an appointment in it, and whoever already
+    declined it or let an offer of it expire, from any of their entries."""
+    cancelled = select(Appointment.patient_id).where(
+        Appointment.provider_id == provider_id,
+        Appointment.start_at == start,
+        col(Appointment.status).in_([AppointmentStatus.CANCELLED, AppointmentStatus.LATE_CANCELLED]),
+        col(Appointment.patient_id).is_not(None),
+    )
+    refused = (
+        select(WaitlistEntry.patient_id)
+        .join(WaitlistOffer, col(WaitlistOffer.entry_id) == WaitlistEntry.id)
+        .where(
+            WaitlistOffer.provider_id == provider_id,
+            WaitlistOffer.slot_start == start,
+            col(WaitlistOffer.status).in_([OfferStatus.DECLINED, OfferStatus.EXPIRED]),
+        )
+    )
+    found = set(uow.session.exec(cancelled)) | set(uow.session.exec(refused))
+    return {patient_id for patient_id in found if patient_id is not None}
+
+
 @service_function
 def offer_freed_slot(
     actor: Actor, uow: UnitOfWork, *, provider_id: uuid.UUID, start: datetime, kind: str = "auto"
@@ -407,15 +429,7 @@ def offer_freed_slot(
     if slot.start - now < policy.cutoff:
         return None
 
-    refused = set(
-        uow.session.exec(
-            select(WaitlistOffer.entry_id).where(
-                WaitlistOffer.provider_id == provider.id,
-                WaitlistOffer.slot_start == slot.start,
-                col(WaitlistOffer.status).in_([OfferStatus.DECLINED, OfferStatus.EXPIRED]),
-            )
-        )
-    )
+    excluded = _patients_who_gave_up(uow, provider.id, slot.start)
     entries = list(
         uow.session.exec(
             select(WaitlistEntry).where(
@@ -430,7 +444,7 @@ def offer_freed_slot(
     entries = [
         e
         for e in entries
-        if e.id not in refused
+        if e.patient_id not in excluded
         and (e.provider_id is not None or not e.specialty or e.specialty.strip().lower() in specialties)
     ]
     busy = _busy_patients(uow, [e.patient_id for e in entries], slot.start, slot.end, now)

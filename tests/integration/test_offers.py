@@ -178,6 +178,37 @@ def test_continuity_counts_for_patients_the_provider_already_sees(harbor: Practi
     assert any("Already sees this provider" in r for r in offer.reasons)
 
 
+def test_the_patient_who_cancels_is_never_offered_the_slot_back(harbor: Practice) -> None:
+    """Regression: the canceller, waiting with the highest urgency for exactly that time, was offered her own
+    slot back and held it for 30 minutes away from everyone else (PRODUCT invariant 8)."""
+    start = slot_at()
+    booked, people = scene_with_three(harbor, start)
+    assert booked.patient_id == harbor.patient.id
+    # The canceller waits for exactly that time, most urgent and longest of all.
+    mine = add_waitlist_entry(harbor, urgency=4, windows=window_for(start))
+    with UnitOfWork(harbor.system) as uow:
+        uow.session.execute(update(WaitlistEntry).where(col(WaitlistEntry.id) == mine.id)
+                            .values(created_at=utcnow() - timedelta(days=60)))  # fmt: skip
+        uow.commit()
+    call(harbor.patient_actor, booking.cancel_appointment, booked.id)
+    (offer,) = pending_offers(harbor)
+    assert offer.entry_id == people[0][1].id
+
+
+def test_a_patient_who_declined_is_not_offered_the_slot_again_through_another_entry(harbor: Practice) -> None:
+    start = slot_at()
+    booked, people = scene_with_three(harbor, start)
+    una, una_entry = people[0]
+    # Una also waits for anyone at the clinic: a second entry that fits the same slot.
+    add_waitlist_entry(harbor, patient=una, any_provider=True, urgency=4, windows=window_for(start))
+    cancel(harbor, booked)
+    (first,) = pending_offers(harbor)
+    assert first.entry_id == una_entry.id
+    call(patient_actor(harbor, una), offers.decline_offer, first.id)
+    (second,) = pending_offers(harbor)
+    assert second.entry_id == people[1][1].id  # Pia, not Una's other entry
+
+
 def test_no_offer_inside_the_cutoff_or_when_auto_offer_is_off(harbor: Practice) -> None:
     start = slot_at(days=1)
     add_availability(harbor)
