@@ -127,7 +127,7 @@ def main() -> int:
                 "whatsapp_opt_in, updated_at) SELECT gen_random_uuid(), tenant_id, id, true, true, false, now() "
                 "FROM patients"
             )
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        redis.Redis.from_url(BROKER_URL).delete(queue)  # only this run's own queue, never the whole database
         runs = [
             ("console (embedded default)", {"NOTIFICATIONS_CHANNEL_MODE": "console"}, 1),
             ("providers: SendGrid e-mail + Twilio SMS", {"NOTIFICATIONS_PER_SECOND": "1000"}, 2),

@@ -94,9 +94,10 @@ def main() -> int:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     db_url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{db_name}"
+    queue = f"bench-waitlist-{secrets.token_hex(3)}"  # a queue of its own: runs sharing the broker never meet
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": BROKER_URL,
-           "SECRET_KEY": secrets.token_urlsafe(48), "CELERY_EAGER": "0"}  # fmt: skip
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "CELERY_EAGER")})
+           "CELERY_QUEUE": queue, "SECRET_KEY": secrets.token_urlsafe(48), "CELERY_EAGER": "0"}  # fmt: skip
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "CELERY_QUEUE", "SECRET_KEY", "CELERY_EAGER")})
     os.environ["CELERY_EAGER"] = "1"  # this process only prepares data: no broker round trips here
     procs: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
@@ -105,11 +106,11 @@ def main() -> int:
                        capture_output=True)  # fmt: skip
         info = setup_practice(db_url, providers=10, patients=2 * n + 1)
         appointments = _prepare(info, n)
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        redis.Redis.from_url(BROKER_URL).delete(queue)  # only this run's own queue, never the whole database
         port = _free_port()
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "backend.worker", "worker", "-P", "threads", "-c", "4",
-             "-l", "warning", "--without-gossip", "--without-mingle"],
+             "-l", "warning", "--without-gossip", "--without-mingle", "-Q", queue],
             cwd=ROOT, env=env, start_new_session=True,
         ))  # fmt: skip
         procs.append(subprocess.Popen(

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -55,11 +56,19 @@ def _admin(sql: str) -> None:
         conn.execute(sql)
 
 
+def _unit_tests_only(config: pytest.Config) -> bool:
+    """True when every path this run was given lies under tests/unit: such a run needs no service at all."""
+    unit = (Path(__file__).parent / "unit").resolve()
+    paths = [Path(str(arg).split("::", 1)[0]).resolve() for arg in config.args]
+    return bool(paths) and all(path == unit or unit in path.parents for path in paths)
+
+
+_created_database = False
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Settings are read once per process; point them at this run's database before anything reads them.
-    _admin(f'CREATE DATABASE "{TEST_DB_NAME}"')
     os.environ["DATABASE_URL"] = _db_url(TEST_DB_NAME)
-    os.environ["REDIS_URL"] = REDIS_URL
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
     os.environ.pop("CELERY_BROKER_URL", None)
     # Tasks run in-process unless a test starts a real worker (test_worker_cascade does, and unsets this).
@@ -68,6 +77,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # turns them on with its own limiter. Keys of this run stay apart from other runs on the shared Redis.
     os.environ["RATE_LIMIT_ENABLED"] = "0"
     os.environ["REDIS_KEY_PREFIX"] = f"test-{TEST_DB_NAME}"
+    if _unit_tests_only(config):
+        # Unit tests are pure logic: no PostgreSQL, no Redis (nothing is created, nothing is reachable).
+        os.environ.pop("REDIS_URL", None)
+        return
+    os.environ["REDIS_URL"] = REDIS_URL
+    _admin(f'CREATE DATABASE "{TEST_DB_NAME}"')
+    global _created_database
+    _created_database = True
 
     from alembic import command
     from alembic.config import Config
@@ -80,6 +97,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _created_database:
+        return
     from backend.db import get_engine
 
     get_engine().dispose()
