@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from backend.errors import AuthenticationFailed, DomainError, RateLimited
+from backend.errors import AuthenticationFailed, Code, DomainError, RateLimited
 from backend.scheduling.booking import SLOT_TAKEN, sqlstate
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,11 @@ BAD_VALUE = "a value in the request is out of range or cannot be stored"
 
 
 def _unavailable() -> JSONResponse:
-    return JSONResponse({"detail": UNAVAILABLE}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return JSONResponse(
+        {"detail": UNAVAILABLE, "code": "unavailable"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def _encodable(value: Any, depth: int = 0) -> bool:
@@ -77,7 +81,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
-        body: dict[str, object] = {"detail": exc.message}
+        body: dict[str, object] = {"detail": exc.message, "code": exc.code}
         if exc.field:
             body["field"] = exc.field
         headers: dict[str, str] = {}
@@ -90,7 +94,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own handler echoes the input and crashes on NaN or a lone surrogate (a 500).
-        return JSONResponse({"detail": safe_validation_errors(exc.errors())}, status_code=422)
+        return JSONResponse(
+            {"detail": safe_validation_errors(exc.errors()), "code": "request_invalid"}, status_code=422
+        )
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
@@ -98,7 +104,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # serialization failure means another request won.
         code = sqlstate(exc) or ""
         if code in {"23P01", "40P01", "40001"}:
-            return JSONResponse({"detail": SLOT_TAKEN}, status_code=409)
+            return JSONResponse({"detail": SLOT_TAKEN, "code": Code.SLOT_TAKEN}, status_code=409)
         # The database is down, restarting or out of connections: try again shortly.
         if isinstance(exc, OperationalError) or exc.connection_invalidated or code[:2] in {"08", "57", "53"}:
             logger.warning("database unavailable (%s): answered 503", type(exc.orig).__name__)
@@ -106,7 +112,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # A value PostgreSQL refuses (out of range, NUL, bad encoding, datetime overflow): the input's fault.
         if isinstance(exc, DataError) or code.startswith("22"):
             logger.warning("database refused a value (sqlstate %s): answered 422", code or "?")
-            return JSONResponse({"detail": BAD_VALUE}, status_code=422)
+            return JSONResponse({"detail": BAD_VALUE, "code": "bad_value"}, status_code=422)
         raise exc
 
     @app.exception_handler(PoolTimeout)
@@ -141,10 +147,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _overflow(_request: Request, _exc: OverflowError) -> JSONResponse:
         # Date arithmetic past year 9999 or before year 1 on a value the boundary did not bound.
         logger.warning("overflow on a request value: answered 422")
-        return JSONResponse({"detail": BAD_VALUE}, status_code=422)
+        return JSONResponse({"detail": BAD_VALUE, "code": "bad_value"}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
         # A bug. Still JSON (never text/plain); the traceback is logged without SQL parameters or messages
         # that may carry health data (backend.logging_config).
-        return JSONResponse({"detail": "internal error: it has been logged"}, status_code=500)
+        return JSONResponse({"detail": "internal error: it has been logged", "code": "internal_error"}, status_code=500)

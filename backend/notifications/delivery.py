@@ -1,9 +1,13 @@
 """Delivering outbox rows exactly once, through the ledger (NotificationDelivery).
 
 Every delivery first *claims* its ledger row in a short transaction: a row lock taken with SKIP LOCKED and a
-conditional move pending|failed (due) -> sending with attempts + 1, committed before anything is sent. The send
-runs outside any transaction; its outcome is written by a second short transaction fenced on status 'sending'.
-So a redelivered task finds 'sent' and does nothing, and two claimers (tasks, sweeps) never take one row.
+conditional move pending|failed (due) -> sending with attempts + 1, committed before anything is sent. Every claim
+increments the row's claim_generation (and records claimed_by, this worker): the pair is the claim's fencing
+token. Right before the send, a conditional UPDATE on (row, generation, 'sending') renews the lease; no row
+means the claim was lost (its lease ran out and another claimer took the row) and nothing is sent. The send runs
+outside any transaction; its outcome is written by a second short transaction fenced on the same generation. A
+sweep renews the leases of its batch's remaining rows before each one, so no batch outlives its lease. So a
+redelivered task finds 'sent' and does nothing, and two claimers (tasks, sweeps) never send one row.
 
 A worker killed mid-send leaves its row 'sending'. After its lease (settings.notifications_lease_seconds) the
 row is *reconciled*: the channel is asked whether the message went out (lookup by idempotency key = notification
@@ -20,13 +24,15 @@ practice's next free slot and its row is due then. Notification.status mirrors t
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, tuple_, update
 from sqlmodel import Session, col, select
 
 from backend import events
@@ -52,6 +58,8 @@ _jitter = random.SystemRandom()
 S = NotificationStatus
 RETRYABLE = (S.PENDING, S.FAILED)
 Mode = Literal["send", "reconcile"]
+# The outcome of a claim that was no longer this worker's (its lease ran out and the row was claimed again).
+LOST = "lost"
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,12 @@ class Claim:
     mode: Mode
     attempts: int
     provider_message_id: str | None
+    generation: int  # the fencing token: the row's claim_generation this claim set
+
+
+def worker_id() -> str:
+    """Who claims (host:pid), recorded on the row as claimed_by. Read at claim time: prefork children fork later."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:120]
 
 
 # --- throttle ------------------------------------------------------------------------------------------
@@ -146,12 +160,20 @@ def _mirror(session: Session, notification_id: uuid.UUID, values: dict[str, Any]
 
 
 def set_ledger(
-    session: Session, notification_id: uuid.UUID, values: dict[str, Any], *, only_if: S | None = None
+    session: Session,
+    notification_id: uuid.UUID,
+    values: dict[str, Any],
+    *,
+    only_if: S | None = None,
+    generation: int | None = None,
 ) -> bool:
-    """Update the ledger row (and its notification); with `only_if`, only while it has that status."""
+    """Update the ledger row (and its notification); with `only_if`, only while it has that status; with
+    `generation`, only while that claim (fencing token) is still the row's current one."""
     stmt = update(NotificationDelivery).where(col(NotificationDelivery.notification_id) == notification_id)
     if only_if is not None:
         stmt = stmt.where(col(NotificationDelivery.status) == only_if)
+    if generation is not None:
+        stmt = stmt.where(col(NotificationDelivery.claim_generation) == generation)
     moved = session.execute(stmt.values(**values).execution_options(synchronize_session=False))
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         return False
@@ -175,11 +197,17 @@ def _claim_locked(session: Session, row: NotificationDelivery, now: datetime) ->
             set_ledger(session, row.notification_id, {"next_attempt_at": due, "updated_at": now})
             return "throttled"
         attempts = row.attempts + 1
-        set_ledger(session, row.notification_id, {"status": S.SENDING, "attempts": attempts, "updated_at": now})
-        return Claim(row.notification_id, row.tenant_id, "send", attempts, row.provider_message_id)
-    # 'sending' past its lease (its worker died) or 'unknown': find out before anything is sent again.
-    set_ledger(session, row.notification_id, {"status": S.SENDING, "updated_at": now})
-    return Claim(row.notification_id, row.tenant_id, "reconcile", row.attempts, row.provider_message_id)
+        generation = row.claim_generation + 1
+        claimed = {"status": S.SENDING, "attempts": attempts, "updated_at": now, "claim_generation": generation,
+                   "claimed_by": worker_id()}  # fmt: skip
+        set_ledger(session, row.notification_id, claimed)
+        return Claim(row.notification_id, row.tenant_id, "send", attempts, row.provider_message_id, generation)
+    # 'sending' past its lease (its worker died, or its claimer is late) or 'unknown': find out before anything is
+    # sent again. The new generation fences the previous claimer out: it can neither send nor finish any more.
+    generation = row.claim_generation + 1
+    set_ledger(session, row.notification_id, {"status": S.SENDING, "updated_at": now, "claim_generation": generation,
+                                              "claimed_by": worker_id()})  # fmt: skip
+    return Claim(row.notification_id, row.tenant_id, "reconcile", row.attempts, row.provider_message_id, generation)
 
 
 def claim_one(notification_id: uuid.UUID, *, now: datetime | None = None) -> Claim | str:
@@ -227,13 +255,47 @@ def claim_due(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> list[
         return claims
 
 
+def renew(claims: list[Claim]) -> set[uuid.UUID]:
+    """Extend the leases of claims still held (row 'sending' under the claim's generation) to now; returns the
+    notification ids still held. A claim missing from the answer was lost: its row must not be sent by it."""
+    if not claims:
+        return set()
+    token = tuple_(col(NotificationDelivery.notification_id), col(NotificationDelivery.claim_generation))
+    stmt = (
+        update(NotificationDelivery)
+        .where(token.in_([(c.notification_id, c.generation) for c in claims]))
+        .where(col(NotificationDelivery.status) == S.SENDING)
+        .values(updated_at=utcnow())
+        .returning(col(NotificationDelivery.notification_id))
+        .execution_options(synchronize_session=False)
+    )
+    with UnitOfWork(unscoped=True) as uow:
+        held = uow.session.execute(stmt).scalars().all()
+        uow.commit()
+    return set(held)
+
+
+def _still_mine(claim: Claim) -> bool:
+    """The fence right before a send (or a lookup): renew this claim's lease, or find it lost."""
+    if claim.notification_id in renew([claim]):
+        return True
+    logger.warning("notification %s: claim %d lost (lease ran out, claimed again); not sent by this worker",
+                   claim.notification_id, claim.generation)  # fmt: skip
+    return False
+
+
 def _finish(claim: Claim, values: dict[str, Any]) -> bool:
+    """Write a claim's outcome, only while the claim is still the row's (status 'sending', same generation)."""
     with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
-        done = set_ledger(uow.session, claim.notification_id, {**values, "updated_at": utcnow()}, only_if=S.SENDING)
+        done = set_ledger(uow.session, claim.notification_id, {**values, "updated_at": utcnow()}, only_if=S.SENDING,
+                          generation=claim.generation)  # fmt: skip
         if done:  # open outbox and history pages re-read (the event carries no PHI)
             events.emit(uow, "notification.changed", entity_id=claim.notification_id)
         uow.commit()
-        return done
+    if not done:
+        logger.warning("notification %s: claim %d lost before its outcome was written; its new claimer reconciles it",
+                       claim.notification_id, claim.generation)  # fmt: skip
+    return done
 
 
 def _failed(claim: Claim, attempts: int, error: str, *, permanent: bool) -> str:
@@ -241,7 +303,8 @@ def _failed(claim: Claim, attempts: int, error: str, *, permanent: bool) -> str:
     dead = permanent or attempts >= MAX_ATTEMPTS
     status = S.DEAD if dead else S.FAILED
     retry_at = now if dead else now + backoff(attempts)
-    _finish(claim, {"status": status, "last_error": error[:500], "next_attempt_at": retry_at})
+    if not _finish(claim, {"status": status, "last_error": error[:500], "next_attempt_at": retry_at}):
+        return LOST
     if dead:
         # The provider's error text can quote the address or number: it stays on the row (staff see it), not in logs.
         logger.warning("notification %s dead after %d attempt(s)", claim.notification_id, attempts)
@@ -252,7 +315,8 @@ def _unknown(claim: Claim, error: str) -> str:
     """Whether the message went out is not known: a later sweep reconciles the row (asks the channel) before
     anything is sent again."""
     retry_at = utcnow() + backoff(claim.attempts)
-    _finish(claim, {"status": S.UNKNOWN, "last_error": error[:500], "next_attempt_at": retry_at})
+    if not _finish(claim, {"status": S.UNKNOWN, "last_error": error[:500], "next_attempt_at": retry_at}):
+        return LOST
     return str(S.UNKNOWN)
 
 
@@ -365,7 +429,10 @@ def _send(claim: Claim) -> str:
         message = _build(claim)
         if isinstance(message, str):
             return message
-        result = channels.channel_for(message.channel).send(message)
+        channel = channels.channel_for(message.channel)
+        if not _still_mine(claim):  # the fence, immediately before the send (it renews the lease)
+            return LOST
+        result = channel.send(message)
     except channels.ChannelError as exc:
         if exc.maybe_sent:  # no answer to a request that went out: the provider may have it, so never just resend
             return _unknown(claim, _error_text(exc))
@@ -378,8 +445,9 @@ def _send(claim: Claim) -> str:
     provider_id = getattr(result, "provider_message_id", None)
     now = utcnow()
     # A new message: what the provider said of an earlier one (before an admin's resend) no longer applies.
-    _finish(claim, {"status": S.SENT, "provider_message_id": provider_id, "sent_at": now, "last_error": "",
-                    "provider_status": "", "provider_status_at": None})  # fmt: skip
+    if not _finish(claim, {"status": S.SENT, "provider_message_id": provider_id, "sent_at": now, "last_error": "",
+                           "provider_status": "", "provider_status_at": None}):  # fmt: skip
+        return LOST
     return str(S.SENT)
 
 
@@ -388,6 +456,8 @@ def _reconcile(claim: Claim) -> str:
     message is rendered again so that a channel with no reference of ours can match it by its text."""
     from backend.notifications import channels
 
+    if not _still_mine(claim):
+        return LOST
     with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
         note = uow.session.get(Notification, claim.notification_id)
         if note is None:
@@ -405,7 +475,8 @@ def _reconcile(claim: Claim) -> str:
         logger.warning("looking up notification %s failed", claim.notification_id, exc_info=True)
         return _unknown(claim, _error_text(exc))
     if found == "sent":
-        _finish(claim, {"status": S.SENT, "sent_at": utcnow(), "last_error": ""})
+        if not _finish(claim, {"status": S.SENT, "sent_at": utcnow(), "last_error": ""}):
+            return LOST
         return str(S.SENT)
     if claim.attempts >= MAX_ATTEMPTS:
         return _failed(claim, claim.attempts, "no delivery found after the last attempt", permanent=True)
@@ -413,11 +484,12 @@ def _reconcile(claim: Claim) -> str:
     attempts = claim.attempts + 1
     with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
         owned = set_ledger(uow.session, claim.notification_id, {"attempts": attempts, "updated_at": utcnow()},
-                     only_if=S.SENDING)  # fmt: skip
+                           only_if=S.SENDING, generation=claim.generation)  # fmt: skip
         uow.commit()
     if not owned:
-        return "lost"
-    return _send(Claim(claim.notification_id, claim.tenant_id, "send", attempts, claim.provider_message_id))
+        return LOST
+    return _send(Claim(claim.notification_id, claim.tenant_id, "send", attempts, claim.provider_message_id,
+                       claim.generation))  # fmt: skip
 
 
 def run(claim: Claim) -> str:
@@ -448,9 +520,17 @@ def due_in(notification_id: uuid.UUID) -> float | None:
 
 
 def sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> dict[str, int]:
-    """Deliver what is due and reconcile what was left 'sending'; returns outcome counts."""
+    """Deliver what is due and reconcile what was left 'sending'; returns outcome counts.
+
+    The batch is claimed at once but sent one by one: before each row, the leases of the rows not yet done are
+    renewed, so none of them expires (and is claimed again) while this sweep is still working through the batch.
+    A row whose claim was lost anyway (this worker stalled past a lease) is skipped, never sent."""
     counts: dict[str, int] = {}
-    for claim in claim_due(now=now, limit=limit):
+    batch = claim_due(now=now, limit=limit)
+    for i, claim in enumerate(batch):
+        if claim.notification_id not in renew(batch[i:]):
+            counts[LOST] = counts.get(LOST, 0) + 1
+            continue
         try:
             outcome = run(claim)
         except Exception:

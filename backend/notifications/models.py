@@ -97,6 +97,11 @@ class NotificationDelivery(TenantMixin, table=True):
     # none yet), from Twilio's status callback or SendGrid's event webhook, and when it came.
     provider_status: str = Field(default="", max_length=30)
     provider_status_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The fencing token of the current claim: incremented by every claim, so a claimer whose lease ran out (and
+    # whose row was claimed again) finds its generation gone before it sends and when it finishes. claimed_by
+    # names the claiming worker (host:pid), for the admin and the logs.
+    claim_generation: int = Field(default=0)
+    claimed_by: str | None = Field(default=None, max_length=120)
 
 
 class AppointmentReminder(TenantMixin, table=True):

@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from backend import events
 from backend.audit.service import record
 from backend.db import UnitOfWork
-from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Patient, Provider
 from backend.notifications import outbox
 from backend.scheduling import cache, slot_marks
@@ -181,7 +181,7 @@ def guarded_insert(uow: UnitOfWork, appointment: Appointment) -> Appointment:
     if not postgres:
         # PostgreSQL's exclusion constraints decide below; elsewhere the serialized transaction checks.
         if _overlaps(uow, start, end, Appointment.provider_id == appointment.provider_id):
-            raise Conflict(SLOT_TAKEN)
+            raise Conflict(SLOT_TAKEN, code=Code.SLOT_TAKEN)
         if appointment.patient_id is not None and _overlaps(
             uow, start, end, Appointment.patient_id == appointment.patient_id
         ):
@@ -196,7 +196,7 @@ def guarded_insert(uow: UnitOfWork, appointment: Appointment) -> Appointment:
         if state == "23P01" and constraint_name(exc) == PATIENT_OVERLAP:
             raise Conflict(PATIENT_BUSY) from exc
         if state in _RACE_SQLSTATES:
-            raise Conflict(_RACE_SQLSTATES[state]) from exc
+            raise Conflict(_RACE_SQLSTATES[state], code=Code.SLOT_TAKEN) from exc
         raise
     cache.invalidate_provider(uow, appointment.provider_id)
     return appointment
@@ -344,7 +344,7 @@ def confirm_hold(actor: Actor, uow: UnitOfWork, hold_id: uuid.UUID, *, version: 
         uow.session.refresh(hold)
         if hold.status == AppointmentStatus.BOOKED:
             raise Conflict("This booking was already confirmed.")
-        raise Conflict("Your hold on this time has expired. Please choose the slot again.")
+        raise Conflict("Your hold on this time has expired. Please choose the slot again.", code=Code.HOLD_EXPIRED)
     uow.session.refresh(hold)
     record(actor, uow, action="appointment.booked", entity_type="appointment", entity_id=hold.id)
     events.emit(uow, "appointment.booked", entity_id=hold.id, provider_id=hold.provider_id, clinic_id=hold.clinic_id)

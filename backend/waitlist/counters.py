@@ -29,7 +29,7 @@ from sqlalchemy import func, text
 from sqlmodel import col, select
 
 from backend.db import UnitOfWork
-from backend.errors import ValidationFailed
+from backend.errors import Code, ValidationFailed
 from backend.settings import get_settings
 from backend.tenancy.context import Actor
 from backend.waitlist.models import ACTIVE_ENTRY_STATUSES, WaitlistEntry
@@ -93,8 +93,18 @@ def _decr(client: redis.Redis, name: str) -> None:
 
 def _refusal(kind: str, limit: int) -> ValidationFailed:
     if kind == PROVIDER:
-        return ValidationFailed(f"max_active_per_provider ({limit}) reached for this provider", field="provider_id")
-    return ValidationFailed(f"max_active_per_clinic ({limit}) reached for this clinic", field="clinic_id")
+        return ValidationFailed(
+            f"max_active_per_provider ({limit}) reached for this provider",
+            field="provider_id",
+            code=Code.WAITLIST_MAX_ACTIVE_PER_PROVIDER,
+            params={"limit": limit},
+        )
+    return ValidationFailed(
+        f"max_active_per_clinic ({limit}) reached for this clinic",
+        field="clinic_id",
+        code=Code.WAITLIST_MAX_ACTIVE_PER_CLINIC,
+        params={"limit": limit},
+    )
 
 
 def _db_reserve(uow: UnitOfWork, limits: list[tuple[str, uuid.UUID, int]]) -> None:

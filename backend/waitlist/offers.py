@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from backend import events
 from backend.audit.service import record
 from backend.db import UnitOfWork
-from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Provider, ProviderClinic
 from backend.notifications import outbox
 from backend.scheduling import cache, slot_marks
@@ -245,7 +245,7 @@ def _make_offer(
                 raise
     except DBAPIError as exc:
         if sqlstate(exc) in {"23P01", "40P01", "40001"}:
-            raise Conflict("That time was just taken. Please choose another slot.") from exc
+            raise Conflict("That time was just taken. Please choose another slot.", code=Code.SLOT_TAKEN) from exc
         raise
     uow.session.refresh(entry)
     data = {"kind": kind, "entry_id": str(entry.id), "appointment_id": str(hold.id), "score": total,
@@ -377,8 +377,8 @@ def _transition(uow: UnitOfWork, offer: WaitlistOffer, target: OfferStatus, now:
 
 def _refusal(offer: WaitlistOffer) -> Conflict:
     if offer.status == OfferStatus.PENDING:
-        return Conflict(OFFER_EXPIRED)
-    return Conflict(_CLOSED_MESSAGES.get(offer.status, OFFER_EXPIRED))
+        return Conflict(OFFER_EXPIRED, code=Code.OFFER_CLOSED)
+    return Conflict(_CLOSED_MESSAGES.get(offer.status, OFFER_EXPIRED), code=Code.OFFER_CLOSED)
 
 
 # -- service functions -----------------------------------------------------------------------------------
@@ -488,7 +488,7 @@ def accept_offer(actor: Actor, uow: UnitOfWork, offer_id: uuid.UUID) -> Appointm
     )
     if booked.rowcount != 1:  # type: ignore[attr-defined]
         # The hold was released underneath (it ran out and another booking swept it): nothing is booked.
-        raise Conflict(OFFER_EXPIRED)
+        raise Conflict(OFFER_EXPIRED, code=Code.OFFER_CLOSED)
     appointment = uow.session.get(Appointment, offer.appointment_id)
     entry = uow.session.get(WaitlistEntry, offer.entry_id)
     if appointment is None or entry is None:

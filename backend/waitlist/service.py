@@ -36,7 +36,7 @@ from sqlmodel import col, func, select
 from backend import events
 from backend.audit.service import record
 from backend.db import UnitOfWork
-from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import MODALITIES, Patient, Provider, ProviderClinic
 from backend.scheduling.models import Appointment, AppointmentStatus
 from backend.service import require_role, service_function
@@ -460,9 +460,11 @@ def parse_windows(raw: Sequence[Any]) -> list[dict[str, Any]]:
                 raise ValueError('a window is {"weekday": 0-6, "start": "HH:MM", "end": "HH:MM"}')
             window = Window.parse(item)
         except KeyError as exc:
-            raise ValidationFailed(f"window {i}: missing {exc.args[0]}", field="windows") from exc
+            raise ValidationFailed(
+                f"window {i}: missing {exc.args[0]}", field="windows", code=Code.WAITLIST_WINDOW_INVALID
+            ) from exc
         except (ValueError, TypeError) as exc:
-            raise ValidationFailed(f"window {i}: {exc}", field="windows") from exc
+            raise ValidationFailed(f"window {i}: {exc}", field="windows", code=Code.WAITLIST_WINDOW_INVALID) from exc
         parsed.append({"weekday": window.weekday, "start": f"{window.start:%H:%M}", "end": f"{window.end:%H:%M}"})
     return parsed
 
@@ -510,10 +512,12 @@ def _check_target(uow: UnitOfWork, request: JoinRequest) -> tuple[Clinic, Provid
 def _check_request(actor: Actor, request: JoinRequest, clinic: Clinic) -> tuple[int, str, list[dict[str, Any]]]:
     windows = parse_windows(request.windows)
     if request.earliest_date and request.latest_date and request.earliest_date > request.latest_date:
-        raise ValidationFailed("earliest_date must not be after latest_date", field="latest_date")
+        raise ValidationFailed(
+            "earliest_date must not be after latest_date", field="latest_date", code=Code.WAITLIST_DATES_REVERSED
+        )
     today = utcnow().astimezone(ZoneInfo(clinic.timezone)).date()
     if request.latest_date is not None and request.latest_date < today:
-        raise ValidationFailed("latest_date is in the past", field="latest_date")
+        raise ValidationFailed("latest_date is in the past", field="latest_date", code=Code.WAITLIST_LATEST_DATE_PAST)
     urgency = request.urgency
     if isinstance(urgency, bool) or not isinstance(urgency, int) or not 1 <= urgency <= 4:
         raise ValidationFailed("urgency must be 1 (routine) to 4 (urgent)", field="urgency")
@@ -521,7 +525,12 @@ def _check_request(actor: Actor, request: JoinRequest, clinic: Clinic) -> tuple[
         raise ValidationFailed("urgency 4 (urgent) is set by the practice; choose 1 to 3", field="urgency")
     reason = (request.reason or "").strip()
     if len(reason) > MAX_REASON:
-        raise ValidationFailed(f"reason must have at most {MAX_REASON} characters", field="reason")
+        raise ValidationFailed(
+            f"reason must have at most {MAX_REASON} characters",
+            field="reason",
+            code=Code.WAITLIST_REASON_TOO_LONG,
+            params={"limit": MAX_REASON},
+        )
     return urgency, reason, windows
 
 
@@ -565,10 +574,13 @@ def join_waitlist(actor: Actor, uow: UnitOfWork, request: JoinRequest) -> Waitli
     _lock(uow, f"waitlist-patient:{patient_id}")
     key = target_key(clinic.id, provider.id if provider else None, specialty, modality)
     if _active_count(uow, WaitlistEntry.patient_id == patient_id, WaitlistEntry.target_key == key):
-        raise Conflict(DUPLICATE)
+        raise Conflict(DUPLICATE, code=Code.WAITLIST_ALREADY_ON)
     if _active_count(uow, WaitlistEntry.patient_id == patient_id) >= policy.max_entries_per_patient:
         raise ValidationFailed(
-            f"max_entries_per_patient ({policy.max_entries_per_patient}) reached", field="patient_id"
+            f"max_entries_per_patient ({policy.max_entries_per_patient}) reached",
+            field="patient_id",
+            code=Code.WAITLIST_MAX_ENTRIES_PER_PATIENT,
+            params={"limit": policy.max_entries_per_patient},
         )
     counters.reserve(
         uow,
@@ -602,7 +614,7 @@ def join_waitlist(actor: Actor, uow: UnitOfWork, request: JoinRequest) -> Waitli
         uow.flush()
     except IntegrityError as exc:
         if "uq_waitlist_entries_active_target" in str(exc.orig):
-            raise Conflict(DUPLICATE) from exc
+            raise Conflict(DUPLICATE, code=Code.WAITLIST_ALREADY_ON) from exc
         raise
     record(
         actor,

@@ -25,6 +25,7 @@ from backend.waitlist import offers as wl_offers
 from backend.waitlist import service as wl
 from backend.waitlist.policy import effective_policy
 from portal.components import format as fmt
+from portal.state.errors import words_for
 from portal.state.live import LiveRefreshMixin
 from portal.state.ratelimit import WAITLIST_JOIN, limited
 from portal.state.session import SESSION_ENDED, SessionState
@@ -73,30 +74,6 @@ FIELD_KEYS = {
     "urgency": "urgency",
     "reason": "reason",
 }
-
-
-def friendly(message: str) -> str:
-    """The service names its rules for API clients; say the same thing to a patient."""
-    m = message or ""
-    if "max_entries_per_patient" in m:
-        limit = m[m.find("(") + 1 : m.find(")")] if "(" in m else ""
-        return (
-            f"You are already on {limit or 'the most'} waitlists, the most allowed at once. "
-            "Leave one on My waitlist to join another."
-        )
-    if "max_active_per_provider" in m:
-        return "This provider's waitlist is full right now. Try “Any provider at this clinic”, or call the clinic."
-    if "max_active_per_clinic" in m:
-        return "This clinic's waitlist is full right now. Please call the clinic."
-    if m.startswith("latest_date is in the past"):
-        return "The latest date has already passed."
-    if m.startswith("earliest_date must not be after latest_date"):
-        return "The latest date must be on or after the earliest date."
-    if m.startswith("window "):
-        return "Check the times: " + m
-    if m.startswith("reason must have"):
-        return f"Keep the reason to {MAX_REASON} characters or fewer."
-    return m[:1].upper() + m[1:]
 
 
 def _uuid(value: Any) -> uuid.UUID | None:
@@ -440,9 +417,9 @@ class PatientWaitlistJoinState(SessionState):
             self.busy = False
             key = FIELD_KEYS.get(str(exc.field or ""), "")
             if key:
-                self.field_errors = {key: friendly(exc.message)}
+                self.field_errors = {key: words_for(exc)}
             else:
-                self.form_error = friendly(exc.message)
+                self.form_error = words_for(exc)
             return None
         self.busy = False
         target = self.wanted_name if not any_provider and self.wanted_name else "the waitlist"

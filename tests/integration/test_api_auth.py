@@ -91,7 +91,7 @@ def test_wrong_password_and_unknown_email_get_the_same_401(client: TestClient, h
     wrong_status, wrong, wrong_headers = _token(client, harbor.admin_user.email, "not the password")
     unknown_status, unknown, _ = _token(client, "nobody@harbor.test", "not the password")
     assert wrong_status == unknown_status == 401
-    assert wrong == unknown == {"detail": BAD_LOGIN}
+    assert wrong == unknown == {"detail": BAD_LOGIN, "code": "authentication_failed"}
     assert wrong_headers["www-authenticate"] == "Bearer"
 
 
@@ -113,7 +113,7 @@ def test_throttled_after_five_failures_from_the_same_network(
     email = harbor.admin_user.email
     for attempt in range(1, 6):
         status, body, _ = _token(client, email, f"wrong-{attempt}")
-        assert (status, body) == (401, {"detail": BAD_LOGIN}), attempt
+        assert (status, body) == (401, {"detail": BAD_LOGIN, "code": "authentication_failed"}), attempt
 
     # From the network that failed, even the right password waits (it is not checked, so not counted).
     status, body, headers = _token(client, email, TEST_PASSWORD)
@@ -121,6 +121,7 @@ def test_throttled_after_five_failures_from_the_same_network(
     retry_after = int(headers["retry-after"])
     assert 0 < retry_after <= slow_backoff
     assert "Too many failed attempts" in str(body["detail"])
+    assert body["code"] == "rate_limited"
 
     # The other accounts of the practice are not affected.
     assert _token(client, harbor.doctor_user.email, TEST_PASSWORD)[0] == 200

@@ -232,7 +232,7 @@ def test_another_tenants_clinic_is_indistinguishable_from_a_missing_one(
         missing = client.request(method, f"{CLINICS}/{uuid.uuid4()}", json=body, headers=auth[role])
         if role == "admin" or method == "GET":
             assert foreign.status_code == 404, role
-            assert foreign.json() == missing.json() == {"detail": "clinic not found"}
+            assert foreign.json() == missing.json() == {"detail": "clinic not found", "code": "not_found"}
         else:
             assert foreign.status_code == missing.status_code == 403  # the role check comes first, for both
     assert sorted((c.id, c.name, c.archived_at) for c in rows(summit, Clinic)) == before

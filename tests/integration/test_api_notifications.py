@@ -272,7 +272,7 @@ def test_staff_read_preferences_but_never_change_them(client: httpx.Client, scen
     missing = read("doctor", uuid.uuid4())
     unrelated = read("doctor", stranger.id)
     assert unrelated.status_code == missing.status_code == read("doctor", anyone_there.id).status_code == 404
-    assert unrelated.json() == missing.json() == {"detail": "patient not found"}
+    assert unrelated.json() == missing.json() == {"detail": "patient not found", "code": "not_found"}
     for patient in (seen, waiting, stranger, h.patient):
         assert read("admin", patient.id).status_code == 200
     # A patient reads their own only; anyone else's looks missing.
@@ -506,7 +506,7 @@ def test_forged_unsubscribe_tokens_are_404_and_change_nothing(client: httpx.Clie
         for kwargs in ({}, {"json": {"everything": True}}, {"data": {"List-Unsubscribe": "One-Click"}}):
             response = client.post(f"/api/v1/unsubscribe/{token}", **kwargs)  # type: ignore[arg-type]
             assert response.status_code == 404, (token, response.text)
-            assert response.json() == {"detail": "unsubscribe link not found"}
+            assert response.json() == {"detail": "unsubscribe link not found", "code": "not_found"}
     for p in (h, s):
         assert prefs(p) == [] and audit(p, "notification.opted_out") == []
 

@@ -98,22 +98,31 @@ def test_staff_remove_and_join_for_a_patient(client: TestClient, scene: Scene) -
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "detail"),
+    ("body", "status", "detail", "code"),
     [
-        ({"windows": [{"weekday": 1, "start": "12:00", "end": "11:00"}]}, 422, "window 1: a window must end"),
-        ({"urgency": 4}, 422, "urgency 4 (urgent) is set by the practice"),
-        ({"modality": "fax"}, 422, "modality must be one of"),
-        ({"clinic_id": str(uuid.uuid4())}, 404, "clinic not found"),
-        ({"surprise": 1}, 422, None),
-        ({"reason": "x" * 501}, 422, None),
+        (
+            {"windows": [{"weekday": 1, "start": "12:00", "end": "11:00"}]},
+            422,
+            "window 1: a window must end",
+            "waitlist.window_invalid",
+        ),
+        ({"urgency": 4}, 422, "urgency 4 (urgent) is set by the practice", "validation_failed"),
+        ({"modality": "fax"}, 422, "modality must be one of", "validation_failed"),
+        ({"clinic_id": str(uuid.uuid4())}, 404, "clinic not found", "not_found"),
+        ({"surprise": 1}, 422, None, "request_invalid"),
+        ({"reason": "x" * 501}, 422, None, None),
     ],
 )
-def test_invalid_join(client: TestClient, scene: Scene, body: dict[str, object], status: int, detail: str) -> None:
+def test_invalid_join(
+    client: TestClient, scene: Scene, body: dict[str, object], status: int, detail: str, code: str | None
+) -> None:
     full = {"clinic_id": str(scene.harbor.clinic.id), "provider_id": str(scene.harbor.provider.id), **body}
     response = client.post("/api/v1/waitlists", json=full, headers=scene.auth["patient"])
     assert response.status_code == status, response.text
     if detail:
         assert detail in response.json()["detail"]
+    if code:
+        assert response.json()["code"] == code
     assert rows(scene.harbor, WaitlistEntry) == []
 
 
@@ -125,6 +134,7 @@ def test_duplicate_join_is_409(client: TestClient, scene: Scene) -> None:
         headers=scene.auth["patient"],
     )
     assert response.status_code == 409 and response.json()["detail"] == "You are already on this waitlist"
+    assert response.json()["code"] == "waitlist.already_on"
 
 
 def test_list_scope_per_role_and_filters(client: TestClient, scene: Scene) -> None:

@@ -461,6 +461,7 @@ def test_api_refusals(client: TestClient, harbor: Practice, summit: Practice, au
         "detail": "rule 1 (Monday 09:00-12:00 at Harbor Mental Health Downtown): session length must be 10 to 240 "
         "minutes",
         "field": "rules[0].session_minutes",
+        "code": "validation_failed",
     }
     assert client.put(url, json=[{"weekday": 0}], headers=auth["admin"]).status_code == 422
     assert client.put(url, json=good, headers=auth["doctor2"]).status_code == 403
@@ -475,7 +476,7 @@ def test_api_refusals(client: TestClient, harbor: Practice, summit: Practice, au
     # Another practice's provider looks exactly like a missing one.
     for provider_id in (summit.provider.id, uuid.uuid4()):
         other = f"/api/v1/providers/{provider_id}/availability"
-        assert client.get(other, headers=auth["admin"]).json() == {"detail": "provider not found"}
+        assert client.get(other, headers=auth["admin"]).json() == {"detail": "provider not found", "code": "not_found"}
         assert client.put(other, json=[], headers=auth["admin"]).status_code == 404
     assert state(p) == before
     assert rows(summit, AvailabilityRule) == []

@@ -227,6 +227,7 @@ def test_a_taken_slot_is_a_conflict(harbor: Practice) -> None:
     with pytest.raises(Conflict) as taken:
         book(harbor, second)
     assert taken.value.message == SLOT_TAKEN and "taken" in taken.value.message
+    assert taken.value.code == "slot_taken"
     assert footprint(harbor) == before
     # The same patient asking again is refused the same way.
     with pytest.raises(Conflict):
@@ -322,8 +323,9 @@ def test_an_expired_hold_cannot_be_confirmed_and_frees_the_slot(harbor: Practice
     hold = _hold(harbor)
     expire(harbor, hold.id)
     assert _slot_status(harbor, local_start(3, 10)) == "free"
-    with pytest.raises(Conflict, match="expired"):
+    with pytest.raises(Conflict, match="expired") as lapsed:
         run(harbor.patient_actor, booking.confirm_hold, hold.id, version=hold.version)
+    assert lapsed.value.code == "hold_expired"
     # Another patient books the slot: the guarded path releases the stale hold first (and audits it).
     taken = book(harbor, patient_actor(harbor))
     assert taken.status == AppointmentStatus.BOOKED

@@ -385,3 +385,84 @@ def _reset_pools() -> None:
     amqp = celery_app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None
+
+
+# -- fencing: a claim that outlived its lease -------------------------------------------------------------
+
+
+def test_a_sweep_whose_batch_outlives_its_lease_sends_nothing_twice(
+    harbor: Practice, fake: FakeChannel, no_enqueue: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10, item 7: a sweep claims a batch and sends it one by one; each send takes 60% of the lease, so the
+    batch outlives it. While the first sweep sends its second row, a second sweep runs: it must not take (and
+    send) rows the first still owns, and the first must not send a row the second took."""
+    ids = [record_booking(harbor, days) for days in (2, 3, 4)]
+    lease = delivery.lease()
+    clock = [utcnow()]
+    monkeypatch.setattr(delivery, "utcnow", lambda: clock[0])  # the ledger's clock, moved by the sends
+    second_sweep: dict[str, int] = {}
+    phase = ["first"]
+    send = fake.send
+
+    def slow_send(message: channels.OutgoingMessage) -> channels.SendResult:
+        if phase[0] == "first":
+            clock[0] += lease * 0.6
+            if len(fake.sent) == 1:  # the first sweep's second send is under way: a second sweep runs now
+                phase[0] = "second"
+                second_sweep.update(delivery.sweep())
+                phase[0] = "first resumed"
+        return send(message)
+
+    monkeypatch.setattr(fake, "send", slow_send)
+    first_sweep = delivery.sweep()
+
+    assert phase[0] == "first resumed"
+    assert sorted(m.idempotency_key for m in fake.sent) == sorted(str(i) for i in ids)  # each exactly once
+    assert sum(first_sweep.values()) + sum(second_sweep.values()) >= len(ids)
+    for nid in ids:
+        row, note = state(harbor, nid)
+        assert (row.status, note.status) == (S.SENT, S.SENT)
+
+
+def test_a_claim_taken_over_sends_nothing_and_writes_nothing(
+    harbor: Practice, fake: FakeChannel, no_enqueue: None
+) -> None:
+    """The fencing token: a claimer whose row was claimed again (its lease ran out) neither sends nor finishes."""
+    nid = record_booking(harbor)
+    stale = delivery.claim_one(nid)
+    assert isinstance(stale, delivery.Claim)
+    make_stale(harbor, nid)  # its lease ran out ...
+    fresh = delivery.claim_one(nid)  # ... and another worker took the row over (to reconcile it)
+    assert isinstance(fresh, delivery.Claim) and fresh.mode == "reconcile"
+    assert fresh.generation == stale.generation + 1
+    assert delivery.run(stale) == "lost"  # the first claimer wakes up: its claim is gone, it sends nothing
+    assert fake.sent == []
+    row, _ = state(harbor, nid)
+    assert (row.status, row.claim_generation) == (S.SENDING, fresh.generation)
+    assert delivery.run(fresh) == "sent"
+    assert [m.idempotency_key for m in fake.sent] == [str(nid)]
+
+
+def test_a_claim_lost_during_its_send_does_not_overwrite_the_new_claimer(
+    harbor: Practice, fake: FakeChannel, no_enqueue: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nid = record_booking(harbor)
+    first = delivery.claim_one(nid)
+    assert isinstance(first, delivery.Claim)
+    taken: list[delivery.Claim | str] = []
+    send = fake.send
+
+    def send_then_lose_the_row(message: channels.OutgoingMessage) -> channels.SendResult:
+        make_stale(harbor, nid)
+        taken.append(delivery.claim_one(nid))  # the row is claimed again while the send is under way
+        return send(message)
+
+    monkeypatch.setattr(fake, "send", send_then_lose_the_row)
+    assert delivery.run(first) == "lost"  # sent, but the row is no longer this claimer's to write
+    row, _ = state(harbor, nid)
+    assert row.status == S.SENDING and row.provider_message_id is None
+    (second,) = taken
+    assert isinstance(second, delivery.Claim) and second.mode == "reconcile"
+    monkeypatch.setattr(fake, "send", send)
+    assert delivery.run(second) == "sent"  # the new claimer looks it up: found, so it is not sent again
+    assert [m.idempotency_key for m in fake.sent] == [str(nid)]

@@ -28,7 +28,8 @@ from backend.settings import PROJECT_ROOT
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-HEAD = "0008_revocable_tokens"
+HEAD = "0009_delivery_fencing"
+REVOCABLE_TOKENS = "0008_revocable_tokens"
 DELIVERY_REPORTS = "0007_delivery_reports"
 REMINDERS = "0006_reminders"
 NOTIFICATIONS = "0005_notifications"
@@ -105,7 +106,8 @@ def test_revisions_are_linear_with_readable_ids() -> None:
     script = ScriptDirectory.from_config(_config("sqlite://"))
     assert script.get_heads() == [HEAD]
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == [HEAD, DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL, INITIAL]
+    assert chain == [HEAD, REVOCABLE_TOKENS, DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL,
+                     INITIAL]  # fmt: skip
 
 
 def test_upgrade_downgrade_upgrade(db_url: str, engine_for: Any) -> None:

@@ -79,19 +79,17 @@ def _clean_server(server: RecordingServer) -> None:
     server.clear()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _broker_db() -> Iterator[None]:
-    client = redis.Redis.from_url(BROKER_URL)
-    client.flushdb()
-    yield
-    client.flushdb()
-    client.close()
-
-
 @pytest.fixture
-def queue() -> str:
-    # A queue of this test's own: a message a killed worker left unacked must not reach the next test's worker.
-    return f"notify-{uuid.uuid4().hex[:12]}"
+def queue() -> Iterator[str]:
+    # A queue of this test's own: a message a killed worker left unacked must not reach the next test's worker,
+    # and runs sharing the broker never meet. Only its own keys are deleted afterwards (never FLUSHDB).
+    name = f"notify-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(BROKER_URL)
+    keys = list(client.scan_iter(f"{name}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 @pytest.fixture
@@ -570,3 +568,95 @@ def test_broker_down_at_commit_loses_nothing(
     current = ledger(harbor)
     assert all((current[i].status, current[i].attempts) == (S.SENT, 1) for i in ids)
     assert json.dumps([r.form for r in server.requests_to("POST", TWILIO_MESSAGES)]).count(REASON) == 0
+
+
+# -- d. workers killed again and again, and the queue lost ----------------------------------------------------
+
+FAULT_PATIENTS = 20  # e-mail, SMS and WhatsApp each: 60 messages
+FAULT_KILLS = 3
+PROVIDER_LATENCY = 0.2  # every provider request takes this long, so kills land mid-send and batches are slow
+
+
+def booked_patients(p: Practice, n: int) -> list[tuple[Patient, uuid.UUID]]:
+    """`n` patients opted in to every channel, each with an appointment (distinct times, so distinct texts)."""
+    from backend.notifications import outbox
+    from tests.factories import add_appointment, local_start
+
+    booked = []
+    for i in range(n):
+        with UnitOfWork(p.system) as uow:
+            patient = Patient(tenant_id=p.tenant_id, full_name=f"Fault Patient {i}", email=f"fault{i}@mail.test",
+                              phone=f"+1555765{i:04d}", home_clinic_id=p.clinic.id)  # fmt: skip
+            uow.session.add(patient)
+            uow.flush()
+            uow.session.add(NotificationPreference(tenant_id=p.tenant_id, patient_id=patient.id, email_opt_in=True,
+                                                   sms_opt_in=True, whatsapp_opt_in=True))  # fmt: skip
+            uow.commit()
+        appointment = add_appointment(p, local_start(2 + i // 8, 9 + i % 8), patient=patient)
+        with UnitOfWork(p.system) as uow:
+            notes = outbox.notify(p.system, uow, patient_id=patient.id, event_type="appointment_booked",
+                                  payload={"appointment_id": str(appointment.id)})  # fmt: skip
+            uow.commit()  # the enqueues go to the workers' queue after this commit
+        booked.extend((patient, note.id) for note in notes)
+    return booked
+
+
+def sends_of(server: RecordingServer, patient: Patient, channel: str, notification_id: uuid.UUID) -> int:
+    """The requests that asked the provider to send this message (a request it received counts, answered or not)."""
+    if channel == "email":
+        return len(mails_for(server, notification_id))
+    return len(twilio_creates(server, patient.phone if channel == "sms" else f"whatsapp:{patient.phone}"))
+
+
+def purge(queue: str) -> int:
+    """Lose the queue: every delivery task still waiting in it is gone (the sweep must find the rows)."""
+    from backend.worker import celery_app
+
+    with celery_app.connection_for_write() as conn:
+        return int(conn.default_channel.queue_purge(queue) or 0)
+
+
+def test_killed_workers_and_a_lost_queue_send_every_message_exactly_once(
+    harbor: Practice,
+    server: RecordingServer,
+    workers: Workers,
+    queue: str,
+    publishing: None,
+    providers_mode: None,
+) -> None:
+    """Issue 10, item 7: SIGKILL the worker mid-send again and again and lose its queue each time, so the sweeps
+    (each one's batch slower than the lease) deliver the rest. Every message reaches the provider exactly once:
+    its lookups (Twilio by recipient, sender and body; SendGrid's Email Activity API) answer for what a killed
+    worker sent."""
+    server.stall_next(PROVIDER_LATENCY, n=1_000_000)
+    worker = workers.start(beat=True, lease=LEASE_SECONDS)
+    booked = booked_patients(harbor, FAULT_PATIENTS)
+    ids = [nid for _, nid in booked]
+    assert len(ids) == 3 * FAULT_PATIENTS
+
+    def sends() -> int:
+        return len(server.requests_to("POST", MAIL_SEND)) + len(server.requests_to("POST", TWILIO_MESSAGES))
+
+    step = len(ids) // (FAULT_KILLS + 2)
+    purged = 0
+    for kill in range(FAULT_KILLS):
+        goal = (kill + 1) * step
+        wait_for(f"{goal} sends, with a row 'sending' (kill {kill + 1})",
+                 lambda goal=goal: sends() >= goal and any(r.status == S.SENDING for r in ledger(harbor).values()),
+                 seconds=30, log=worker.log)  # fmt: skip
+        worker.kill()  # mid-send: a row is 'sending', its request maybe at the provider
+        purged += purge(queue)
+        worker = workers.start(beat=True, lease=LEASE_SECONDS)
+    wait_for("every ledger row 'sent'", all_in(harbor, ids, S.SENT), seconds=60, log=worker.log)
+    quiesce(worker)
+
+    counts = {nid: sends_of(server, patient, str(note.channel), nid)
+              for patient, nid in booked for note in rows(harbor, Notification, id=nid)}  # fmt: skip
+    duplicates = {nid: n for nid, n in counts.items() if n != 1}
+    lookups = len(server.requests_to("GET", "/v3/messages")) + len(server.requests_to("GET", TWILIO_MESSAGES))
+    print(f"\n{len(ids)} messages, {FAULT_KILLS} kills, {purged} queued tasks lost, {lookups} lookups, "
+          f"{sends()} sends, {len(duplicates)} not sent exactly once")  # fmt: skip
+    assert duplicates == {}
+    assert sends() == len(ids)
+    assert lookups > 0  # rows the killed workers left 'sending' were reconciled, not just sent again
+    assert all(row.claim_generation >= 1 for row in ledger(harbor).values())

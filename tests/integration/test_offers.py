@@ -342,8 +342,9 @@ def test_accept_after_expiry_is_a_conflict(harbor: Practice) -> None:
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )  # fmt: skip
         uow.commit()
-    with pytest.raises(Conflict, match="This offer has expired"):
+    with pytest.raises(Conflict, match="This offer has expired") as closed:
         call(patient_actor(harbor, people[0][0]), offers.accept_offer, offer.id)
+    assert closed.value.code == "offer_closed"
     call(harbor.system, offers.expire_due_offers)
     with pytest.raises(Conflict, match="This offer has expired"):
         call(patient_actor(harbor, people[0][0]), offers.accept_offer, offer.id)

@@ -137,6 +137,18 @@ INVALID: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+# The refusals the join page words on its own carry a specific code; the rest the class default.
+INVALID_CODES = {
+    "window 2: a window must end": "waitlist.window_invalid",
+    "window 1: weekday must be 0": "waitlist.window_invalid",
+    "window 1: ": "waitlist.window_invalid",
+    "window 1: missing start": "waitlist.window_invalid",
+    "earliest_date must not be after latest_date": "waitlist.dates_reversed",
+    "latest_date is in the past": "waitlist.latest_date_past",
+    "reason must have at most 500": "waitlist.reason_too_long",
+}
+
+
 @pytest.mark.parametrize(("fields", "message"), INVALID, ids=[m for _, m in INVALID])
 def test_invalid_join_is_refused_and_writes_nothing(p: Practice, fields: dict[str, Any], message: str) -> None:
     _archive(p)
@@ -151,6 +163,7 @@ def test_invalid_join_is_refused_and_writes_nothing(p: Practice, fields: dict[st
         join(p, **resolved)
     assert message in refused.value.message
     assert refused.value.status_code == 422
+    assert refused.value.code == INVALID_CODES.get(message, "validation_failed")
     assert rows(p, WaitlistEntry) == [] and rows(p, AuditEvent) == []
     assert counter(p, "provider", p.provider.id) in (None, 0)
 
@@ -164,8 +177,9 @@ def test_unknown_clinic_or_provider_is_not_found(p: Practice) -> None:
 
 def test_duplicate_active_entry_is_a_conflict(p: Practice) -> None:
     join(p, specialty="Psychiatry")
-    with pytest.raises(Conflict, match="You are already on this waitlist"):
+    with pytest.raises(Conflict, match="You are already on this waitlist") as duplicate:
         join(p, specialty="psychiatry ")  # the same target, spelled differently
+    assert duplicate.value.code == "waitlist.already_on"
     assert len(rows(p, WaitlistEntry)) == 1
     assert counter(p, "provider", p.provider.id) == 1  # the refused join gave its place back
     join(p, modality="telehealth")  # another target is fine
@@ -184,8 +198,9 @@ def test_per_patient_limit(p: Practice) -> None:
     set_policy(p, max_entries_per_patient=2)
     join(p)
     join(p, provider_id=None)
-    with pytest.raises(ValidationFailed, match=r"max_entries_per_patient \(2\) reached"):
+    with pytest.raises(ValidationFailed, match=r"max_entries_per_patient \(2\) reached") as full:
         join(p, modality="telehealth")
+    assert (full.value.code, full.value.params) == ("waitlist.max_entries_per_patient", {"limit": 2})
     # Ended entries do not count.
     add_waitlist_entry(p, modality="in_person", status=EntryStatus.CANCELLED)
     assert len(rows(p, WaitlistEntry)) == 3
@@ -196,11 +211,13 @@ def test_per_provider_and_per_clinic_limits(p: Practice) -> None:
     first, second, third, fourth = (patient_actor(p, f"P{i}") for i in range(4))
     join(p, first)
     join(p, second)
-    with pytest.raises(ValidationFailed, match=r"max_active_per_provider \(2\) reached for this provider"):
+    with pytest.raises(ValidationFailed, match=r"max_active_per_provider \(2\) reached for this provider") as full:
         join(p, third)
+    assert full.value.code == "waitlist.max_active_per_provider"
     join(p, third, provider_id=None)
-    with pytest.raises(ValidationFailed, match=r"max_active_per_clinic \(3\) reached"):
+    with pytest.raises(ValidationFailed, match=r"max_active_per_clinic \(3\) reached") as full:
         join(p, fourth, provider_id=None)
+    assert full.value.code == "waitlist.max_active_per_clinic"
     assert counter(p, "provider", p.provider.id) == 2 and counter(p, "clinic", p.clinic.id) == 3
 
 
