@@ -15,13 +15,8 @@ def _today_row(row: rx.Var) -> rx.Component:
         rx.table.cell(row["patient"]),
         rx.table.cell(row["clinic"]),
         rx.table.cell(rx.badge(row["modality"], variant="soft")),
-        rx.table.cell(
-            rx.cond(
-                row["past"] == "1",
-                rx.badge("Done", color_scheme="gray", variant="soft"),
-                rx.badge(row["status"], color_scheme="teal"),
-            )
-        ),
+        # The session's own status (Completed, No-show, Held for an offer...), greyed once its time has passed.
+        rx.table.cell(rx.badge(row["status"], color_scheme=rx.cond(row["past"] == "1", "gray", "teal"))),
         opacity=rx.cond(row["past"] == "1", "0.6", "1"),
     )
 
@@ -33,6 +28,7 @@ def _later_row(row: rx.Var) -> rx.Component:
         rx.table.cell(row["patient"]),
         rx.table.cell(row["clinic"]),
         rx.table.cell(rx.badge(row["modality"], variant="soft")),
+        rx.table.cell(rx.badge(row["status"], color_scheme="teal")),
     )
 
 
@@ -77,7 +73,9 @@ def doctor_home() -> rx.Component:
             rx.heading("Coming up", size="4"),
             rx.cond(
                 DoctorHomeState.next_days.length() > 0,
-                _table(("Date", "Time", "Patient", "Clinic", "Modality"), DoctorHomeState.next_days, _later_row),
+                _table(
+                    ("Date", "Time", "Patient", "Clinic", "Modality", "Status"), DoctorHomeState.next_days, _later_row
+                ),
                 empty_state("calendar", "Nothing booked in the next days."),
             ),
             width="100%",
