@@ -369,6 +369,8 @@ def load_context(uow: UnitOfWork, note: Notification) -> tuple[dict[str, str], s
         "clinic_name": clinic.name if clinic else "",
         "start_local": format_local(start, zone, locale),
         "hold_until_local": format_local(offer.expires_at, zone, locale) if offer is not None else "",
+        # The held appointment of an offer carries the slot's modality (in person or telehealth).
+        "modality": appointment.modality if appointment is not None else "",
         "link": public + path,
     }
     if patient is None:

@@ -18,6 +18,8 @@ Context keys (all strings; the caller formats dates and builds URLs):
                         e.g. ``"Tue 24 Nov, 15:00 EST"``; required by every ``appointment_*`` and
                         ``waitlist_offer*`` event
 ``hold_until_local``    the offer's hold deadline, formatted in the clinic's zone; required by ``waitlist_offer``
+``modality``            optional, ``waitlist_offer``: ``"in_person"`` or ``"telehealth"`` (how the offered slot is
+                        held; the templates word it per locale; not PHI, so every channel shows it)
 ``respond_by_local``    optional, ``waitlist_reconfirm``: the re-confirmation deadline in the clinic's zone
 ``unsubscribe_link``    optional: shown in the e-mail footer
 
@@ -63,6 +65,7 @@ _OPTIONAL_KEYS = (
     "clinic_name",
     "start_local",
     "hold_until_local",
+    "modality",
     "respond_by_local",
     "unsubscribe_link",
 )

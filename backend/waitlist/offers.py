@@ -690,6 +690,32 @@ def invite_entry(
 
 
 @service_function
+def patient_busy_times(
+    actor: Actor, uow: UnitOfWork, entry_id: uuid.UUID, *, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """When the entry's patient is already taken between start and end: their booked appointments and live
+    holds with any provider, as (start, end) only. An invite overlapping one of them is refused
+    ("The patient already has an appointment at that time."), so the Invite dialog leaves those times out."""
+    require_role(actor, Role.DOCTOR, Role.ADMIN)
+    entry = _visible_entry(actor, uow, entry_id)
+    now = utcnow()
+    rows = uow.session.exec(
+        select(Appointment).where(
+            Appointment.patient_id == entry.patient_id,
+            col(Appointment.status).in_((AppointmentStatus.BOOKED, AppointmentStatus.HELD)),
+            Appointment.start_at < end,
+            Appointment.end_at > start,
+        )
+    ).all()
+    return sorted(
+        (a.start_at, a.end_at)
+        for a in rows
+        # Exactly what the booking guard would refuse: it releases only holds whose time is up.
+        if a.status == AppointmentStatus.BOOKED or a.hold_expires_at is None or a.hold_expires_at > now
+    )
+
+
+@service_function
 def list_offers(actor: Actor, uow: UnitOfWork, *, entry_id: uuid.UUID | None = None) -> list[WaitlistOffer]:
     """A patient's own offers (history), a doctor's on the entries they may see, or the practice's for admins."""
     # Exactly the entries' scope: a doctor sees offers on the entries they may see, never a colleague's.
@@ -712,6 +738,7 @@ __all__ = [
     "list_offers",
     "offer_expiry",
     "offer_freed_slot",
+    "patient_busy_times",
     "promote_entry",
     "withdraw_live_offer",
 ]

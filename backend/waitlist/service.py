@@ -8,23 +8,20 @@ Queue and position: an entry waits in the queue of its clinic and provider (the 
 queue when it names none). `position` is its 1-based place among the active entries of that queue,
 ranked by `ranking.rank` with no slot and the clinic's effective weights.
 
-Estimated wait (`estimated_wait_days`): position × the median number of days between freed slots
-(cancelled appointments, holds excluded) of that provider (or, for "any provider", of the clinic) over
-the last 60 days, rounded up. None when fewer than two slots were freed in that time.
+Estimated wait (`estimated_wait_days`): `estimate.estimate_wait_days` over the queue's fills of the last
+60 days (entries booked from the waitlist and how long each had waited), the patient's position and how
+long they have already waited. None ("hard to estimate yet") when those fills say too little.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import statistics
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from importlib.util import find_spec
-from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -44,6 +41,7 @@ from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic
 from backend.types import utcnow
 from backend.waitlist import counters
+from backend.waitlist.estimate import estimate_wait_days
 from backend.waitlist.models import (
     ACTIVE_ENTRY_STATUSES,
     EntryStatus,
@@ -59,8 +57,6 @@ from backend.waitlist.ranking import Candidate, Score, Weights, Window, position
 MAX_WINDOWS = 14
 MAX_REASON = 500
 WAIT_ESTIMATE_LOOKBACK = timedelta(days=60)
-# Cancelled rows that were only holds, never a booked slot that freed up.
-_HOLD_REASONS = ("hold expired", "hold released")
 DUPLICATE = "You are already on this waitlist"
 
 logger = logging.getLogger(__name__)
@@ -238,7 +234,7 @@ class _Ranker:
         self.uow, self.now = uow, now
         self._weights: dict[uuid.UUID, Weights] = {}
         self._ranked: dict[uuid.UUID, tuple[int, Score]] = {}
-        self._gaps: dict[Queue, float | None] = {}
+        self._fills: dict[Queue, list[float]] = {}
 
     def weights(self, clinic_id: uuid.UUID) -> Weights:
         if clinic_id not in self._weights:
@@ -270,38 +266,35 @@ class _Ranker:
             return self._ranked[entry.id]
         return None, score(candidate_of(entry), None, self.weights(entry.clinic_id), self.now)
 
-    def median_gap_days(self, queue: Queue) -> float | None:
-        if queue not in self._gaps:
+    def fill_waits_days(self, queue: Queue) -> list[float]:
+        """For each entry of the queue booked from the waitlist lately, the days it had waited then."""
+        if queue not in self._fills:
             clinic_id, provider_id = queue
-            where = (
-                col(Appointment.provider_id) == provider_id
-                if provider_id is not None
-                else col(Appointment.clinic_id) == clinic_id
-            )
-            freed = list(
-                self.uow.session.exec(
-                    select(Appointment.cancelled_at).where(
-                        where,
-                        col(Appointment.status).in_((AppointmentStatus.CANCELLED, AppointmentStatus.LATE_CANCELLED)),
-                        col(Appointment.cancelled_at) >= self.now - WAIT_ESTIMATE_LOOKBACK,
-                        col(Appointment.cancel_reason).not_in(_HOLD_REASONS),
-                        ~col(Appointment.cancel_reason).startswith("offer "),  # a hold made for an offer
-                    )
-                ).all()
-            )
-            moments = sorted(m for m in freed if m is not None)
-            gaps = [(b - a) / timedelta(days=1) for a, b in pairwise(moments)]
-            self._gaps[queue] = statistics.median(gaps) if gaps else None
-        return self._gaps[queue]
+            rows = self.uow.session.exec(
+                select(WaitlistEntry.created_at, WaitlistOffer.responded_at)
+                .join(WaitlistOffer, col(WaitlistOffer.entry_id) == WaitlistEntry.id)
+                .where(
+                    WaitlistEntry.clinic_id == clinic_id,
+                    col(WaitlistEntry.provider_id) == provider_id
+                    if provider_id is not None
+                    else col(WaitlistEntry.provider_id).is_(None),
+                    WaitlistOffer.status == OfferStatus.ACCEPTED,
+                    col(WaitlistOffer.responded_at) >= self.now - WAIT_ESTIMATE_LOOKBACK,
+                )
+            ).all()
+            self._fills[queue] = [
+                max(0.0, (booked - joined) / timedelta(days=1)) for joined, booked in rows if booked is not None
+            ]
+        return self._fills[queue]
 
 
 def _live_offers(uow: UnitOfWork, entry_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
     if not entry_ids:
         return {}
     offers = uow.session.exec(
-        select(WaitlistOffer).where(
-            col(WaitlistOffer.entry_id).in_(entry_ids), WaitlistOffer.status == OfferStatus.PENDING
-        )
+        select(WaitlistOffer, Appointment.modality)
+        .outerjoin(Appointment, col(Appointment.id) == WaitlistOffer.appointment_id)
+        .where(col(WaitlistOffer.entry_id).in_(entry_ids), WaitlistOffer.status == OfferStatus.PENDING)
     ).all()
     return {
         o.entry_id: {
@@ -310,8 +303,9 @@ def _live_offers(uow: UnitOfWork, entry_ids: Sequence[uuid.UUID]) -> dict[uuid.U
             "slot_end": o.slot_end,
             "expires_at": o.expires_at,
             "status": str(o.status),
+            "modality": modality or "",  # of the held slot: in_person or telehealth
         }
-        for o in offers
+        for o, modality in offers
     }
 
 
@@ -327,8 +321,12 @@ def _build_views(
         position, scored = ranker.score(entry)
         estimate = None
         if position is not None:
-            gap = ranker.median_gap_days(_queue(entry))
-            estimate = None if gap is None else max(1, math.ceil(position * gap))
+            estimate = estimate_wait_days(
+                position=position,
+                waited_days=(now - entry.created_at) / timedelta(days=1),
+                fill_waits_days=ranker.fill_waits_days(_queue(entry)),
+                lookback_days=WAIT_ESTIMATE_LOOKBACK / timedelta(days=1),
+            )
         sees_reason = actor.is_staff or (actor.patient_id is not None and actor.patient_id == entry.patient_id)
         views.append(
             EntryView(

@@ -172,6 +172,33 @@ def entry_row(view: Any, now: datetime, position: int | None = None) -> EntryRow
     )
 
 
+def invite_options(
+    slots: Iterable[Any], clinic_id: str, busy: Iterable[tuple[datetime, datetime]], now: datetime
+) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The Invite dialog's times and days: the doctor's free slots at the entry's clinic that start later
+    than now and overlap none of the patient's active appointments (`busy`, (start, end) pairs)."""
+    taken = list(busy)
+    options: list[dict[str, str]] = []
+    days: dict[str, str] = {}
+    for s in slots:
+        if s.status != "free" or str(s.clinic_id) != clinic_id or s.start <= now:
+            continue
+        if any(start < s.end and s.start < end for start, end in taken):
+            continue  # the patient is already booked then: the invite would be refused
+        local = fmt.local(s.start, s.timezone)
+        key = local.date().isoformat()
+        days.setdefault(key, fmt.day_label(s.start, s.timezone))
+        options.append(
+            {
+                "day": key,
+                "value": s.start.isoformat(),
+                "label": fmt.time_range(s.start, s.end, s.timezone)
+                + f" · {fmt.MODALITY_LABELS.get(s.modality, s.modality)}",
+            }
+        )
+    return options, days
+
+
 def number_rows(rows: Iterable[EntryRow]) -> list[EntryRow]:
     """Positions count active entries only, in the order shown."""
     out, n = [], 0
@@ -357,35 +384,27 @@ class WaitlistConsoleState(LiveRefreshMixin, SessionState):
         if row is None:
             return rx.toast.error(GONE)
         now = utcnow()
+        until = now + timedelta(days=INVITE_DAYS)
         try:
             with UnitOfWork(actor) as uow:
-                slots = list_slots(
-                    actor, uow, actor.provider_id, start=now, end=now + timedelta(days=INVITE_DAYS), include_taken=False
-                )
+                slots = list_slots(actor, uow, actor.provider_id, start=now, end=until, include_taken=False)
+                busy = waitlist_offers.patient_busy_times(actor, uow, uuid.UUID(entry_id), start=now, end=until)
                 self.invite_reach = _reach(actor, uow, uuid.UUID(entry_id))
         except DomainError as exc:
             return rx.toast.error(sentence(exc.message))
-        free = [s for s in slots if s.status == "free" and str(s.clinic_id) == row.clinic_id and s.start > now]
-        options: list[dict[str, str]] = []
-        days: dict[str, str] = {}
-        for s in free:
-            local = fmt.local(s.start, s.timezone)
-            key = local.date().isoformat()
-            days.setdefault(key, fmt.day_label(s.start, s.timezone))
-            options.append(
-                {
-                    "day": key,
-                    "value": s.start.isoformat(),
-                    "label": fmt.time_range(s.start, s.end, s.timezone)
-                    + f" · {fmt.MODALITY_LABELS.get(s.modality, s.modality)}",
-                }
-            )
+        options, days = invite_options(slots, row.clinic_id, busy, now)
         self.invite_id, self.invite_patient, self.invite_clinic = entry_id, row.patient, row.clinic
         self.invite_slots = options
         self.invite_days = [{"id": k, "name": v} for k, v in days.items()]
         self.invite_day = self.invite_days[0]["id"] if self.invite_days else ""
         self.invite_start = ""
-        self.invite_error = "" if options else f"You have no free slots at {row.clinic} in the next {INVITE_DAYS} days."
+        self.invite_loading = False
+        self.invite_error = (
+            ""
+            if options
+            else f"You have no free slots at {row.clinic} in the next {INVITE_DAYS} days"
+            + (" that the patient can take." if busy else ".")
+        )
         return None
 
     @rx.event
@@ -423,8 +442,9 @@ class WaitlistConsoleState(LiveRefreshMixin, SessionState):
         except ValueError:
             self.invite_error = "Choose a time first."
             return
-        self.close_invite()
-        self._mark_pending(entry_id, "Invitation sending…")
+        # The dialog stays open while the invitation is sent: a refusal is shown in it, with the times.
+        self.invite_error = ""
+        self.invite_loading = True
         yield
         error = self._act(
             actor,
@@ -432,10 +452,11 @@ class WaitlistConsoleState(LiveRefreshMixin, SessionState):
                 actor, uow, uuid.UUID(entry_id), start=start, provider_id=actor.provider_id
             ),
         )
+        self.invite_loading = False
         if error:
-            self._mark_pending(entry_id, "")
-            yield rx.toast.error(error)
+            self.invite_error = error
             return
+        self.close_invite()
         await self._mark_live_seen()
         self._query(actor)
         yield rx.toast.success(f"Invitation sent to {patient}.")

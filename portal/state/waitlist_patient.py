@@ -131,6 +131,9 @@ def _as_dt(value: Any) -> datetime | None:
         return None
 
 
+HARD_TO_ESTIMATE = "Hard to estimate yet"
+
+
 def wait_label(days: Any) -> str:
     if days is None or days == "":
         return ""
@@ -469,9 +472,99 @@ class EntryCard:
     offer_day: str = ""
     offer_time: str = ""
     offer_zone: str = ""
+    offer_modality: str = ""  # 'In person' / 'Telehealth'
     offer_until: str = ""
     offer_until_iso: str = ""
     history: list[OfferRow] = dataclasses.field(default_factory=list)
+
+
+def needs_reconfirm(e: Any, expires_at: datetime | None, now: datetime, reconfirm: dict[str, timedelta]) -> bool:
+    """Asked "still interested?": the clinic's reconfirm interval passed, or the entry ends within 2 weeks."""
+    if expires_at is not None and expires_at - now < REMIND_BEFORE_EXPIRY:
+        return True
+    confirmed = _as_dt(_get(e, "last_confirmed_at"))
+    interval = reconfirm.get(str(e.clinic_id))
+    return bool(confirmed and interval and now - confirmed >= interval)
+
+
+def entry_card(e: Any, offers: list[Any], now: datetime, reconfirm: dict[str, timedelta]) -> EntryCard:
+    """One card of the My waitlist page from a service EntryView and the entry's offers."""
+    zone = e.timezone
+    detail = " · ".join(
+        x
+        for x in (
+            _get(e, "specialty") or "",
+            fmt.MODALITY_LABELS.get(_get(e, "modality") or "", _get(e, "modality") or ""),
+        )
+        if x
+    )
+    first, last = _get(e, "earliest_date"), _get(e, "latest_date")
+    if first and last:
+        dates = f"Between {first:%d %b %Y} and {last:%d %b %Y}"
+    elif first:
+        dates = f"From {first:%d %b %Y}"
+    elif last:
+        dates = f"Until {last:%d %b %Y}"
+    else:
+        dates = ""
+    expires_at = _as_dt(_get(e, "expires_at"))
+    live = _get(e, "live_offer")
+    card = EntryCard(
+        id=str(e.id),
+        target=e.provider_name if e.provider_name != "Any provider" else f"Any provider at {e.clinic_name}",
+        clinic=e.clinic_name,
+        detail=detail,
+        status=str(e.status),
+        status_label=fmt.STATUS_LABELS.get(str(e.status), str(e.status).title())
+        if str(e.status) != "cancelled"
+        else "Left",
+        tone={"waiting": "amber", "offered": "teal", "booked": "green"}.get(str(e.status), "gray"),
+        urgency=fmt.URGENCY_LABELS.get(int(e.urgency), str(e.urgency)),
+        band=str(_get(e, "position_band") or ""),
+        wait=wait_label(_get(e, "estimated_wait_days"))
+        or (HARD_TO_ESTIMATE if str(e.status) == "waiting" and _get(e, "position") else ""),
+        windows=fmt.windows_label(e.preferred_windows),
+        zone=f"{fmt.zone_label(zone)} ({_zone_name(zone)})",
+        since=fmt.day_label(e.created_at, zone),
+        dates=dates,
+        reason=_get(e, "reason") or "",
+        expires=(
+            f"{fmt.day_label(expires_at, zone)}, {clock(expires_at, zone)}"
+            if expires_at and str(e.status) in ACTIVE
+            else ""
+        ),
+        reconfirm=str(e.status) == "waiting" and needs_reconfirm(e, expires_at, now, reconfirm),
+    )
+    if live and str(_get(live, "status", "pending")) == "pending":
+        start, end = _as_dt(_get(live, "slot_start")), _as_dt(_get(live, "slot_end"))
+        until = _as_dt(_get(live, "expires_at"))
+        if start and end and until:
+            card.offer_id = str(_get(live, "offer_id") or _get(live, "id") or "")
+            card.offer_day = fmt.day_label(start, zone)
+            card.offer_time = fmt.time_range(start, end, zone)
+            card.offer_zone = fmt.zone_label(zone)
+            modality = str(_get(live, "modality") or "")
+            card.offer_modality = fmt.MODALITY_LABELS.get(modality, modality.replace("_", " ").capitalize())
+            card.offer_until = clock(until, zone)
+            card.offer_until_iso = until.isoformat()
+    history = sorted(
+        (o for o in offers if str(o.status) != "pending"),
+        key=lambda o: o.created_at,
+        reverse=True,
+    )
+    card.history = [
+        OfferRow(
+            when=short_when(o.slot_start, zone),
+            outcome=OFFER_OUTCOMES.get(str(o.status), str(o.status).title()),
+            at=f"Offered {short_when(o.created_at, zone)}"
+            + (f", answered {short_when(o.responded_at, zone)}" if o.responded_at else ""),
+            tone={"accepted": "green", "declined": "gray", "expired": "amber", "withdrawn": "gray"}.get(
+                str(o.status), "gray"
+            ),
+        )
+        for o in history
+    ]
+    return card
 
 
 class MyWaitlistState(LiveRefreshMixin, SessionState):
@@ -520,96 +613,13 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
         active: list[EntryCard] = []
         past: list[EntryCard] = []
         for e in entries:
-            card = self._card(e, by_entry.get(str(e.id), []), now)
+            card = entry_card(e, by_entry.get(str(e.id), []), now, self._reconfirm)
             (active if e.status in ACTIVE else past).append(card)
         # Offers first, then the rest as the service ordered them.
         active.sort(key=lambda c: 0 if c.offer_id else 1)
         self.active = active
         self.past = past
         self.loaded = True
-
-    def _needs_reconfirm(self, e: Any, expires_at: datetime | None, now: datetime) -> bool:
-        """Asked "still interested?": the clinic's reconfirm interval passed, or the entry ends within 2 weeks."""
-        if expires_at is not None and expires_at - now < REMIND_BEFORE_EXPIRY:
-            return True
-        confirmed = _as_dt(_get(e, "last_confirmed_at"))
-        interval = self._reconfirm.get(str(e.clinic_id))
-        return bool(confirmed and interval and now - confirmed >= interval)
-
-    def _card(self, e: Any, offers: list[Any], now: datetime) -> EntryCard:
-        zone = e.timezone
-        detail = " · ".join(
-            x
-            for x in (
-                _get(e, "specialty") or "",
-                fmt.MODALITY_LABELS.get(_get(e, "modality") or "", _get(e, "modality") or ""),
-            )
-            if x
-        )
-        first, last = _get(e, "earliest_date"), _get(e, "latest_date")
-        if first and last:
-            dates = f"Between {first:%d %b %Y} and {last:%d %b %Y}"
-        elif first:
-            dates = f"From {first:%d %b %Y}"
-        elif last:
-            dates = f"Until {last:%d %b %Y}"
-        else:
-            dates = ""
-        expires_at = _as_dt(_get(e, "expires_at"))
-        live = _get(e, "live_offer")
-        card = EntryCard(
-            id=str(e.id),
-            target=e.provider_name if e.provider_name != "Any provider" else f"Any provider at {e.clinic_name}",
-            clinic=e.clinic_name,
-            detail=detail,
-            status=str(e.status),
-            status_label=fmt.STATUS_LABELS.get(str(e.status), str(e.status).title())
-            if str(e.status) != "cancelled"
-            else "Left",
-            tone={"waiting": "amber", "offered": "teal", "booked": "green"}.get(str(e.status), "gray"),
-            urgency=fmt.URGENCY_LABELS.get(int(e.urgency), str(e.urgency)),
-            band=str(_get(e, "position_band") or ""),
-            wait=wait_label(_get(e, "estimated_wait_days")),
-            windows=fmt.windows_label(e.preferred_windows),
-            zone=f"{fmt.zone_label(zone)} ({_zone_name(zone)})",
-            since=fmt.day_label(e.created_at, zone),
-            dates=dates,
-            reason=_get(e, "reason") or "",
-            expires=(
-                f"{fmt.day_label(expires_at, zone)}, {clock(expires_at, zone)}"
-                if expires_at and str(e.status) in ACTIVE
-                else ""
-            ),
-            reconfirm=str(e.status) == "waiting" and self._needs_reconfirm(e, expires_at, now),
-        )
-        if live and str(_get(live, "status", "pending")) == "pending":
-            start, end = _as_dt(_get(live, "slot_start")), _as_dt(_get(live, "slot_end"))
-            until = _as_dt(_get(live, "expires_at"))
-            if start and end and until:
-                card.offer_id = str(_get(live, "offer_id") or _get(live, "id") or "")
-                card.offer_day = fmt.day_label(start, zone)
-                card.offer_time = fmt.time_range(start, end, zone)
-                card.offer_zone = fmt.zone_label(zone)
-                card.offer_until = clock(until, zone)
-                card.offer_until_iso = until.isoformat()
-        history = sorted(
-            (o for o in offers if str(o.status) != "pending"),
-            key=lambda o: o.created_at,
-            reverse=True,
-        )
-        card.history = [
-            OfferRow(
-                when=short_when(o.slot_start, zone),
-                outcome=OFFER_OUTCOMES.get(str(o.status), str(o.status).title()),
-                at=f"Offered {short_when(o.created_at, zone)}"
-                + (f", answered {short_when(o.responded_at, zone)}" if o.responded_at else ""),
-                tone={"accepted": "green", "declined": "gray", "expired": "amber", "withdrawn": "gray"}.get(
-                    str(o.status), "gray"
-                ),
-            )
-            for o in history
-        ]
-        return card
 
     @rx.event
     async def load(self):

@@ -163,6 +163,9 @@ def test_offer_and_its_expiry_notify_the_waitlisted_patient(harbor: Practice, fa
     assert offered.patient_id == first.id
     assert offered.payload["offer_id"] == str(offer.id)
     assert offered.status == NotificationStatus.SENT
+    # Regression (issue 10, item 6): the message says how the held slot takes place.
+    (message,) = [m for m in fake.sent if m.idempotency_key == str(offered.id)]
+    assert "in-person" in message.text.lower() and "telehealth" not in message.text.lower()
     with UnitOfWork(harbor.system) as uow:
         offers.expire_due_offers(harbor.system, uow, now=offer.expires_at + timedelta(seconds=1))
         uow.commit()

@@ -1024,6 +1024,35 @@ def _invite_entry(me: Practice, other: Practice) -> None:
         assert offer.tenant_id == me.tenant_id and offer.provider_id == me.provider.id
 
 
+@case("backend.waitlist.offers.patient_busy_times")
+def _patient_busy_times(me: Practice, other: Practice) -> None:
+    from datetime import timedelta
+
+    from tests.factories import add_appointment, add_patient, local_start
+
+    name = "backend.waitlist.offers.patient_busy_times"
+    span = {"start": utcnow(), "end": utcnow() + timedelta(days=14)}
+    for hour, theirs in enumerate(other.extra["entries"], start=11):
+        add_appointment(other, local_start(3, hour), patient=_entry_patient(other, theirs))
+    for actor in (me.admin, me.doctor, me.system):
+        for theirs in other.extra["entries"]:
+            _missing_alike(name, actor, theirs, **span)
+    patient = add_patient(me, "Mine Busy")
+    mine = add_waitlist_entry(me, patient=patient, windows=[])
+    add_appointment(me, local_start(3, 10), patient=patient)
+    assert [start for start, _ in _call(name, me.admin, mine.id, **span)] == [local_start(3, 10)]
+
+
+def _entry_patient(p: Practice, entry_id: uuid.UUID) -> Any:
+    from backend.identity.models import Patient
+    from backend.waitlist.models import WaitlistEntry
+
+    with UnitOfWork(p.system) as uow:
+        entry = uow.session.get(WaitlistEntry, entry_id)
+        assert entry is not None
+        return uow.session.get(Patient, entry.patient_id)
+
+
 @case("backend.waitlist.offers.list_offers")
 def _list_offers(me: Practice, other: Practice) -> None:
     with _offers_eager():

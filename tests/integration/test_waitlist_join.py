@@ -340,9 +340,13 @@ def test_leaving_withdraws_the_live_offer_and_releases_its_hold(p: Practice) -> 
         stored = uow.session.get(WaitlistEntry, entry.id)
         assert stored is not None
         stored.status = EntryStatus.OFFERED
+        held_slot = uow.session.get(Appointment, hold.id)
+        assert held_slot is not None
+        held_slot.modality = "telehealth"
         uow.commit()
     view = run(p.patient_actor, waitlist.get_entry, entry.id)
     assert view.live_offer is not None and view.live_offer["offer_id"] == offer.id
+    assert view.live_offer["modality"] == "telehealth"  # the held slot's, for the offer card
     assert run(p.patient_actor, waitlist.leave_waitlist, entry.id).status == EntryStatus.CANCELLED
     (after,) = rows(p, WaitlistOffer)
     assert after.status == OfferStatus.WITHDRAWN
@@ -419,20 +423,50 @@ def test_ranked_entries_best_first_with_reasons_and_positions(p: Practice) -> No
         run(p.patient_actor, waitlist.ranked_entries)
 
 
-def test_estimated_wait_from_freed_slots(p: Practice) -> None:
+def _filled(p: Practice, waited_days: float, booked_days_ago: float, *, any_provider: bool = False) -> None:
+    """An entry of the queue booked from the waitlist `booked_days_ago`, after waiting `waited_days`."""
+    booked = utcnow() - timedelta(days=booked_days_ago)
+    patient = add_patient(p, "Filled")
+    entry = add_waitlist_entry(p, patient=patient, any_provider=any_provider, status=EntryStatus.BOOKED)
+    with UnitOfWork(p.system) as uow:
+        stored = uow.session.get(WaitlistEntry, entry.id)
+        assert stored is not None
+        stored.created_at = booked - timedelta(days=waited_days)
+        start = future(days=30, hour=14) + timedelta(minutes=int(booked_days_ago * 24 * 60))
+        uow.session.add(
+            WaitlistOffer(
+                tenant_id=p.tenant_id, entry_id=entry.id, provider_id=p.provider.id, clinic_id=p.clinic.id,
+                slot_start=start, slot_end=start + timedelta(minutes=50), status=OfferStatus.ACCEPTED,
+                expires_at=booked + timedelta(hours=1), responded_at=booked,
+            )
+        )  # fmt: skip
+        uow.commit()
+
+
+def test_estimated_wait_from_the_queues_actual_fills(p: Practice) -> None:
+    """Regression (issue 10, item 6): "about a day" for a patient who had waited 12 days. Freed slots
+    alone give no estimate; the queue's fills do, and a patient who has waited longer than they did gets
+    none ("hard to estimate yet") rather than a confident short number."""
     entry = add_waitlist_entry(p)
     assert run(p.admin, waitlist.get_entry, entry.id).estimated_wait_days is None
     now = utcnow()
-    for i, days_ago in enumerate((20, 16, 12, 2)):  # gaps 4, 4, 10 days: median 4
+    for i, days_ago in enumerate((20, 16, 12, 2, 1)):  # slots freed often, none taken from the waitlist
         a = add_appointment(p, future(days=5 + i, hour=14), status=AppointmentStatus.CANCELLED)
         with UnitOfWork(p.system) as uow:
             stored = uow.session.get(Appointment, a.id)
             assert stored is not None
             stored.cancelled_at = now - timedelta(days=days_ago)
             uow.commit()
+    assert run(p.admin, waitlist.get_entry, entry.id).estimated_wait_days is None
+    for waited, ago in ((1, 50), (2, 40), (3, 30), (4, 20), (5, 10), (6, 5)):  # 6 fills in 60 days
+        _filled(p, waited, ago)
+    _filled(p, 1, 3, any_provider=True)  # another queue's fills do not count
+    _filled(p, 1, 70)  # nor fills older than the look-back
     add_waitlist_entry(p, patient=add_patient(p, "Ahead"), urgency=4)
     view = run(p.admin, waitlist.get_entry, entry.id)
-    assert view.position == 2 and view.estimated_wait_days == 8
+    assert view.position == 2 and view.estimated_wait_days == 20  # 2 × (60 days / 6 fills)
+    _age(entry, p, 12)  # waited longer than every fill: the data says nothing about this patient
+    assert run(p.admin, waitlist.get_entry, entry.id).estimated_wait_days is None
 
 
 def test_list_entries_filters(p: Practice) -> None:

@@ -168,3 +168,39 @@ def test_missing_context_and_unknown_names_are_refused() -> None:
         render("appointment_booked", "fax", _context())
     # Events without a time need none.
     assert render("waitlist_entry_expired", "sms", _context(start_local=None)).text
+
+
+# Regression (issue 10, item 6): the offer did not say whether the held slot was telehealth or in person.
+OFFER_MODALITY_WORDS = {
+    ("en", "telehealth"): "telehealth",
+    ("en", "in_person"): "in-person",
+    ("es", "telehealth"): "por telesalud",
+    ("es", "in_person"): "presencial",
+}
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize(("locale", "modality"), list(OFFER_MODALITY_WORDS))
+def test_waitlist_offer_says_how_the_slot_is_held(channel: str, locale: str, modality: str) -> None:
+    rendered = render("waitlist_offer", channel, _context(modality=modality), locale)
+    word = OFFER_MODALITY_WORDS[(locale, modality)]
+    assert word in rendered.text.lower()
+    other = OFFER_MODALITY_WORDS[(locale, "in_person" if modality == "telehealth" else "telehealth")]
+    assert other not in rendered.text.lower()
+    if rendered.html is not None:
+        assert word in rendered.html.lower()
+    if channel in ("sms", "whatsapp"):  # the modality, still never the provider, reason or diagnosis
+        for secret in (*SECRET_WORDS, "Dr. Lee"):
+            assert secret not in rendered.text
+        assert len(rendered.text) <= (SMS_MAX_CHARS if channel == "sms" else WHATSAPP_MAX_CHARS)
+    if channel == "sms" and locale == "en":  # still one segment with typical values
+        short = render("waitlist_offer", "sms", _context(modality=modality, link="https://app.example.com/o/Ab3dE"))
+        assert len(short.text) <= 160 and short.text.isascii(), short.text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_waitlist_offer_without_a_known_modality_names_none(locale: str) -> None:
+    for modality in ("", "<b>odd</b>"):
+        text = render("waitlist_offer", "sms", _context(modality=modality), locale).text.lower()
+        assert not any(word in text for word in OFFER_MODALITY_WORDS.values())
+        assert "odd" not in text

@@ -267,7 +267,12 @@ def _invite_dialog() -> rx.Component:
             ),
             rx.hstack(
                 rx.button("Cancel", variant="soft", color_scheme="gray", on_click=S.close_invite),
-                rx.button("Send invitation", on_click=S.confirm_invite, disabled=S.invite_start == ""),
+                rx.button(
+                    "Send invitation",
+                    on_click=S.confirm_invite,
+                    loading=S.invite_loading,
+                    disabled=(S.invite_start == "") | S.invite_loading,
+                ),
                 justify="end",
                 spacing="3",
                 margin_top="16px",

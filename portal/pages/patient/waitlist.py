@@ -43,6 +43,19 @@ def _offer(card: rx.Var) -> rx.Component:
                     rx.text(card.offer_day, weight="bold", size="5"),
                     rx.text(card.offer_time, size="4"),
                     rx.text(card.offer_zone, size="1", color_scheme="gray"),
+                    rx.cond(
+                        card.offer_modality != "",
+                        rx.hstack(
+                            rx.cond(
+                                card.offer_modality == "Telehealth",
+                                rx.icon("video", size=16, color=rx.color("teal", 11)),
+                                rx.icon("map-pin", size=16, color=rx.color("teal", 11)),
+                            ),
+                            rx.text(card.offer_modality, size="2", weight="medium", class_name="offer-modality"),
+                            align="center",
+                            spacing="1",
+                        ),
+                    ),
                     spacing="1",
                 ),
                 rx.vstack(
