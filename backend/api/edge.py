@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from backend.api import proxies
 from backend.settings import PROJECT_ROOT, Settings, get_settings
 
 Scope = MutableMapping[str, Any]
@@ -103,20 +103,7 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
 
 def _is_trusted_proxy(scope: Scope, settings: Settings) -> bool:
     client = scope.get("client")
-    proxies = str(getattr(settings, "trusted_proxies", "") or "")
-    if not client or not proxies:
-        return False
-    try:
-        address = ipaddress.ip_address(client[0])
-    except ValueError:
-        return False
-    for part in proxies.split(","):
-        try:
-            if part.strip() and address in ipaddress.ip_network(part.strip(), strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+    return proxies.is_trusted_proxy(str(client[0]) if client else None, settings.trusted_proxies)
 
 
 def is_https(scope: Scope, settings: Settings, headers: dict[bytes, bytes] | None = None) -> bool:

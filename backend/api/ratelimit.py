@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend import ratelimit
+from backend.api.proxies import client_address
 from backend.errors import AuthenticationFailed
 from backend.identity.security import decode_access_token
 
@@ -47,11 +48,6 @@ def practice_of(authorization: str | None) -> str | None:
         return str(decode_access_token(token.strip())["tenant"])
     except AuthenticationFailed:
         return None
-
-
-def client_address(scope: Scope) -> str | None:
-    client = scope.get("client")
-    return str(client[0]) if client else None
 
 
 def rate_limit(limit_class: str) -> Any:

@@ -82,7 +82,7 @@ def _clean_server(server: RecordingServer) -> None:
 @pytest.fixture
 def queue() -> Iterator[str]:
     # A queue of this test's own: a message a killed worker left unacked must not reach the next test's worker,
-    # and runs sharing the broker never meet. Only its own keys are deleted afterwards (never FLUSHDB).
+    # and runs sharing the broker never meet. Only its own keys are deleted afterwards, nothing else.
     name = f"notify-{uuid.uuid4().hex[:12]}"
     yield name
     client = redis.Redis.from_url(BROKER_URL)
