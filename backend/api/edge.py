@@ -217,6 +217,12 @@ def build_script_hashes(build_dir: Path) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+@lru_cache(maxsize=4)
+def _page_csp_header(build_dir: Path) -> bytes:
+    """The pages' CSP header value, built once per process (like the script hashes it names)."""
+    return page_csp(build_script_hashes(build_dir)).encode("latin-1")
+
+
 def page_csp(script_hashes: Iterable[str]) -> str:
     # 'unsafe-eval': Reflex's client evaluates the scripts its server sends (toasts, call_script): see the module doc.
     scripts = " ".join(["'self'", "'unsafe-eval'", *script_hashes])
@@ -277,7 +283,7 @@ class EdgeMiddleware:
 
     def __init__(self, app: ASGIApp, *, build_dir: Path | None = None) -> None:
         self.app = app
-        self.build_dir = build_dir
+        self.build_dir = build_dir or web_build_dir()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -357,9 +363,8 @@ class EdgeMiddleware:
     def _security_headers(
         self, scope: Scope, settings: Settings, headers: dict[bytes, bytes], path: str
     ) -> list[tuple[bytes, bytes]]:
-        hashes = build_script_hashes(self.build_dir or web_build_dir())
         out = [
-            (b"content-security-policy", page_csp(hashes).encode("latin-1")),
+            (b"content-security-policy", _page_csp_header(self.build_dir)),
             (b"x-frame-options", b"DENY"),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"strict-origin-when-cross-origin"),
