@@ -2,12 +2,16 @@
 hold, accepting it, and the appointment under My appointments.
 
 The seeded database is shared with the other e2e tests, so these use Summit patients nobody else uses (Carla,
-Dan) and offer a slot seven weeks ahead, past what the booking tests touch. No test depends on another.
+Dan) and offer a slot seven weeks ahead, past what the booking tests touch. Their entries ask only for dates
+from that week on: the worker's sweep offers slots that other tests freed (a cancellation four weeks ahead, say)
+to any waiter they fit, so an open-ended entry could be offered one of those before the test makes its own.
+No test depends on another.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -67,6 +71,7 @@ def test_patient_joins_from_find_care_with_two_windows_and_a_duplicate_is_refuse
     page.locator("#wl-start-3").fill("14:00")
     page.locator("#wl-end-3").fill("18:00")
     expect(page.locator("#wl-end-3")).to_have_value("18:00")
+    page.locator("#wl-earliest").fill(monday_in(8).isoformat())
     page.get_by_text("Soon", exact=True).click()
     page.get_by_label("What would you like help with?").fill("Evening shifts most weeks")
     page.get_by_role("button", name="Join waitlist").click()
@@ -107,6 +112,8 @@ def test_offer_appears_live_with_a_ticking_hold_and_accepting_books_it(page: Pag
         clinic_id=boulder,
         provider_id=lindqvist,
         windows=[{"weekday": d, "start": "10:00", "end": "18:00"} for d in range(5)],
+        earliest_date=monday_in(7).isoformat(),
+        latest_date=(monday_in(7) + timedelta(days=6)).isoformat(),
         urgency=2,
     )
     assert joined.status_code == 201, joined.text
