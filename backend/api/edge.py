@@ -380,7 +380,7 @@ class EdgeMiddleware:
         return out
 
     async def _refuse(self, send: Send, extra: list[tuple[bytes, bytes]], *, detail: str = REFUSED_DETAIL) -> None:
-        body = json.dumps({"detail": detail}).encode()
+        body = json.dumps({"detail": detail, "code": "cross_site_refused"}).encode()
         headers = _rewrite(
             [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
             extra,

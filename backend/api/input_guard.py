@@ -158,7 +158,8 @@ def check_body(raw: bytes, content_type: str) -> None:
 
 
 async def _refuse(send: Send, error: BadInput) -> None:
-    body: dict[str, object] = {"detail": error.message}
+    code = "body_too_large" if error.status_code == 413 else "bad_value"
+    body: dict[str, object] = {"detail": error.message, "code": code}
     if error.field:
         body["field"] = error.field
     payload = json.dumps(body).encode()

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend import ratelimit
 from backend.api.proxies import client_address
-from backend.errors import AuthenticationFailed
+from backend.errors import AuthenticationFailed, RateLimited
 from backend.identity.security import decode_access_token
 
 STATE_KEY = "rate_limit"
@@ -33,8 +33,11 @@ class RateLimitExceeded(Exception):
 
 
 def too_many_requests(decision: ratelimit.Decision) -> JSONResponse:
-    """429 {"detail": "Too many requests. Try again in N seconds."} with Retry-After and RateLimit-*."""
-    return JSONResponse({"detail": decision.message}, status_code=429, headers=decision.headers())
+    """429 {"detail": "Too many requests. Try again in N seconds.", "code": "rate_limited"} with Retry-After and
+    RateLimit-*."""
+    return JSONResponse(
+        {"detail": decision.message, "code": RateLimited.code}, status_code=429, headers=decision.headers()
+    )
 
 
 def practice_of(authorization: str | None) -> str | None:

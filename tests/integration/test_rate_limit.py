@@ -103,6 +103,7 @@ def assert_refused(response: object, limit: int) -> int:
     assert response.status_code == 429  # type: ignore[attr-defined]
     match = DETAIL.match(response.json()["detail"])  # type: ignore[attr-defined]
     assert match, response.json()  # type: ignore[attr-defined]
+    assert response.json()["code"] == "rate_limited"  # type: ignore[attr-defined]
     headers = response.headers  # type: ignore[attr-defined]
     retry = int(headers["Retry-After"])
     assert 1 <= retry <= 60

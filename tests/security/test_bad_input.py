@@ -104,6 +104,10 @@ def assert_refused(response: Any, *statuses: int) -> None:
     assert response.headers["content-type"].startswith("application/json")
     detail = response.json()["detail"]
     assert detail, "a refusal says why"
+    # A stable code a client can act on without parsing the words.
+    assert response.json()["code"] in {"bad_value", "body_too_large", "request_invalid", "validation_failed"}, (
+        response.json()
+    )
 
 
 SLOT = "2030-03-05T15:00:00+00:00"

@@ -29,7 +29,7 @@ from tests.factories import TEST_PASSWORD, Practice, make_practice, rows
 
 SAME = "http://testserver"  # TestClient's own origin (scheme and Host)
 EVIL = "https://evil.example"
-REFUSED = {"detail": "Cross-site request refused."}
+REFUSED = {"detail": "Cross-site request refused.", "code": "cross_site_refused"}
 
 
 @pytest.fixture
