@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from types import TracebackType
 from typing import Any
@@ -24,6 +26,19 @@ logger = logging.getLogger(__name__)
 
 _TENANT_KEY = "tenant_id"
 _UNSCOPED_KEY = "unscoped"
+# Set around work that only reads (live page reloads): on SQLite its transactions begin DEFERRED, without the
+# write lock, so readers never queue behind (or block) the one writer. PostgreSQL is unaffected.
+_READS_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("waitwell_reads_only", default=False)
+
+
+@contextlib.contextmanager
+def reads_only() -> Iterator[None]:
+    """Mark the units of work opened inside as read-only (SQLite: no write lock is taken for them)."""
+    token = _READS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READS_ONLY.reset(token)
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -46,8 +61,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: sa.Connection) -> None:
-            # One writer at a time, taken at the start: SQLite's equivalent of our PostgreSQL locks.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # One writer at a time, taken at the start: SQLite's equivalent of our PostgreSQL locks. Reads only
+            # (reads_only) begin deferred: WAL gives them a snapshot beside the writer, without its lock.
+            conn.exec_driver_sql("BEGIN" if _READS_ONLY.get() else "BEGIN IMMEDIATE")
 
         return engine
     # hide_parameters: no SQL parameter (a patient's name, reason, e-mail) in any error message or log line.

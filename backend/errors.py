@@ -90,6 +90,11 @@ class Code:
     SLOT_TAKEN = "slot_taken"
     HOLD_EXPIRED = "hold_expired"
     OFFER_CLOSED = "offer_closed"
+    CLINIC_ARCHIVE_CHOICE_REQUIRED = "clinic.archive_waitlist_choice_required"
+    CLINIC_ARCHIVE_TARGET_INVALID = "clinic.archive_target_invalid"
+    CLINIC_ALREADY_ARCHIVED = "clinic.already_archived"
+    TIME_OFF_OVERLAPS_SESSIONS = "time_off.overlaps_sessions"
+    RESCHEDULE_CHANGE_UNCONFIRMED = "reschedule.change_unconfirmed"
 
 
 SPECIFIC_CODES = frozenset(value for name, value in vars(Code).items() if name.isupper())

@@ -1,4 +1,5 @@
-"""The Celery app. With no broker configured, tasks run in-process (the embedded default).
+"""The worker's entry point: the bare Celery app (backend.celery_app) with the beat schedule, the log redaction
+and every task module loaded. With no broker configured, tasks run in-process (the embedded default).
 
 Start a worker:  celery -A backend.worker worker -l info
 Start beat:      celery -A backend.worker beat -l info
@@ -13,11 +14,32 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
+import backend.notifications.tasks
+import backend.waitlist.tasks  # noqa: F401 - the worker runs every task: register them all
+from backend.celery_app import (
+    DB_RETRY_MAX,
+    DB_RETRY_MAX_DELAY,
+    celery_app,
+    database_unavailable,
+    db_retry_delay,
+    make_celery,
+)
 from backend.logging_config import configure_logging
 from backend.settings import get_settings
+
+__all__ = [
+    "BEAT_SCHEDULE",
+    "DB_RETRY_MAX",
+    "DB_RETRY_MAX_DELAY",
+    "celery_app",
+    "database_unavailable",
+    "db_retry_delay",
+    "make_celery",
+    "ping",
+    "run_schedule_in_process",
+]
 
 # Periodic work (celery -A backend.worker beat, or worker -B). `expires` drops ticks a busy worker could not
 # start in time: the next one does the same work.
@@ -55,33 +77,6 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 }
 
 
-def make_celery() -> Celery:
-    """Create the Celery app from settings."""
-    settings = get_settings()
-    app = Celery("clinic")
-    broker = settings.broker_url
-    app.conf.update(
-        broker_url=broker or "memory://",
-        task_always_eager=broker is None or settings.celery_eager,
-        task_default_queue=settings.celery_queue,
-        task_eager_propagates=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_serializer="json",
-        accept_content=["json"],
-        result_backend=None,
-        task_ignore_result=True,
-        timezone="UTC",
-        enable_utc=True,
-        broker_connection_retry_on_startup=True,
-        # The worker imports the task modules at start-up (they import this module, so no import cycle here).
-        include=["backend.waitlist.tasks", "backend.notifications.tasks"],
-        beat_schedule=BEAT_SCHEDULE,
-    )
-    return app
-
-
 logger = logging.getLogger(__name__)
 # No health data in the worker's logs either: the same redaction as the API (record factory + handler filters).
 configure_logging()
@@ -93,19 +88,13 @@ def _redact_worker_logs(**_kwargs: Any) -> None:
     configure_logging()  # Celery installed its handlers: put the PHI filter on them too
 
 
-celery_app = make_celery()
+celery_app.add_defaults({"beat_schedule": BEAT_SCHEDULE})
 
 
 @celery_app.task(name="clinic.ping")
 def ping() -> str:
     """Answer 'pong' (used by readiness checks and tests of the worker wiring)."""
     return "pong"
-
-
-def register_tasks() -> None:
-    """Import the task modules (the worker does it through `include`; eager callers import lazily)."""
-    import backend.notifications.tasks
-    import backend.waitlist.tasks  # noqa: F401
 
 
 def run_schedule_in_process(
@@ -115,7 +104,6 @@ def run_schedule_in_process(
 
     Every tick is a conditional update over due rows, so several processes doing this at once (or this
     and a real beat) still advance each offer and entry exactly once."""
-    register_tasks()
     # Every entry runs on the first tick. (Not 0.0: time.monotonic() counts from boot, so on a machine up for
     # less than an entry's period that entry would wait for the rest of it.)
     last_run = {name: -math.inf for name in BEAT_SCHEDULE}

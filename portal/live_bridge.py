@@ -1,16 +1,21 @@
-"""From domain events to open pages: a lifespan task that bumps each tenant's `LiveTenant.revision`.
+"""From domain events to open pages: a lifespan task that bumps the live revision of each audience an event
+concerns (portal/state/live.py): the practice's staff always, the provider and the patient named by the ids the
+event carries, and for a waitlist event at a clinic, the providers who work there ("any provider" entries show
+on their consoles). Nobody else's pages re-read.
 
 Sources: with REDIS_URL, the pattern subscription `clinic:events:*` (every worker, every process that
 commits - API, pages, Celery - publishes there); without it, the in-process listeners of backend.events
-(embedded mode: one process does everything).
+(embedded mode: one process does everything). When the Redis subscription comes back after a drop, events
+published meanwhile were missed: the relay bumps the epoch every page listens to, and each re-reads.
 
 Several workers: when Reflex keeps its state in Redis (REFLEX_REDIS_URL), one shared state serves every
 worker, so only the worker holding a short Redis lease bumps (the others stand by and take over within
 LEASE_MS if it dies); Reflex relays the delta to the worker that holds each client's socket. With a
 per-process state manager every worker bumps its own copy.
 
-Bursts (a cancellation that offers the slot and changes an entry) are coalesced per tenant for
-COALESCE_SECONDS, so pages re-query once per burst.
+Bursts (a cancellation that offers the slot and changes an entry) are coalesced per audience token for
+COALESCE_SECONDS, so pages re-query once per burst. The relay's one database read (who works at a clinic,
+cached for CLINIC_CACHE_SECONDS) runs in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -20,13 +25,30 @@ import contextlib
 import logging
 import os
 import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import reflex as rx
+from sqlmodel import select
 
+from backend.db import UnitOfWork, reads_only
 from backend.events import DomainEvent, add_local_listener
+from backend.identity.models import ProviderClinic
 from backend.settings import get_settings
-from portal.state.live import MAX_LINKED_CLIENTS, LiveTenant, tenant_token
+from backend.tenancy.context import Actor
+from portal.state.live import (
+    EPOCH_TOKEN,
+    MAX_LINKED_CLIENTS,
+    LiveEpoch,
+    LivePatient,
+    LiveProvider,
+    LiveTenant,
+    patient_token,
+    provider_token,
+    tenant_token,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,27 +57,109 @@ class _SharedTokenHasNoSocket(logging.Filter):
     """app.modify_state also sends the delta to the shared token itself, which no socket holds: not news."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "to disconnected client 'tenant-" not in record.getMessage()
+        message = record.getMessage()
+        return not any(f"to disconnected client '{prefix}" in message for prefix in _SHARED_PREFIXES)
 
 
+_SHARED_PREFIXES = ("tenant-", "provider-", "patient-", EPOCH_TOKEN)
 EVENT_PATTERN = "clinic:events:*"
 COALESCE_SECONDS = 0.05
+CLINIC_CACHE_SECONDS = 30.0
+# Queued by the Redis reader when its subscription is back after a drop: events may have been missed.
+RESYNC = DomainEvent(tenant_id="", name="live.resync")
 LEASE_KEY = "clinic:live:relay-leader"
 LEASE_MS = 6000
 RENEW_SECONDS = 2.0
 
 
-async def bump_tenant(app: Any, tenant_id: str, event_name: str) -> None:
-    """Advance one tenant's revision; Reflex pushes it to every client linked to the tenant."""
-    async with app.modify_state(rx.BaseStateToken(ident=tenant_token(tenant_id), cls=LiveTenant)) as root:
-        live = await root.get_state(LiveTenant)
-        live.revision += 1
-        live.last_event = event_name
-        if len(live._linked_from) > MAX_LINKED_CLIENTS:
+ClinicProviders = Callable[[str, str], Awaitable[Iterable[str]]]
+
+
+def _audience_class(token: str) -> type[rx.State]:
+    if token == EPOCH_TOKEN:
+        return LiveEpoch
+    if token.startswith("provider-"):
+        return LiveProvider
+    if token.startswith("patient-"):
+        return LivePatient
+    return LiveTenant
+
+
+def _id(value: Any) -> str | None:
+    """A well-formed UUID string from an event's data, else None (nothing is bumped for a malformed id)."""
+    try:
+        return str(uuid.UUID(str(value))) if value else None
+    except ValueError:
+        return None
+
+
+async def audience_tokens(event: DomainEvent, clinic_providers: ClinicProviders) -> set[str]:
+    """The live tokens an event concerns: its practice's staff, and the provider and patient it names; a waitlist
+    event at a clinic also concerns the providers working there ("any provider" entries are on their consoles)."""
+    if event == RESYNC:
+        return {EPOCH_TOKEN}
+    tenant_id = _id(event.tenant_id)
+    if tenant_id is None:
+        return set()
+    tokens = {tenant_token(tenant_id)}
+    if provider_id := _id(event.data.get("provider_id")):
+        tokens.add(provider_token(provider_id))
+    if patient_id := _id(event.data.get("patient_id")):
+        tokens.add(patient_token(patient_id))
+    clinic_id = _id(event.data.get("clinic_id"))
+    if clinic_id and event.name.startswith("waitlist.") and event.name != "waitlist.policy_changed":
+        tokens.update(provider_token(p) for p in await clinic_providers(tenant_id, clinic_id))
+    return tokens
+
+
+def _providers_at(tenant_id: str, clinic_id: str) -> list[str]:
+    tenant = uuid.UUID(tenant_id)
+    with reads_only(), UnitOfWork(Actor.system(tenant)) as uow:
+        rows = uow.session.exec(
+            select(ProviderClinic.provider_id).where(ProviderClinic.clinic_id == uuid.UUID(clinic_id))
+        )
+        return [str(p) for p in rows]
+
+
+class ClinicProvidersCache:
+    """Who works at a clinic, read in a worker thread and kept CLINIC_CACHE_SECONDS."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+
+    async def __call__(self, tenant_id: str, clinic_id: str) -> list[str]:
+        key = (tenant_id, clinic_id)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        try:
+            providers = await asyncio.to_thread(_providers_at, tenant_id, clinic_id)
+        except Exception:
+            logger.warning("live relay: cannot read a clinic's providers", exc_info=True)
+            return hit[1] if hit else []
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic() + CLINIC_CACHE_SECONDS, providers)
+        return providers
+
+
+async def bump(app: Any, token: str, event_name: str) -> None:
+    """Advance one audience's revision; Reflex pushes it to every client linked to that token."""
+    cls = _audience_class(token)
+    async with app.modify_state(rx.BaseStateToken(ident=token, cls=cls)) as root:
+        live = await root.get_state(cls)
+        live.revision += 1  # type: ignore[attr-defined]
+        live.last_event = event_name  # type: ignore[attr-defined]
+        if len(live._linked_from) > MAX_LINKED_CLIENTS:  # type: ignore[attr-defined]
             await _prune_gone_clients(app, live)
 
 
-async def _prune_gone_clients(app: Any, live: LiveTenant) -> None:
+async def bump_tenant(app: Any, tenant_id: str, event_name: str) -> None:
+    """Advance one practice's staff revision."""
+    await bump(app, tenant_token(tenant_id), event_name)
+
+
+async def _prune_gone_clients(app: Any, live: Any) -> None:
     """Forget tabs that closed long ago (Reflex keeps every token that ever linked)."""
     namespace = app.event_namespace
     if namespace is None:
@@ -106,17 +210,37 @@ def _state_is_shared(app: Any) -> bool:
         return False
 
 
-async def _read_redis(url: str, queue: asyncio.Queue[DomainEvent]) -> None:
+class _Resync:
+    """Queues RESYNC: the subscription is back after a drop, whatever was published meanwhile is lost."""
+
+    def __init__(self, queue: asyncio.Queue[DomainEvent]) -> None:
+        self.queue = queue
+
+    def fire(self, _connection: Any = None) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(RESYNC)
+
+
+async def _read_redis(url: str, queue: asyncio.Queue[DomainEvent], name: str = "waitwell-live-relay") -> None:
     """Feed the queue from the tenants' Redis channels; reconnect with backoff when Redis goes away."""
     import redis.asyncio as aioredis
 
+    resync = _Resync(queue)
     delay = 0.5
+    subscribed_before = False
     while True:
-        client = aioredis.Redis.from_url(url)
+        client = aioredis.Redis.from_url(url, client_name=name)
         try:
             pubsub = client.pubsub()
             await pubsub.psubscribe(EVENT_PATTERN)
             delay = 0.5
+            if subscribed_before:
+                resync.fire()
+            subscribed_before = True
+            # redis-py also reconnects (and subscribes again) by itself after a dropped connection: that too is a
+            # gap. Registered after the client's own re-subscribe callback, so it runs once that is done.
+            if pubsub.connection is not None:
+                pubsub.connection.register_connect_callback(resync.fire)
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                 if message is None or message.get("type") != "pmessage":
@@ -136,21 +260,27 @@ async def _read_redis(url: str, queue: asyncio.Queue[DomainEvent]) -> None:
                 await client.aclose()
 
 
-async def _relay(app: Any, queue: asyncio.Queue[DomainEvent], lease: _Lease | None) -> None:
+async def _relay(
+    app: Any, queue: asyncio.Queue[DomainEvent], lease: _Lease | None, clinic_providers: ClinicProviders | None = None
+) -> None:
+    providers = clinic_providers or ClinicProvidersCache()
     while True:
         first = await queue.get()
         await asyncio.sleep(COALESCE_SECONDS)
-        latest: dict[str, str] = {first.tenant_id: first.name}
+        burst = [first]
         while not queue.empty():
-            event = queue.get_nowait()
-            latest[event.tenant_id] = event.name
+            burst.append(queue.get_nowait())
         if lease is not None and not lease.held:
             continue
-        for tenant_id, name in latest.items():
+        latest: dict[str, str] = {}
+        for event in burst:
+            for token in await audience_tokens(event, providers):
+                latest[token] = event.name
+        for token, name in latest.items():
             try:
-                await bump_tenant(app, tenant_id, name)
+                await bump(app, token, name)
             except Exception:
-                logger.warning("live relay: could not bump a tenant", exc_info=True)
+                logger.warning("live relay: could not bump an audience", exc_info=True)
 
 
 async def relay_domain_events(app: Any) -> None:

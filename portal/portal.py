@@ -17,6 +17,7 @@ from portal.pages.doctor import schedule as doctor_schedule  # noqa: F401
 from portal.pages.doctor import waitlist as doctor_waitlist  # noqa: F401
 from portal.pages.patient import appointments, find, notifications, provider, waitlist, waitlist_join  # noqa: F401
 from portal.pages.patient import home as patient_home  # noqa: F401
+from portal.state import outage
 
 
 class _EdgeApp(rx.App):
@@ -31,7 +32,8 @@ class _EdgeApp(rx.App):
         return edge_transformer(super().__call__())
 
 
-app = _EdgeApp(api_transformer=api)
+# A page handler that cannot reach the database says so and retries (portal/state/outage.py); anything else as before.
+app = _EdgeApp(api_transformer=api, backend_exception_handler=outage.backend_exception_handler)
 # The socket server checks Origin itself too (the middleware already refused foreign ones): same rule.
 if app.sio is not None:
     app.sio.eio.cors_allowed_origins = socket_origin_allowed

@@ -2,23 +2,31 @@
 
 `notify` writes one Notification (plus its delivery-ledger row) per channel the patient opted into, inside the
 caller's unit of work: a rolled-back change leaves no notification, a committed one always has its rows. After
-commit each row is handed to Celery (`deliver_notification`, ids only); a lost enqueue is caught by the beat
-sweep (backend.notifications.tasks.sweep_outbox_tick).
+commit each row is handed to Celery (the task "notifications.deliver", ids only, through backend.jobs); a lost
+enqueue is caught by the beat sweep (backend.notifications.tasks.sweep_outbox_tick). When a notification may go
+(quiet hours) is backend.notifications.quiet_hours.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from sqlmodel import select
 
+from backend import jobs
 from backend.db import UnitOfWork
 from backend.errors import TenantScopeError
 from backend.identity.models import Patient
 from backend.notifications.models import Channel, Notification, NotificationDelivery, NotificationPreference
+from backend.notifications.quiet_hours import (
+    QUIET_HOURS_EVENTS,
+    SILENT_CHANNELS,
+    is_quiet_event,
+    quiet_hours_email_now,
+    quiet_hours_end,
+)
 from backend.settings import get_settings
 from backend.tenancy.context import Actor
 from backend.tenancy.models import Clinic
@@ -26,11 +34,15 @@ from backend.types import utcnow
 
 logger = logging.getLogger(__name__)
 
-# Events a patient may be spared in their quiet hours (sent when the hours end); the rest (confirmations,
-# cancellations) are sent at once. By the practice's rule (notification_settings.quiet_hours_email_now, on by
-# default) e-mail, which makes no sound, still goes at once and only texts wait.
-QUIET_HOURS_EVENTS = frozenset({"waitlist_offer", "appointment_reminder"})
-SILENT_CHANNELS = frozenset({Channel.EMAIL, Channel.CONSOLE})
+__all__ = [
+    "QUIET_HOURS_EVENTS",
+    "SILENT_CHANNELS",
+    "channel_mode",
+    "enqueue_deliveries",
+    "notify",
+    "opted_in_channels",
+    "quiet_hours_end",
+]
 
 
 def channel_mode() -> str:
@@ -47,25 +59,6 @@ def opted_in_channels(pref: NotificationPreference | None) -> list[Channel]:
     chosen = [(pref.email_opt_in, Channel.EMAIL), (pref.sms_opt_in, Channel.SMS),
               (pref.whatsapp_opt_in, Channel.WHATSAPP)]  # fmt: skip
     return [channel for on, channel in chosen if on]
-
-
-def quiet_hours_end(start: time | None, end: time | None, moment: datetime, zone: str) -> datetime:
-    """The end of the quiet hours containing `moment`, read in `zone` (or `moment` when outside them)."""
-    if start is None or end is None or start == end:
-        return moment
-    local = moment.astimezone(ZoneInfo(zone))
-    now = local.time()
-    inside = start <= now < end if start < end else now >= start or now < end
-    if not inside:
-        return moment
-    until = datetime.combine(local.date(), end, tzinfo=ZoneInfo(zone))
-    if until <= local:
-        until += timedelta(days=1)
-    return until.astimezone(moment.tzinfo)
-
-
-def _is_quiet_event(event_type: str) -> bool:
-    return event_type in QUIET_HOURS_EVENTS
 
 
 def _appointment_start(uow: UnitOfWork, payload: dict[str, str]) -> datetime | None:
@@ -113,14 +106,12 @@ def notify(
         channels = [Channel.CONSOLE]
     now = utcnow()
     held_until = now
-    if pref is not None and _is_quiet_event(event_type) and pref.quiet_hours_start and pref.quiet_hours_end:
+    if pref is not None and is_quiet_event(event_type) and pref.quiet_hours_start and pref.quiet_hours_end:
         patient = uow.session.get(Patient, patient_id)
         zone = _zone_for(uow, patient, payload)
         held_until = quiet_hours_end(pref.quiet_hours_start, pref.quiet_hours_end, now, zone)
     email_now = True
     if held_until > now:
-        from backend.notifications.reminders import quiet_hours_email_now
-
         email_now = quiet_hours_email_now(uow)
     starts_at = _appointment_start(uow, payload) if event_type == "appointment_reminder" else None
     rows: list[Notification] = []
@@ -148,10 +139,8 @@ def notify(
 
 def enqueue_deliveries(notification_ids: list[uuid.UUID]) -> None:
     """After commit: one delivery task per notification. A lost enqueue (broker down) is left to the sweep."""
-    from backend.notifications.tasks import deliver_notification
-
     for notification_id in notification_ids:
         try:
-            deliver_notification.delay(str(notification_id))
+            jobs.enqueue("notifications.deliver", str(notification_id))
         except Exception:
             logger.exception("could not enqueue notification %s; the outbox sweep will deliver it", notification_id)

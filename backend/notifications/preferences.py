@@ -1,5 +1,6 @@
 """Channel opt-outs that arrive from outside a session: a STOP reply to an SMS or WhatsApp message, and the
-signed unsubscribe link in every e-mail."""
+signed token of the unsubscribe link in every e-mail (the link is carried out by
+backend.notifications.service.unsubscribe_with_token)."""
 
 from __future__ import annotations
 
@@ -127,35 +128,3 @@ def read_unsubscribe_token(token: str) -> tuple[uuid.UUID, uuid.UUID]:
 
 def unsubscribe_link(tenant_id: uuid.UUID, patient_id: uuid.UUID) -> str:
     return f"{get_settings().public_url.rstrip('/')}/unsubscribe/{unsubscribe_token(tenant_id, patient_id)}"
-
-
-def unsubscribe_with_token(token: str, *, everything: bool = False) -> str:
-    """Carry out an unsubscribe link: turn e-mail (or every channel) off. Returns the practice's name.
-    ValueError for a bad token or an unknown patient."""
-    from backend.errors import NotFound
-    from backend.notifications.service import unsubscribe
-    from backend.tenancy.models import Tenant
-
-    tenant_id, patient_id = read_unsubscribe_token(token)
-    actor = Actor.system(tenant_id)
-    try:
-        with UnitOfWork(actor) as uow:
-            unsubscribe(actor, uow, patient_id, everything=everything)
-            tenant = uow.session.get(Tenant, tenant_id)
-            name = tenant.name if tenant is not None else ""
-            uow.commit()
-    except NotFound as exc:
-        raise ValueError("this unsubscribe link is not valid") from exc
-    return name
-
-
-def practice_for_token(token: str) -> str:
-    """The practice an unsubscribe link belongs to (for the confirmation page); ValueError when invalid."""
-    from backend.tenancy.models import Tenant
-
-    tenant_id, patient_id = read_unsubscribe_token(token)
-    with UnitOfWork(Actor.system(tenant_id)) as uow:
-        tenant = uow.session.get(Tenant, tenant_id)
-        if tenant is None or uow.session.get(Patient, patient_id) is None:
-            raise ValueError("this unsubscribe link is not valid")
-        return tenant.name

@@ -73,12 +73,6 @@ def _view(row: NotificationSettings | None) -> NotificationSettingsView:
     )
 
 
-def quiet_hours_email_now(uow: UnitOfWork) -> bool:
-    """The practice's quiet-hours rule: True (the default) lets e-mail go at once while texts wait."""
-    row = _settings_row(uow)
-    return True if row is None else bool(row.quiet_hours_email_now)
-
-
 @service_function
 def get_notification_settings(actor: Actor, uow: UnitOfWork) -> NotificationSettingsView:
     """Read the practice's notification settings (admin)."""

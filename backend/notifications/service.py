@@ -30,11 +30,12 @@ from backend.notifications.models import (
     NotificationStatus,
 )
 from backend.notifications.outbox import channel_mode, enqueue_deliveries
-from backend.notifications.preferences import locked_preference
+from backend.notifications.preferences import locked_preference, read_unsubscribe_token
 from backend.notifications.reports import LABELS as PROVIDER_STATUS_LABELS
 from backend.scheduling.models import Appointment
 from backend.service import require_role, service_function
 from backend.tenancy.context import Actor, Role
+from backend.tenancy.models import Tenant
 from backend.types import utcnow
 from backend.waitlist.models import WaitlistEntry
 
@@ -53,6 +54,8 @@ EVENT_LABELS = {
     "waitlist_offer_expired": "Offer expired",
     "waitlist_entry_expired": "Waitlist entry expired",
     "waitlist_reconfirm": "Still interested?",
+    "waitlist_entry_moved": "Waitlist moved (clinic archived)",
+    "waitlist_entry_closed": "Waitlist closed (clinic archived)",
 }
 
 
@@ -334,6 +337,32 @@ def unsubscribe(actor: Actor, uow: UnitOfWork, patient_id: uuid.UUID, *, everyth
     return _preferences_view(patient, pref)
 
 
+def unsubscribe_with_token(token: str, *, everything: bool = False) -> str:
+    """Carry out an unsubscribe link: turn e-mail (or every channel) off. Returns the practice's name.
+    ValueError for a bad token or an unknown patient."""
+    tenant_id, patient_id = read_unsubscribe_token(token)
+    actor = Actor.system(tenant_id)
+    try:
+        with UnitOfWork(actor) as uow:
+            unsubscribe(actor, uow, patient_id, everything=everything)
+            tenant = uow.session.get(Tenant, tenant_id)
+            name = tenant.name if tenant is not None else ""
+            uow.commit()
+    except NotFound as exc:
+        raise ValueError("this unsubscribe link is not valid") from exc
+    return name
+
+
+def practice_for_token(token: str) -> str:
+    """The practice an unsubscribe link belongs to (for the confirmation page); ValueError when invalid."""
+    tenant_id, patient_id = read_unsubscribe_token(token)
+    with UnitOfWork(Actor.system(tenant_id)) as uow:
+        tenant = uow.session.get(Tenant, tenant_id)
+        if tenant is None or uow.session.get(Patient, patient_id) is None:
+            raise ValueError("this unsubscribe link is not valid")
+        return tenant.name
+
+
 # --- history and outbox -----------------------------------------------------------------------------------
 
 
@@ -442,6 +471,6 @@ def retry_notification(actor: Actor, uow: UnitOfWork, notification_id: uuid.UUID
     record(actor, uow, action="notification.retried", entity_type="notification", entity_id=note.id,
            data={"previous": previous})  # fmt: skip
     uow.flush()
-    events.emit(uow, "notification.changed", entity_id=note.id)
+    events.emit(uow, "notification.changed", entity_id=note.id, patient_id=note.patient_id)
     uow.after_commit(lambda: enqueue_deliveries([note.id]))
     return _view(note, patient.full_name)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import uuid
 
+from backend.celery_app import DB_RETRY_MAX, celery_app, database_unavailable, db_retry_delay
 from backend.notifications import delivery, reminders
-from backend.worker import celery_app
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,19 @@ REQUEUE_WITHIN_SECONDS = 600.0
 @celery_app.task(name="notifications.deliver", bind=True, max_retries=None)
 def deliver_notification(self: object, notification_id: str) -> str:
     """Deliver one outbox row (at most once). A throttled row comes back at the slot reserved for it."""
-    outcome = delivery.deliver(uuid.UUID(notification_id))
+    try:
+        outcome = delivery.deliver(uuid.UUID(notification_id))
+    except Exception as exc:
+        request = self.request  # type: ignore[attr-defined]
+        if request.is_eager or not database_unavailable(exc):
+            raise
+        # The database is down or restarting: ask again later (the ledger makes a second try safe; past the last
+        # retry the outbox sweep still finds the row).
+        retries = request.retries
+        logger.warning("database unavailable for notification %s: retry %d", notification_id, retries + 1)
+        raise self.retry(  # type: ignore[attr-defined]
+            exc=exc, countdown=db_retry_delay(retries), max_retries=DB_RETRY_MAX
+        ) from exc
     if outcome in ("throttled", "not due") and not celery_app.conf.task_always_eager:
         wait = delivery.due_in(uuid.UUID(notification_id))
         if wait is not None and wait <= REQUEUE_WITHIN_SECONDS:

@@ -18,8 +18,9 @@ Context keys (all strings; the caller formats dates and builds URLs):
                         e.g. ``"Tue 24 Nov, 15:00 EST"``; required by every ``appointment_*`` and
                         ``waitlist_offer*`` event
 ``hold_until_local``    the offer's hold deadline, formatted in the clinic's zone; required by ``waitlist_offer``
-``modality``            optional, ``waitlist_offer``: ``"in_person"`` or ``"telehealth"`` (how the offered slot is
-                        held; the templates word it per locale; not PHI, so every channel shows it)
+``modality``            optional, ``waitlist_offer`` and ``appointment_rescheduled``: ``"in_person"`` or
+                        ``"telehealth"`` (how the slot is held or the visit will take place; the templates word
+                        it per locale; not PHI, so every channel shows it)
 ``respond_by_local``    optional, ``waitlist_reconfirm``: the re-confirmation deadline in the clinic's zone
 ``unsubscribe_link``    optional: shown in the e-mail footer
 
@@ -48,6 +49,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "waitlist_offer_expired",
     "waitlist_entry_expired",
     "waitlist_reconfirm",
+    "waitlist_entry_moved",
+    "waitlist_entry_closed",
 )
 CHANNELS: tuple[str, ...] = ("email", "sms", "whatsapp", "console")
 LOCALES: tuple[str, ...] = ("en", "es")
@@ -78,6 +81,8 @@ _REQUIRED_BY_EVENT: dict[str, tuple[str, ...]] = {
     "waitlist_offer_expired": ("start_local",),
     "waitlist_entry_expired": (),
     "waitlist_reconfirm": (),
+    "waitlist_entry_moved": (),
+    "waitlist_entry_closed": (),
 }
 ALLOWED_KEYS = frozenset(_BASE_KEYS + _OPTIONAL_KEYS)
 

@@ -10,26 +10,30 @@ Overlap: two rules may not overlap on the same weekday in wall-clock time, even 
 provider cannot be in two places). Rules at clinics in different time zones are also compared in real
 time over the coming year, so 09:00 in New York and 15:00 in Berlin are refused together as well.
 
-Booked appointments are honoured when availability shrinks or time off is added: they stay, and the change's
-audit event counts how many future appointments now lie outside the availability.
+Booked appointments are honoured when availability shrinks: they stay, and the change's audit event counts how
+many future appointments now lie outside the availability. Time off over booked (or held) sessions needs the
+doctor's choice: `preview_time_off` lists them; `add_time_off(booked_sessions="cancel")` cancels each through the
+normal cancel path (the patient is notified, the waitlist cascade runs), `"keep"` leaves them booked (the
+availability view then lists them as sessions during time off). Without a choice it is refused
+(code time_off.overlaps_sessions) and nothing is written.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 from sqlmodel import col, select
 
 from backend import events
 from backend.audit.service import record
 from backend.db import UnitOfWork
-from backend.errors import NotFound, PermissionDenied, ValidationFailed
-from backend.identity.models import MODALITIES, Provider, ProviderClinic
-from backend.scheduling import cache
+from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
+from backend.identity.models import MODALITIES, Patient, Provider, ProviderClinic
+from backend.scheduling import booking, cache
 from backend.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule, TimeOff
 from backend.scheduling.service import busy_intervals, weekly_rules
 from backend.scheduling.slots import Interval, find_slot, overlaps
@@ -41,8 +45,10 @@ from backend.types import utcnow
 __all__ = [
     "AvailabilityView",
     "RuleInput",
+    "SessionInTimeOff",
     "add_time_off",
     "list_availability",
+    "preview_time_off",
     "remove_time_off",
     "replace_availability",
 ]
@@ -73,6 +79,22 @@ class RuleInput:
 
 
 @dataclass(frozen=True)
+class SessionInTimeOff:
+    """A booked (or held) session of the provider that lies in a span of time off."""
+
+    appointment_id: uuid.UUID
+    start_at: datetime
+    end_at: datetime
+    status: str  # booked | held
+    patient_id: uuid.UUID | None
+    patient_name: str  # "" for a hold (whom a slot is held for stays off the doctor's pages)
+    clinic_id: uuid.UUID
+    clinic_name: str
+    clinic_timezone: str
+    modality: str
+
+
+@dataclass(frozen=True)
 class AvailabilityView:
     """A provider's availability for the editor."""
 
@@ -80,6 +102,8 @@ class AvailabilityView:
     rules: list[AvailabilityRule]  # at open clinics, by weekday and start
     time_off: list[TimeOff]  # time off from now on, sorted by start
     clinics: list[Clinic]  # open clinics the provider works at, by name
+    # Future sessions kept booked (or held) inside that time off: for the provider themself and admins only.
+    sessions_in_time_off: list[SessionInTimeOff] = field(default_factory=list)
 
 
 # -- who may -------------------------------------------------------------------------------------------
@@ -138,11 +162,19 @@ def list_availability(actor: Actor, uow: UnitOfWork, provider_id: uuid.UUID) -> 
             .order_by(col(TimeOff.start_at), col(TimeOff.id))
         )
     )
+    # Another clinician's patients are not this doctor's to see: only the provider themself and admins get them.
+    own = actor.role != Role.DOCTOR or actor.provider_id == provider_id
+    in_time_off: dict[uuid.UUID, SessionInTimeOff] = {}
+    if own:
+        for span in time_off:
+            for session in _sessions_in(uow, provider_id, span.start_at, span.end_at):
+                in_time_off.setdefault(session.appointment_id, session)
     return AvailabilityView(
         provider_id=provider_id,
         rules=_open_rules(uow, provider_id),
         time_off=time_off,
         clinics=_clinics_of(uow, provider_id),
+        sessions_in_time_off=sorted(in_time_off.values(), key=lambda x: (x.start_at, str(x.appointment_id))),
     )
 
 
@@ -343,20 +375,12 @@ def replace_availability(
 # -- time off ------------------------------------------------------------------------------------------
 
 
-@service_function
-def add_time_off(
-    actor: Actor,
-    uow: UnitOfWork,
-    provider_id: uuid.UUID,
-    *,
-    start: datetime,
-    end: datetime,
-    reason: str = "",
-) -> TimeOff:
-    """Block a span of time for a provider: no slots are offered in it (booked appointments stay)."""
-    require_role(actor, Role.DOCTOR, Role.ADMIN)
-    _provider(uow, provider_id, lock=True)
-    _may_edit(actor, provider_id)
+TIME_OFF_CHOICES = ("cancel", "keep")
+# The cancellation reason the patient sees: the doctor's own reason for the time off stays private.
+TIME_OFF_CANCEL_REASON = "Your clinician is not available at this time. Please book another time."
+
+
+def _check_span(start: datetime, end: datetime, reason: str) -> str:
     for name, value in (("start", start), ("end", end)):
         if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
             raise ValidationFailed(f"time off {name} needs a time zone offset, e.g. 2026-03-02T09:00:00Z", field=name)
@@ -369,6 +393,143 @@ def add_time_off(
     reason = reason.strip()
     if len(reason) > MAX_REASON:
         raise ValidationFailed(f"the reason can have at most {MAX_REASON} characters", field="reason")
+    return reason
+
+
+def _sessions_in(uow: UnitOfWork, provider_id: uuid.UUID, start: datetime, end: datetime) -> list[SessionInTimeOff]:
+    """The provider's booked sessions and live holds that start later than now and overlap [start, end)."""
+    now = utcnow()
+    query = (
+        select(Appointment, Clinic, Patient)
+        .join(Clinic, col(Clinic.id) == Appointment.clinic_id)
+        .outerjoin(Patient, col(Patient.id) == Appointment.patient_id)
+        .where(
+            Appointment.provider_id == provider_id,
+            col(Appointment.status).in_((AppointmentStatus.BOOKED, AppointmentStatus.HELD)),
+            Appointment.start_at > now,
+            Appointment.start_at < end.astimezone(UTC),
+            Appointment.end_at > start.astimezone(UTC),
+            or_(
+                col(Appointment.status) != AppointmentStatus.HELD,
+                col(Appointment.hold_expires_at).is_(None),
+                col(Appointment.hold_expires_at) > now,
+            ),
+        )
+        .order_by(col(Appointment.start_at), col(Appointment.id))
+    )
+    return [
+        SessionInTimeOff(
+            appointment_id=a.id,
+            start_at=a.start_at,
+            end_at=a.end_at,
+            status=str(a.status),
+            patient_id=a.patient_id if a.status == AppointmentStatus.BOOKED else None,
+            patient_name=patient.full_name if patient is not None and a.status == AppointmentStatus.BOOKED else "",
+            clinic_id=clinic.id,
+            clinic_name=clinic.name,
+            clinic_timezone=clinic.timezone,
+            modality=a.modality,
+        )
+        for a, clinic, patient in uow.session.exec(query)
+    ]
+
+
+@service_function
+def preview_time_off(
+    actor: Actor, uow: UnitOfWork, provider_id: uuid.UUID, *, start: datetime, end: datetime
+) -> list[SessionInTimeOff]:
+    """The booked (or held) sessions a span of time off would cover, soonest first (the doctor themself, admin)."""
+    require_role(actor, Role.DOCTOR, Role.ADMIN)
+    _provider(uow, provider_id)
+    _may_edit(actor, provider_id)
+    _check_span(start, end, "")
+    return _sessions_in(uow, provider_id, start, end)
+
+
+def _release_hold(actor: Actor, uow: UnitOfWork, hold_id: uuid.UUID) -> None:
+    """Free a held slot in the time off: a waitlist offer on it is withdrawn (its entry waits again), a patient's
+    own hold is released."""
+    from backend.waitlist.models import EntryStatus, OfferStatus, WaitlistEntry, WaitlistOffer
+    from backend.waitlist.offers import withdraw_live_offer
+
+    offer = uow.session.exec(
+        select(WaitlistOffer).where(
+            WaitlistOffer.appointment_id == hold_id, WaitlistOffer.status == OfferStatus.PENDING
+        )
+    ).first()
+    entry = uow.session.get(WaitlistEntry, offer.entry_id, with_for_update=True) if offer is not None else None
+    if entry is not None:
+        withdraw_live_offer(actor, uow, entry)
+        uow.session.refresh(entry)
+        if entry.status == EntryStatus.OFFERED:  # the offers engine leaves the entry's status to its caller
+            entry.status = EntryStatus.WAITING
+            entry.version += 1
+            entry.updated_at = utcnow()
+            uow.session.add(entry)
+            record(actor, uow, action="waitlist.entry_returned", entity_type="waitlist_entry", entity_id=entry.id,
+                   data={"offer_id": str(offer.id) if offer else None, "offer_outcome": "withdrawn"})  # fmt: skip
+            events.emit(uow, "waitlist.entry_updated", entity_id=entry.id, status=str(entry.status),
+                        provider_id=entry.provider_id, clinic_id=entry.clinic_id,
+                        patient_id=entry.patient_id)  # fmt: skip
+        return
+    hold = uow.session.get(Appointment, hold_id, with_for_update=True)
+    if hold is None or hold.status != AppointmentStatus.HELD:
+        return
+    now = utcnow()
+    hold.status = AppointmentStatus.CANCELLED
+    hold.cancel_reason = "hold released"
+    hold.cancelled_at = now
+    hold.hold_expires_at = None
+    hold.version += 1
+    hold.updated_at = now
+    uow.session.add(hold)
+    record(actor, uow, action="appointment.hold_released", entity_type="appointment", entity_id=hold.id,
+           data={"reason": "time_off"})  # fmt: skip
+    events.emit(uow, "slot.freed", entity_id=hold.id, provider_id=hold.provider_id, patient_id=hold.patient_id)
+    cache.invalidate_provider(uow, hold.provider_id)
+
+
+@service_function
+def add_time_off(
+    actor: Actor,
+    uow: UnitOfWork,
+    provider_id: uuid.UUID,
+    *,
+    start: datetime,
+    end: datetime,
+    reason: str = "",
+    booked_sessions: str | None = None,
+) -> TimeOff:
+    """Block a span of time for a provider: no slots are offered in it.
+
+    Booked (or held) sessions in it need a choice: `booked_sessions="cancel"` cancels each by the clinic (the
+    patient is notified and the freed time goes through the waitlist cascade, which finds it blocked), `"keep"`
+    leaves them as they are. Without a choice, time off over sessions is refused (Conflict, code
+    time_off.overlaps_sessions, params: sessions) and nothing is written."""
+    require_role(actor, Role.DOCTOR, Role.ADMIN)
+    _provider(uow, provider_id, lock=True)
+    _may_edit(actor, provider_id)
+    reason = _check_span(start, end, reason)
+    if booked_sessions is not None and booked_sessions not in TIME_OFF_CHOICES:
+        raise ValidationFailed("booked_sessions must be 'cancel' or 'keep'", field="booked_sessions")
+    sessions = _sessions_in(uow, provider_id, start, end)
+    if sessions and booked_sessions is None:
+        n = len(sessions)
+        raise Conflict(
+            f"this time off covers {n} booked session{'s' if n != 1 else ''}: choose to cancel "
+            f"{'them' if n != 1 else 'it'} (the patients are notified) or to keep {'them' if n != 1 else 'it'}",
+            field="booked_sessions",
+            code=Code.TIME_OFF_OVERLAPS_SESSIONS,
+            params={"sessions": n},
+        )
+    cancelled: list[str] = []
+    if booked_sessions == "cancel":
+        for session in sessions:
+            if session.status == AppointmentStatus.BOOKED:
+                booking.cancel_appointment(actor, uow, session.appointment_id, reason=TIME_OFF_CANCEL_REASON)
+            else:
+                _release_hold(actor, uow, session.appointment_id)
+            cancelled.append(str(session.appointment_id))
 
     time_off = TimeOff(
         tenant_id=actor.tenant_id,
@@ -388,6 +549,8 @@ def add_time_off(
         data={
             "provider_id": str(provider_id),
             "appointments_outside_availability": _outside_availability(uow, provider_id),
+            "sessions_cancelled": cancelled,
+            "sessions_kept": [str(x.appointment_id) for x in sessions] if booked_sessions == "keep" else [],
         },
     )
     cache.invalidate_provider(uow, provider_id)

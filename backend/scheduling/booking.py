@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
-from backend import events
+from backend import events, jobs
 from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
@@ -30,6 +30,7 @@ from backend.scheduling.service import time_off_intervals, weekly_rules
 from backend.scheduling.slots import Slot, find_slot
 from backend.service import require_role, service_function
 from backend.tenancy.context import Actor, Role
+from backend.tenancy.models import Clinic
 from backend.types import utcnow
 
 SLOT_TAKEN = "That time was just taken. Please choose another slot."
@@ -205,15 +206,10 @@ def guarded_insert(uow: UnitOfWork, appointment: Appointment) -> Appointment:
 def _offer_freed_slot_after_commit(uow: UnitOfWork, provider_id: uuid.UUID, start: datetime) -> None:
     """Once the cancellation commits, offer the freed slot to the waitlist (a Celery task; inline when eager).
     The task checks the clinic's policy (auto_offer, cutoff); a lost enqueue is caught by the beat sweep."""
-    tenant_id = uow.tenant_id
-
-    def enqueue() -> None:
-        from backend.waitlist.tasks import enqueue_offer_for_freed_slot
-
-        if tenant_id is not None:
-            enqueue_offer_for_freed_slot(tenant_id, provider_id, start)
-
-    uow.after_commit(enqueue)
+    if uow.tenant_id is not None:
+        jobs.enqueue_after_commit(
+            uow, "waitlist.offer_freed_slot", str(uow.tenant_id), str(provider_id), start.isoformat()
+        )
 
 
 def _notify(actor: Actor, uow: UnitOfWork, appointment: Appointment, event_type: str) -> None:
@@ -290,7 +286,12 @@ def book_appointment(
     )
     record(actor, uow, action="appointment.booked", entity_type="appointment", entity_id=appointment.id)
     events.emit(
-        uow, "appointment.booked", entity_id=appointment.id, provider_id=provider.id, clinic_id=slot.clinic_id
+        uow,
+        "appointment.booked",
+        entity_id=appointment.id,
+        provider_id=provider.id,
+        clinic_id=slot.clinic_id,
+        patient_id=appointment.patient_id,
     )
     _notify(actor, uow, appointment, "appointment_booked")
     return BookingResult(appointment)
@@ -318,7 +319,7 @@ def hold_slot(
         ),
     )
     record(actor, uow, action="appointment.held", entity_type="appointment", entity_id=hold.id)
-    events.emit(uow, "slot.held", entity_id=hold.id, provider_id=provider.id)
+    events.emit(uow, "slot.held", entity_id=hold.id, provider_id=provider.id, patient_id=hold.patient_id)
     return hold
 
 
@@ -347,7 +348,14 @@ def confirm_hold(actor: Actor, uow: UnitOfWork, hold_id: uuid.UUID, *, version: 
         raise Conflict("Your hold on this time has expired. Please choose the slot again.", code=Code.HOLD_EXPIRED)
     uow.session.refresh(hold)
     record(actor, uow, action="appointment.booked", entity_type="appointment", entity_id=hold.id)
-    events.emit(uow, "appointment.booked", entity_id=hold.id, provider_id=hold.provider_id, clinic_id=hold.clinic_id)
+    events.emit(
+        uow,
+        "appointment.booked",
+        entity_id=hold.id,
+        provider_id=hold.provider_id,
+        clinic_id=hold.clinic_id,
+        patient_id=hold.patient_id,
+    )
     _notify(actor, uow, hold, "appointment_booked")
     cache.invalidate_provider(uow, hold.provider_id)
     return hold
@@ -365,7 +373,7 @@ def release_hold(actor: Actor, uow: UnitOfWork, hold_id: uuid.UUID) -> None:
     hold.version += 1
     uow.session.add(hold)
     record(actor, uow, action="appointment.hold_released", entity_type="appointment", entity_id=hold.id)
-    events.emit(uow, "slot.freed", entity_id=hold.id, provider_id=hold.provider_id)
+    events.emit(uow, "slot.freed", entity_id=hold.id, provider_id=hold.provider_id, patient_id=hold.patient_id)
     cache.invalidate_provider(uow, hold.provider_id)
 
 
@@ -402,6 +410,7 @@ def cancel_appointment(actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID,
         entity_id=appointment.id,
         provider_id=appointment.provider_id,
         clinic_id=appointment.clinic_id,
+        patient_id=appointment.patient_id,
         start=appointment.start_at.isoformat(),
     )
     _notify(actor, uow, appointment, "appointment_cancelled")
@@ -410,11 +419,85 @@ def cancel_appointment(actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID,
     return appointment
 
 
+MODALITY_WORDS = {"in_person": "in person", "telehealth": "by telehealth"}
+
+
+@dataclass(frozen=True)
+class VisitChange:
+    """What a move changes besides the time: clinic (and with it, perhaps, the time zone) and modality."""
+
+    from_clinic: str
+    to_clinic: str
+    from_timezone: str
+    to_timezone: str
+    from_modality: str
+    to_modality: str
+    clinic_changed: bool
+    timezone_changed: bool
+    modality_changed: bool
+
+    @property
+    def any_change(self) -> bool:
+        return self.clinic_changed or self.modality_changed or self.timezone_changed
+
+    def params(self) -> dict[str, object]:
+        """Ids and names only (no patient data): what a page or client needs to word the change itself."""
+        return {
+            "clinic_changed": self.clinic_changed,
+            "timezone_changed": self.timezone_changed,
+            "modality_changed": self.modality_changed,
+            "from_clinic": self.from_clinic,
+            "to_clinic": self.to_clinic,
+            "from_timezone": self.from_timezone,
+            "to_timezone": self.to_timezone,
+            "from_modality": self.from_modality,
+            "to_modality": self.to_modality,
+        }
+
+    def sentence(self) -> str:
+        """'This time is at Summit Online (America/Los_Angeles), by telehealth; your appointment is at ...'."""
+        to_where = f"at {self.to_clinic} ({self.to_timezone})"
+        from_where = f"at {self.from_clinic} ({self.from_timezone})"
+        to_how = MODALITY_WORDS.get(self.to_modality, self.to_modality)
+        from_how = MODALITY_WORDS.get(self.from_modality, self.from_modality)
+        return (
+            f"This time is {to_where}, {to_how}; your appointment is {from_where}, {from_how}. "
+            "Confirm the change of clinic, time zone or visit type to move it there."
+        )
+
+
+def visit_change(uow: UnitOfWork, appointment: Appointment, slot: Slot) -> VisitChange:
+    """How moving `appointment` into `slot` changes where and how the visit happens."""
+    names = {
+        c.id: c
+        for c in uow.session.exec(
+            select(Clinic).where(col(Clinic.id).in_({appointment.clinic_id, slot.clinic_id}))
+        ).all()
+    }
+    old_clinic, new_clinic = names.get(appointment.clinic_id), names.get(slot.clinic_id)
+    from_zone = old_clinic.timezone if old_clinic else ""
+    return VisitChange(
+        from_clinic=old_clinic.name if old_clinic else "",
+        to_clinic=new_clinic.name if new_clinic else "",
+        from_timezone=from_zone,
+        to_timezone=slot.timezone,
+        from_modality=appointment.modality,
+        to_modality=slot.modality,
+        clinic_changed=slot.clinic_id != appointment.clinic_id,
+        timezone_changed=bool(from_zone) and from_zone != slot.timezone,
+        modality_changed=slot.modality != appointment.modality,
+    )
+
+
 @service_function
 def reschedule_appointment(
-    actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID, *, new_start: datetime
+    actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID, *, new_start: datetime, confirm_change: bool = False
 ) -> Appointment:
-    """Move an appointment to another free slot of the same provider, atomically: both or neither."""
+    """Move an appointment to another free slot of the same provider, atomically: both or neither.
+
+    A move that changes the clinic (and so perhaps the time zone) or the modality (in person <-> telehealth)
+    is refused unless the request says the patient confirmed that change (`confirm_change`): a visit never
+    moves to another city's clinic, or off-site, without anyone saying so."""
     old = visible_appointment(actor, uow, appointment_id, lock=True)
     if old.status != AppointmentStatus.BOOKED:
         raise Conflict(f"This appointment is {old.status.replace('_', ' ')} and cannot be moved.")
@@ -428,9 +511,17 @@ def reschedule_appointment(
                 f"Appointments within {_humanize(window)} cannot be moved online. Please call the clinic."
             )
     provider = _provider(uow, old.provider_id)
-    slot, _ = bookable_slot(uow, provider, new_start, modality=old.modality)
+    slot, _ = bookable_slot(uow, provider, new_start)
     if slot.start == old.start_at:
         raise ValidationFailed("The new time is the same as the current one.", field="new_start")
+    change = visit_change(uow, old, slot)
+    if change.any_change and not confirm_change:
+        raise ValidationFailed(
+            change.sentence(),
+            field="confirm_change",
+            code=Code.RESCHEDULE_CHANGE_UNCONFIRMED,
+            params=change.params(),
+        )
     slot_marks.take_mark(uow, provider.id, slot.start)
     _lock_provider(uow, provider.id)
     old.status = AppointmentStatus.CANCELLED
@@ -454,13 +545,22 @@ def reschedule_appointment(
         entity_id=old.id,
         data={"late": False, "by_role": str(actor.role), "rescheduled_to": str(new.id)},
     )
+    moved: dict[str, object] = {"from_appointment": str(old.id)}
+    if change.any_change:  # confirmed (or refused above): the audit says what changed besides the time
+        moved |= {
+            "from_clinic_id": str(old.clinic_id),
+            "to_clinic_id": str(new.clinic_id),
+            "from_modality": old.modality,
+            "to_modality": new.modality,
+            "change_confirmed": True,
+        }
     record(
         actor,
         uow,
         action="appointment.rescheduled",
         entity_type="appointment",
         entity_id=new.id,
-        data={"from_appointment": str(old.id)},
+        data=moved,
     )
     events.emit(
         uow,
@@ -468,9 +568,17 @@ def reschedule_appointment(
         entity_id=old.id,
         provider_id=old.provider_id,
         clinic_id=old.clinic_id,
+        patient_id=old.patient_id,
         start=old.start_at.isoformat(),
     )
-    events.emit(uow, "appointment.booked", entity_id=new.id, provider_id=new.provider_id, clinic_id=new.clinic_id)
+    events.emit(
+        uow,
+        "appointment.booked",
+        entity_id=new.id,
+        provider_id=new.provider_id,
+        clinic_id=new.clinic_id,
+        patient_id=new.patient_id,
+    )
     # One notice about the move (not a cancellation plus a booking); it names the new appointment. Reminders
     # follow the new row: it starts with none sent (backend.notifications.reminders).
     _notify(actor, uow, new, "appointment_rescheduled")
@@ -497,5 +605,11 @@ def mark_attendance(actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID, *,
     appointment.updated_at = utcnow()
     uow.session.add(appointment)
     record(actor, uow, action=f"appointment.{outcome}", entity_type="appointment", entity_id=appointment.id)
-    events.emit(uow, "appointment.updated", entity_id=appointment.id, provider_id=appointment.provider_id)
+    events.emit(
+        uow,
+        "appointment.updated",
+        entity_id=appointment.id,
+        provider_id=appointment.provider_id,
+        patient_id=appointment.patient_id,
+    )
     return appointment

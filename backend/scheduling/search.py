@@ -150,6 +150,9 @@ def _load_directory(uow: UnitOfWork) -> dict[str, Any]:
                 "clinics": clinics.get(p.id, []),
             }
             for p in providers
+            # A provider with no open clinic (their only clinic was archived) can be neither booked nor waited
+            # for: listing them would show a card with a blank clinic and a join form that cannot be sent.
+            if clinics.get(p.id)
         ]
     }
 

@@ -20,7 +20,7 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
-from backend import events
+from backend import events, jobs
 from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
@@ -36,10 +36,10 @@ from backend.service import require_role, service_function
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic
 from backend.types import utcnow
+from backend.waitlist.entries import candidate_of, entry_visibility
 from backend.waitlist.models import EntryStatus, OfferStatus, WaitlistEntry, WaitlistOffer
 from backend.waitlist.policy import EffectivePolicy, effective_policy
 from backend.waitlist.ranking import OpenSlot, Score, ineligibility, rank, score
-from backend.waitlist.service import candidate_of, entry_visibility
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +71,12 @@ def _release_counters(uow: UnitOfWork, entry: WaitlistEntry) -> None:
 
 
 def _enqueue_cascade(uow: UnitOfWork, provider_id: uuid.UUID, start: datetime) -> None:
-    """After commit, offer the slot to the next candidate (through Celery; inline when eager)."""
-    tenant_id = uow.tenant_id
-
-    def enqueue() -> None:
-        from backend.waitlist.tasks import enqueue_offer_for_freed_slot
-
-        if tenant_id is not None:
-            enqueue_offer_for_freed_slot(tenant_id, provider_id, start)
-
-    uow.after_commit(enqueue)
+    """After commit, offer the slot to the next candidate (through Celery; inline when eager). A lost enqueue is
+    caught by the beat sweep (waitlist.offer_open_slots_tick)."""
+    if uow.tenant_id is not None:
+        jobs.enqueue_after_commit(
+            uow, "waitlist.offer_freed_slot", str(uow.tenant_id), str(provider_id), start.isoformat()
+        )
 
 
 def _clinic_zone(uow: UnitOfWork, clinic_id: uuid.UUID) -> str:
@@ -255,7 +251,7 @@ def _make_offer(
     record(actor, uow, action="waitlist.offer_created", entity_type="waitlist_offer", entity_id=offer.id, data=data)
     record(actor, uow, action="waitlist.entry_offered", entity_type="waitlist_entry", entity_id=entry.id,
            data={"offer_id": str(offer.id)})  # fmt: skip
-    events.emit(uow, "slot.held", entity_id=hold.id, provider_id=provider_id)
+    events.emit(uow, "slot.held", entity_id=hold.id, provider_id=provider_id, patient_id=entry.patient_id)
     events.emit(
         uow,
         "waitlist.offer_created",
@@ -327,7 +323,8 @@ def _close_offer(
             if target == EntryStatus.EXPIRED:
                 _release_counters(uow, entry)
             events.emit(uow, "waitlist.entry_updated", entity_id=entry.id, status=str(target),
-                        provider_id=entry.provider_id, clinic_id=entry.clinic_id)  # fmt: skip
+                        provider_id=entry.provider_id, clinic_id=entry.clinic_id,
+                        patient_id=entry.patient_id)  # fmt: skip
     events.emit(
         uow,
         f"waitlist.offer_{outcome}",
@@ -336,7 +333,8 @@ def _close_offer(
         patient_id=entry.patient_id if entry is not None else None,
         provider_id=offer.provider_id,
     )
-    events.emit(uow, "slot.freed", entity_id=offer.appointment_id, provider_id=offer.provider_id)
+    events.emit(uow, "slot.freed", entity_id=offer.appointment_id, provider_id=offer.provider_id,
+                patient_id=entry.patient_id if entry is not None else None)  # fmt: skip
     if outcome == OfferStatus.EXPIRED and entry is not None:
         outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_offer_expired", payload={
             "offer_id": str(offer.id), "entry_id": str(entry.id), "clinic_id": str(offer.clinic_id),
@@ -512,9 +510,9 @@ def accept_offer(actor: Actor, uow: UnitOfWork, offer_id: uuid.UUID) -> Appointm
     events.emit(uow, "waitlist.offer_accepted", entity_id=offer.id, entry_id=entry.id, patient_id=entry.patient_id,
                 provider_id=offer.provider_id)  # fmt: skip
     events.emit(uow, "waitlist.entry_updated", entity_id=entry.id, status=str(EntryStatus.BOOKED),
-                provider_id=entry.provider_id, clinic_id=entry.clinic_id)  # fmt: skip
+                provider_id=entry.provider_id, clinic_id=entry.clinic_id, patient_id=entry.patient_id)  # fmt: skip
     events.emit(uow, "appointment.booked", entity_id=appointment.id, provider_id=appointment.provider_id,
-                clinic_id=appointment.clinic_id)  # fmt: skip
+                clinic_id=appointment.clinic_id, patient_id=appointment.patient_id)  # fmt: skip
     return appointment
 
 

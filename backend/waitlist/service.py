@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy import and_, false, or_, text, true
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
@@ -41,6 +41,7 @@ from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic
 from backend.types import utcnow
 from backend.waitlist import counters
+from backend.waitlist.entries import candidate_of, entry_visibility
 from backend.waitlist.estimate import estimate_wait_days
 from backend.waitlist.models import (
     ACTIVE_ENTRY_STATUSES,
@@ -162,22 +163,6 @@ def visible_entry(actor: Actor, uow: UnitOfWork, entry_id: uuid.UUID, *, lock: b
     return entry
 
 
-def entry_visibility(actor: Actor) -> Any:
-    """The WHERE clause of the entries `actor` may see (the same rule as `can_see_entry`)."""
-    if actor.role == Role.PATIENT:
-        return col(WaitlistEntry.patient_id) == actor.patient_id
-    if actor.role == Role.DOCTOR:
-        # Entries for this doctor, or for "any provider" at a clinic where this doctor works.
-        works_at = select(ProviderClinic.clinic_id).where(ProviderClinic.provider_id == actor.provider_id)
-        return or_(
-            col(WaitlistEntry.provider_id) == actor.provider_id,
-            and_(col(WaitlistEntry.provider_id).is_(None), col(WaitlistEntry.clinic_id).in_(works_at)),
-        )
-    if actor.role in (Role.ADMIN, Role.SYSTEM):
-        return true()
-    return false()
-
-
 def _scoped_query(actor: Actor) -> Any:
     return (
         select(WaitlistEntry, Patient, Clinic, Provider)
@@ -189,35 +174,6 @@ def _scoped_query(actor: Actor) -> Any:
 
 
 # -- views: score, position, estimate, live offer ---------------------------------------------------------
-
-
-def _windows(entry: WaitlistEntry) -> tuple[Window, ...]:
-    found = []
-    for raw in entry.preferred_windows or []:
-        try:
-            found.append(Window.parse(raw))
-        except (ValueError, KeyError, TypeError):
-            # Validated on join; a row written otherwise must not stop the whole queue from ranking.
-            logger.warning("ignoring a malformed preferred window on entry %s", entry.id)
-    return tuple(found)
-
-
-def candidate_of(entry: WaitlistEntry, current_provider_id: uuid.UUID | None = None) -> Candidate:
-    """The ranking's view of an entry (with the provider the patient already sees, for continuity)."""
-    return Candidate(
-        entry_id=entry.id,
-        patient_id=entry.patient_id,
-        urgency=entry.urgency,
-        waiting_since=entry.created_at,
-        timezone=entry.timezone,
-        windows=_windows(entry),
-        provider_id=entry.provider_id,
-        clinic_id=entry.clinic_id,
-        modality=entry.modality,
-        earliest_date=entry.earliest_date,
-        latest_date=entry.latest_date,
-        current_provider_id=current_provider_id,
-    )
 
 
 Queue = tuple[uuid.UUID, uuid.UUID | None]
@@ -659,7 +615,9 @@ def _withdraw_offers_directly(actor: Actor, uow: UnitOfWork, entry: WaitlistEntr
                 hold.version += 1
                 uow.session.add(hold)
                 record(actor, uow, action="appointment.hold_released", entity_type="appointment", entity_id=hold.id)
-                events.emit(uow, "slot.freed", entity_id=hold.id, provider_id=hold.provider_id)
+                events.emit(
+                    uow, "slot.freed", entity_id=hold.id, provider_id=hold.provider_id, patient_id=hold.patient_id
+                )
                 cache.invalidate_provider(uow, hold.provider_id)
 
 

@@ -9,11 +9,11 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, update
-from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
 from backend import events
 from backend.audit.service import record
+from backend.celery_app import DB_RETRY_MAX, celery_app, database_unavailable, db_retry_delay
 from backend.db import UnitOfWork
 from backend.errors import DomainError
 from backend.notifications import outbox
@@ -23,7 +23,6 @@ from backend.types import utcnow
 from backend.waitlist import offers
 from backend.waitlist.models import EntryStatus, OfferStatus, WaitlistEntry, WaitlistOffer
 from backend.waitlist.policy import effective_policy
-from backend.worker import celery_app
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ SWEEP_LOOKBACK = timedelta(hours=1)
 MAX_BATCHES_PER_TICK = 10
 
 
-@celery_app.task(name="waitlist.offer_freed_slot", bind=True, max_retries=3, default_retry_delay=1)
+@celery_app.task(name="waitlist.offer_freed_slot", bind=True, max_retries=DB_RETRY_MAX)
 def offer_freed_slot_task(self: object, tenant_id: str, provider_id: str, start: str) -> str | None:
     """Offer one freed slot to the best eligible waiting entry of its tenant."""
     actor = Actor.system(uuid.UUID(tenant_id))
@@ -44,17 +43,17 @@ def offer_freed_slot_task(self: object, tenant_id: str, provider_id: str, start:
     except DomainError as exc:
         logger.info("no offer for %s/%s at %s: %s", tenant_id, provider_id, start, exc.message)
         return None
-    except OperationalError as exc:  # the database blinked: try again shortly
-        raise self.retry(exc=exc) from exc  # type: ignore[attr-defined]
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        # The database is down or restarting: try again, later each time (the task is not lost). Run eagerly
+        # (in-process, no broker) a retry cannot wait: a few at once, then the in-process sweep takes over.
+        request = self.request  # type: ignore[attr-defined]
+        logger.warning("database unavailable for the offer of a freed slot: retry %d", request.retries + 1)
+        raise self.retry(  # type: ignore[attr-defined]
+            exc=exc, countdown=db_retry_delay(request.retries), max_retries=3 if request.is_eager else DB_RETRY_MAX
+        ) from exc
     return str(offer.id) if offer is not None else None
-
-
-def enqueue_offer_for_freed_slot(tenant_id: uuid.UUID, provider_id: uuid.UUID, start: datetime) -> None:
-    """Called after commit when a slot frees up. A lost enqueue (broker down) is caught by the beat sweep."""
-    try:
-        offer_freed_slot_task.delay(str(tenant_id), str(provider_id), start.isoformat())
-    except Exception:
-        logger.exception("could not enqueue the offer of a freed slot; offer_open_slots_tick will retry")
 
 
 def _tenants_with(query: object) -> list[uuid.UUID]:
@@ -163,7 +162,7 @@ def expire_stale_entries(actor: Actor, uow: UnitOfWork, *, now: datetime | None 
                data={"reason": "time to live passed"})  # fmt: skip
         offers._release_counters(uow, entry)
         events.emit(uow, "waitlist.entry_updated", entity_id=entry_id, status=str(EntryStatus.EXPIRED),
-                    provider_id=entry.provider_id, clinic_id=entry.clinic_id)  # fmt: skip
+                    provider_id=entry.provider_id, clinic_id=entry.clinic_id, patient_id=entry.patient_id)  # fmt: skip
         outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_entry_expired",
                       payload={"entry_id": str(entry_id), "clinic_id": str(entry.clinic_id)})  # fmt: skip
     asked = 0

@@ -3,6 +3,10 @@
 `countdown(until_iso)` renders "14:59" (or "1:02:03") counting down to an ISO instant and "0:00" once it has
 passed; `on_expire` fires once at zero (e.g. to reload the page's data). Screen readers get role="timer" with
 an aria-label in words that changes once a minute only, so they are not flooded every second.
+
+`expiry_gate(until_iso, *children, expired_note=...)` wraps controls that only make sense until that instant
+(an offer's Accept): the moment the countdown shows 0:00 the browser disables every control inside (a disabled
+fieldset) and shows `expired_note` above them, without waiting for the server to expire the offer.
 """
 
 from __future__ import annotations
@@ -44,6 +48,58 @@ function WaitwellCountdown({ until, onExpire, ...rest }) {
   return jsx("span", { role: "timer", "aria-label": words, "data-seconds": secs, ...rest }, text);
 }
 """
+
+
+_EXPIRY_GATE_JS = """
+function WaitwellExpiryGate({ until, expiredNote, children, ...rest }) {
+  // Over when the countdown for the same instant shows 0:00 (less than a second left).
+  const target = Date.parse(until);
+  const isOver = () => Number.isNaN(target) || Math.floor((target - Date.now()) / 1000) <= 0;
+  const [over, setOver] = useState(isOver);
+  useEffect(() => {
+    const now = isOver();
+    setOver(now);
+    if (now) return;
+    const timer = setInterval(() => {
+      if (isOver()) {
+        clearInterval(timer);
+        setOver(true);
+      }
+    }, 250);
+    return () => clearInterval(timer);
+  }, [until]);
+  const note = over && expiredNote
+    ? jsx("p", { role: "status", className: "expiry-gate-note",
+                 style: { margin: "0 0 8px", fontWeight: 600, color: "var(--amber-11)" } }, expiredNote)
+    : null;
+  return jsx("div", { "data-expired": over ? "true" : "false", ...rest },
+    note,
+    jsx("fieldset", { disabled: over, style: { border: 0, padding: 0, margin: 0, minWidth: 0 } }, children));
+}
+"""
+
+
+class ExpiryGate(rx.Component):
+    """Controls disabled in the browser once `until` has passed, with a note saying so (see the docstring)."""
+
+    library: str | None = None
+    tag: str | None = "WaitwellExpiryGate"
+
+    until: rx.Var[str]
+    expired_note: rx.Var[str]
+
+    def add_imports(self) -> dict[str, Any]:
+        return {
+            "react": [rx.ImportVar(tag="useState"), rx.ImportVar(tag="useEffect")],
+            "@emotion/react": [rx.ImportVar(tag="jsx")],
+        }
+
+    def add_custom_code(self) -> list[str]:
+        return [_EXPIRY_GATE_JS]
+
+
+def expiry_gate(until_iso: rx.Var | str, *children: rx.Component, expired_note: rx.Var | str, **props: Any):
+    return ExpiryGate.create(*children, until=until_iso, expired_note=expired_note, **props)
 
 
 class Countdown(rx.Component):

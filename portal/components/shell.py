@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from portal.components.native_form import native_form
+from portal.state.outage import outage_notice
 from portal.state.session import SessionState
 
 APP_NAME = "Waitwell"
@@ -137,7 +138,10 @@ def _topbar(role: str) -> rx.Component:
 
 
 def loading() -> rx.Component:
-    return rx.center(rx.spinner(size="3"), height="60vh", width="100%")
+    # While the database is away the page cannot load: say so under the spinner (portal/state/outage.py).
+    return rx.center(
+        rx.vstack(rx.spinner(size="3"), outage_notice(), align="center", spacing="4"), height="60vh", width="100%"
+    )
 
 
 def page_header(title: str | rx.Var, subtitle: str | rx.Var = "", *actions: rx.Component) -> rx.Component:

@@ -9,7 +9,7 @@ import reflex as rx
 from pydantic import ValidationError
 
 from backend.db import UnitOfWork
-from backend.errors import DomainError
+from backend.errors import Code, DomainError
 from backend.tenancy import service as tenancy
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import ClinicCreate, ClinicUpdate
@@ -134,6 +134,17 @@ class ClinicFormState(AdminState):
     delete_id: str = ""
     delete_name: str = ""
     delete_error: str = ""
+    # The archive dialog: what archiving affects, and the admin's choice for the clinic's waitlist.
+    archive_id: str = ""
+    archive_name: str = ""
+    archive_upcoming: int = 0
+    archive_active: int = 0
+    archive_offered: int = 0
+    archive_targets: list[dict[str, str]] = []
+    archive_choice: str = "move"
+    archive_target: str = ""
+    archive_error: str = ""
+    archive_busy: bool = False
 
     @rx.var
     def timezones(self) -> list[str]:
@@ -219,7 +230,103 @@ class ClinicFormState(AdminState):
 
     @rx.event
     def archive(self, clinic_id: str):
-        return self._set_archived(clinic_id, True)
+        """Open the archive dialog with what archiving this clinic affects (nothing changes yet)."""
+        actor = self._admin()
+        if actor is None:
+            return rx.toast.error("Your session has ended. Sign in again.")
+        return self._load_archive(actor, clinic_id)
+
+    def _load_archive(self, actor: Actor, clinic_id: str):
+        try:
+            with UnitOfWork(actor) as uow:
+                preview = tenancy.preview_archive(actor, uow, uuid.UUID(clinic_id))
+        except (DomainError, ValueError):
+            self.archive_id = ""
+            self._refresh(actor)
+            return rx.toast.error("That clinic no longer exists.")
+        if preview.archived:
+            self.archive_id = ""
+            self._refresh(actor)
+            return rx.toast.info(f"{preview.name} is already archived.")
+        self.archive_id, self.archive_name = clinic_id, preview.name
+        self.archive_upcoming = preview.upcoming_appointments
+        self.archive_active = preview.active_entries
+        self.archive_offered = preview.offered_entries
+        self.archive_targets = [
+            {"id": str(t.clinic_id), "name": t.name, "losing": str(t.entries_losing_provider)}
+            for t in preview.move_targets
+        ]
+        self.archive_target = self.archive_targets[0]["id"] if self.archive_targets else ""
+        self.archive_choice = "move" if self.archive_targets else "close"
+        self.archive_error = ""
+        self.archive_busy = False
+        return None
+
+    @rx.var
+    def archive_losing_note(self) -> str:
+        """Entries bound to a provider who does not work at the chosen destination."""
+        target = next((t for t in self.archive_targets if t["id"] == self.archive_target), None)
+        if self.archive_choice != "move" or target is None or target["losing"] in ("", "0"):
+            return ""
+        n = int(target["losing"])
+        return (
+            f"{n} of them wait{'s' if n == 1 else ''} for a provider who does not work at {target['name']}: "
+            f"{'that entry' if n == 1 else 'those entries'} will wait for any provider there."
+        )
+
+    @rx.event
+    def set_archive_choice(self, value: str):
+        if value in tenancy.WAITLIST_CHOICES and (value != "move" or self.archive_targets):
+            self.archive_choice = value
+            self.archive_error = ""
+
+    @rx.event
+    def set_archive_target(self, value: str):
+        if any(t["id"] == value for t in self.archive_targets):
+            self.archive_target = value
+            self.archive_error = ""
+
+    @rx.event
+    def cancel_archive(self):
+        self.archive_id = self.archive_name = self.archive_error = ""
+        self.archive_busy = False
+
+    @rx.event
+    def confirm_archive(self):
+        actor = self._admin()
+        if actor is None:
+            return rx.toast.error("Your session has ended. Sign in again.")
+        if not self.archive_id or self.archive_busy:
+            return None
+        choice: str | None = self.archive_choice if self.archive_active else None
+        target = uuid.UUID(self.archive_target) if choice == "move" and self.archive_target else None
+        self.archive_busy = True
+        try:
+            with UnitOfWork(actor) as uow:
+                result = tenancy.archive_clinic(
+                    actor, uow, uuid.UUID(self.archive_id), waitlist=choice, move_to_clinic_id=target
+                )
+                uow.commit()
+        except (DomainError, ValueError) as exc:
+            self.archive_busy = False
+            if getattr(exc, "code", "") == Code.CLINIC_ARCHIVE_CHOICE_REQUIRED:
+                # Patients joined its waitlist since the dialog opened: show the new figures and ask.
+                self._load_archive(actor, self.archive_id)
+                self.archive_error = "Patients joined this clinic's waitlist meanwhile: choose what happens to them."
+                return None
+            self.archive_error = getattr(exc, "message", "That clinic no longer exists.")
+            return None
+        name = self.archive_name
+        self.archive_id = self.archive_name = ""
+        self.archive_busy = False
+        self._refresh(actor)
+        parts = [f"{name} archived."]
+        if result.entries_moved:
+            parts.append(f"{result.entries_moved} waitlist entr{'y' if result.entries_moved == 1 else 'ies'} moved.")
+        if result.entries_closed:
+            n = result.entries_closed
+            parts.append(f"{n} waitlist entr{'y' if n == 1 else 'ies'} closed; the patients are notified.")
+        return rx.toast.success(" ".join(parts))
 
     @rx.event
     def restore(self, clinic_id: str):

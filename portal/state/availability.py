@@ -11,15 +11,16 @@ from zoneinfo import ZoneInfo
 import reflex as rx
 
 from backend.db import UnitOfWork
-from backend.errors import DomainError
+from backend.errors import Code, DomainError
 from backend.scheduling.availability import (
     RuleInput,
+    SessionInTimeOff,
     add_time_off,
     list_availability,
+    preview_time_off,
     remove_time_off,
     replace_availability,
 )
-from backend.scheduling.service import list_appointments
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
@@ -71,6 +72,21 @@ def period_label(start: datetime, end: datetime, zone: str) -> str:
     return f"{fmt.day_label(start, zone)}, {s:%H:%M} {s.tzname()} – {fmt.day_label(end, zone)}, {e:%H:%M} {e.tzname()}"
 
 
+def session_row(session: SessionInTimeOff, time_off_id: str = "") -> dict[str, str]:
+    """A booked (or held) session in time off, as the time-off dialog and list show it (in its clinic's zone)."""
+    held = session.status == "held"
+    return {
+        "id": str(session.appointment_id),
+        "time_off_id": time_off_id,
+        "when": fmt.when(session.start_at, session.end_at, session.clinic_timezone),
+        # Whom a slot is held for stays off the doctor's pages until they take it.
+        "patient": "Held for a waitlist offer" if held else (session.patient_name or "Booked session"),
+        "clinic": session.clinic_name,
+        "modality": fmt.MODALITY_LABELS.get(session.modality, session.modality),
+        "status": "Held" if held else "Booked",
+    }
+
+
 class AvailabilityState(SessionState):
     clinics: list[dict[str, str]] = []
     # The zone time off is entered and shown in: the doctor's first clinic's.
@@ -85,6 +101,14 @@ class AvailabilityState(SessionState):
     to_form: dict[str, str] = {}
     to_errors: dict[str, str] = {}
     loaded: bool = False
+    # Time off over booked sessions: the dialog that lists them and asks to cancel or keep them.
+    conflicts: list[dict[str, str]] = []
+    conflict_open: bool = False
+    conflict_busy: bool = False
+    conflict_error: str = ""
+    _pending_period: tuple[str, str] = ("", "")
+    # Sessions kept booked during upcoming time off (each names its time off), listed under it.
+    kept_sessions: list[dict[str, str]] = []
 
     def _doctor(self) -> Actor | None:
         return self._actor(Role.DOCTOR)
@@ -132,6 +156,11 @@ class AvailabilityState(SessionState):
             for t in sorted(view.time_off, key=lambda t: t.start_at)
             if t.end_at > now
         ]
+        kept: list[dict[str, str]] = []
+        for session in view.sessions_in_time_off:
+            span = next((t for t in view.time_off if t.start_at < session.end_at and session.start_at < t.end_at), None)
+            kept.append(session_row(session, str(span.id) if span is not None else ""))
+        self.kept_sessions = kept
         self.loaded = True
 
     @rx.event
@@ -296,7 +325,8 @@ class AvailabilityState(SessionState):
 
     @rx.event
     def submit_time_off(self, form: dict[str, Any]):
-        """Add the period typed in the form (read from the form itself: it is what the doctor sees)."""
+        """Add the period typed in the form (read from the form itself: it is what the doctor sees). When it covers
+        booked sessions, nothing is added yet: the dialog lists them and asks to cancel or keep them."""
         actor = self._doctor()
         if actor is None or actor.provider_id is None:
             return rx.toast.error(SESSION_ENDED)
@@ -307,32 +337,92 @@ class AvailabilityState(SessionState):
             return None
         try:
             with UnitOfWork(actor) as uow:
-                add_time_off(
-                    actor, uow, actor.provider_id, start=period[0], end=period[1], reason=self.to_form.get("reason", "")
-                )
-                uow.commit()
-            # Booked appointments stay when time off is added: say so, so none is forgotten.
-            with UnitOfWork(actor) as uow:
-                kept = [
-                    a
-                    for a in list_appointments(actor, uow, start=period[0], end=period[1], active_only=True)
-                    if a.status == "booked"
-                ]
+                sessions = preview_time_off(actor, uow, actor.provider_id, start=period[0], end=period[1])
         except DomainError as exc:
-            field = {"start": "start_date", "end": "end_date", "reason": "reason"}.get(exc.field or "", "form")
-            self.to_errors = {field: _sentence(exc.message)}
+            self._show_time_off_error(exc)
             return None
         self.to_errors = {}
+        if sessions:
+            self.conflicts = [session_row(x) for x in sessions]
+            self._pending_period = (period[0].isoformat(), period[1].isoformat())
+            self.conflict_error = ""
+            self.conflict_busy = False
+            self.conflict_open = True
+            return None
+        return self._add_time_off(actor, period[0], period[1], None)
+
+    def _show_time_off_error(self, exc: DomainError) -> None:
+        field = {"start": "start_date", "end": "end_date", "reason": "reason"}.get(exc.field or "", "form")
+        self.to_errors = {field: _sentence(exc.message)}
+
+    def _add_time_off(self, actor: Actor, start: datetime, end: datetime, choice: str | None):
+        if actor.provider_id is None:
+            return rx.toast.error(SESSION_ENDED)
+        try:
+            with UnitOfWork(actor) as uow:
+                add_time_off(
+                    actor,
+                    uow,
+                    actor.provider_id,
+                    start=start,
+                    end=end,
+                    reason=self.to_form.get("reason", ""),
+                    booked_sessions=choice,
+                )
+                uow.commit()
+        except DomainError as exc:
+            if exc.code == Code.TIME_OFF_OVERLAPS_SESSIONS:
+                # A session was booked in that period meanwhile: list what is there now and ask.
+                with UnitOfWork(actor) as uow:
+                    sessions = preview_time_off(actor, uow, actor.provider_id, start=start, end=end)
+                self.conflicts = [session_row(x) for x in sessions]
+                self._pending_period = (start.isoformat(), end.isoformat())
+                self.conflict_error = "A session was booked in that period meanwhile: choose again."
+                self.conflict_open = True
+                return None
+            if self.conflict_open:
+                self.conflict_error = _sentence(exc.message)
+            else:
+                self._show_time_off_error(exc)
+            return None
+        n = len(self.conflicts) if choice else 0
+        self.to_errors = {}
         self.to_form = {**self.to_form, "start_date": "", "end_date": "", "reason": ""}
+        self.conflicts = []
+        self.conflict_open = False
+        self._pending_period = ("", "")
         self._load(actor, rules=False)
-        if kept:
-            count = f"{len(kept)} booked appointment{'s' if len(kept) != 1 else ''}"
-            return rx.toast.warning(
-                f"Time off added. {count} in that period {'stays' if len(kept) == 1 else 'stay'} booked: "
-                "cancel from your schedule if needed.",
-                duration=10000,
+        sessions = f"{n} session{'s' if n != 1 else ''}"
+        if choice == "cancel":
+            return rx.toast.success(f"Time off added. {sessions} cancelled; the patients are notified.")
+        if choice == "keep":
+            return rx.toast.success(
+                f"Time off added. {sessions} {'stays' if n == 1 else 'stay'} booked, listed under the time off."
             )
         return rx.toast.success("Time off added. No one can book you in that period.")
+
+    @rx.event
+    def resolve_time_off(self, choice: str):
+        """The dialog's answer: "cancel" the sessions (patients notified) or "keep" them; the time off is added."""
+        actor = self._doctor()
+        if actor is None:
+            return rx.toast.error(SESSION_ENDED)
+        if choice not in ("cancel", "keep") or self.conflict_busy or not self._pending_period[0]:
+            return None
+        start, end = (datetime.fromisoformat(v) for v in self._pending_period)
+        self.conflict_busy = True
+        try:
+            return self._add_time_off(actor, start, end, choice)
+        finally:
+            self.conflict_busy = False
+
+    @rx.event
+    def close_conflicts(self):
+        """Back to the form: nothing was added."""
+        self.conflict_open = False
+        self.conflicts = []
+        self.conflict_error = ""
+        self._pending_period = ("", "")
 
     @rx.event
     def delete_time_off(self, time_off_id: str):

@@ -24,6 +24,7 @@ from backend.tenancy import service as tenancy
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
+from portal.state.live import LiveProvider, LiveRefreshMixin
 from portal.state.ratelimit import BOOKING, SEARCH, SLOTS, limited
 from portal.state.session import SESSION_ENDED, SessionState
 
@@ -33,7 +34,7 @@ PROVIDER_GONE = "This provider is not available for online booking."
 DEFAULT_HORIZON_DAYS = 90
 SERIES_SIZES = [str(n) for n in range(2, 13)]
 KIND_LABELS = {"doctor": "Doctor", "therapist": "Therapist"}
-SLOT_LABELS = {"held": "Held", "booked": "Taken", "mine": "Yours", "current": "Current", "other": "Other type"}
+SLOT_LABELS = {"held": "Held", "booked": "Taken", "mine": "Yours", "current": "Current"}
 
 
 # --- formatting ----------------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ class WeekSlot:
 
     start: str = ""  # ISO, UTC: names the slot to the handler
     time: str = ""  # '09:00' in the slot's clinic zone
-    status: str = "free"  # free | held | booked | mine | current | other (another modality, when moving)
+    status: str = "free"  # free | held | booked | mine | current
     label: str = ""  # 'Held', 'Taken', 'Yours', 'Current' (empty when free)
     telehealth: bool = False
     aria: str = ""
@@ -277,13 +278,22 @@ class WeekDay:
 
 
 @dataclasses.dataclass
+class ClinicTab:
+    """One clinic the appointment could move to: the current one first, every other labelled as a change."""
+
+    id: str = ""
+    label: str = ""  # 'Summit Boulder · Denver time (current)' or 'Another clinic: Summit Online, Los Angeles time'
+    current: bool = False
+
+
+@dataclasses.dataclass
 class SeriesRow:
     when: str = ""
     ok: bool = True
     reason: str = ""
 
 
-class ProviderWeekState(SessionState):
+class ProviderWeekState(LiveRefreshMixin, SessionState):
     """The week view of one provider's slots, the hold-and-confirm dialog, weekly series and rescheduling."""
 
     provider_found: bool = False
@@ -307,6 +317,15 @@ class ProviderWeekState(SessionState):
     # Rescheduling (?reschedule=<appointment id>).
     reschedule_from: str = ""
     reschedule_error: str = ""
+    reschedule_where: str = ""  # 'Summit Boulder · In person': where and how the appointment is now
+    # The week shows one clinic at a time when moving: the appointment's own first, the others as a change.
+    clinic_tabs: list[ClinicTab] = []
+    clinic_choice: str = ""
+    other_clinic_note: str = ""  # set while another clinic than the appointment's is shown
+    # What the chosen slot changes besides the time ('Clinic: A → B', ...); each needs the patient's explicit yes.
+    change_rows: list[str] = []
+    change_ack: bool = False
+    move_label: str = "Move appointment"
 
     # The confirmation dialog.
     dialog_open: bool = False
@@ -333,6 +352,8 @@ class ProviderWeekState(SessionState):
     _anchor_zone: str = "UTC"
     _reschedule_id: str = ""
     _reschedule_modality: str = ""
+    _reschedule_clinic: str = ""
+    _reschedule_zone: str = ""
     _hold_id: str = ""
     _hold_version: int = 0
     _sel_start: str = ""
@@ -343,6 +364,10 @@ class ProviderWeekState(SessionState):
     @rx.var
     def is_reschedule(self) -> bool:
         return self.reschedule_from != ""
+
+    @rx.var
+    def has_change(self) -> bool:
+        return len(self.change_rows) > 0
 
     @rx.var
     def can_prev(self) -> bool:
@@ -371,6 +396,18 @@ class ProviderWeekState(SessionState):
 
     # --- loading ---------------------------------------------------------------------------------------
 
+    # Live on the provider's audience (linked from the route): another patient's hold, booking or release, or an
+    # availability change, redraws the week without a reload.
+    def _live_audiences(self) -> tuple[type[rx.State], ...]:
+        return (LiveProvider,)
+
+    def _live_actor(self) -> Actor | None:
+        return self._actor(Role.PATIENT)
+
+    def _live_reload(self, actor: Actor) -> None:
+        if self.provider_found:
+            self._load_week(actor)
+
     def _route_provider_id(self) -> str:
         """The [provider_id] segment of /patient/provider/[provider_id]."""
         parts = [p for p in (self.router.url.path or "").split("/") if p]
@@ -383,6 +420,8 @@ class ProviderWeekState(SessionState):
         self.loaded = False
         self.provider_found = False
         self.alert = self.reschedule_error = self.reschedule_from = ""
+        self.reschedule_where = self.clinic_choice = self.other_clinic_note = ""
+        self.clinic_tabs = []
         self.dialog_open = False
         self._reset_selection()
         self.week_offset = 0
@@ -394,7 +433,7 @@ class ProviderWeekState(SessionState):
             return None
         provider_id = _uuid(self._route_provider_id())
         self._provider_id = self.provider_ref = str(provider_id) if provider_id else ""
-        self._reschedule_id = self._reschedule_modality = ""
+        self._reschedule_id = self._reschedule_modality = self._reschedule_clinic = self._reschedule_zone = ""
         with UnitOfWork(actor) as uow:
             card = None
             if provider_id is not None:
@@ -422,6 +461,7 @@ class ProviderWeekState(SessionState):
         params = self.router.url.query_parameters
         if params.get("reschedule"):
             self._load_reschedule(actor, params["reschedule"], today)
+            self._set_clinic_tabs([str(c["id"]) for c in card.clinics])
         elif params.get("week"):
             self.week_offset = self._offset_of(params["week"], today)
         elif card.next_free_start is not None:
@@ -444,9 +484,80 @@ class ProviderWeekState(SessionState):
             return
         self._reschedule_id = str(view.id)
         self._reschedule_modality = view.modality
+        self._reschedule_clinic = self.clinic_choice = str(view.clinic_id)
+        self._reschedule_zone = view.clinic_timezone
         self.reschedule_from = fmt.when(view.start_at, view.end_at, view.clinic_timezone)
+        self.reschedule_where = f"{view.clinic_name} · {fmt.MODALITY_LABELS.get(view.modality, view.modality)}"
         # Open on the week of the current appointment, where its neighbours are.
         self.week_offset = self._offset_of(fmt.local(view.start_at, self._anchor_zone).date(), today)
+
+    # --- rescheduling: one clinic at a time, a change of clinic said out loud ------------------------------
+
+    def _set_clinic_tabs(self, clinic_ids: list[str]) -> None:
+        """The appointment's clinic first, then the provider's other clinics, each labelled as a change."""
+        if not self._reschedule_clinic:
+            self.clinic_tabs = []
+            return
+        ordered = [self._reschedule_clinic] + [c for c in clinic_ids if c != self._reschedule_clinic]
+        self.clinic_tabs = [self._clinic_tab(c) for c in dict.fromkeys(ordered)]
+
+    def _clinic_tab(self, clinic_id: str) -> ClinicTab:
+        name = self._clinic_names.get(clinic_id, "Another clinic")
+        zone = fmt.zone_label(self._clinic_zones.get(clinic_id, "UTC"))
+        if clinic_id == self._reschedule_clinic:
+            return ClinicTab(id=clinic_id, label=f"{name} · {zone} (current)", current=True)
+        return ClinicTab(id=clinic_id, label=f"Another clinic: {name}, {zone}")
+
+    def _other_clinic_note(self) -> str:
+        if not self._reschedule_id or self.clinic_choice in ("", self._reschedule_clinic):
+            return ""
+        name = self._clinic_names.get(self.clinic_choice, "another clinic")
+        zone = fmt.zone_label(self._clinic_zones.get(self.clinic_choice, "UTC"))
+        here = self._clinic_names.get(self._reschedule_clinic, "its clinic")
+        return (
+            f"Another clinic: {name}, {zone}. Your appointment is at {here}; "
+            "a time here moves it to this clinic, and you will be asked to confirm the change."
+        )
+
+    @rx.event
+    def choose_clinic(self, clinic_id: str):
+        """Show another of the provider's clinics while moving an appointment (a change, labelled as one)."""
+        actor = self._actor(Role.PATIENT)
+        if actor is None:
+            return rx.toast.error(SESSION_ENDED)
+        if not self._reschedule_id or clinic_id not in {t.id for t in self.clinic_tabs}:
+            return None
+        if limited(self, SLOTS, actor):
+            return None
+        self.clinic_choice = clinic_id
+        self.other_clinic_note = self._other_clinic_note()
+        self.alert = ""
+        self._load_week(actor)
+        return None
+
+    def _visit_changes(self, clinic_id: str, zone: str, modality: str) -> list[str]:
+        """'Clinic: A → B', 'Time zone: Denver time → Los Angeles time', 'Visit type: In person → Telehealth'."""
+        if not self._reschedule_id:
+            return []
+        rows: list[str] = []
+        if clinic_id != self._reschedule_clinic:
+            old = self._clinic_names.get(self._reschedule_clinic, "current clinic")
+            rows.append(f"Clinic: {old} → {self._clinic_names.get(clinic_id, 'another clinic')}")
+        if self._reschedule_zone and zone != self._reschedule_zone:
+            rows.append(f"Time zone: {fmt.zone_label(self._reschedule_zone)} → {fmt.zone_label(zone)}")
+        if modality != self._reschedule_modality:
+            label = fmt.MODALITY_LABELS
+            rows.append(
+                f"Visit type: {label.get(self._reschedule_modality, self._reschedule_modality)}"
+                f" → {label.get(modality, modality)}"
+            )
+        return rows
+
+    @rx.event
+    def set_change_ack(self, value: bool):
+        self.change_ack = bool(value)
+        if self.change_ack:
+            self.dialog_error = ""
 
     def _offset_of(self, day: date | str, today: date) -> int:
         """Weeks from this week to the week of `day` (an ISO date from the URL is accepted), within range."""
@@ -483,15 +594,21 @@ class ProviderWeekState(SessionState):
         by_day: dict[date, list[WeekSlot]] = {d: [] for d in week}
         zones_by_day: dict[date, list[str]] = {d: [] for d in week}
         free = 0
+        if self._reschedule_id:
+            # A clinic the week shows that the provider's card did not list still gets its (labelled) tab.
+            known = {t.id for t in self.clinic_tabs}
+            extra = [str(s.clinic_id) for s in slots if str(s.clinic_id) not in known]
+            if extra:
+                self.clinic_tabs = self.clinic_tabs + [self._clinic_tab(c) for c in dict.fromkeys(extra)]
         for s in slots:
             local = fmt.local(s.start, s.timezone)
             if local.date() not in by_day:
                 continue
+            if self._reschedule_id and self.clinic_choice and str(s.clinic_id) != self.clinic_choice:
+                continue  # one clinic at a time when moving: the appointment's own unless another is chosen
             status = s.status
             if status == "booked" and s.start in mine:
                 status = "current" if mine[s.start] == self._reschedule_id else "mine"
-            elif status == "free" and self._reschedule_modality and s.modality != self._reschedule_modality:
-                status = "other"  # an appointment moves to a session of its own kind only
             free += status == "free"
             label = SLOT_LABELS.get(status, "")
             modality = fmt.MODALITY_LABELS.get(s.modality, s.modality)
@@ -583,6 +700,9 @@ class ProviderWeekState(SessionState):
         self.step = "confirm"
         self.sel_when = self.sel_zone = self.sel_clinic = self.sel_modality = self.hold_until = ""
         self.dialog_error = ""
+        self.change_rows = []
+        self.change_ack = False
+        self.move_label = "Move appointment"
         self.busy = False
         self.done_title = self.done_text = ""
         self.done_skipped = []
@@ -631,6 +751,11 @@ class ProviderWeekState(SessionState):
                 return None
             self._sel_start = start_iso
             self._describe(slot.start, slot.end, slot.timezone, slot.clinic_id, slot.modality)
+            self.change_rows = self._visit_changes(str(slot.clinic_id), slot.timezone, slot.modality)
+            if str(slot.clinic_id) != self._reschedule_clinic:
+                self.move_label = f"Move to {self.sel_clinic or 'another clinic'}"
+            elif slot.modality != self._reschedule_modality:
+                self.move_label = f"Move to {self.sel_modality.lower()}"
             self.dialog_open = True
             return None
         try:
@@ -672,6 +797,9 @@ class ProviderWeekState(SessionState):
             return rx.toast.error(SESSION_ENDED)
         if self.busy or not self._sel_start or limited(self, BOOKING, actor):
             return None
+        if self._reschedule_id and self.change_rows and not self.change_ack:
+            self.dialog_error = "This move changes your visit as listed above: tick the box to confirm the change."
+            return None
         self.busy = True
         self.dialog_error = ""
         yield
@@ -679,7 +807,11 @@ class ProviderWeekState(SessionState):
             with UnitOfWork(actor) as uow:
                 if self._reschedule_id:
                     booking.reschedule_appointment(
-                        actor, uow, uuid.UUID(self._reschedule_id), new_start=datetime.fromisoformat(self._sel_start)
+                        actor,
+                        uow,
+                        uuid.UUID(self._reschedule_id),
+                        new_start=datetime.fromisoformat(self._sel_start),
+                        confirm_change=self.change_ack,
                     )
                 else:
                     booking.confirm_hold(actor, uow, uuid.UUID(self._hold_id), version=self._hold_version)
@@ -694,7 +826,7 @@ class ProviderWeekState(SessionState):
         self.busy = False
         if self._reschedule_id:
             self.dialog_open = False
-            moved_to = self.sel_when
+            moved_to = self.sel_when + (f" at {self.sel_clinic}" if self.change_rows and self.sel_clinic else "")
             self._reset_selection()
             self._reschedule_id = ""
             self.reschedule_from = ""

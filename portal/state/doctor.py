@@ -14,6 +14,7 @@ from backend.types import utcnow
 from backend.waitlist.models import EntryStatus
 from backend.waitlist.service import list_entries
 from portal.components import format as fmt
+from portal.state.live import LiveProvider, LiveRefreshMixin
 from portal.state.session import SessionState
 
 # A held slot on a doctor's schedule is a waitlist offer the patient has not answered yet: not a booked session.
@@ -58,18 +59,33 @@ def doctor_day(appointments: list[AppointmentView], now: datetime) -> tuple[list
     return today, later, booked_ahead
 
 
-class DoctorHomeState(SessionState):
+class DoctorHomeState(LiveRefreshMixin, SessionState):
+    """Live on the doctor's own provider audience: a booking, cancellation or hold shows without a reload."""
+
     today_label: str = ""
     today: list[dict[str, str]] = []
     week_count: int = 0
     waiting_count: int = 0
     next_days: list[dict[str, str]] = []
 
+    def _live_audiences(self) -> tuple[type[rx.State], ...]:
+        return (LiveProvider,)
+
+    def _live_actor(self):
+        return self._actor(Role.DOCTOR)
+
+    def _live_reload(self, actor) -> None:
+        self._refresh(actor)
+
     @rx.event
-    def load(self):
+    async def load(self):
         actor = self._actor(Role.DOCTOR)
         if actor is None:
             return
+        await self._mark_live_seen()
+        self._refresh(actor)
+
+    def _refresh(self, actor) -> None:
         now = utcnow()
         with UnitOfWork(actor) as uow:
             # Wide enough to hold "today" in every zone from UTC-12 to UTC+14; every status, not only active ones.

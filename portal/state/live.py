@@ -1,105 +1,229 @@
-"""Live updates: one path for every page, whatever the role.
+"""Live updates: one path for every page, whatever the role, targeted at the audiences an event concerns.
 
 How it works
 ------------
-* `LiveTenant` is an `rx.SharedState` holding two display-safe vars: `revision` (a counter) and
-  `last_event` (the name of the last domain event, e.g. "waitlist.changed" - never ids or PHI).
-* A page links the visitor's copy to their tenant's shared instance (token `tenant-<tenant uuid>`) in its
-  on_load, after the guard: `LiveTenant.link` resolves the session again on the server, so a client can
-  only ever link to its own tenant.
-* `portal.live_bridge` (a lifespan task on the app) listens to the domain events the backend publishes
-  after commit - Redis channel `clinic:events:<tenant>` or in-process listeners in embedded mode - and
-  bumps that tenant's `revision` with `app.modify_state`. Reflex then pushes the new revision to every
-  client linked to the tenant, on whichever worker its socket lives.
-* Each page re-queries its own role-scoped data when the revision changes: `live_refresh(handler)` renders
-  a hidden marker whose React effect calls `handler` whenever the revision it receives changes (never on
-  first mount: on_load has just loaded). The handler calls `await self._live_changed()` (from
-  `LiveRefreshMixin`) first, which is False when this client's data already reflects that revision (e.g.
-  the revision arriving with the link itself), so nothing is queried twice.
+* Audiences are `rx.SharedState` classes holding two display-safe vars: `revision` (a counter) and
+  `last_event` (the name of the last domain event, e.g. "waitlist.changed" - never ids or PHI). A client links
+  its copy of each class to at most one shared instance (token):
+
+  - `LiveTenant`   `tenant-<tenant id>`: the practice's staff (admin pages); every event of the practice.
+  - `LiveProvider` `provider-<provider id>`: one provider's appointments, slots, availability and waitlist -
+    the doctor's own pages, and patients looking at that provider's booking grid.
+  - `LivePatient`  `patient-<patient id>`: one patient's appointments, waitlist entries, offers and messages.
+  - `LiveEpoch`    `live-epoch`: bumped only when the relay's Redis subscription comes back after a drop, so
+    every page re-reads what it may have missed.
+
+* A page links, in its on_load after the guard, only the audiences it shows (`LiveProvider.link`, ...). Every
+  `link` resolves the session again on the server (and checks a provider id taken from the URL against the
+  viewer's practice), so a client can only ever link to what it may see.
+* `portal.live_bridge` (a lifespan task) maps each domain event the backend publishes after commit to the
+  tokens it concerns (`audience_tokens`: the ids the event carries) and bumps only those, coalesced per token.
+  Reflex then pushes the new revision to every client linked to it, on whichever worker its socket lives.
+* Each page re-queries its own role-scoped data when a revision it listens to changes: `live_refresh(handler,
+  *audiences)` renders a hidden marker whose React effect calls `handler` whenever the combined revision
+  changes (never on first mount: on_load has just loaded). The mixin's `live_update` first checks
+  `_live_changed()` (False when this client's data already reflects those revisions), then resolves the session
+  and runs `_live_reload` in a worker thread, never on the event loop, with SQLite reads deferred
+  (`backend.db.reads_only`): one slow query stalls no other socket.
+* A socket that dropped and came back runs the page's on_load again (Reflex's hydrate_and_load), which
+  re-reads; messages the relay missed while Redis was away are made good by the epoch bump.
 
 Using it on a page
 ------------------
     class MyPageState(LiveRefreshMixin, SessionState):
+        def _live_audiences(self):
+            return (LivePatient,)                 # what this page shows; the default is (LiveTenant,)
+
         @rx.event
         async def load(self):
             actor = self._actor(Role.PATIENT)
             if actor is None:
                 return
-            await self._mark_live_seen()          # this load covers the current revision
+            await self._mark_live_seen()          # this load covers the current revisions
             self._refresh(actor)
 
-        def _live_actor(self):                    # re-resolved, as in every handler
+        def _live_actor(self):                    # re-resolved, as in every handler (runs in a thread)
             return self._actor(Role.PATIENT)
 
-        def _live_reload(self, actor):            # the mixin's live_update calls this on each new revision
+        def _live_reload(self, actor):            # the mixin's live_update calls this in a worker thread
             self._refresh(actor)
 
-    @rx.page(route=..., on_load=[SessionState.guard("patient"), LiveTenant.link, MyPageState.load])
+    @rx.page(route=..., on_load=[SessionState.guard("patient"), LivePatient.link, MyPageState.load])
     def page():
-        return shell("patient", live_refresh(MyPageState.live_update), ...)
+        return shell("patient", live_refresh(MyPageState.live_update, LivePatient), ...)
 
-The revision says only "something in your practice changed": every page decides for itself, through the
+A revision says only "something you may be shown changed": every page decides for itself, through the
 service layer and the viewer's own scope, what it may show.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import reflex as rx
 from reflex_base.event import no_args_event_spec
 
+from backend.db import UnitOfWork, reads_only
 from backend.identity import service as identity
+from backend.identity.models import Provider
+from backend.tenancy.context import Actor, Role
 from portal.state.session import SESSION_ENDED, SessionState, session_token
 
-# Only tokens of tabs that are gone accumulate in a tenant's linked set; past this size they are pruned.
+# Only tokens of tabs that are gone accumulate in an audience's linked set; past this size they are pruned.
 MAX_LINKED_CLIENTS = 2000
+EPOCH_TOKEN = "live-epoch"  # noqa: S105 - a shared-state token, not a secret
 
 
 def tenant_token(tenant_id: uuid.UUID | str) -> str:
-    """The shared-state token of one tenant (Reflex forbids underscores in it; a UUID has none)."""
+    """The shared-state token of one practice's staff (Reflex forbids underscores in it; a UUID has none)."""
     return f"tenant-{tenant_id}"
 
 
-class LiveTenant(rx.SharedState):
-    """What every client of one tenant shares: a change counter and the last event's name."""
+def provider_token(provider_id: uuid.UUID | str) -> str:
+    """The shared-state token of one provider's schedule, slots and waitlist."""
+    return f"provider-{provider_id}"
+
+
+def patient_token(patient_id: uuid.UUID | str) -> str:
+    """The shared-state token of one patient's own appointments, waitlist entries, offers and messages."""
+    return f"patient-{patient_id}"
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _viewer(state: rx.State) -> Actor | None:
+    return identity.actor_from_session(session_token(state))
+
+
+def _route_provider(state: rx.State) -> uuid.UUID | None:
+    """The provider a patient's page is about: the [provider_id] route segment."""
+    value = state.router.url.query_parameters.get("provider_id", "") or ""
+    if not value:
+        parts = [p for p in (state.router.url.path or "").split("/") if p]
+        value = parts[2] if len(parts) >= 3 and parts[1] == "provider" else ""
+    return _uuid(value)
+
+
+def _provider_in_practice(actor: Actor, provider_id: uuid.UUID) -> bool:
+    with reads_only(), UnitOfWork(actor) as uow:
+        provider = uow.session.get(Provider, provider_id)
+        return provider is not None and provider.tenant_id == actor.tenant_id
+
+
+async def _attach(state: Any, token: str, rebound: bool) -> None:
+    if rebound and state._linked_to == token:
+        # The reset dropped this client's link to the very token `_link_to` would find it still linked to.
+        links = dict(state._reflex_internal_links or {})
+        links[state.get_full_name()] = token
+        state._reflex_internal_links = links
+    await state._link_to(token)
+
+
+async def _link(state: Any, token: str | None) -> None:
+    """Link `state` (a live audience) to `token`, and the client to the epoch, after binding the client to its
+    session (state filled under another session is reset, and its old links dropped, first); None links nothing."""
+    session = await state.get_state(SessionState)
+    rebound = session._bind_to_session()
+    epoch = await state.get_state(LiveEpoch)
+    if epoch is not state:
+        await _attach(epoch, EPOCH_TOKEN, rebound)
+    if token is not None:
+        await _attach(state, token, rebound)
+
+
+class LiveEpoch(rx.SharedState):
+    """Bumped when the relay may have missed events (its Redis subscription came back): every page re-reads."""
 
     revision: int = 0
     last_event: str = ""
 
     @rx.event
     async def link(self):
-        """Link this client to its own tenant's live counter (resolved from the session, never the client)."""
-        # State filled under another session is reset (and its old link dropped) before anything is linked.
-        session = await self.get_state(SessionState)
-        rebound = session._bind_to_session()
-        actor = identity.actor_from_session(session_token(self))
+        await _link(self, EPOCH_TOKEN)
+
+
+class LiveTenant(rx.SharedState):
+    """The practice's staff: a change counter and the last event's name, bumped by every event of the practice."""
+
+    revision: int = 0
+    last_event: str = ""
+
+    @rx.event
+    async def link(self):
+        """Link a staff member's client to their own practice's counter (resolved from the session)."""
+        actor = await asyncio.to_thread(_viewer, self)
+        if actor is None or actor.role not in (Role.ADMIN, Role.DOCTOR):
+            return await _link(self, None)
+        return await _link(self, tenant_token(actor.tenant_id))
+
+
+class LiveProvider(rx.SharedState):
+    """One provider's schedule, slots and waitlist: their own pages, and patients looking at their grid."""
+
+    revision: int = 0
+    last_event: str = ""
+
+    @rx.event
+    async def link(self):
+        """A doctor links their own provider; anyone else the route's provider, if it is in their practice."""
+        actor = await asyncio.to_thread(_viewer, self)
         if actor is None:
-            return None
-        token = tenant_token(actor.tenant_id)
-        if rebound and self._linked_to == token:
-            # The reset dropped this client's link to the very tenant `_link_to` would find it still linked to.
-            self._reflex_internal_links = {self.get_full_name(): token}
-        await self._link_to(token)
-        return None
+            return await _link(self, None)
+        if actor.role == Role.DOCTOR:
+            provider_id = actor.provider_id
+        else:
+            provider_id = _route_provider(self)
+            if provider_id is not None and not await asyncio.to_thread(_provider_in_practice, actor, provider_id):
+                provider_id = None
+        return await _link(self, provider_token(provider_id) if provider_id is not None else None)
+
+
+class LivePatient(rx.SharedState):
+    """One patient's own appointments, waitlist entries, offers and messages."""
+
+    revision: int = 0
+    last_event: str = ""
+
+    @rx.event
+    async def link(self):
+        """Link a patient's client to their own counter (resolved from the session, never the client)."""
+        actor = await asyncio.to_thread(_viewer, self)
+        patient_id = actor.patient_id if actor is not None and actor.role == Role.PATIENT else None
+        return await _link(self, patient_token(patient_id) if patient_id is not None else None)
+
+
+AUDIENCES: tuple[type[rx.State], ...] = (LiveTenant, LiveProvider, LivePatient)
 
 
 class LiveRefreshMixin(rx.State, mixin=True):
-    """For page states: remember which tenant revision this client's data reflects."""
+    """For page states: remember which revisions of its audiences this client's data reflects."""
 
-    _live_seen: int = -1
+    _live_seen: str = ""
 
-    async def _live_revision(self) -> int:
-        live = await self.get_state(LiveTenant)
-        return int(live.revision)
+    def _live_audiences(self) -> tuple[type[rx.State], ...]:
+        """The audiences this page listens to (as linked in its on_load). Pages override this."""
+        return (LiveTenant,)
+
+    async def _live_revision(self) -> str:
+        parts = []
+        for audience in (*self._live_audiences(), LiveEpoch):
+            live = await self.get_state(audience)
+            parts.append(str(int(live.revision)))  # type: ignore[attr-defined]
+        return ":".join(parts)
 
     async def _mark_live_seen(self) -> None:
-        """Record that the data about to be loaded covers the current revision."""
+        """Record that the data about to be loaded covers the current revisions."""
         self._live_seen = await self._live_revision()
 
     async def _live_changed(self) -> bool:
-        """True (and recorded) when the tenant moved on since this client last loaded its data."""
+        """True (and recorded) when an audience moved on since this client last loaded its data."""
         revision = await self._live_revision()
         if revision == self._live_seen:
             return False
@@ -114,33 +238,44 @@ class LiveRefreshMixin(rx.State, mixin=True):
         """Re-read the page's data in the viewer's own scope. Pages override this."""
         raise NotImplementedError
 
+    def _live_read(self) -> bool:
+        """Resolve the viewer and re-read, in a worker thread (SQLite: without the write lock). False: no viewer."""
+        with reads_only():
+            actor = self._live_actor()
+            if actor is None:
+                return False
+            self._live_reload(actor)
+        return True
+
     async def _reload_now(self):
-        """Re-read the page's data now (a filter changed, an action finished), as of the current revision."""
-        actor = self._live_actor()
-        if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+        """Re-read the page's data now (a filter changed, an action finished), as of the current revisions."""
         await self._mark_live_seen()
-        self._live_reload(actor)
+        if not await asyncio.to_thread(self._live_read):
+            return rx.toast.error(SESSION_ENDED)
         return None
 
     @rx.event
+    async def live_mark(self):
+        """For a page whose load is synchronous: put this before it in on_load (the load covers these revisions)."""
+        await self._mark_live_seen()
+
+    @rx.event
     async def live_update(self):
-        """Something changed in the practice: re-read this page's data, unless it already shows it."""
+        """Something this page shows changed: re-read its data off the event loop, unless it already shows it."""
         session = await self.get_state(SessionState)
         if session._bind_to_session():
             # This client's state was another session's: it is reset; let the page's guard and on_load run again.
             return rx.redirect(self.router.url.path or "/")
         if not await self._live_changed():
             return None
-        actor = self._live_actor()
-        if actor is not None:
-            self._live_reload(actor)
+        # The state stays locked for this client meanwhile (its own events wait); every other socket runs on.
+        await asyncio.to_thread(self._live_read)
         return None
 
 
 _LIVE_REFRESH_JS = """
 function WaitwellLiveRefresh({ revision, onChange, ...rest }) {
-  // Call onChange whenever the tenant's revision changes after mount (the page's on_load covers the first).
+  // Call onChange whenever the revision changes after mount (the page's on_load covers the first).
   const seen = useRef(revision);
   useEffect(() => {
     if (seen.current === revision) return;
@@ -153,12 +288,12 @@ function WaitwellLiveRefresh({ revision, onChange, ...rest }) {
 
 
 class LiveRefresh(rx.Component):
-    """A hidden marker that fires `on_change` each time the tenant's live revision changes."""
+    """A hidden marker that fires `on_change` each time the page's live revision changes."""
 
     library: str | None = None
     tag: str | None = "WaitwellLiveRefresh"
 
-    revision: rx.Var[int]
+    revision: rx.Var[str]
     on_change: rx.EventHandler[no_args_event_spec]
 
     def add_imports(self) -> dict[str, Any]:
@@ -171,6 +306,19 @@ class LiveRefresh(rx.Component):
         return [_LIVE_REFRESH_JS]
 
 
-def live_refresh(handler: rx.EventHandler | rx.EventSpec) -> rx.Component:
-    """Call `handler` (a page state's live_update) whenever the visitor's tenant changes something."""
-    return LiveRefresh.create(revision=LiveTenant.revision, on_change=handler, class_name="live-refresh")
+def live_revision(*audiences: type[rx.State]) -> rx.Var:
+    """The combined revision of `audiences` and the epoch, as a string var ("3:0:1")."""
+    parts: list[Any] = []
+    for audience in (*(audiences or (LiveTenant,)), LiveEpoch):
+        if parts:
+            parts.append(":")
+        parts.append(audience.revision.to_string())  # type: ignore[attr-defined]
+    combined: rx.Var = parts[0]
+    for part in parts[1:]:
+        combined = combined + part
+    return combined
+
+
+def live_refresh(handler: rx.EventHandler | rx.EventSpec, *audiences: type[rx.State]) -> rx.Component:
+    """Call `handler` (a page state's live_update) whenever one of `audiences` (default: LiveTenant) changes."""
+    return LiveRefresh.create(revision=live_revision(*audiences), on_change=handler, class_name="live-refresh")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import reflex as rx
 from sqlmodel import col, select
@@ -17,6 +17,7 @@ from backend.scheduling.service import list_appointments
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
+from portal.state.live import LivePatient, LiveRefreshMixin
 from portal.state.session import SESSION_ENDED, SessionState
 
 GONE = "That appointment is no longer available. The list has been refreshed."
@@ -34,6 +35,24 @@ def hours_label(window: timedelta) -> str:
     return f"{minutes} minutes"
 
 
+# A session still "booked" once it has started: the clinic has not recorded how it went yet. Saying "Booked" there
+# told the patient something else than the doctor saw (issue 10 item 6).
+IN_PROGRESS = "In progress"
+NOT_RECORDED = "Ended, not yet recorded"
+PAST_TONES = {"completed": "green", "no_show": "red", "late_cancelled": "red"}
+
+
+def past_status(status: str, start: datetime, end: datetime, now: datetime, cancel_reason: str = "") -> tuple[str, str]:
+    """The label and badge colour of an appointment in the patient's history: the same word the doctor's pages use
+    (Completed, No-show, ...; portal/components/format.py STATUS_LABELS), and honest about a session that has
+    started or ended without being marked."""
+    if status == "booked" and start <= now:
+        return (IN_PROGRESS, "teal") if now < end else (NOT_RECORDED, "gray")
+    if status == "cancelled" and cancel_reason == "rescheduled":
+        return "Moved", "gray"
+    return fmt.STATUS_LABELS.get(status, status.replace("_", " ").capitalize()), PAST_TONES.get(status, "gray")
+
+
 def _extras(uow: UnitOfWork, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[uuid.UUID | None, str]]:
     """Series id and cancel reason of the patient's own appointments, which AppointmentView does not carry.
 
@@ -47,8 +66,11 @@ def _extras(uow: UnitOfWork, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[uuid
     return {row[0]: (row[1], row[2] or "") for row in rows}
 
 
-class MyAppointmentsState(SessionState):
-    """The patient's appointments; the cancel dialog's details are read fresh when it opens."""
+class MyAppointmentsState(LiveRefreshMixin, SessionState):
+    """The patient's appointments; the cancel dialog's details are read fresh when it opens.
+
+    Live on the patient's own audience: a cancellation by the clinic or a booking from another tab shows at once.
+    """
 
     upcoming: list[dict[str, str]] = []
     past: list[dict[str, str]] = []
@@ -90,31 +112,39 @@ class MyAppointmentsState(SessionState):
             a for a in appointments if a.id not in upcoming_ids and extras.get(a.id, (None, ""))[1] not in HOLD_ENDINGS
         ]
         earlier.sort(key=lambda a: a.start_at, reverse=True)
-        self.past = [
-            {
-                "id": str(a.id),
-                "day": fmt.day_label(a.start_at, a.clinic_timezone),
-                "time": fmt.time_range(a.start_at, a.end_at, a.clinic_timezone),
-                "provider": a.provider_name,
-                "clinic": a.clinic_name,
-                "status": (
-                    "Moved"
-                    if a.status == "cancelled" and extras.get(a.id, (None, ""))[1] == "rescheduled"
-                    else fmt.STATUS_LABELS.get(a.status, a.status)
-                ),
-                "tone": "red" if a.status in ("late_cancelled", "no_show") else "gray",
-            }
-            for a in earlier[:PAST_SHOWN]
-        ]
+        self.past = []
+        for a in earlier[:PAST_SHOWN]:
+            label, tone = past_status(a.status, a.start_at, a.end_at, now, extras.get(a.id, (None, ""))[1])
+            self.past.append(
+                {
+                    "id": str(a.id),
+                    "day": fmt.day_label(a.start_at, a.clinic_timezone),
+                    "time": fmt.time_range(a.start_at, a.end_at, a.clinic_timezone),
+                    "provider": a.provider_name,
+                    "clinic": a.clinic_name,
+                    "status": label,
+                    "tone": tone,
+                }
+            )
         self.loaded = True
 
+    def _live_audiences(self) -> tuple[type[rx.State], ...]:
+        return (LivePatient,)
+
+    def _live_actor(self) -> Actor | None:
+        return self._actor(Role.PATIENT)
+
+    def _live_reload(self, actor: Actor) -> None:
+        self._refresh(actor)
+
     @rx.event
-    def load(self):
+    async def load(self):
         self.page_error = ""
         self.cancel_open = False
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
+        await self._mark_live_seen()
         self._refresh(actor)
         return None
 

@@ -12,7 +12,6 @@ from sqlmodel import select
 from backend.db import UnitOfWork
 from backend.errors import DomainError
 from backend.identity.models import Patient
-from backend.notifications import preferences as prefs
 from backend.notifications import reminders, reports
 from backend.notifications import service as notes
 from backend.tenancy.context import Actor, Role
@@ -20,7 +19,7 @@ from backend.tenancy.models import Clinic
 from backend.types import utcnow
 from portal.components import format as fmt
 from portal.state.admin import AdminState
-from portal.state.live import LiveRefreshMixin
+from portal.state.live import LivePatient, LiveRefreshMixin
 from portal.state.options import option_or
 from portal.state.session import SESSION_ENDED, SessionState
 
@@ -200,6 +199,9 @@ class PatientNotificationsState(MessageMixin, LiveRefreshMixin, SessionState):
 
     def _message_actor(self) -> Actor | None:
         return self._actor(Role.PATIENT)
+
+    def _live_audiences(self) -> tuple[type[rx.State], ...]:
+        return (LivePatient,)
 
     def _live_actor(self) -> Actor | None:
         return self._actor(Role.PATIENT)
@@ -524,7 +526,7 @@ class UnsubscribeState(rx.State):
     def load(self):
         self.done = ""
         try:
-            self.practice = prefs.practice_for_token(self._token())
+            self.practice = notes.practice_for_token(self._token())
             self.valid = True
         except ValueError:
             self.practice, self.valid = "", False
@@ -533,7 +535,7 @@ class UnsubscribeState(rx.State):
     @rx.event
     def stop(self, everything: bool):
         try:
-            self.practice = prefs.unsubscribe_with_token(self._token(), everything=everything)
+            self.practice = notes.unsubscribe_with_token(self._token(), everything=everything)
         except ValueError:
             self.valid = False
             return

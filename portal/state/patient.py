@@ -10,19 +10,35 @@ from backend.tenancy.context import Role
 from backend.types import utcnow
 from backend.waitlist.service import list_entries
 from portal.components import format as fmt
+from portal.state.live import LivePatient, LiveRefreshMixin
+from portal.state.my_appointments import past_status
 from portal.state.session import SessionState
 
 
-class PatientHomeState(SessionState):
+class PatientHomeState(LiveRefreshMixin, SessionState):
+    """Live on the patient's own audience: their appointments and entries change without a reload."""
+
     upcoming: list[dict[str, str]] = []
     past: list[dict[str, str]] = []
     entries: list[dict[str, str]] = []
+
+    def _live_audiences(self) -> tuple[type[rx.State], ...]:
+        return (LivePatient,)
+
+    def _live_actor(self):
+        return self._actor(Role.PATIENT)
+
+    def _live_reload(self, actor) -> None:
+        self._refresh(actor)
 
     @rx.event
     def load(self):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             return
+        self._refresh(actor)
+
+    def _refresh(self, actor) -> None:
         with UnitOfWork(actor) as uow:
             appointments = list_appointments(actor, uow)
             entries = list_entries(actor, uow)
@@ -35,7 +51,10 @@ class PatientHomeState(SessionState):
                 "provider": a.provider_name,
                 "clinic": a.clinic_name,
                 "modality": fmt.MODALITY_LABELS.get(a.modality, a.modality),
-                "status": fmt.STATUS_LABELS.get(a.status, a.status),
+                # Past ones in the same words as My appointments (a started session is not simply "Booked").
+                "status": fmt.STATUS_LABELS.get(a.status, a.status)
+                if a.start_at >= now
+                else past_status(a.status, a.start_at, a.end_at, now)[0],
                 "is_future": "1" if a.start_at >= now else "",
             }
             for a in appointments

@@ -21,6 +21,7 @@ from backend.scheduling.service import AppointmentView, list_appointments
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
+from portal.state.live import LiveProvider, LiveRefreshMixin
 from portal.state.session import SESSION_ENDED, SessionState
 
 # Cancelled appointments free the time; the schedule shows what occupies it or what took place.
@@ -85,7 +86,9 @@ def _row(a: AppointmentView, now: datetime) -> dict[str, str]:
     }
 
 
-class ScheduleState(SessionState):
+class ScheduleState(LiveRefreshMixin, SessionState):
+    """Live on the doctor's own provider audience: bookings, cancellations and holds show without a reload."""
+
     view: str = "day"
     # The day shown (day view) or a day of the week shown (week view), ISO date in the main zone.
     anchor: str = ""
@@ -102,6 +105,15 @@ class ScheduleState(SessionState):
 
     def _doctor(self) -> Actor | None:
         return self._actor(Role.DOCTOR)
+
+    def _live_audiences(self) -> tuple[type[rx.State], ...]:
+        return (LiveProvider,)
+
+    def _live_actor(self) -> Actor | None:
+        return self._doctor()
+
+    def _live_reload(self, actor: Actor) -> None:
+        self._refresh(actor)
 
     def _days(self) -> list[date]:
         anchor = _parse_day(self.anchor) or _parse_day(self.today) or utcnow().date()
@@ -149,7 +161,7 @@ class ScheduleState(SessionState):
         self.loaded = True
 
     @rx.event
-    def load(self):
+    async def load(self):
         actor = self._doctor()
         if actor is None:
             return None
@@ -157,6 +169,7 @@ class ScheduleState(SessionState):
         self.today = ""
         self.anchor = ""
         self.cancel_id = ""
+        await self._mark_live_seen()
         self._refresh(actor)
         return None
 

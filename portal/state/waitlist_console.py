@@ -25,9 +25,10 @@ from backend.types import utcnow
 from backend.waitlist import offers as waitlist_offers
 from backend.waitlist import service as waitlist
 from portal.components import format as fmt
-from portal.state.live import LiveRefreshMixin
+from portal.state.live import LiveProvider, LiveRefreshMixin
 from portal.state.options import option_or
 from portal.state.session import SESSION_ENDED, SessionState
+from portal.state.waitlist_patient import HARD_TO_ESTIMATE, wait_label
 
 GONE = "That waitlist entry no longer exists."
 ALL = "all"
@@ -166,7 +167,13 @@ def entry_row(view: Any, now: datetime, position: int | None = None) -> EntryRow
         status_key=status,
         status=ENTRY_STATUS_LABELS.get(status, status.capitalize()),
         reasons=reasons,
-        estimated=(f"~{int(est)} day{'s' if int(est) != 1 else ''}" if isinstance(est, int | float) else ""),
+        # The patient's own words for it (My waitlist): "About 5 days", or "Hard to estimate yet" when the queue's
+        # fills cannot honestly say (backend/waitlist/estimate.py); nothing for entries that are not waiting.
+        estimated=(
+            wait_label(est) or (HARD_TO_ESTIMATE if getattr(view, "position", None) else "")
+            if status == "waiting"
+            else ""
+        ),
         active=status in ACTIVE_STATUSES,
         **offer_fields(getattr(view, "live_offer", None), zone),
     )
@@ -278,6 +285,9 @@ class WaitlistConsoleState(LiveRefreshMixin, SessionState):
         self.remove_id = self.invite_id = ""
         await self._mark_live_seen()
         self._query(actor)
+
+    def _live_audiences(self) -> tuple[type[rx.State], ...]:
+        return (LiveProvider,)  # their own entries, and "any provider" ones at their clinics (portal/live_bridge.py)
 
     def _live_actor(self) -> Actor | None:
         return self._doctor()

@@ -26,7 +26,7 @@ from backend.waitlist import service as wl
 from backend.waitlist.policy import effective_policy
 from portal.components import format as fmt
 from portal.state.errors import words_for
-from portal.state.live import LiveRefreshMixin
+from portal.state.live import LivePatient, LiveRefreshMixin
 from portal.state.ratelimit import WAITLIST_JOIN, limited
 from portal.state.session import SESSION_ENDED, SessionState
 
@@ -475,6 +475,9 @@ class EntryCard:
     offer_modality: str = ""  # 'In person' / 'Telehealth'
     offer_until: str = ""
     offer_until_iso: str = ""
+    offer_expired_note: str = ""  # shown (and Accept disabled) by the browser once the countdown reaches 0:00
+    # After the practice let an offer lapse: says so, instead of the card silently flipping back to Waiting.
+    notice: str = ""
     history: list[OfferRow] = dataclasses.field(default_factory=list)
 
 
@@ -547,6 +550,7 @@ def entry_card(e: Any, offers: list[Any], now: datetime, reconfirm: dict[str, ti
             card.offer_modality = fmt.MODALITY_LABELS.get(modality, modality.replace("_", " ").capitalize())
             card.offer_until = clock(until, zone)
             card.offer_until_iso = until.isoformat()
+            card.offer_expired_note = f"This offer expired at {card.offer_until}."
     history = sorted(
         (o for o in offers if str(o.status) != "pending"),
         key=lambda o: o.created_at,
@@ -564,13 +568,33 @@ def entry_card(e: Any, offers: list[Any], now: datetime, reconfirm: dict[str, ti
         )
         for o in history
     ]
+    card.notice = expired_offer_notice(str(e.status), history, now, zone) if not card.offer_id else ""
     return card
+
+
+EXPIRED_NOTICE_FOR = timedelta(days=1)
+
+
+def expired_offer_notice(status: str, history: list[Any], now: datetime, zone: str) -> str:
+    """'Your offer of Tue 12 Mar 10:00 expired at 14:32. ...' when the latest answered offer lapsed within a day."""
+    if not history or str(history[0].status) != "expired":
+        return ""
+    latest = history[0]
+    expired_at = _as_dt(_get(latest, "expires_at"))
+    if expired_at is None or now - expired_at > EXPIRED_NOTICE_FOR:
+        return ""
+    text = f"Your offer of {short_when(latest.slot_start, zone)} expired at {clock(expired_at, zone)}."
+    if status == "waiting":
+        return text + " You keep your place on the waitlist."
+    if status == "expired":
+        return text + " Your place on this waitlist ended with it."
+    return text
 
 
 class MyWaitlistState(LiveRefreshMixin, SessionState):
     """The patient's entries with their live offers; dialogs to leave and to decline.
 
-    Linked to the tenant's live revision (portal/state/live.py): a new offer, an expiry or a staff action
+    Linked to the patient's own live audience (portal/state/live.py): a new offer, an expiry or a staff action
     re-reads the entries without a reload.
     """
 
@@ -633,6 +657,9 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
         await self._mark_live_seen()
         self._refresh(actor)
         return None
+
+    def _live_audiences(self) -> tuple[type[rx.State], ...]:
+        return (LivePatient,)
 
     def _live_actor(self) -> Actor | None:
         return self._actor(Role.PATIENT)

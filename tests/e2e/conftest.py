@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from tests.conftest import ADMIN_URL, REDIS_URL, TEST_DB_NAME, _db_url, free_port
+from tests.pg_proxy import PgProxy
 
 E2E_TWILIO_TOKEN = "e2e-twilio-auth-token-0123456789"
 
@@ -49,7 +50,15 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_proxy() -> Iterator[PgProxy]:
+    """The app reaches PostgreSQL through this proxy, so a test can take the database away and bring it back
+    (test_postgres_outage_page.py) without touching the shared server."""
+    with PgProxy() as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory: pytest.TempPathFactory, pg_proxy: PgProxy) -> Iterator[str]:
     """Serve the app against a fresh, migrated and seeded database; stop it and drop the database after."""
     db_name = f"{TEST_DB_NAME}_e2e"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
@@ -71,11 +80,12 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     subprocess.run([python, "-m", "backend.seed", "--demo", "--if-empty"], cwd=ROOT, env=env, check=True)
     port = free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
+    app_env = {**env, "DATABASE_URL": pg_proxy.url_for(env["DATABASE_URL"])}  # the app's database: via the proxy
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [python, "-m", "reflex", "run", "--env", "prod", "--single-port",
              "--frontend-port", str(port), "--backend-port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=app_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

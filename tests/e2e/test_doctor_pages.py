@@ -171,8 +171,9 @@ def test_held_slot_shows_as_held_without_the_patient(page: Page, app_url: str) -
 def test_doctor_adds_time_off_and_the_slots_disappear_then_removes_it(page: Page, app_url: str) -> None:
     headers = _token(app_url, "dr.okafor@summit.example")
     provider_id = _provider_id(app_url, headers)
-    # Okafor works Tuesdays 09:00–17:00 at Summit Boulder (Denver time).
-    tuesday = _next_week(DENVER, 1)
+    # Okafor works Tuesdays 09:00–17:00 at Summit Boulder (Denver time). Eight weeks ahead nothing of his is booked
+    # (the seed books within three weeks; other tests book him in weeks 6 and 9), so the time off covers no session.
+    tuesday = _next_week(DENVER, 1) + timedelta(weeks=7)
     start, end = _local(tuesday, 9, DENVER), _local(tuesday, 17, DENVER)
     assert _slots(app_url, headers, provider_id, start, end), "next Tuesday has sessions before the time off"
 

@@ -15,7 +15,7 @@ from tests.e2e.conftest import ROOT
 from tests.e2e.test_portal import sign_in
 
 EVIL = "https://evil.example"
-REFUSED = {"detail": "Cross-site request refused."}
+REFUSED = {"detail": "Cross-site request refused.", "code": "cross_site_refused"}
 # Records every CSP violation the page reports, from before its first script runs.
 CSP_LISTENER = """
 window.__cspViolations = [];

@@ -339,7 +339,9 @@ def test_time_off_over_a_booked_appointment_keeps_it(harbor: Practice) -> None:
     call(p.admin, replace_availability, p.provider.id, [rule(p.clinic, 0)])
     monday = next_weekday(0)
     add_appointment(p, at(monday, "10:00"))
-    call(p.admin, add_time_off, p.provider.id, start=at(monday, "00:00"), end=at(monday, "23:00"))
+    # Over a booked session the admin must choose (tests/integration/test_time_off_conflicts.py): here, keep it.
+    call(p.admin, add_time_off, p.provider.id, start=at(monday, "00:00"), end=at(monday, "23:00"),
+         booked_sessions="keep")  # fmt: skip
     assert [a.status for a in rows(p, Appointment)] == ["booked"]
     (added,) = rows(p, AuditEvent, action="time_off.added")
     assert added.data["appointments_outside_availability"] == 1

@@ -29,7 +29,7 @@ from backend.service import SERVICE_FUNCTIONS
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic, ClinicCreate, ClinicUpdate, Tenant
 from backend.types import utcnow
-from backend.waitlist.models import EntryStatus
+from backend.waitlist.models import EntryStatus, WaitlistEntry
 from tests.factories import (
     Practice,
     add_appointment,
@@ -180,6 +180,39 @@ def _update_clinic(me: Practice, other: Practice) -> None:
             for change in (ClinicUpdate(name="Hijacked"), ClinicUpdate(archived=True), ClinicUpdate(archived=False)):
                 _like_missing("backend.tenancy.service.update_clinic", actor, foreign.id, change)
     assert _snapshot(other) == before
+
+
+@case("backend.tenancy.service.preview_archive")
+def _preview_archive(me: Practice, other: Practice) -> None:
+    name = "backend.tenancy.service.preview_archive"
+    preview = _call(name, me.admin, me.clinic.id)
+    # Counts and destinations are this practice's own: the other's entries and clinics never appear.
+    assert preview.active_entries == 2
+    assert preview.move_targets == []  # clinic2 is archived; the other practice's open clinic is not offered
+    for foreign in other.clinics:
+        _like_missing(name, me.admin, foreign.id)
+
+
+@case("backend.tenancy.service.archive_clinic")
+def _archive_clinic(me: Practice, other: Practice) -> None:
+    name = "backend.tenancy.service.archive_clinic"
+    before = _snapshot(other)
+    for actor in (me.admin, me.system):
+        for foreign in other.clinics:
+            with pytest.raises(NotFound) as foreign_clinic:
+                _call(name, actor, foreign.id, waitlist="close")
+            with pytest.raises(NotFound) as missing_clinic:
+                _call(name, actor, uuid.uuid4(), waitlist="close")
+            assert foreign_clinic.value.message == missing_clinic.value.message
+        # Another practice's clinic as the destination is refused exactly like a missing one.
+        refusals = []
+        for target in (other.clinic.id, uuid.uuid4()):
+            with pytest.raises(NotFound) as refused:
+                _call(name, actor, me.clinic.id, waitlist="move", move_to_clinic_id=target)
+            refusals.append(refused.value.message)
+        assert refusals[0] == refusals[1]
+    assert _snapshot(other) == before
+    assert all(e.status == EntryStatus.WAITING for e in rows(other, WaitlistEntry))
 
 
 @case("backend.tenancy.service.delete_clinic")
@@ -694,6 +727,21 @@ def _add_time_off(me: Practice, other: Practice) -> None:
             _call(name, actor, uuid.uuid4(), **span)
         assert foreign.value.message == missing.value.message
     assert _availability_rows(other) == before
+
+
+@case("backend.scheduling.availability.preview_time_off")
+def _preview_time_off(me: Practice, other: Practice) -> None:
+    name = "backend.scheduling.availability.preview_time_off"
+    span = {"start": future(days=2, hour=0), "end": future(days=6, hour=0)}
+    for actor in (me.admin, me.doctor, me.system):
+        # Only this practice's own session in that span shows (the other's, a day apart, never); the other
+        # practice's provider is a missing one.
+        assert {x.appointment_id for x in _call(name, actor, me.provider.id, **span)} == me.extra["appointments"]
+        with pytest.raises(NotFound) as foreign:
+            _call(name, actor, other.provider.id, **span)
+        with pytest.raises(NotFound) as missing:
+            _call(name, actor, uuid.uuid4(), **span)
+        assert foreign.value.message == missing.value.message
 
 
 @case("backend.scheduling.availability.remove_time_off")

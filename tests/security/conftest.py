@@ -55,6 +55,7 @@ PUBLIC_OPERATIONS: dict[tuple[str, str], str] = {
 # Parameter (or body field) name -> the kind of object it names. Add a line here for a new id parameter.
 KIND_BY_PARAM: dict[str, str] = {
     "clinic_id": "clinic",
+    "move_to_clinic_id": "clinic",
     "provider_id": "provider",
     "patient_id": "patient",
     "user_id": "user",

@@ -110,6 +110,26 @@ def test_offer_shows_the_hold_deadline_everywhere() -> None:
                 assert "Mon 23 Nov, 18:00 EST" in rendered.html
 
 
+@pytest.mark.parametrize(
+    ("locale", "in_person", "telehealth"),
+    [("en", "in person at Downtown", "telehealth (video)"), ("es", "presencial en Downtown", "telesalud (video)")],
+)
+def test_a_moved_appointment_says_where_and_how_it_now_takes_place(
+    locale: str, in_person: str, telehealth: str
+) -> None:
+    # A reschedule can change the clinic or the modality (confirmed by the patient): the notice says which.
+    visit = render("appointment_rescheduled", "email", _context(modality="in_person"), locale)
+    assert in_person in visit.text
+    assert visit.html is not None and "Downtown" in visit.html
+    assert telehealth in render("appointment_rescheduled", "whatsapp", _context(modality="telehealth"), locale).text
+    sms = render("appointment_rescheduled", "sms", _context(modality="telehealth"), locale).text
+    assert telehealth.split(" ")[0] in sms
+    assert "Downtown" not in sms  # the short channels name no place
+    # Without a modality (an older row), the notice is as before: the time only.
+    plain = render("appointment_rescheduled", "email", _context(), locale).text
+    assert in_person not in plain and telehealth not in plain
+
+
 def test_html_is_autoescaped_and_text_is_not() -> None:
     rendered = render("appointment_booked", "email", _context(patient_first_name='<b>Ana</b> & "Bo"'), "en")
     assert rendered.html is not None

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from backend.api.deps import ActorDep, UowDep
 from backend.api.ratelimit import rate_limit
@@ -63,6 +63,11 @@ class CancelRequest(BaseModel):
 
 class RescheduleRequest(BaseModel):
     start: ApiDateTime
+    confirm_change: StrictBool = Field(
+        default=False,
+        description="Required (true) when the new slot is at another clinic (time zone) or of another modality "
+        "than the appointment; without it such a move is refused with 422 code reschedule.change_unconfirmed",
+    )
 
 
 class AttendanceRequest(BaseModel):
@@ -137,8 +142,11 @@ def cancel(
 
 @router.post("/appointments/{appointment_id}/reschedule", response_model=AppointmentOut)
 def reschedule(appointment_id: uuid.UUID, body: RescheduleRequest, actor: ActorDep, uow: UowDep) -> AppointmentOut:
-    """Move to another free slot of the same provider; the old slot is kept unless the new one is booked."""
-    appointment = booking.reschedule_appointment(actor, uow, appointment_id, new_start=body.start)
+    """Move to another free slot of the same provider; the old slot is kept unless the new one is booked.
+    A move to another clinic, time zone or modality needs `confirm_change: true` (else 422, nothing changes)."""
+    appointment = booking.reschedule_appointment(
+        actor, uow, appointment_id, new_start=body.start, confirm_change=body.confirm_change
+    )
     uow.commit()
     return AppointmentOut.of(appointment)
 

@@ -17,7 +17,7 @@ from backend.api.ratelimit import rate_limit
 from backend.db import UnitOfWork
 from backend.errors import NotFound, PermissionDenied, ValidationFailed
 from backend.notifications.models import Channel, NotificationStatus
-from backend.notifications.preferences import read_unsubscribe_token, unsubscribe_with_token
+from backend.notifications.preferences import read_unsubscribe_token
 from backend.notifications.service import (
     MAX_PAGE,
     PreferencesUpdate,
@@ -26,6 +26,7 @@ from backend.notifications.service import (
     outbox_counts,
     read_message,
     retry_notification,
+    unsubscribe_with_token,
     update_preferences,
 )
 from backend.ratelimit import UNSUBSCRIBE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
@@ -88,6 +88,37 @@ class TimeOffIn(BaseModel):
     start: ApiDateTime = Field(description="With a time zone offset")
     end: ApiDateTime = Field(description="With a time zone offset")
     reason: ApiText = Field(default="", max_length=500)
+    booked_sessions: Literal["cancel", "keep"] | None = Field(
+        default=None,
+        description="Booked (or held) sessions in the span: cancel them (patients notified) or keep them. "
+        "Required when there are any (409 time_off.overlaps_sessions otherwise; see GET .../time-off/conflicts)",
+    )
+
+
+class SessionInTimeOffOut(BaseModel):
+    appointment_id: uuid.UUID
+    start: datetime
+    end: datetime
+    status: str
+    patient_id: uuid.UUID | None
+    patient_name: str
+    clinic_id: uuid.UUID
+    clinic_name: str
+    modality: str
+
+    @classmethod
+    def of(cls, s: availability.SessionInTimeOff) -> SessionInTimeOffOut:
+        return cls(
+            appointment_id=s.appointment_id,
+            start=s.start_at,
+            end=s.end_at,
+            status=s.status,
+            patient_id=s.patient_id,
+            patient_name=s.patient_name,
+            clinic_id=s.clinic_id,
+            clinic_name=s.clinic_name,
+            modality=s.modality,
+        )
 
 
 class TimeOffOut(BaseModel):
@@ -107,6 +138,9 @@ class AvailabilityOut(BaseModel):
     rules: list[RuleOut]
     time_off: list[TimeOffOut]
     clinics: list[ClinicRef]
+    sessions_in_time_off: list[SessionInTimeOffOut] = Field(
+        default_factory=list, description="Sessions kept booked during time off (the provider themself and admins)"
+    )
 
     @classmethod
     def of(cls, view: availability.AvailabilityView) -> AvailabilityOut:
@@ -115,6 +149,7 @@ class AvailabilityOut(BaseModel):
             rules=[RuleOut.of(r) for r in view.rules],
             time_off=[TimeOffOut.of(t) for t in view.time_off],
             clinics=[_clinic_ref(c) for c in view.clinics],
+            sessions_in_time_off=[SessionInTimeOffOut.of(x) for x in view.sessions_in_time_off],
         )
 
 
@@ -168,10 +203,28 @@ def put_availability(provider_id: uuid.UUID, body: list[RuleIn], actor: ActorDep
     return [RuleOut.of(r) for r in rules]
 
 
+@router.get("/providers/{provider_id}/time-off/conflicts", response_model=list[SessionInTimeOffOut])
+def get_time_off_conflicts(
+    provider_id: uuid.UUID, start: ApiDateTime, end: ApiDateTime, actor: ActorDep, uow: UowDep
+) -> list[SessionInTimeOffOut]:
+    """The booked (or held) sessions a span of time off would cover (the doctor themself, or an admin)."""
+    sessions = availability.preview_time_off(actor, uow, provider_id, start=start, end=end)
+    return [SessionInTimeOffOut.of(x) for x in sessions]
+
+
 @router.post("/providers/{provider_id}/time-off", response_model=TimeOffOut, status_code=status.HTTP_201_CREATED)
 def post_time_off(provider_id: uuid.UUID, body: TimeOffIn, actor: ActorDep, uow: UowDep) -> TimeOffOut:
-    """Block a span of time (the doctor themself, or an admin); booked appointments stay."""
-    time_off = availability.add_time_off(actor, uow, provider_id, start=body.start, end=body.end, reason=body.reason)
+    """Block a span of time (the doctor themself, or an admin). Sessions in it are cancelled (patients notified)
+    or kept, as `booked_sessions` says; with sessions and no choice: 409 time_off.overlaps_sessions."""
+    time_off = availability.add_time_off(
+        actor,
+        uow,
+        provider_id,
+        start=body.start,
+        end=body.end,
+        reason=body.reason,
+        booked_sessions=body.booked_sessions,
+    )
     uow.commit()
     return TimeOffOut.of(time_off)
 

@@ -91,6 +91,150 @@ def _delete_dialog() -> rx.Component:
     )
 
 
+def _plural(n: rx.Var, one: str, many: str) -> rx.Var:
+    return rx.cond(n == 1, one, many)
+
+
+def _archive_dialog() -> rx.Component:
+    """Archiving asks first: what it affects, and (with patients waiting) what happens to the waitlist."""
+    S = ClinicFormState
+    has_targets = S.archive_targets.length() > 0
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Archive ", S.archive_name, "?"),
+            rx.alert_dialog.description(
+                "An archived clinic takes no new bookings or waitlist entries and is no longer shown to patients. "
+                "You can restore it later.",
+                size="2",
+            ),
+            rx.vstack(
+                rx.hstack(
+                    rx.icon("calendar-check", size=16),
+                    rx.text(
+                        rx.text.strong(S.archive_upcoming),
+                        _plural(S.archive_upcoming, " upcoming appointment is", " upcoming appointments are"),
+                        " kept as booked.",
+                        size="2",
+                    ),
+                    align="center",
+                    spacing="2",
+                    id="archive-appointments",
+                ),
+                rx.cond(
+                    S.archive_active > 0,
+                    rx.vstack(
+                        rx.hstack(
+                            rx.icon("users", size=16),
+                            rx.text(
+                                rx.text.strong(S.archive_active),
+                                _plural(S.archive_active, " patient is", " patients are"),
+                                " on its waitlist",
+                                rx.cond(
+                                    S.archive_offered > 0,
+                                    rx.fragment(
+                                        " (",
+                                        S.archive_offered,
+                                        " with a live offer, which is withdrawn)",
+                                    ),
+                                ),
+                                ". What happens to them?",
+                                size="2",
+                            ),
+                            align="center",
+                            spacing="2",
+                            id="archive-waitlist",
+                        ),
+                        rx.radio_group.root(
+                            rx.vstack(
+                                rx.text(
+                                    rx.hstack(
+                                        rx.radio_group.item(value="move", disabled=~has_targets, id="archive-move"),
+                                        "Move them to another clinic (they keep their place and are told)",
+                                        spacing="2",
+                                    ),
+                                    as_="label",
+                                    size="2",
+                                ),
+                                rx.cond(
+                                    (S.archive_choice == "move") & has_targets,
+                                    rx.vstack(
+                                        rx.select.root(
+                                            rx.select.trigger(aria_label="Move the waitlist to", width="100%"),
+                                            rx.select.content(
+                                                rx.foreach(
+                                                    S.archive_targets,
+                                                    lambda t: rx.select.item(t["name"], value=t["id"]),
+                                                )
+                                            ),
+                                            value=S.archive_target,
+                                            on_change=S.set_archive_target,
+                                        ),
+                                        rx.cond(
+                                            S.archive_losing_note != "",
+                                            rx.text(S.archive_losing_note, size="1", color_scheme="gray"),
+                                        ),
+                                        padding_left="24px",
+                                        width="100%",
+                                        spacing="1",
+                                    ),
+                                ),
+                                rx.cond(
+                                    ~has_targets,
+                                    rx.text(
+                                        "There is no other open clinic to move them to.",
+                                        size="1",
+                                        color_scheme="gray",
+                                        padding_left="24px",
+                                    ),
+                                ),
+                                rx.text(
+                                    rx.hstack(
+                                        rx.radio_group.item(value="close", id="archive-close"),
+                                        "Close their entries and notify the patients",
+                                        spacing="2",
+                                    ),
+                                    as_="label",
+                                    size="2",
+                                ),
+                                spacing="2",
+                                width="100%",
+                            ),
+                            value=S.archive_choice,
+                            on_change=S.set_archive_choice,
+                            name="archive-choice",
+                        ),
+                        spacing="2",
+                        width="100%",
+                    ),
+                    rx.hstack(
+                        rx.icon("users", size=16),
+                        rx.text("No one is on its waitlist.", size="2"),
+                        align="center",
+                        spacing="2",
+                        id="archive-waitlist",
+                    ),
+                ),
+                spacing="3",
+                margin_top="12px",
+                width="100%",
+            ),
+            rx.cond(
+                S.archive_error != "",
+                rx.callout(S.archive_error, icon="triangle-alert", color_scheme="red", margin_top="12px", role="alert"),
+            ),
+            rx.hstack(
+                rx.button("Keep it open", variant="soft", color_scheme="gray", on_click=S.cancel_archive),
+                rx.button("Archive clinic", color_scheme="amber", on_click=S.confirm_archive, loading=S.archive_busy),
+                justify="end",
+                spacing="3",
+                margin_top="16px",
+            ),
+            max_width="520px",
+        ),
+        open=S.archive_id != "",
+    )
+
+
 def _row(row: rx.Var) -> rx.Component:
     archived = row["archived"] == "1"
     return rx.table.row(
@@ -153,4 +297,5 @@ def admin_clinics() -> rx.Component:
         ),
         _dialog(),
         _delete_dialog(),
+        _archive_dialog(),
     )

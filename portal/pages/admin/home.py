@@ -7,6 +7,8 @@ import reflex as rx
 from portal.components.clinic_selector import clinic_selector
 from portal.components.shell import APP_NAME, page_header, shell, stat_card
 from portal.state.admin import AdminState
+from portal.state.admin_overview import AdminOverviewState
+from portal.state.live import LiveTenant, live_refresh
 from portal.state.session import SessionState
 
 
@@ -30,11 +32,12 @@ def _row(row: rx.Var) -> rx.Component:
 @rx.page(
     route="/admin",
     title=f"Overview · {APP_NAME}",
-    on_load=[SessionState.guard("admin"), AdminState.load],
+    on_load=[SessionState.guard("admin"), LiveTenant.link, AdminOverviewState.live_mark, AdminState.load],
 )
 def admin_home() -> rx.Component:
     return shell(
         "admin",
+        live_refresh(AdminOverviewState.live_update, LiveTenant),
         page_header("Practice overview", SessionState.practice_name, clinic_selector()),
         rx.grid(
             stat_card("Providers", AdminState.total_providers, "stethoscope"),

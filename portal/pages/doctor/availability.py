@@ -286,6 +286,90 @@ def _time_off_form() -> rx.Component:
     )
 
 
+def _session_line(session: rx.Var) -> rx.Component:
+    return rx.hstack(
+        rx.badge(session["status"], color_scheme=rx.cond(session["status"] == "Held", "gray", "teal")),
+        rx.text(session["when"], size="2", weight="medium"),
+        rx.text(session["patient"], size="2"),
+        rx.text(session["clinic"], " · ", session["modality"], size="1", color_scheme="gray"),
+        spacing="2",
+        align="center",
+        wrap="wrap",
+        role="listitem",
+    )
+
+
+def _kept_under(row: rx.Var) -> rx.Component:
+    """Sessions the doctor chose to keep in this time off: still booked, so none is forgotten."""
+    return rx.foreach(
+        AvailabilityState.kept_sessions,
+        lambda k: rx.cond(
+            k["time_off_id"] == row["id"],
+            rx.hstack(
+                rx.icon("triangle-alert", size=14, color=rx.color("amber", 10)),
+                rx.text("Still booked during this time off: ", k["when"], " · ", k["patient"], size="2"),
+                spacing="2",
+                align="center",
+                class_name="kept-session",
+            ),
+        ),
+    )
+
+
+def _conflict_dialog() -> rx.Component:
+    S = AvailabilityState
+    n = S.conflicts.length()
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("This time off covers ", n, rx.cond(n == 1, " booked session", " booked sessions")),
+            rx.alert_dialog.description(
+                "Cancel them and the patients are told at once (and the time is not offered to anyone else), "
+                "or keep them: they stay booked and are listed under the time off.",
+                size="2",
+            ),
+            rx.vstack(
+                rx.foreach(S.conflicts, _session_line),
+                spacing="2",
+                margin_top="12px",
+                padding="10px 12px",
+                border_radius="8px",
+                background=rx.color("gray", 2),
+                width="100%",
+                role="list",
+                aria_label="Sessions in the time off",
+            ),
+            rx.cond(
+                S.conflict_error != "",
+                rx.callout(
+                    S.conflict_error, icon="triangle-alert", color_scheme="red", margin_top="12px", role="alert"
+                ),
+            ),
+            rx.hstack(
+                rx.button("Back", variant="soft", color_scheme="gray", on_click=S.close_conflicts),
+                rx.spacer(),
+                rx.button(
+                    "Keep them",
+                    variant="soft",
+                    on_click=S.resolve_time_off("keep"),
+                    disabled=S.conflict_busy,
+                ),
+                rx.button(
+                    "Cancel them and notify the patients",
+                    color_scheme="red",
+                    on_click=S.resolve_time_off("cancel"),
+                    disabled=S.conflict_busy,
+                ),
+                spacing="3",
+                margin_top="16px",
+                wrap="wrap",
+                width="100%",
+            ),
+            max_width="560px",
+        ),
+        open=S.conflict_open,
+    )
+
+
 def _time_off_row(row: rx.Var) -> rx.Component:
     return rx.hstack(
         rx.icon("calendar-off", size=18, color=rx.color("gray", 10)),
@@ -298,6 +382,7 @@ def _time_off_row(row: rx.Var) -> rx.Component:
                 wrap="wrap",
             ),
             rx.cond(row["reason"] != "", rx.text(row["reason"], size="2", color_scheme="gray")),
+            _kept_under(row),
             spacing="1",
         ),
         rx.spacer(),
@@ -341,6 +426,7 @@ def _time_off() -> rx.Component:
             rx.card(empty_state("plane", "No time off planned."), width="100%"),
         ),
         _time_off_form(),
+        _conflict_dialog(),
         spacing="3",
         width="100%",
     )

@@ -6,6 +6,7 @@ import reflex as rx
 
 from portal.components.shell import APP_NAME, empty_state, page_header, shell, stat_card
 from portal.state.doctor import DoctorHomeState
+from portal.state.live import LiveProvider, live_refresh
 from portal.state.session import SessionState
 
 
@@ -44,11 +45,12 @@ def _table(headers: tuple[str, ...], rows: rx.Var, render) -> rx.Component:
 @rx.page(
     route="/doctor",
     title=f"Today · {APP_NAME}",
-    on_load=[SessionState.guard("doctor"), DoctorHomeState.load],
+    on_load=[SessionState.guard("doctor"), LiveProvider.link, DoctorHomeState.load],
 )
 def doctor_home() -> rx.Component:
     return shell(
         "doctor",
+        live_refresh(DoctorHomeState.live_update, LiveProvider),
         page_header(SessionState.user_name, DoctorHomeState.today_label),
         rx.grid(
             stat_card("Sessions today", DoctorHomeState.today.length(), "calendar-check"),

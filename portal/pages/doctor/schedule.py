@@ -6,6 +6,7 @@ import reflex as rx
 
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
+from portal.state.live import LiveProvider, live_refresh
 from portal.state.schedule import DayColumn, ScheduleState
 from portal.state.session import SessionState
 
@@ -338,11 +339,12 @@ def _cancel_dialog() -> rx.Component:
 @rx.page(
     route="/doctor/schedule",
     title=f"Schedule · {APP_NAME}",
-    on_load=[SessionState.guard("doctor"), ScheduleState.load],
+    on_load=[SessionState.guard("doctor"), LiveProvider.link, ScheduleState.load],
 )
 def doctor_schedule() -> rx.Component:
     return shell(
         "doctor",
+        live_refresh(ScheduleState.live_update, LiveProvider),
         page_header("Schedule", "Your appointments by day or by week"),
         _toolbar(),
         _date_heading(),

@@ -7,7 +7,7 @@ import reflex as rx
 from portal.components.countdown import countdown
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
-from portal.state.live import LiveTenant, live_refresh
+from portal.state.live import LiveProvider, live_refresh
 from portal.state.session import SessionState
 from portal.state.waitlist_console import EntryRow, WaitlistConsoleState
 
@@ -126,6 +126,16 @@ def _entry_card(row: EntryRow) -> rx.Component:
                     spacing="1",
                     color=rx.color("gray", 11),
                 ),
+                rx.cond(
+                    row.estimated != "",
+                    rx.hstack(
+                        rx.icon("calendar-clock", size=14),
+                        rx.text("Estimated wait: ", row.estimated, size="2", class_name="estimated-wait"),
+                        align="center",
+                        spacing="1",
+                        color=rx.color("gray", 11),
+                    ),
+                ),
                 rx.cond(row.reason != "", rx.text("“", row.reason, "”", size="2", font_style="italic")),
                 rx.cond(
                     row.reasons.length() > 0,
@@ -191,7 +201,7 @@ def _filters() -> rx.Component:
             align="center",
             spacing="2",
             title="Updates by itself when patients or colleagues act",
-            data_last_event=LiveTenant.last_event,
+            data_last_event=LiveProvider.last_event,
         ),
         align="end",
         spacing="4",
@@ -306,12 +316,12 @@ def _remove_dialog() -> rx.Component:
 @rx.page(
     route="/doctor/waitlist",
     title=f"Waitlist · {APP_NAME}",
-    on_load=[SessionState.guard("doctor"), LiveTenant.link, WaitlistConsoleState.load],
+    on_load=[SessionState.guard("doctor"), LiveProvider.link, WaitlistConsoleState.load],
 )
 def doctor_waitlist() -> rx.Component:
     return shell(
         "doctor",
-        live_refresh(S.live_update),
+        live_refresh(S.live_update, LiveProvider),
         page_header("Waitlist", "Who is waiting for you, best match first, and why"),
         _filters(),
         rx.cond(

@@ -6,6 +6,7 @@ import reflex as rx
 
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
+from portal.state.live import LivePatient, live_refresh
 from portal.state.my_appointments import MyAppointmentsState as S
 from portal.state.session import SessionState
 
@@ -177,11 +178,12 @@ def _cancel_dialog() -> rx.Component:
 @rx.page(
     route="/patient/appointments",
     title=f"My appointments · {APP_NAME}",
-    on_load=[SessionState.guard("patient"), S.load],
+    on_load=[SessionState.guard("patient"), LivePatient.link, S.load],
 )
 def my_appointments() -> rx.Component:
     return shell(
         "patient",
+        live_refresh(S.live_update, LivePatient),
         page_header(
             "My appointments",
             "Times are shown in each clinic's time zone",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
+from portal.state.live import LivePatient, live_refresh
 from portal.state.patient import PatientHomeState
 from portal.state.session import SessionState
 
@@ -83,11 +84,12 @@ def _entry_row(row: rx.Var) -> rx.Component:
 @rx.page(
     route="/patient",
     title=f"My care · {APP_NAME}",
-    on_load=[SessionState.guard("patient"), PatientHomeState.load],
+    on_load=[SessionState.guard("patient"), LivePatient.link, PatientHomeState.live_mark, PatientHomeState.load],
 )
 def patient_home() -> rx.Component:
     return shell(
         "patient",
+        live_refresh(PatientHomeState.live_update, LivePatient),
         page_header(
             f"Hello, {SessionState.user_name}",
             "Your appointments and waitlist at " + SessionState.practice_name,

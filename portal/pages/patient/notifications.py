@@ -7,7 +7,7 @@ import reflex as rx
 from portal.components.fields import field_label
 from portal.components.message_dialog import message_dialog
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
-from portal.state.live import LiveTenant, live_refresh
+from portal.state.live import LivePatient, live_refresh
 from portal.state.notifications import PatientNotificationsState as S
 from portal.state.session import SessionState
 
@@ -218,12 +218,12 @@ def _history() -> rx.Component:
 @rx.page(
     route="/patient/notifications",
     title=f"Messages · {APP_NAME}",
-    on_load=[SessionState.guard("patient"), LiveTenant.link, S.load],
+    on_load=[SessionState.guard("patient"), LivePatient.link, S.load],
 )
 def patient_notifications() -> rx.Component:
     return shell(
         "patient",
-        live_refresh(S.live_update),
+        live_refresh(S.live_update, LivePatient),
         page_header("Messages", "How we reach you, and what we sent"),
         rx.cond(S.loaded, rx.vstack(_preferences(), _history(), spacing="6", width="100%"), loading()),
         message_dialog(S),

@@ -6,8 +6,9 @@ import reflex as rx
 
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
+from portal.state.booking import ClinicTab, SeriesRow, WeekDay, WeekSlot
 from portal.state.booking import ProviderWeekState as S
-from portal.state.booking import SeriesRow, WeekDay, WeekSlot
+from portal.state.live import LiveProvider, live_refresh
 from portal.state.ratelimit import rate_limit_callout
 from portal.state.session import SessionState
 
@@ -54,6 +55,25 @@ def _slot(slot: WeekSlot) -> rx.Component:
         (
             "current",
             rx.center(_slot_face(slot, True), **_own_style(), aria_label=slot.aria, role="note", **common),
+        ),
+        (
+            # Someone is booking it or it is held for an offer: not taken, and free again if they let it go.
+            "held",
+            rx.button(
+                _slot_face(slot, True),
+                disabled=True,
+                variant="soft",
+                height="auto",
+                padding_y="6px",
+                aria_label=slot.aria,
+                title="Held for someone right now; it becomes free again if they do not book it",
+                # Amber even though disabled (Radix greys disabled buttons): held is not taken.
+                background=rx.color("amber", 3),
+                color=rx.color("amber", 11),
+                border=f"1px dashed {rx.color('amber', 8)}",
+                cursor="not-allowed",
+                **common,
+            ),
         ),
         rx.button(
             _slot_face(slot, True),
@@ -123,6 +143,7 @@ def _legend() -> rx.Component:
 
     return rx.flex(
         item("teal", "Free"),
+        item("amber", "Held (may free up)"),
         item("gray", "Unavailable"),
         item("blue", "Yours"),
         rx.hstack(rx.icon("video", size=12), rx.text("Telehealth", size="1", color_scheme="gray"), spacing="1"),
@@ -182,11 +203,25 @@ def _week() -> rx.Component:
                 rx.callout(S.alert, icon="triangle-alert", color_scheme="red", role="alert", width="100%"),
             ),
             rate_limit_callout(S.rate_limited),
+            _other_clinic_note(),
             rx.grid(
                 rx.foreach(S.days, _day),
                 columns=rx.breakpoints(initial="1", xs="2", sm="4", md="7"),
                 spacing="2",
                 width="100%",
+            ),
+            rx.cond(
+                (S.free_count == 0) & S.is_reschedule,
+                rx.callout(
+                    rx.cond(
+                        S.clinic_tabs.length() > 1,
+                        "No free times at this clinic this week. Try another week, or another clinic above.",
+                        "No free times this week. Try another week.",
+                    ),
+                    icon="calendar-x",
+                    color_scheme="amber",
+                    width="100%",
+                ),
             ),
             rx.cond(
                 (S.free_count == 0) & ~S.is_reschedule & S.provider_has_free,
@@ -297,13 +332,50 @@ def _repeat_section() -> rx.Component:
     )
 
 
+def _change_section() -> rx.Component:
+    """What the move changes besides the time, and the patient's explicit yes to it."""
+    return rx.cond(
+        S.has_change,
+        rx.callout.root(
+            rx.callout.icon(rx.icon("triangle-alert")),
+            rx.vstack(
+                rx.text("This move changes your visit", weight="bold", size="2"),
+                rx.el.ul(
+                    rx.foreach(S.change_rows, lambda row: rx.el.li(rx.text(row, size="2"))),
+                    aria_label="Changes",
+                    style={"margin": "0", "padding_left": "1.2em"},
+                ),
+                rx.el.label(
+                    rx.hstack(
+                        rx.checkbox(checked=S.change_ack, on_change=S.set_change_ack, id="confirm-change"),
+                        rx.text("Yes, move my appointment to ", S.sel_clinic, " (", S.sel_modality, ")", size="2"),
+                        align="center",
+                        spacing="2",
+                    ),
+                    html_for="confirm-change",
+                ),
+                spacing="2",
+            ),
+            color_scheme="amber",
+            role="group",
+            aria_label="Change of clinic or visit type",
+            width="100%",
+        ),
+    )
+
+
 def _confirm_step() -> rx.Component:
     return rx.vstack(
         rx.dialog.title(rx.cond(S.is_reschedule, "Move appointment", "Confirm your appointment")),
         rx.dialog.description(
             rx.cond(
                 S.is_reschedule,
-                "Your appointment moves only when you confirm; until then it stays as it is.",
+                rx.cond(
+                    S.has_change,
+                    "This time is at another clinic or of another visit type. Your appointment moves only when you "
+                    "confirm the change below; until then it stays as it is.",
+                    "Your appointment moves only when you confirm; until then it stays as it is.",
+                ),
                 rx.cond(
                     S.hold_until != "",
                     rx.text("We're holding this time for you until ", rx.text.strong(S.hold_until), "."),
@@ -314,7 +386,10 @@ def _confirm_step() -> rx.Component:
         ),
         rx.vstack(
             _detail("user-round", S.provider_name),
-            rx.cond(S.is_reschedule, _detail("calendar-x", "From: " + S.reschedule_from)),
+            rx.cond(
+                S.is_reschedule,
+                _detail("calendar-x", "From: " + S.reschedule_from + " · " + S.reschedule_where),
+            ),
             _detail("calendar-clock", rx.cond(S.is_reschedule, "To: " + S.sel_when, S.sel_when)),
             _detail("globe", S.sel_zone),
             _detail("map-pin", S.sel_clinic),
@@ -326,6 +401,7 @@ def _confirm_step() -> rx.Component:
             width="100%",
         ),
         rx.cond(~S.is_reschedule, _repeat_section()),
+        _change_section(),
         rx.cond(
             S.dialog_error != "",
             rx.callout(S.dialog_error, icon="circle-alert", color_scheme="red", role="alert", width="100%"),
@@ -342,7 +418,11 @@ def _confirm_step() -> rx.Component:
                     loading=S.busy,
                 ),
                 rx.button(
-                    rx.cond(S.is_reschedule, "Move appointment", "Confirm booking"), on_click=S.confirm, loading=S.busy
+                    rx.cond(S.is_reschedule, S.move_label, "Confirm booking"),
+                    on_click=S.confirm,
+                    loading=S.busy,
+                    disabled=S.has_change & ~S.change_ack,
+                    color_scheme=rx.cond(S.has_change, "amber", "teal"),
                 ),
             ),
             justify="end",
@@ -396,6 +476,49 @@ def _dialog() -> rx.Component:
     )
 
 
+def _clinic_button(tab: ClinicTab) -> rx.Component:
+    chosen = S.clinic_choice == tab.id
+    return rx.button(
+        rx.icon(rx.cond(tab.current, "map-pin", "map-pin-plus"), size=14),
+        tab.label,
+        on_click=S.choose_clinic(tab.id),
+        variant=rx.cond(chosen, "solid", "outline"),
+        color_scheme=rx.cond(tab.current, "blue", "amber"),
+        aria_pressed=rx.cond(chosen, "true", "false"),
+        size="2",
+        height="auto",
+        min_height="36px",
+        white_space="normal",
+        text_align="left",
+    )
+
+
+def _clinic_chooser() -> rx.Component:
+    """The appointment's own clinic first; the provider's other clinics reachable, each labelled as a change."""
+    return rx.cond(
+        S.clinic_tabs.length() > 1,
+        rx.vstack(
+            rx.text("Clinic", size="2", weight="medium", id="clinic-choice-label"),
+            rx.flex(
+                rx.foreach(S.clinic_tabs, _clinic_button),
+                wrap="wrap",
+                spacing="2",
+                role="group",
+                aria_labelledby="clinic-choice-label",
+            ),
+            spacing="1",
+            width="100%",
+        ),
+    )
+
+
+def _other_clinic_note() -> rx.Component:
+    return rx.cond(
+        S.other_clinic_note != "",
+        rx.callout(S.other_clinic_note, icon="map-pin-plus", color_scheme="amber", role="status", width="100%"),
+    )
+
+
 def _reschedule_banner() -> rx.Component:
     return rx.fragment(
         rx.cond(
@@ -404,13 +527,16 @@ def _reschedule_banner() -> rx.Component:
                 rx.text(
                     "Choose a new time for your appointment of ",
                     rx.text.strong(S.reschedule_from),
-                    ". It is marked “Current” below.",
+                    " (",
+                    S.reschedule_where,
+                    "). It is marked “Current” below.",
                 ),
                 icon="calendar-sync",
                 color_scheme="blue",
                 width="100%",
             ),
         ),
+        rx.cond(S.is_reschedule, _clinic_chooser()),
         rx.cond(
             S.reschedule_error != "",
             rx.callout(S.reschedule_error, icon="circle-alert", color_scheme="amber", role="alert", width="100%"),
@@ -452,11 +578,12 @@ def _not_found() -> rx.Component:
 @rx.page(
     route="/patient/provider/[provider_id]",
     title=f"Book a time · {APP_NAME}",
-    on_load=[SessionState.guard("patient"), S.load],
+    on_load=[SessionState.guard("patient"), LiveProvider.link, S.live_mark, S.load],
 )
 def provider_week() -> rx.Component:
     return shell(
         "patient",
+        live_refresh(S.live_update, LiveProvider),
         rx.link(
             rx.hstack(rx.icon("arrow-left", size=14), rx.text("Find care", size="2"), align="center", spacing="1"),
             href="/patient/find",

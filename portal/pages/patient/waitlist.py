@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import reflex as rx
 
-from portal.components.countdown import countdown
+from portal.components.countdown import countdown, expiry_gate
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
-from portal.state.live import LiveTenant, live_refresh
+from portal.state.live import LivePatient, live_refresh
 from portal.state.session import SessionState
 from portal.state.waitlist_patient import MyWaitlistState as S
 
@@ -88,26 +88,32 @@ def _offer(card: rx.Var) -> rx.Component:
                 size="2",
                 color_scheme="gray",
             ),
-            rx.flex(
-                rx.button(
-                    rx.icon("check", size=16),
-                    "Accept",
-                    size="3",
-                    color_scheme="teal",
-                    on_click=S.accept(card.offer_id),
-                    loading=busy,
-                    disabled=S.busy != "",
+            # At 0:00 the browser disables Accept and Decline and says the offer expired, at once.
+            expiry_gate(
+                card.offer_until_iso,
+                rx.flex(
+                    rx.button(
+                        rx.icon("check", size=16),
+                        "Accept",
+                        size="3",
+                        color_scheme="teal",
+                        on_click=S.accept(card.offer_id),
+                        loading=busy,
+                        disabled=S.busy != "",
+                    ),
+                    rx.button(
+                        "Decline",
+                        size="3",
+                        variant="soft",
+                        color_scheme="gray",
+                        on_click=S.open_decline(card.offer_id),
+                        disabled=S.busy != "",
+                    ),
+                    spacing="3",
+                    wrap="wrap",
                 ),
-                rx.button(
-                    "Decline",
-                    size="3",
-                    variant="soft",
-                    color_scheme="gray",
-                    on_click=S.open_decline(card.offer_id),
-                    disabled=S.busy != "",
-                ),
-                spacing="3",
-                wrap="wrap",
+                expired_note=card.offer_expired_note,
+                class_name="offer-actions",
             ),
             spacing="3",
             width="100%",
@@ -177,6 +183,17 @@ def _entry(card: rx.Var) -> rx.Component:
                 gap="8px",
             ),
             rx.cond(card.offer_id != "", _offer(card)),
+            rx.cond(
+                card.notice != "",
+                rx.callout(
+                    card.notice,
+                    icon="timer-off",
+                    color_scheme="amber",
+                    role="status",
+                    width="100%",
+                    class_name="offer-expired-notice",
+                ),
+            ),
             rx.flex(
                 _fact("Your place", card.band, "list-ordered"),
                 _fact("Estimated wait", card.wait, "hourglass"),
@@ -347,12 +364,12 @@ def _decline_dialog() -> rx.Component:
 @rx.page(
     route="/patient/waitlist",
     title=f"My waitlist · {APP_NAME}",
-    on_load=[SessionState.guard("patient"), LiveTenant.link, S.load],
+    on_load=[SessionState.guard("patient"), LivePatient.link, S.load],
 )
 def my_waitlist() -> rx.Component:
     return shell(
         "patient",
-        live_refresh(S.live_update),
+        live_refresh(S.live_update, LivePatient),
         page_header(
             "My waitlist",
             "We offer you a time as soon as one fits. Times are in each clinic's time zone.",

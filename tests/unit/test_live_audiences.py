@@ -1,0 +1,236 @@
+"""Live updates are targeted and kept off the event loop (issue 10, item 9).
+
+* The relay bumps only the audiences an event concerns: the practice's staff, the provider and the patient it
+  names (and for a waitlist event at a clinic, the providers working there), never another provider's pages.
+* A page's live re-read (session lookup and queries) runs in a worker thread, never on the event loop, and as a
+  read (SQLite: without the write lock, so it never queues behind a writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from types import MethodType, SimpleNamespace
+from typing import Any
+
+import pytest
+
+from backend import db
+from backend.events import DomainEvent
+from portal import live_bridge
+from portal.live_bridge import RESYNC, audience_tokens
+from portal.state.live import (
+    EPOCH_TOKEN,
+    LiveProvider,
+    LiveRefreshMixin,
+    patient_token,
+    provider_token,
+    tenant_token,
+)
+
+TENANT = str(uuid.uuid4())
+PROVIDER_A, PROVIDER_B, PROVIDER_C = (str(uuid.uuid4()) for _ in range(3))
+PATIENT = str(uuid.uuid4())
+CLINIC = str(uuid.uuid4())
+
+
+class Clinics:
+    """Stands in for the relay's clinic lookup: provider C works at CLINIC."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    async def __call__(self, tenant_id: str, clinic_id: str) -> Iterable[str]:
+        self.asked.append((tenant_id, clinic_id))
+        return [PROVIDER_C] if clinic_id == CLINIC else []
+
+
+def _tokens(event: DomainEvent, clinics: Clinics | None = None) -> set[str]:
+    return asyncio.run(audience_tokens(event, clinics or Clinics()))
+
+
+def test_an_event_about_provider_a_reaches_a_its_patient_and_staff_not_provider_b() -> None:
+    event = DomainEvent(
+        TENANT, "appointment.cancelled", str(uuid.uuid4()), {"provider_id": PROVIDER_A, "patient_id": PATIENT}
+    )
+    tokens = _tokens(event)
+    assert tokens == {tenant_token(TENANT), provider_token(PROVIDER_A), patient_token(PATIENT)}
+    assert provider_token(PROVIDER_B) not in tokens
+
+
+def test_a_waitlist_event_at_a_clinic_reaches_the_providers_working_there() -> None:
+    clinics = Clinics()
+    event = DomainEvent(
+        TENANT, "waitlist.changed", None, {"clinic_id": CLINIC, "provider_id": None, "patient_id": PATIENT}
+    )
+    assert _tokens(event, clinics) == {tenant_token(TENANT), provider_token(PROVIDER_C), patient_token(PATIENT)}
+    assert clinics.asked == [(TENANT, CLINIC)]
+    # Other events name their provider themselves: no lookup.
+    booked = DomainEvent(TENANT, "appointment.booked", None, {"clinic_id": CLINIC, "provider_id": PROVIDER_A})
+    other = Clinics()
+    assert _tokens(booked, other) == {tenant_token(TENANT), provider_token(PROVIDER_A)}
+    assert other.asked == []
+
+
+def test_staff_only_events_and_malformed_ids() -> None:
+    assert _tokens(DomainEvent(TENANT, "clinic.changed", CLINIC)) == {tenant_token(TENANT)}
+    odd = DomainEvent(TENANT, "slot.freed", None, {"provider_id": "not-a-uuid", "patient_id": 7})
+    assert _tokens(odd) == {tenant_token(TENANT)}
+    assert _tokens(DomainEvent("nope", "slot.freed", None, {"provider_id": PROVIDER_A})) == set()
+    assert _tokens(RESYNC) == {EPOCH_TOKEN}
+
+
+class _Live(SimpleNamespace):
+    revision: int
+    last_event: str
+
+
+class FakeApp:
+    """Records each bump: which audience token, as which shared-state class."""
+
+    def __init__(self, expected: int) -> None:
+        self.bumped: list[tuple[str, str]] = []
+        self.expected = expected
+        self.done = asyncio.Event()
+        self.states: dict[str, _Live] = {}
+        self.event_namespace = None
+
+    @contextlib.asynccontextmanager
+    async def modify_state(self, token: Any) -> AsyncIterator[Any]:
+        live = self.states.setdefault(token.ident, _Live(revision=0, last_event="", _linked_from=set()))
+        self.bumped.append((token.ident, token.cls.__name__))
+
+        async def get_state(_cls: type) -> _Live:
+            return live
+
+        yield SimpleNamespace(get_state=get_state)
+        if len(self.bumped) >= self.expected:
+            self.done.set()
+
+
+def test_the_relay_bumps_each_concerned_token_once_per_burst() -> None:
+    async def go() -> FakeApp:
+        app = FakeApp(expected=4)
+        queue: asyncio.Queue[DomainEvent] = asyncio.Queue()
+        # One cancellation burst: the appointment, the freed slot, and the offer it set off (provider A).
+        for name in ("appointment.cancelled", "slot.freed", "waitlist.offer_created"):
+            queue.put_nowait(DomainEvent(TENANT, name, None, {"provider_id": PROVIDER_A, "patient_id": PATIENT}))
+        queue.put_nowait(RESYNC)
+        task = asyncio.create_task(live_bridge._relay(app, queue, None, Clinics()))
+        try:
+            await asyncio.wait_for(app.done.wait(), timeout=10)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return app
+
+    app = asyncio.run(go())
+    assert sorted(app.bumped) == sorted(
+        [
+            (tenant_token(TENANT), "LiveTenant"),
+            (provider_token(PROVIDER_A), "LiveProvider"),
+            (patient_token(PATIENT), "LivePatient"),
+            (EPOCH_TOKEN, "LiveEpoch"),
+        ]
+    )
+    assert app.states[provider_token(PROVIDER_A)].last_event == "waitlist.offer_created"
+    assert provider_token(PROVIDER_B) not in app.states
+
+
+class _Session:
+    def _bind_to_session(self) -> bool:
+        return False
+
+
+def _page(reload: Any, actor: Any = "the doctor") -> SimpleNamespace:
+    """Stands in for a page state using LiveRefreshMixin: the mixin's own methods, a recorded reload."""
+    page = SimpleNamespace(router=SimpleNamespace(url=SimpleNamespace(path="/doctor")))
+
+    async def get_state(_cls: type) -> Any:
+        return _Session()
+
+    async def changed() -> bool:
+        return True
+
+    page.get_state = get_state
+    page._live_changed = changed
+    page._live_actor = lambda: actor
+    page._live_reload = reload
+    page._live_read = MethodType(LiveRefreshMixin._live_read, page)
+    return page
+
+
+def test_a_live_reload_runs_off_the_event_loop_and_only_reads() -> None:
+    seen: dict[str, Any] = {}
+
+    def reload(actor: Any) -> None:
+        seen["thread"] = threading.get_ident()
+        seen["reads_only"] = db._READS_ONLY.get()
+        seen["actor"] = actor
+
+    async def go() -> int:
+        page = _page(reload)
+        handler = LiveRefreshMixin.live_update  # on a page state: an EventHandler around this function
+        await getattr(handler, "fn", handler)(page)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(go())
+    assert seen["actor"] == "the doctor"
+    assert seen["thread"] != loop_thread
+    assert seen["reads_only"] is True
+    assert db._READS_ONLY.get() is False
+
+
+def test_pages_name_their_audiences() -> None:
+    from portal.state.doctor import DoctorHomeState
+    from portal.state.my_appointments import MyAppointmentsState
+    from portal.state.schedule import ScheduleState
+
+    for state in (DoctorHomeState, ScheduleState):
+        assert state._live_audiences(None) == (LiveProvider,)  # type: ignore[arg-type]
+    assert MyAppointmentsState._live_audiences(None)[0].__name__ == "LivePatient"  # type: ignore[arg-type]
+
+
+def test_sqlite_reads_do_not_wait_for_the_writer(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'live.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    writer = engine.connect()
+    writer.begin()  # BEGIN IMMEDIATE: holds the write lock until it ends
+    writer.exec_driver_sql("INSERT INTO t VALUES (2)")
+    result: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            with db.reads_only(), engine.connect() as conn, conn.begin():
+                result["rows"] = conn.exec_driver_sql("SELECT count(*) FROM t").scalar()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            result["error"] = exc
+
+    reader = threading.Thread(target=read, daemon=True)
+    try:
+        reader.start()
+        reader.join(timeout=10)  # without the fix it waits out the 30 s busy timeout behind the writer
+        assert not reader.is_alive(), "the read waited for the write lock"
+        assert result == {"rows": 1}  # the committed snapshot, beside the open write
+    finally:
+        writer.rollback()
+        writer.close()
+        reader.join(timeout=40)
+        engine.dispose()
+    # Everything else still takes the write lock at the start (BEGIN IMMEDIATE), as before.
+    raw = sqlite3.connect(tmp_path / "live.db", timeout=0, isolation_level=None)
+    try:
+        with engine.connect() as conn, conn.begin():
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                raw.execute("BEGIN IMMEDIATE")
+    finally:
+        raw.close()
+        engine.dispose()
