@@ -6,7 +6,8 @@ on their consoles). Nobody else's pages re-read.
 Sources: with REDIS_URL, the pattern subscription `clinic:events:*` (every worker, every process that
 commits - API, pages, Celery - publishes there); without it, the in-process listeners of backend.events
 (embedded mode: one process does everything). When the Redis subscription comes back after a drop, events
-published meanwhile were missed: the relay bumps the epoch every page listens to, and each re-reads.
+published meanwhile were missed: the relay bumps every token a client linked (`known_tokens()`), and each
+page re-reads.
 
 Several workers: when Reflex keeps its state in Redis (REFLEX_REDIS_URL), one shared state serves every
 worker, so only the worker holding a short Redis lease bumps (the others stand by and take over within
@@ -39,12 +40,11 @@ from backend.identity.models import ProviderClinic
 from backend.settings import get_settings
 from backend.tenancy.context import Actor
 from portal.state.live import (
-    EPOCH_TOKEN,
     MAX_LINKED_CLIENTS,
-    LiveEpoch,
     LivePatient,
     LiveProvider,
     LiveTenant,
+    known_tokens,
     patient_token,
     provider_token,
     tenant_token,
@@ -61,7 +61,7 @@ class _SharedTokenHasNoSocket(logging.Filter):
         return not any(f"to disconnected client '{prefix}" in message for prefix in _SHARED_PREFIXES)
 
 
-_SHARED_PREFIXES = ("tenant-", "provider-", "patient-", EPOCH_TOKEN)
+_SHARED_PREFIXES = ("tenant-", "provider-", "patient-")
 EVENT_PATTERN = "clinic:events:*"
 COALESCE_SECONDS = 0.05
 CLINIC_CACHE_SECONDS = 30.0
@@ -76,8 +76,6 @@ ClinicProviders = Callable[[str, str], Awaitable[Iterable[str]]]
 
 
 def _audience_class(token: str) -> type[rx.State]:
-    if token == EPOCH_TOKEN:
-        return LiveEpoch
     if token.startswith("provider-"):
         return LiveProvider
     if token.startswith("patient-"):
@@ -97,7 +95,7 @@ async def audience_tokens(event: DomainEvent, clinic_providers: ClinicProviders)
     """The live tokens an event concerns: its practice's staff, and the provider and patient it names; a waitlist
     event at a clinic also concerns the providers working there ("any provider" entries are on their consoles)."""
     if event == RESYNC:
-        return {EPOCH_TOKEN}
+        return await asyncio.to_thread(known_tokens)
     tenant_id = _id(event.tenant_id)
     if tenant_id is None:
         return set()

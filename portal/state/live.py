@@ -10,8 +10,6 @@ How it works
   - `LiveProvider` `provider-<provider id>`: one provider's appointments, slots, availability and waitlist -
     the doctor's own pages, and patients looking at that provider's booking grid.
   - `LivePatient`  `patient-<patient id>`: one patient's appointments, waitlist entries, offers and messages.
-  - `LiveEpoch`    `live-epoch`: bumped only when the relay's Redis subscription comes back after a drop, so
-    every page re-reads what it may have missed.
 
 * A page links, in its on_load after the guard, only the audiences it shows (`LiveProvider.link`, ...). Every
   `link` resolves the session again on the server (and checks a provider id taken from the URL against the
@@ -20,13 +18,17 @@ How it works
   tokens it concerns (`audience_tokens`: the ids the event carries) and bumps only those, coalesced per token.
   Reflex then pushes the new revision to every client linked to it, on whichever worker its socket lives.
 * Each page re-queries its own role-scoped data when a revision it listens to changes: `live_refresh(handler,
-  *audiences)` renders a hidden marker whose React effect calls `handler` whenever the combined revision
-  changes (never on first mount: on_load has just loaded). The mixin's `live_update` first checks
-  `_live_changed()` (False when this client's data already reflects those revisions), then resolves the session
+  *audiences)` renders a hidden marker whose React effect calls `handler(revision)` whenever the combined
+  revision changes (never on first mount: on_load has just loaded). The mixin's `live_update` first checks
+  `_live_changed(revision)` (False when this client's data already reflects it), then resolves the session
   and runs `_live_reload` in a worker thread, never on the event loop, with SQLite reads deferred
   (`backend.db.reads_only`): one slow query stalls no other socket.
+* No client event but `link` loads a shared state: in Reflex 0.10 a client event that loads a linked shared
+  state sends it to every other client linked to the same token, so a page's own handlers compare the revision
+  the browser reports with the one `link` noted on the session (`SessionState._live_linked`).
 * A socket that dropped and came back runs the page's on_load again (Reflex's hydrate_and_load), which
-  re-reads; messages the relay missed while Redis was away are made good by the epoch bump.
+  re-reads; when the relay's Redis subscription comes back after a drop, it bumps every token any client linked
+  (`known_tokens()`), so every page re-reads what it may have missed.
 
 Using it on a page
 ------------------
@@ -59,21 +61,24 @@ service layer and the viewer's own scope, what it may show.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 
 import reflex as rx
-from reflex_base.event import no_args_event_spec
+from reflex_base.event import passthrough_event_spec
 
 from backend.db import UnitOfWork, reads_only
 from backend.identity import service as identity
 from backend.identity.models import Provider
+from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
 from portal.state.session import SESSION_ENDED, SessionState, session_token
 
+logger = logging.getLogger(__name__)
+
 # Only tokens of tabs that are gone accumulate in an audience's linked set; past this size they are pruned.
 MAX_LINKED_CLIENTS = 2000
-EPOCH_TOKEN = "live-epoch"  # noqa: S105 - a shared-state token, not a secret
 
 
 def tenant_token(tenant_id: uuid.UUID | str) -> str:
@@ -117,36 +122,66 @@ def _provider_in_practice(actor: Actor, provider_id: uuid.UUID) -> bool:
         return provider is not None and provider.tenant_id == actor.tenant_id
 
 
-async def _attach(state: Any, token: str, rebound: bool) -> None:
+# Every audience token a client of this process linked to: after a relay gap, these are bumped (see
+# portal.live_bridge). Tokens name a practice, a provider or a patient, so the set stays small.
+_known_tokens: set[str] = set()
+
+
+def known_tokens() -> set[str]:
+    """The audience tokens linked in this process (and, with Redis, by every worker)."""
+    tokens = set(_known_tokens)
+    if get_settings().redis_url:
+        try:
+            from backend.redis_client import get_redis
+
+            tokens.update(t.decode() if isinstance(t, bytes) else str(t) for t in get_redis().smembers(_tokens_key()))
+        except Exception:
+            logger.warning("live: cannot read the linked tokens from Redis", exc_info=True)
+    return tokens
+
+
+def _tokens_key() -> str:
+    return f"{get_settings().redis_key_prefix}:live:tokens"
+
+
+def _remember(token: str) -> None:
+    if token in _known_tokens:
+        return
+    _known_tokens.add(token)
+    if get_settings().redis_url:
+        try:
+            from backend.redis_client import get_redis
+
+            get_redis().sadd(_tokens_key(), token)
+        except Exception:
+            logger.warning("live: cannot record a linked token in Redis", exc_info=True)
+
+
+async def _attach(state: Any, token: str, rebound: bool) -> Any:
     if rebound and state._linked_to == token:
         # The reset dropped this client's link to the very token `_link_to` would find it still linked to.
         links = dict(state._reflex_internal_links or {})
         links[state.get_full_name()] = token
         state._reflex_internal_links = links
-    await state._link_to(token)
+    return await state._link_to(token)
 
 
 async def _link(state: Any, token: str | None) -> None:
-    """Link `state` (a live audience) to `token`, and the client to the epoch, after binding the client to its
-    session (state filled under another session is reset, and its old links dropped, first); None links nothing."""
+    """Link `state` (a live audience) to `token` after binding the client to its session (state filled under
+    another session is reset, and its old links dropped, first); None links nothing.
+
+    The revision the link delivers is noted on the session (`_live_linked`), so a page's load records what its
+    data covers without reading the shared state again: in Reflex 0.10 a client event that loads a linked
+    shared state sends it to every other client linked to it (tabs x tabs frames), so only `link` ever does."""
     session = await state.get_state(SessionState)
     rebound = session._bind_to_session()
-    epoch = await state.get_state(LiveEpoch)
-    if epoch is not state:
-        await _attach(epoch, EPOCH_TOKEN, rebound)
-    if token is not None:
-        await _attach(state, token, rebound)
-
-
-class LiveEpoch(rx.SharedState):
-    """Bumped when the relay may have missed events (its Redis subscription came back): every page re-reads."""
-
-    revision: int = 0
-    last_event: str = ""
-
-    @rx.event
-    async def link(self):
-        await _link(self, EPOCH_TOKEN)
+    if token is None:
+        session._live_linked = {**session._live_linked, state.get_full_name(): -1}
+        return
+    linked = await _attach(state, token, rebound)
+    session._live_linked = {**session._live_linked, state.get_full_name(): int(linked.revision)}
+    if token not in _known_tokens:
+        await asyncio.to_thread(_remember, token)
 
 
 class LiveTenant(rx.SharedState):
@@ -212,20 +247,18 @@ class LiveRefreshMixin(rx.State, mixin=True):
         return (LiveTenant,)
 
     async def _live_revision(self) -> str:
-        parts = []
-        for audience in (*self._live_audiences(), LiveEpoch):
-            live = await self.get_state(audience)
-            parts.append(str(int(live.revision)))  # type: ignore[attr-defined]
-        return ":".join(parts)
+        """The revisions this client's links delivered (noted by `link`), in the marker's form ("3:1")."""
+        session = await self.get_state(SessionState)
+        linked = session._live_linked
+        return ":".join(str(linked.get(audience.get_full_name(), -1)) for audience in self._live_audiences())
 
     async def _mark_live_seen(self) -> None:
-        """Record that the data about to be loaded covers the current revisions."""
+        """Record that the data about to be loaded covers the revisions just linked."""
         self._live_seen = await self._live_revision()
 
-    async def _live_changed(self) -> bool:
-        """True (and recorded) when an audience moved on since this client last loaded its data."""
-        revision = await self._live_revision()
-        if revision == self._live_seen:
+    def _live_changed(self, revision: str) -> bool:
+        """True (and recorded) when the revision the browser reports differs from what this client last read."""
+        if revision and revision == self._live_seen:
             return False
         self._live_seen = revision
         return True
@@ -248,8 +281,7 @@ class LiveRefreshMixin(rx.State, mixin=True):
         return True
 
     async def _reload_now(self):
-        """Re-read the page's data now (a filter changed, an action finished), as of the current revisions."""
-        await self._mark_live_seen()
+        """Re-read the page's data now (a filter changed, an action finished)."""
         if not await asyncio.to_thread(self._live_read):
             return rx.toast.error(SESSION_ENDED)
         return None
@@ -260,13 +292,14 @@ class LiveRefreshMixin(rx.State, mixin=True):
         await self._mark_live_seen()
 
     @rx.event
-    async def live_update(self):
-        """Something this page shows changed: re-read its data off the event loop, unless it already shows it."""
+    async def live_update(self, revision: str = ""):
+        """Something this page shows changed (the browser saw `revision`): re-read its data off the event loop,
+        unless it already shows it. The shared states are not read here (see `_link`)."""
         session = await self.get_state(SessionState)
         if session._bind_to_session():
             # This client's state was another session's: it is reset; let the page's guard and on_load run again.
             return rx.redirect(self.router.url.path or "/")
-        if not await self._live_changed():
+        if not self._live_changed(str(revision)[:200]):
             return None
         # The state stays locked for this client meanwhile (its own events wait); every other socket runs on.
         await asyncio.to_thread(self._live_read)
@@ -280,7 +313,7 @@ function WaitwellLiveRefresh({ revision, onChange, ...rest }) {
   useEffect(() => {
     if (seen.current === revision) return;
     seen.current = revision;
-    if (onChange) onChange();
+    if (onChange) onChange(String(revision));
   }, [revision]);
   return jsx("span", { hidden: true, "data-live-revision": String(revision), ...rest });
 }
@@ -294,7 +327,7 @@ class LiveRefresh(rx.Component):
     tag: str | None = "WaitwellLiveRefresh"
 
     revision: rx.Var[str]
-    on_change: rx.EventHandler[no_args_event_spec]
+    on_change: rx.EventHandler[passthrough_event_spec(str)]
 
     def add_imports(self) -> dict[str, Any]:
         return {
@@ -307,9 +340,9 @@ class LiveRefresh(rx.Component):
 
 
 def live_revision(*audiences: type[rx.State]) -> rx.Var:
-    """The combined revision of `audiences` and the epoch, as a string var ("3:0:1")."""
+    """The combined revision of `audiences`, as a string var ("3:1")."""
     parts: list[Any] = []
-    for audience in (*(audiences or (LiveTenant,)), LiveEpoch):
+    for audience in audiences or (LiveTenant,):
         if parts:
             parts.append(":")
         parts.append(audience.revision.to_string())  # type: ignore[attr-defined]

@@ -41,6 +41,8 @@ class SessionState(rx.State):
     admitted_role: str = ""
     # Server-only: whose session filled this client's state (see portal.state.client.owner_key).
     _client_owner: str = ""
+    # Server-only: the revision each live audience had when this client linked it (portal.state.live._link).
+    _live_linked: dict[str, int] = {}
 
     def _bind_to_session(self) -> bool:
         """Reset all of this client's state if it was filled under another session (or none); True if it was.

@@ -24,8 +24,8 @@ from backend import db
 from backend.events import DomainEvent
 from portal import live_bridge
 from portal.live_bridge import RESYNC, audience_tokens
+from portal.state import live
 from portal.state.live import (
-    EPOCH_TOKEN,
     LiveProvider,
     LiveRefreshMixin,
     patient_token,
@@ -82,7 +82,14 @@ def test_staff_only_events_and_malformed_ids() -> None:
     odd = DomainEvent(TENANT, "slot.freed", None, {"provider_id": "not-a-uuid", "patient_id": 7})
     assert _tokens(odd) == {tenant_token(TENANT)}
     assert _tokens(DomainEvent("nope", "slot.freed", None, {"provider_id": PROVIDER_A})) == set()
-    assert _tokens(RESYNC) == {EPOCH_TOKEN}
+
+
+
+def test_a_resync_bumps_every_token_a_client_linked(monkeypatch: pytest.MonkeyPatch) -> None:
+    linked = {tenant_token(TENANT), provider_token(PROVIDER_A), patient_token(PATIENT)}
+    monkeypatch.setattr(live, "_known_tokens", set(linked))
+    monkeypatch.setattr(live, "get_settings", lambda: SimpleNamespace(redis_url=None, redis_key_prefix="t"))
+    assert _tokens(RESYNC) == linked
 
 
 class _Live(SimpleNamespace):
@@ -113,7 +120,11 @@ class FakeApp:
             self.done.set()
 
 
-def test_the_relay_bumps_each_concerned_token_once_per_burst() -> None:
+def test_the_relay_bumps_each_concerned_token_once_per_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A client of provider B linked once: the resync at the end of the burst reaches it too.
+    monkeypatch.setattr(live, "_known_tokens", {provider_token(PROVIDER_B)})
+    monkeypatch.setattr(live, "get_settings", lambda: SimpleNamespace(redis_url=None, redis_key_prefix="t"))
+
     async def go() -> FakeApp:
         app = FakeApp(expected=4)
         queue: asyncio.Queue[DomainEvent] = asyncio.Queue()
@@ -136,11 +147,11 @@ def test_the_relay_bumps_each_concerned_token_once_per_burst() -> None:
             (tenant_token(TENANT), "LiveTenant"),
             (provider_token(PROVIDER_A), "LiveProvider"),
             (patient_token(PATIENT), "LivePatient"),
-            (EPOCH_TOKEN, "LiveEpoch"),
+            (provider_token(PROVIDER_B), "LiveProvider"),
         ]
     )
     assert app.states[provider_token(PROVIDER_A)].last_event == "waitlist.offer_created"
-    assert provider_token(PROVIDER_B) not in app.states
+    assert provider_token(PROVIDER_C) not in app.states
 
 
 class _Session:
@@ -149,17 +160,16 @@ class _Session:
 
 
 def _page(reload: Any, actor: Any = "the doctor") -> SimpleNamespace:
-    """Stands in for a page state using LiveRefreshMixin: the mixin's own methods, a recorded reload."""
-    page = SimpleNamespace(router=SimpleNamespace(url=SimpleNamespace(path="/doctor")))
+    """Stands in for a page state using LiveRefreshMixin: the mixin's own methods, a recorded reload. Asking it
+    for any state but the session fails: a page's handler must never load a shared (live) state."""
+    page = SimpleNamespace(router=SimpleNamespace(url=SimpleNamespace(path="/doctor")), _live_seen="4")
 
-    async def get_state(_cls: type) -> Any:
+    async def get_state(cls: type) -> Any:
+        assert cls.__name__ == "SessionState", f"a page handler loaded {cls.__name__}"
         return _Session()
 
-    async def changed() -> bool:
-        return True
-
     page.get_state = get_state
-    page._live_changed = changed
+    page._live_changed = MethodType(LiveRefreshMixin._live_changed, page)
     page._live_actor = lambda: actor
     page._live_reload = reload
     page._live_read = MethodType(LiveRefreshMixin._live_read, page)
@@ -177,7 +187,7 @@ def test_a_live_reload_runs_off_the_event_loop_and_only_reads() -> None:
     async def go() -> int:
         page = _page(reload)
         handler = LiveRefreshMixin.live_update  # on a page state: an EventHandler around this function
-        await getattr(handler, "fn", handler)(page)
+        await getattr(handler, "fn", handler)(page, "5")
         return threading.get_ident()
 
     loop_thread = asyncio.run(go())
@@ -185,6 +195,22 @@ def test_a_live_reload_runs_off_the_event_loop_and_only_reads() -> None:
     assert seen["thread"] != loop_thread
     assert seen["reads_only"] is True
     assert db._READS_ONLY.get() is False
+
+
+def test_a_revision_the_page_already_shows_reads_nothing() -> None:
+    reads: list[Any] = []
+
+    async def go() -> list[str]:
+        page = _page(reads.append)
+        handler = getattr(LiveRefreshMixin.live_update, "fn", LiveRefreshMixin.live_update)
+        await handler(page, "4")  # what its load covered: nothing to do
+        seen = [page._live_seen]
+        await handler(page, "5")  # moved on: one read
+        await handler(page, "5")  # the same again: nothing
+        return [*seen, page._live_seen]
+
+    assert asyncio.run(go()) == ["4", "5"]
+    assert reads == ["the doctor"]
 
 
 def test_pages_name_their_audiences() -> None:
