@@ -61,6 +61,7 @@ bench: venv
 	$(BIN)/python -m bench.waitlist
 	$(BIN)/python -m bench.notifications
 	$(BIN)/python -m bench.slots
+	$(BIN)/python -m bench.live
 
 clean:
 	rm -rf .web data .pytest_cache
