@@ -18,6 +18,7 @@ from celery.signals import after_setup_logger, after_setup_task_logger
 
 import backend.notifications.tasks
 import backend.waitlist.tasks  # noqa: F401 - the worker runs every task: register them all
+from backend import composition
 from backend.celery_app import (
     DB_RETRY_MAX,
     DB_RETRY_MAX_DELAY,
@@ -28,6 +29,9 @@ from backend.celery_app import (
 )
 from backend.logging_config import configure_logging
 from backend.settings import get_settings
+
+# The tasks change the domain; the notices their domain events cause are written by the notifications subscriber.
+composition.install()
 
 __all__ = [
     "BEAT_SCHEDULE",

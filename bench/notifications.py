@@ -60,10 +60,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _book(info: dict, plan: list[dict]) -> None:
+    from backend import composition
     from backend.db import UnitOfWork
     from backend.scheduling.booking import book_appointment
     from backend.tenancy.context import Actor, Role
 
+    composition.install()  # each booking's notice is written by the notifications subscriber
     admin = Actor(tenant_id=info["tenant_id"], role=Role.ADMIN)
     for job in plan:
         with UnitOfWork(admin) as uow:

@@ -41,11 +41,13 @@ BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/8")
 
 def _prepare(info: dict, n: int) -> list[dict]:
     """Book n appointments and put n other patients on the same providers' waitlists (any time suits)."""
+    from backend import composition
     from backend.db import UnitOfWork
     from backend.scheduling.booking import book_appointment
     from backend.tenancy.context import Actor, Role
     from backend.waitlist.models import WaitlistEntry
 
+    composition.install()  # the bookings' notices, as in the app
     tenant_id = info["tenant_id"]
     admin = Actor(tenant_id=tenant_id, role=Role.ADMIN)
     booked = []

@@ -95,6 +95,11 @@ def pytest_configure(config: pytest.Config) -> None:
     cfg.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"])
     command.upgrade(cfg, "head")
 
+    # Composed as the app and the worker are: the notifications package writes the notices of domain events.
+    from backend import composition
+
+    composition.install()
+
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not _created_database:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from backend import composition
 from backend.api.edge import install_edge
 from backend.api.errors import install_error_handlers
 from backend.api.input_guard import install_input_guards
@@ -26,6 +27,7 @@ from backend.api.routes import (
 
 def create_api() -> FastAPI:
     """Build the REST API with every router and the domain-error mapping."""
+    composition.install()  # the notices the services' domain events cause (backend.notifications.subscriber)
     app = FastAPI(
         title="Clinic scheduling and waitlist API",
         version="1",

@@ -1,7 +1,8 @@
 """The transactional outbox: a state change records its notifications in its own transaction.
 
 `notify` writes one Notification (plus its delivery-ledger row) per channel the patient opted into, inside the
-caller's unit of work: a rolled-back change leaves no notification, a committed one always has its rows. After
+caller's unit of work (backend.notifications.subscriber calls it for the domain's events, reminders for theirs):
+a rolled-back change leaves no notification, a committed one always has its rows. After
 commit each row is handed to Celery (the task "notifications.deliver", ids only, through backend.jobs); a lost
 enqueue is caught by the beat sweep (backend.notifications.tasks.sweep_outbox_tick). When a notification may go
 (quiet hours) is backend.notifications.quiet_hours.

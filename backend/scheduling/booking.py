@@ -22,7 +22,6 @@ from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Patient, Provider
-from backend.notifications import outbox
 from backend.scheduling import cache, slot_marks
 from backend.scheduling.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus
 from backend.scheduling.policy import BookingRules, booking_rules, visible_appointment
@@ -212,15 +211,6 @@ def _offer_freed_slot_after_commit(uow: UnitOfWork, provider_id: uuid.UUID, star
         )
 
 
-def _notify(actor: Actor, uow: UnitOfWork, appointment: Appointment, event_type: str) -> None:
-    """Record the patient's notification in this transaction (invariant 5); ids only."""
-    if appointment.patient_id is None:
-        return
-    outbox.notify(actor, uow, patient_id=appointment.patient_id, event_type=event_type, payload={
-        "appointment_id": str(appointment.id), "clinic_id": str(appointment.clinic_id),
-        "provider_id": str(appointment.provider_id)})  # fmt: skip
-
-
 def appointment_in_slot(
     actor: Actor, provider_id: uuid.UUID, patient_id: uuid.UUID | None, slot: Slot, **fields: object
 ) -> Appointment:
@@ -293,7 +283,6 @@ def book_appointment(
         clinic_id=slot.clinic_id,
         patient_id=appointment.patient_id,
     )
-    _notify(actor, uow, appointment, "appointment_booked")
     return BookingResult(appointment)
 
 
@@ -356,7 +345,6 @@ def confirm_hold(actor: Actor, uow: UnitOfWork, hold_id: uuid.UUID, *, version: 
         clinic_id=hold.clinic_id,
         patient_id=hold.patient_id,
     )
-    _notify(actor, uow, hold, "appointment_booked")
     cache.invalidate_provider(uow, hold.provider_id)
     return hold
 
@@ -413,7 +401,6 @@ def cancel_appointment(actor: Actor, uow: UnitOfWork, appointment_id: uuid.UUID,
         patient_id=appointment.patient_id,
         start=appointment.start_at.isoformat(),
     )
-    _notify(actor, uow, appointment, "appointment_cancelled")
     cache.invalidate_provider(uow, appointment.provider_id)
     _offer_freed_slot_after_commit(uow, appointment.provider_id, appointment.start_at)
     return appointment
@@ -570,6 +557,7 @@ def reschedule_appointment(
         clinic_id=old.clinic_id,
         patient_id=old.patient_id,
         start=old.start_at.isoformat(),
+        rescheduled_to=new.id,
     )
     events.emit(
         uow,
@@ -578,10 +566,19 @@ def reschedule_appointment(
         provider_id=new.provider_id,
         clinic_id=new.clinic_id,
         patient_id=new.patient_id,
+        rescheduled_from=old.id,
     )
-    # One notice about the move (not a cancellation plus a booking); it names the new appointment. Reminders
-    # follow the new row: it starts with none sent (backend.notifications.reminders).
-    _notify(actor, uow, new, "appointment_rescheduled")
+    # The move itself: the patient's one notice about it (not a cancellation plus a booking) names the new
+    # appointment. Reminders follow the new row: it starts with none sent (backend.notifications.reminders).
+    events.emit(
+        uow,
+        "appointment.rescheduled",
+        entity_id=new.id,
+        from_appointment_id=old.id,
+        provider_id=new.provider_id,
+        clinic_id=new.clinic_id,
+        patient_id=new.patient_id,
+    )
     _offer_freed_slot_after_commit(uow, old.provider_id, old.start_at)
     return new
 

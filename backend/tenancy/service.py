@@ -15,7 +15,6 @@ from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import Code, Conflict, NotFound, ValidationFailed
 from backend.identity.models import Patient, Provider, ProviderClinic
-from backend.notifications import outbox
 from backend.scheduling import cache
 from backend.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule
 from backend.service import require_role, service_function
@@ -269,11 +268,12 @@ def _close_entry(actor: Actor, uow: UnitOfWork, entry: WaitlistEntry, clinic: Cl
         "patient_id": str(entry.patient_id), "by_role": str(actor.role), "reason": "clinic_archived",
         "clinic_id": str(clinic.id), "merged_into_clinic_id": merged})  # fmt: skip
     if merged_into is None:
-        outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_entry_closed",
-                      payload={"entry_id": str(entry.id), "clinic_id": str(clinic.id)})  # fmt: skip
+        events.emit(uow, "waitlist.entry_closed", entity_id=entry.id, clinic_id=clinic.id,
+                    provider_id=entry.provider_id, patient_id=entry.patient_id, reason="clinic_archived")  # fmt: skip
     else:  # the patient already waits for the same thing there: that entry is where they now wait
-        outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_entry_moved",
-                      payload={"entry_id": str(entry.id), "clinic_id": str(merged_into.id)})  # fmt: skip
+        events.emit(uow, "waitlist.entry_moved", entity_id=entry.id, clinic_id=merged_into.id,
+                    from_clinic_id=clinic.id, provider_id=entry.provider_id, patient_id=entry.patient_id,
+                    merged=True, reason="clinic_archived")  # fmt: skip
     _entry_changed(uow, entry)
 
 
@@ -308,8 +308,9 @@ def _move_entry(actor: Actor, uow: UnitOfWork, entry: WaitlistEntry, clinic: Cli
         "patient_id": str(entry.patient_id), "by_role": str(actor.role), "reason": "clinic_archived",
         "from_clinic_id": str(clinic.id), "to_clinic_id": str(target.id),
         "provider_dropped": dropped})  # fmt: skip
-    outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_entry_moved",
-                  payload={"entry_id": str(entry.id), "clinic_id": str(target.id)})  # fmt: skip
+    events.emit(uow, "waitlist.entry_moved", entity_id=entry.id, clinic_id=target.id, from_clinic_id=clinic.id,
+                provider_id=entry.provider_id, patient_id=entry.patient_id, merged=False,
+                reason="clinic_archived")  # fmt: skip
     _entry_changed(uow, entry, from_clinic_id=clinic.id)
 
 

@@ -25,7 +25,6 @@ from backend.audit.service import record
 from backend.db import UnitOfWork
 from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Provider, ProviderClinic
-from backend.notifications import outbox
 from backend.scheduling import cache, slot_marks
 from backend.scheduling.booking import appointment_in_slot, guarded_insert, sqlstate
 from backend.scheduling.models import Appointment, AppointmentStatus
@@ -260,11 +259,9 @@ def _make_offer(
         patient_id=entry.patient_id,
         provider_id=provider_id,
         clinic_id=slot.clinic_id,
+        appointment_id=hold.id,
         kind=kind,
     )
-    outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_offer", payload={
-        "offer_id": str(offer.id), "entry_id": str(entry.id), "appointment_id": str(hold.id),
-        "clinic_id": str(slot.clinic_id), "provider_id": str(provider_id)})  # fmt: skip
     return offer
 
 
@@ -325,6 +322,7 @@ def _close_offer(
             events.emit(uow, "waitlist.entry_updated", entity_id=entry.id, status=str(target),
                         provider_id=entry.provider_id, clinic_id=entry.clinic_id,
                         patient_id=entry.patient_id)  # fmt: skip
+    # An expired offer's patient is told (backend.notifications.subscriber); the event names the offer's clinic.
     events.emit(
         uow,
         f"waitlist.offer_{outcome}",
@@ -332,13 +330,10 @@ def _close_offer(
         entry_id=offer.entry_id,
         patient_id=entry.patient_id if entry is not None else None,
         provider_id=offer.provider_id,
+        clinic_id=offer.clinic_id,
     )
     events.emit(uow, "slot.freed", entity_id=offer.appointment_id, provider_id=offer.provider_id,
                 patient_id=entry.patient_id if entry is not None else None)  # fmt: skip
-    if outcome == OfferStatus.EXPIRED and entry is not None:
-        outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_offer_expired", payload={
-            "offer_id": str(offer.id), "entry_id": str(entry.id), "clinic_id": str(offer.clinic_id),
-            "provider_id": str(offer.provider_id)})  # fmt: skip
     if cascade:
         _enqueue_cascade(uow, offer.provider_id, offer.slot_start)
 
@@ -512,7 +507,7 @@ def accept_offer(actor: Actor, uow: UnitOfWork, offer_id: uuid.UUID) -> Appointm
     events.emit(uow, "waitlist.entry_updated", entity_id=entry.id, status=str(EntryStatus.BOOKED),
                 provider_id=entry.provider_id, clinic_id=entry.clinic_id, patient_id=entry.patient_id)  # fmt: skip
     events.emit(uow, "appointment.booked", entity_id=appointment.id, provider_id=appointment.provider_id,
-                clinic_id=appointment.clinic_id, patient_id=appointment.patient_id)  # fmt: skip
+                clinic_id=appointment.clinic_id, patient_id=appointment.patient_id, offer_id=offer.id)  # fmt: skip
     return appointment
 
 

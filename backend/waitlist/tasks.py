@@ -16,7 +16,6 @@ from backend.audit.service import record
 from backend.celery_app import DB_RETRY_MAX, celery_app, database_unavailable, db_retry_delay
 from backend.db import UnitOfWork
 from backend.errors import DomainError
-from backend.notifications import outbox
 from backend.scheduling.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus
 from backend.tenancy.context import Actor
 from backend.types import utcnow
@@ -163,8 +162,9 @@ def expire_stale_entries(actor: Actor, uow: UnitOfWork, *, now: datetime | None 
         offers._release_counters(uow, entry)
         events.emit(uow, "waitlist.entry_updated", entity_id=entry_id, status=str(EntryStatus.EXPIRED),
                     provider_id=entry.provider_id, clinic_id=entry.clinic_id, patient_id=entry.patient_id)  # fmt: skip
-        outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_entry_expired",
-                      payload={"entry_id": str(entry_id), "clinic_id": str(entry.clinic_id)})  # fmt: skip
+        # Its time to live passed (not an offer's outcome): the patient is told (backend.notifications.subscriber).
+        events.emit(uow, "waitlist.entry_lapsed", entity_id=entry_id, provider_id=entry.provider_id,
+                    clinic_id=entry.clinic_id, patient_id=entry.patient_id)  # fmt: skip
     asked = 0
     stale = list(
         uow.session.exec(
@@ -196,8 +196,6 @@ def expire_stale_entries(actor: Actor, uow: UnitOfWork, *, now: datetime | None 
         record(actor, uow, action="waitlist.reconfirm_requested", entity_type="waitlist_entry", entity_id=entry.id)
         events.emit(uow, "waitlist.reconfirm_requested", entity_id=entry.id, patient_id=entry.patient_id,
                     clinic_id=entry.clinic_id)  # fmt: skip
-        outbox.notify(actor, uow, patient_id=entry.patient_id, event_type="waitlist_reconfirm",
-                      payload={"entry_id": str(entry.id), "clinic_id": str(entry.clinic_id)})  # fmt: skip
     return len(expired_ids), asked
 
 

@@ -120,3 +120,28 @@ def test_backend_has_no_import_cycle() -> None:
     assert cycles == [], "modules of backend/ that import each other in a circle: " + "; ".join(
         ", ".join(c) for c in cycles
     )
+
+
+DOMAIN_PACKAGES = ("backend.scheduling", "backend.waitlist", "backend.tenancy")
+
+
+def test_domain_packages_do_not_import_notifications() -> None:
+    """Scheduling, waitlist and tenancy record domain events; the notifications package subscribes to them
+    (backend.notifications.subscriber, wired by backend.composition). No domain module imports it, function-local
+    imports included. (The shared modules they use, backend.db and backend.settings, reach its models and its
+    settings parser; that is not the domain asking for a notice.)"""
+    graph = import_graph()
+    domain = [m for m in graph if m in DOMAIN_PACKAGES or m.startswith(tuple(p + "." for p in DOMAIN_PACKAGES))]
+    assert {"backend.scheduling.booking", "backend.waitlist.offers", "backend.tenancy.service"} <= set(domain)
+    offenders = {
+        module: found
+        for module in domain
+        if (found := sorted(m for m in graph[module] if m.split(".")[:2] == ["backend", "notifications"]))
+    }
+    assert offenders == {}, f"domain modules that import backend.notifications: {offenders}"
+
+
+def test_events_and_the_unit_of_work_do_not_know_their_subscribers() -> None:
+    graph = import_graph()
+    for module in ("backend.events", "backend.db"):
+        assert not any(m.startswith(("backend.notifications", "backend.composition")) for m in graph[module]), module
