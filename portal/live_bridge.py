@@ -105,7 +105,15 @@ async def audience_tokens(event: DomainEvent, clinic_providers: ClinicProviders)
     if patient_id := _id(event.data.get("patient_id")):
         tokens.add(patient_token(patient_id))
     clinic_id = _id(event.data.get("clinic_id"))
-    if clinic_id and event.name.startswith("waitlist.") and event.name != "waitlist.policy_changed":
+    # Only an "any provider" entry (no provider of its own, or an offer made on one) shows on the consoles of
+    # every provider at its clinic: an entry for one provider concerns that provider's pages alone.
+    any_provider = event.data.get("provider_id") is None or event.data.get("any_provider") is True
+    if (
+        clinic_id
+        and any_provider
+        and event.name.startswith("waitlist.")
+        and event.name != "waitlist.policy_changed"
+    ):
         tokens.update(provider_token(p) for p in await clinic_providers(tenant_id, clinic_id))
     return tokens
 

@@ -261,6 +261,8 @@ def _make_offer(
         clinic_id=slot.clinic_id,
         appointment_id=hold.id,
         kind=kind,
+        # An "any provider" entry is on the consoles of every provider at its clinic (portal.live_bridge).
+        any_provider=entry.provider_id is None,
     )
     return offer
 
@@ -331,6 +333,7 @@ def _close_offer(
         patient_id=entry.patient_id if entry is not None else None,
         provider_id=offer.provider_id,
         clinic_id=offer.clinic_id,
+        any_provider=entry is None or entry.provider_id is None,
     )
     events.emit(uow, "slot.freed", entity_id=offer.appointment_id, provider_id=offer.provider_id,
                 patient_id=entry.patient_id if entry is not None else None)  # fmt: skip

@@ -77,6 +77,19 @@ def test_a_waitlist_event_at_a_clinic_reaches_the_providers_working_there() -> N
     assert other.asked == []
 
 
+def test_an_entry_or_offer_for_one_provider_does_not_reach_the_clinics_other_providers() -> None:
+    clinics = Clinics()
+    joined = DomainEvent(TENANT, "waitlist.changed", None, {"clinic_id": CLINIC, "provider_id": PROVIDER_A})
+    assert _tokens(joined, clinics) == {tenant_token(TENANT), provider_token(PROVIDER_A)}
+    offered = {"clinic_id": CLINIC, "provider_id": PROVIDER_A, "patient_id": PATIENT, "any_provider": False}
+    assert _tokens(DomainEvent(TENANT, "waitlist.offer_created", None, offered), clinics) == {
+        tenant_token(TENANT), provider_token(PROVIDER_A), patient_token(PATIENT)}  # fmt: skip
+    assert clinics.asked == []
+    # An offer made on an "any provider" entry is on every console at the clinic.
+    anyone = {**offered, "any_provider": True}
+    assert provider_token(PROVIDER_C) in _tokens(DomainEvent(TENANT, "waitlist.offer_expired", None, anyone), clinics)
+
+
 def test_staff_only_events_and_malformed_ids() -> None:
     assert _tokens(DomainEvent(TENANT, "clinic.changed", CLINIC)) == {tenant_token(TENANT)}
     odd = DomainEvent(TENANT, "slot.freed", None, {"provider_id": "not-a-uuid", "patient_id": 7})
