@@ -74,7 +74,10 @@ function WaitwellExpiryGate({ until, expiredNote, children, ...rest }) {
     : null;
   return jsx("div", { "data-expired": over ? "true" : "false", ...rest },
     note,
-    jsx("fieldset", { disabled: over, style: { border: 0, padding: 0, margin: 0, minWidth: 0 } }, children));
+    // A disabled fieldset disables its buttons, but Radix styles only their own disabled state: grey them too.
+    jsx("fieldset", { disabled: over, style: { border: 0, padding: 0, margin: 0, minWidth: 0 },
+                      css: over ? { "& button": { filter: "grayscale(1)", opacity: 0.55, cursor: "not-allowed" } }
+                                : undefined }, children));
 }
 """
 
