@@ -345,3 +345,11 @@ def local_start(days: int, hour: int, *, zone: str = "America/New_York", minute:
     tz = ZoneInfo(zone)
     day = datetime.now(tz).date() + timedelta(days=days)
     return datetime.combine(day, time(hour, minute), tzinfo=tz).astimezone(UTC)
+
+
+def call(actor: Actor, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one service function in its own unit of work and commit, as a page or route does."""
+    with UnitOfWork(actor) as uow:
+        result = fn(actor, uow, *args, **kwargs)
+        uow.commit()
+        return result

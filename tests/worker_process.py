@@ -54,6 +54,20 @@ def reset_producer_pools() -> None:
 
 
 @contextmanager
+def own_queue(broker_url: str, prefix: str) -> Iterator[str]:
+    """A queue name of this test's own (runs may share the broker); only its own keys are deleted afterwards."""
+    import redis
+
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(broker_url)
+    keys = list(client.scan_iter(f"{name}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@contextmanager
 def app_publishing_to(broker_url: str, queue: str | None = None, **conf: object) -> Iterator[None]:
     """Within the block, this process's Celery app publishes to `broker_url` (not eager), on `queue`."""
     settings = {"broker_url": broker_url, "task_always_eager": False, **conf}

@@ -33,7 +33,7 @@ from backend.scheduling.service import list_slots
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic
 from backend.types import utcnow
-from tests.factories import Practice, add_appointment, add_provider, add_user, bearer, make_practice, rows
+from tests.factories import Practice, add_appointment, add_provider, add_user, bearer, call, make_practice, rows
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -77,12 +77,6 @@ def rule(clinic: Clinic, weekday: int = 0, start: str = "09:00", end: str = "12:
     return RuleInput(clinic_id=clinic.id, weekday=weekday, start=time.fromisoformat(start),
                      end=time.fromisoformat(end), **kw)  # fmt: skip
 
-
-def call(actor: Actor, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    with UnitOfWork(actor) as uow:
-        result = fn(actor, uow, *args, **kwargs)
-        uow.commit()
-        return result
 
 
 def state(p: Practice) -> tuple[Any, ...]:

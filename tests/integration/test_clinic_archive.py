@@ -30,6 +30,7 @@ from tests.factories import (
     add_provider,
     add_waitlist_entry,
     bearer,
+    call,
     future,
     make_practice,
     rows,
@@ -63,12 +64,6 @@ def client() -> Iterator[TestClient]:
     with TestClient(api) as c:
         yield c
 
-
-def call(actor: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    with UnitOfWork(actor) as uow:
-        result = fn(actor, uow, *args, **kwargs)
-        uow.commit()
-        return result
 
 
 def clinic_row(p: Practice, clinic_id: uuid.UUID) -> Clinic:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 from sqlalchemy import update
 from sqlmodel import col
@@ -44,7 +43,7 @@ from tests.conftest import free_port
 from tests.factories import Practice, add_availability, add_waitlist_entry, make_practice, rows
 from tests.integration.test_offers import call, no_quiet_hours, slot_at, window_for
 from tests.recording_server import RecordedRequest, RecordingServer, running_server
-from tests.worker_process import WorkerProcess, app_publishing_to, wait_for
+from tests.worker_process import WorkerProcess, app_publishing_to, own_queue, wait_for
 
 # A Redis database no other test uses (test_worker_cascade uses 7); flushed before and after this module.
 BROKER_URL = os.environ.get("TEST_NOTIFY_BROKER_URL", "redis://127.0.0.1:6379/8")
@@ -83,13 +82,8 @@ def _clean_server(server: RecordingServer) -> None:
 def queue() -> Iterator[str]:
     # A queue of this test's own: a message a killed worker left unacked must not reach the next test's worker,
     # and runs sharing the broker never meet. Only its own keys are deleted afterwards, nothing else.
-    name = f"notify-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(BROKER_URL)
-    keys = list(client.scan_iter(f"{name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with own_queue(BROKER_URL, "notify") as name:
+        yield name
 
 
 @pytest.fixture

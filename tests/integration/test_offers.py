@@ -36,6 +36,7 @@ from tests.factories import (
     add_user,
     add_waitlist_entry,
     bearer,
+    call,
     local_start,
     make_practice,
     rows,
@@ -82,12 +83,6 @@ def set_waitlist_policy(p: Practice, **fields: Any) -> None:
 def no_quiet_hours(p: Practice) -> None:
     set_waitlist_policy(p, quiet_hours_start=None, quiet_hours_end=None)
 
-
-def call(actor: Actor, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    with UnitOfWork(actor) as uow:
-        result = fn(actor, uow, *args, **kwargs)
-        uow.commit()
-        return result
 
 
 def cancel(p: Practice, appointment: Appointment) -> None:

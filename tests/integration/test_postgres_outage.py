@@ -21,7 +21,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +29,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import sqlalchemy as sa
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
@@ -52,7 +50,7 @@ from tests.conftest import free_port
 from tests.factories import Practice, add_appointment, bearer, make_practice, rows
 from tests.integration.test_offers import cancel, no_quiet_hours, scene_with_three, slot_at
 from tests.pg_proxy import PgProxy
-from tests.worker_process import WorkerProcess, app_publishing_to, wait_for
+from tests.worker_process import WorkerProcess, app_publishing_to, own_queue, wait_for
 
 # A Redis database no other test uses as a broker (the cascade test uses 7, the notification worker test 8).
 BROKER_URL = os.environ.get("TEST_OUTAGE_BROKER_URL", "redis://127.0.0.1:6379/9")
@@ -112,14 +110,8 @@ def test_what_counts_as_the_database_being_away(proxy: PgProxy, proxied_url: str
 
 @pytest.fixture
 def queue() -> Iterator[str]:
-    # A queue of this test's own (runs may share the broker); only its own keys are deleted afterwards.
-    name = f"outage-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(BROKER_URL)
-    keys = list(client.scan_iter(f"{name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with own_queue(BROKER_URL, "outage") as name:
+        yield name
 
 
 @pytest.fixture

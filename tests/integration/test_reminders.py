@@ -37,6 +37,7 @@ from tests.factories import (
     add_patient,
     add_provider,
     bearer,
+    call,
     local_start,
     make_practice,
     rows,
@@ -85,12 +86,6 @@ def reminder_notes(p: Practice, appointment_id: uuid.UUID | None = None) -> list
 def done_offsets(p: Practice, appointment_id: uuid.UUID) -> list[int]:
     return sorted((r.offset_minutes for r in rows(p, AppointmentReminder, appointment_id=appointment_id)), reverse=True)
 
-
-def call(actor: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    with UnitOfWork(actor) as uow:
-        result = fn(actor, uow, *args, **kwargs)
-        uow.commit()
-        return result
 
 
 # -- due, once ------------------------------------------------------------------------------------------------

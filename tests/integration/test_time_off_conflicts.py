@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 
 from backend.api.app import api
 from backend.audit.models import AuditEvent
-from backend.db import UnitOfWork
 from backend.errors import Code, Conflict, PermissionDenied, ValidationFailed
 from backend.notifications.models import Notification
 from backend.scheduling.availability import (
@@ -35,6 +34,7 @@ from tests.factories import (
     add_user,
     add_waitlist_entry,
     bearer,
+    call,
     make_practice,
     rows,
 )
@@ -61,12 +61,6 @@ def client() -> Iterator[TestClient]:
     with TestClient(api) as c:
         yield c
 
-
-def call(actor: Actor, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    with UnitOfWork(actor) as uow:
-        result = fn(actor, uow, *args, **kwargs)
-        uow.commit()
-        return result
 
 
 def scene(p: Practice) -> dict[str, Any]:
