@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     celery_queue: str = "celery"
 
     secret_key: str = Field(default_factory=_load_or_create_secret, min_length=32)
+    # Application-level encryption (backend/crypto.py): comma-separated Fernet keys, the first current, the others
+    # still able to decrypt (key rotation). Empty: one key derived from SECRET_KEY (fine for development only).
+    encryption_keys: str = ""
     jwt_algorithm: str = "HS256"
 
     # ---- Identity: tokens, sessions, cookies, login throttling (backend/identity, backend/api/routes/auth.py) ----

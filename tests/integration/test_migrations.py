@@ -28,7 +28,13 @@ from backend.settings import PROJECT_ROOT
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-HEAD = "0009_delivery_fencing"
+HEAD = "0015_rls"
+SSO = "0014_sso"
+ENCRYPT_FREE_TEXT = "0013_encrypt_free_text"
+AUDIT_READS = "0012_audit_reads"
+IDLE_LOGOFF = "0011_idle_logoff"
+MFA = "0010_mfa"
+DELIVERY_FENCING = "0009_delivery_fencing"
 REVOCABLE_TOKENS = "0008_revocable_tokens"
 DELIVERY_REPORTS = "0007_delivery_reports"
 REMINDERS = "0006_reminders"
@@ -106,7 +112,7 @@ def test_revisions_are_linear_with_readable_ids() -> None:
     script = ScriptDirectory.from_config(_config("sqlite://"))
     assert script.get_heads() == [HEAD]
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == [HEAD, REVOCABLE_TOKENS, DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL,
+    assert chain == [HEAD, SSO, ENCRYPT_FREE_TEXT, AUDIT_READS, IDLE_LOGOFF, MFA, DELIVERY_FENCING, REVOCABLE_TOKENS, DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL,
                      INITIAL]  # fmt: skip
 
 
