@@ -28,8 +28,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# Migrations run as the owner (DATABASE_OWNER_URL, else DATABASE_URL); on PostgreSQL the app's roles (DATABASE_URL,
+# SYSTEM_DATABASE_URL) are then created if absent and granted the tables (backend/dbroles.py).
 migrate: venv
 	$(BIN)/alembic upgrade head
+	$(BIN)/python -m backend.dbroles
 
 seed: migrate
 	$(BIN)/python -m backend.seed --demo --if-empty

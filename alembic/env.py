@@ -1,7 +1,8 @@
 """Alembic environment: one database, PostgreSQL (the service) or SQLite (the embedded default).
 
 The URL is the caller's `sqlalchemy.url` main option when set (tests do
-`cfg.set_main_option("sqlalchemy.url", url)`), otherwise `get_settings().database_url`.
+`cfg.set_main_option("sqlalchemy.url", url)`), otherwise `get_settings().owner_url`: DATABASE_OWNER_URL (or
+MIGRATION_DATABASE_URL), else DATABASE_URL. Grants for the app's roles follow with `python -m backend.dbroles`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def _database_url() -> str:
     if not url:
         from backend.settings import get_settings
 
-        url = get_settings().database_url
+        # The owner's role: the tables are its own (the app's role, DATABASE_URL, may only use them).
+        url = get_settings().owner_url
     # Plain postgresql:// would pick psycopg2, which we do not ship; we use psycopg 3.
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):

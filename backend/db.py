@@ -1,4 +1,11 @@
-"""The engine and the unit of work, the one place that scopes every query to a tenant."""
+"""The engine and the unit of work, the one place that scopes every query to a tenant.
+
+Two walls keep practices apart. The ORM hook below adds `tenant_id = :tenant` to every query and stamps every new
+row. Under it, on PostgreSQL, row-level security (migration 0015): the app's role sees and writes only the rows of
+the transaction's `app.tenant_id`, which each unit of work sets when its transaction begins; with none set it sees
+nothing. Work that truly spans practices opens `UnitOfWork(system=True)`: it runs on the system engine, a role
+with BYPASSRLS (SYSTEM_DATABASE_URL), never on the app's.
+"""
 
 from __future__ import annotations
 
@@ -82,9 +89,31 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 @lru_cache
 def get_engine() -> Engine:
-    """Return the process-wide engine for the configured database."""
+    """Return the process-wide engine for the configured database (the app's role)."""
     settings = get_settings()
     return make_engine(settings.database_url, echo=settings.sql_echo)
+
+
+def get_system_engine() -> Engine:
+    """The engine of the system scope (UnitOfWork(system=True)): SYSTEM_DATABASE_URL, a role that bypasses row-level
+    security. Unset (SQLite, or one PostgreSQL role for everything): the app's engine."""
+    settings = get_settings()
+    if not settings.system_database_url or settings.system_database_url == settings.database_url:
+        return get_engine()
+    return _system_engine(settings.system_database_url, settings.sql_echo)
+
+
+@lru_cache
+def _system_engine(url: str, echo: bool) -> Engine:
+    return make_engine(url, echo=echo)
+
+
+@event.listens_for(Session, "after_begin")
+def _set_tenant_setting(session: Session, _transaction: Any, connection: sa.Connection) -> None:
+    """PostgreSQL: tell row-level security whose rows this transaction may see (until it ends: is_local)."""
+    tenant_id = session.info.get(_TENANT_KEY)
+    if tenant_id is not None and connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT set_config('app.tenant_id', %s, true)", (str(tenant_id),))
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -158,12 +187,24 @@ class UnitOfWork:
             uow.commit()
     """
 
-    def __init__(self, actor: Actor | None = None, *, engine: Engine | None = None, unscoped: bool = False) -> None:
-        if actor is None and not unscoped:
-            raise TenantScopeError("a unit of work needs an actor (or unscoped=True for cross-tenant system work)")
+    def __init__(
+        self,
+        actor: Actor | None = None,
+        *,
+        engine: Engine | None = None,
+        system: bool = False,
+        unscoped: bool = False,
+    ) -> None:
+        """`system=True` (no actor): cross-practice system work on the system engine (a role with BYPASSRLS on
+        PostgreSQL); the ORM hook does not scope it. `unscoped=True` is the older name of the same thing."""
+        system = system or unscoped
+        if actor is None and not system:
+            raise TenantScopeError("a unit of work needs an actor (or system=True for cross-tenant system work)")
+        if actor is not None and system:
+            raise TenantScopeError("a system unit of work has no actor: open a scoped one for the practice's work")
         self.actor = actor
-        self._engine = engine or get_engine()
-        self._unscoped = unscoped
+        self._engine = engine or (get_system_engine() if system else get_engine())
+        self._unscoped = system
         self._after_commit: list[AfterCommit] = []
         self._on_close: list[AfterCommit] = []
         self._committed = False

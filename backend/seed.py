@@ -408,7 +408,7 @@ class _Calendar:
 
 
 def _create_tenant(spec: PracticeSpec, engine: Engine | None) -> uuid.UUID:
-    with UnitOfWork(unscoped=True, engine=engine) as uow:
+    with UnitOfWork(system=True, engine=engine) as uow:
         tenant = Tenant(name=spec.name, slug=spec.slug)
         uow.session.add(tenant)
         uow.commit()
@@ -417,7 +417,7 @@ def _create_tenant(spec: PracticeSpec, engine: Engine | None) -> uuid.UUID:
 
 def _delete_tenant(tenant_id: uuid.UUID, engine: Engine | None) -> None:
     """Undo a half-written practice (every tenant table cascades from tenants)."""
-    with UnitOfWork(unscoped=True, engine=engine) as uow:
+    with UnitOfWork(system=True, engine=engine) as uow:
         tenant = uow.session.get(Tenant, tenant_id)
         if tenant is not None:
             uow.session.delete(tenant)
@@ -644,7 +644,7 @@ def _appointments(
 
 def existing_slugs(engine: Engine | None = None) -> set[str]:
     """The slugs of every practice in the database."""
-    with UnitOfWork(unscoped=True, engine=engine) as uow:
+    with UnitOfWork(system=True, engine=engine) as uow:
         return set(uow.session.exec(select(Tenant.slug)).all())
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     # Embedded default: a SQLite file; set DATABASE_URL=postgresql+psycopg://... for the real service.
+    # PostgreSQL: DATABASE_URL is the app's role (no superuser, no BYPASSRLS: row-level security applies to it).
     database_url: str = Field(default_factory=_default_database_url)
+    # PostgreSQL: the role that owns the tables and runs the migrations (alembic, `make migrate`) and the grants
+    # (python -m backend.dbroles). Empty: DATABASE_URL (then one role does everything, as in the embedded mode).
+    database_owner_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("database_owner_url", "migration_database_url")
+    )
+    # PostgreSQL: the system scope (UnitOfWork(system=True): sweeps, webhooks, login and session lookups across
+    # practices), a role with BYPASSRLS. Empty: DATABASE_URL (SQLite; on PostgreSQL such work then sees no rows).
+    system_database_url: str | None = None
     # Optional: with no Redis the app uses in-process fallbacks (cache, locks, pub/sub).
     redis_url: str | None = None
     # Optional: with no broker Celery tasks run in-process (task_always_eager).
@@ -208,10 +217,12 @@ class Settings(BaseSettings):
     rate_limit_practice_waitlist_join: str = "300/minute"
     # --- end rate limiting ----------------------------------------------------------------------------------------
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_owner_url", "system_database_url")
     @classmethod
-    def _normalise_postgres_driver(cls, value: str) -> str:
+    def _normalise_postgres_driver(cls, value: str | None) -> str | None:
         # Plain postgresql:// would pick psycopg2, which we do not ship; we use psycopg 3.
+        if not value:
+            return value  # unset (None) or empty: the properties below fall back to DATABASE_URL
         if value.startswith("postgres://"):
             value = "postgresql://" + value[len("postgres://") :]
         if value.startswith("postgresql://"):
@@ -260,6 +271,16 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def owner_url(self) -> str:
+        """The migrations' (table owner's) database URL: DATABASE_OWNER_URL, else DATABASE_URL."""
+        return self.database_owner_url or self.database_url
+
+    @property
+    def system_url(self) -> str:
+        """The system scope's database URL: SYSTEM_DATABASE_URL, else DATABASE_URL."""
+        return self.system_database_url or self.database_url
 
     @property
     def reminder_offsets_minutes(self) -> list[int]:

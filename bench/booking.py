@@ -70,7 +70,7 @@ def setup_practice(db_url: str, providers: int, patients: int) -> dict[str, obje
     from backend.tenancy.models import Clinic, Tenant
 
     tenant = Tenant(name="Bench Practice", slug=f"bench-{secrets.token_hex(3)}")
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         uow.session.add(tenant)
         uow.commit()
     system = Actor.system(tenant.id)
@@ -267,10 +267,17 @@ def main() -> int:
         env[f"RATE_LIMIT_{limit_class}"] = "1000000/minute"
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
     server = None
+    roles: dict[str, str] = {}
     try:
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
                        capture_output=True)  # fmt: skip
-        info = setup_practice(db_url, args.providers, patients=args.requests * len(LEVELS))
+        # As deployed: the app as a role under row-level security, not as the owner.
+        from bench._roles import create_roles
+
+        roles = create_roles(db_url)
+        env.update(roles)
+        os.environ.update(roles)
+        info = setup_practice(roles["DATABASE_URL"], args.providers, patients=args.requests * len(LEVELS))
         port = _free_port()
         server = subprocess.Popen(
             # granian (the server Reflex itself uses): uvicorn --workers N added ~40 ms to every request here.
@@ -309,11 +316,16 @@ def main() -> int:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=20)
-        from backend.db import get_engine
+        from backend.db import get_engine, get_system_engine
 
         get_engine().dispose()
+        get_system_engine().dispose()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        if roles:
+            from bench._roles import drop_roles
+
+            drop_roles(ADMIN_URL, roles)
     return 0
 
 

@@ -121,7 +121,7 @@ def _practice(name: str) -> tuple[uuid.UUID, uuid.UUID]:
     from backend.waitlist.models import WaitlistPolicy
 
     tenant = Tenant(name=name, slug=f"bench-{secrets.token_hex(3)}")
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         uow.session.add(tenant)
         uow.commit()
     with UnitOfWork(Actor.system(tenant.id)) as uow:
@@ -565,9 +565,10 @@ def bench_database() -> Iterator[tuple[str, str]]:
         yield db_name, ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{db_name}"
     finally:
         with contextlib.suppress(Exception):
-            from backend.db import get_engine
+            from backend.db import get_engine, get_system_engine
 
             get_engine().dispose()
+            get_system_engine().dispose()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
@@ -615,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-live-"))
     redis_proc = server = None
+    roles: dict[str, str] = {}
     try:
         with bench_database() as (db_name, db_url):
             redis_proc, redis_url = start_redis(workdir)
@@ -632,6 +634,12 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["CELERY_EAGER"] = "1"
             subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
                            capture_output=True)  # fmt: skip
+            # As deployed: the app as a role under row-level security, not as the owner.
+            from bench._roles import create_roles
+
+            roles = create_roles(db_url)
+            env.update(roles)
+            os.environ.update(roles)
             world = setup_world(rounds)
             server = start_server(env, workdir)
             pg = None if args.no_db_stats else PgStats(ADMIN_URL, db_name)
@@ -650,6 +658,10 @@ def main(argv: list[str] | None = None) -> int:
             stop(server.proc)
         stop(redis_proc)
         shutil.rmtree(workdir, ignore_errors=True)
+        if roles:  # after bench_database dropped the database (and the grants with it)
+            from bench._roles import drop_roles
+
+            drop_roles(ADMIN_URL, roles)
     return 0
 
 

@@ -114,10 +114,17 @@ def main() -> int:
     from tests.recording_server import RecordingServer
 
     logs = Path(tempfile.gettempdir()) / f"{db_name}.worker.log"
+    roles: dict[str, str] = {}
     try:
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=base_env, check=True,
                        capture_output=True)  # fmt: skip
-        info = setup_practice(db_url, providers=10, patients=3 * n)
+        # As deployed: the app as a role under row-level security, not as the owner.
+        from bench._roles import create_roles
+
+        roles = create_roles(db_url)
+        base_env.update(roles)
+        os.environ.update(roles)
+        info = setup_practice(roles["DATABASE_URL"], providers=10, patients=3 * n)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(
                 "UPDATE patients SET email = 'p' || substr(id::text, 1, 8) || '@bench.example', "
@@ -172,11 +179,16 @@ def main() -> int:
                 if "providers" in label:
                     print(f"{'':<44} provider requests recorded: {len(recorder.requests)}")
     finally:
-        from backend.db import get_engine
+        from backend.db import get_engine, get_system_engine
 
         get_engine().dispose()
+        get_system_engine().dispose()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        if roles:
+            from bench._roles import drop_roles
+
+            drop_roles(ADMIN_URL, roles)
     return 0
 
 

@@ -103,10 +103,17 @@ def main() -> int:
     os.environ["CELERY_EAGER"] = "1"  # this process only prepares data: no broker round trips here
     procs: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
+    roles: dict[str, str] = {}
     try:
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
                        capture_output=True)  # fmt: skip
-        info = setup_practice(db_url, providers=10, patients=2 * n + 1)
+        # As deployed: the app as a role under row-level security, not as the owner.
+        from bench._roles import create_roles
+
+        roles = create_roles(db_url)
+        env.update(roles)
+        os.environ.update(roles)
+        info = setup_practice(roles["DATABASE_URL"], providers=10, patients=2 * n + 1)
         appointments = _prepare(info, n)
         redis.Redis.from_url(BROKER_URL).delete(queue)  # only this run's own queue, never the whole database
         port = _free_port()
@@ -182,11 +189,16 @@ def main() -> int:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-        from backend.db import get_engine
+        from backend.db import get_engine, get_system_engine
 
         get_engine().dispose()
+        get_system_engine().dispose()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        if roles:
+            from bench._roles import drop_roles
+
+            drop_roles(ADMIN_URL, roles)
     return 0
 
 

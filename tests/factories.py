@@ -73,7 +73,7 @@ class Practice:
 
 def make_practice(name: str, slug: str, *, zones: tuple[str, str] = DEFAULT_ZONES) -> Practice:
     """Create a practice: tenant, two clinics in different zones, a doctor, a patient and an admin."""
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         tenant = Tenant(name=name, slug=slug)
         uow.session.add(tenant)
         uow.commit()

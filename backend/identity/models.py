@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from backend.tenancy.context import Role
-from backend.tenancy.models import TenantMixin
+from backend.tenancy.models import TenantMixin, tenant_fk, tenant_key
 from backend.types import JSONType, UTCDateTime, new_id, utcnow
 
 MODALITIES = ("in_person", "telehealth")
@@ -19,6 +19,7 @@ class Provider(TenantMixin, table=True):
     """A doctor or therapist."""
 
     __tablename__ = "providers"
+    __table_args__ = (tenant_key("providers"),)
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     full_name: str = Field(max_length=200)
@@ -36,13 +37,18 @@ class ProviderClinic(TenantMixin, table=True):
     """Where a provider sees patients."""
 
     __tablename__ = "provider_clinics"
+    __table_args__ = (
+        tenant_fk("provider_clinics", "provider_id", "providers", ondelete="CASCADE"),
+        tenant_fk("provider_clinics", "clinic_id", "clinics"),
+    )
 
-    provider_id: uuid.UUID = Field(foreign_key="providers.id", primary_key=True, ondelete="CASCADE")
-    clinic_id: uuid.UUID = Field(foreign_key="clinics.id", primary_key=True, index=True)
+    provider_id: uuid.UUID = Field(primary_key=True)
+    clinic_id: uuid.UUID = Field(primary_key=True, index=True)
 
 
 class Patient(TenantMixin, table=True):
     __tablename__ = "patients"
+    __table_args__ = (tenant_key("patients"), tenant_fk("patients", "home_clinic_id", "clinics"))
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     full_name: str = Field(max_length=200)
@@ -50,7 +56,7 @@ class Patient(TenantMixin, table=True):
     email: str = Field(default="", max_length=320)
     phone: str = Field(default="", max_length=40)
     locale: str = Field(default="en", max_length=10)
-    home_clinic_id: uuid.UUID | None = Field(default=None, foreign_key="clinics.id", index=True)
+    home_clinic_id: uuid.UUID | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -58,7 +64,7 @@ class User(TenantMixin, table=True):
     """A login. Email is unique within a practice."""
 
     __tablename__ = "users"
-    __table_args__ = (sa.UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"),)
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"), tenant_key("users"))
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     email: str = Field(max_length=320, index=True)
@@ -79,13 +85,17 @@ class Membership(TenantMixin, table=True):
             "(role <> 'patient' OR patient_id IS NOT NULL) AND (role <> 'doctor' OR provider_id IS NOT NULL)",
             name="role_link",
         ),
+        tenant_key("memberships"),
+        tenant_fk("memberships", "user_id", "users", ondelete="CASCADE"),
+        tenant_fk("memberships", "patient_id", "patients"),
+        tenant_fk("memberships", "provider_id", "providers"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    user_id: uuid.UUID = Field(index=True)
     role: Role = Field(sa_type=sa.String(20))
-    patient_id: uuid.UUID | None = Field(default=None, foreign_key="patients.id", index=True)
-    provider_id: uuid.UUID | None = Field(default=None, foreign_key="providers.id", index=True)
+    patient_id: uuid.UUID | None = Field(default=None, index=True)
+    provider_id: uuid.UUID | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -98,7 +108,11 @@ class UserSession(TenantMixin, table=True):
     """
 
     __tablename__ = "user_sessions"
-    __table_args__ = (sa.CheckConstraint("kind IN ('browser', 'api')", name="kind"),)
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('browser', 'api')", name="kind"),
+        tenant_fk("user_sessions", "user_id", "users", ondelete="CASCADE"),
+        tenant_fk("user_sessions", "membership_id", "memberships", ondelete="CASCADE"),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     kind: str = Field(default="browser", max_length=10)
@@ -106,8 +120,8 @@ class UserSession(TenantMixin, table=True):
     token_hash: str = Field(max_length=64, unique=True)
     refresh_hash: str | None = Field(default=None, max_length=64)
     refresh_generation: int = Field(default=0)
-    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
-    membership_id: uuid.UUID = Field(foreign_key="memberships.id", ondelete="CASCADE")
+    user_id: uuid.UUID = Field(index=True)
+    membership_id: uuid.UUID = Field()
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -78,7 +78,7 @@ def authenticate(
     if not email or not password:
         raise AuthenticationFailed("Enter your email and password.")
     _throttle_or_raise(client_address, email)
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         query = select(User).where(func.lower(User.email) == email, col(User.is_active).is_(True))
         if practice:
             query = query.join(Tenant, col(Tenant.id) == User.tenant_id).where(Tenant.slug == practice)
@@ -181,7 +181,7 @@ def refresh_api_session(refresh_token: str) -> TokenGrant:
     if parsed is None:
         raise AuthenticationFailed(BAD_REFRESH)
     session_id, generation = parsed
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         query = select(UserSession).where(UserSession.id == session_id, UserSession.kind == "api")
         session = uow.session.exec(query if _is_sqlite(uow) else query.with_for_update()).first()
         if session is None or session.revoked_at is not None or session.expires_at <= utcnow():
@@ -304,7 +304,7 @@ def actor_from_session(token: str | None) -> Actor | None:
     """Return the actor of a live session cookie, or None (expired, revoked, unknown, or user removed)."""
     if not token:
         return None
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         # One round trip: the session, its membership and the user's state together.
         membership = uow.session.exec(
             select(Membership)
@@ -327,7 +327,7 @@ def end_session(token: str | None) -> None:
     """Revoke a session cookie (logout). Unknown tokens are ignored."""
     if not token:
         return
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         session = uow.session.exec(
             select(UserSession).where(
                 UserSession.token_hash == security.hash_session_token(token), UserSession.kind == "browser"

@@ -213,7 +213,7 @@ def _claim_locked(session: Session, row: NotificationDelivery, now: datetime) ->
 def claim_one(notification_id: uuid.UUID, *, now: datetime | None = None) -> Claim | str:
     """Claim one notification's ledger row (for its delivery task)."""
     now = now or utcnow()
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         row = uow.session.exec(
             select(NotificationDelivery)
             .where(NotificationDelivery.notification_id == notification_id)
@@ -233,7 +233,7 @@ def claim_due(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> list[
     """The sweep's claim, across tenants: due pending/failed/unknown rows and stale 'sending' ones, locked
     with SKIP LOCKED (two sweeps never take one row), moved to 'sending' and committed."""
     now = now or utcnow()
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         due = list(
             uow.session.exec(
                 select(NotificationDelivery)
@@ -269,7 +269,7 @@ def renew(claims: list[Claim]) -> set[uuid.UUID]:
         .returning(col(NotificationDelivery.notification_id))
         .execution_options(synchronize_session=False)
     )
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         held = uow.session.execute(stmt).scalars().all()
         uow.commit()
     return set(held)
@@ -510,7 +510,7 @@ def deliver(notification_id: uuid.UUID, *, now: datetime | None = None) -> str:
 
 def due_in(notification_id: uuid.UUID) -> float | None:
     """Seconds until a waiting row (pending, failed, unknown) is due; None for any other row."""
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         row = uow.session.exec(
             select(NotificationDelivery.status, NotificationDelivery.next_attempt_at).where(
                 NotificationDelivery.notification_id == notification_id

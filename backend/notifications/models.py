@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field
 
-from backend.tenancy.models import TenantMixin
+from backend.tenancy.models import TenantMixin, tenant_fk, tenant_key
 from backend.types import JSONType, UTCDateTime, new_id, utcnow
 
 
@@ -32,9 +32,10 @@ class NotificationStatus(StrEnum):
 
 class NotificationPreference(TenantMixin, table=True):
     __tablename__ = "notification_preferences"
+    __table_args__ = (tenant_fk("notification_preferences", "patient_id", "patients", ondelete="CASCADE"),)
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    patient_id: uuid.UUID = Field(foreign_key="patients.id", unique=True, ondelete="CASCADE")
+    patient_id: uuid.UUID = Field(unique=True)
     email_opt_in: bool = True
     sms_opt_in: bool = False
     whatsapp_opt_in: bool = False
@@ -51,10 +52,12 @@ class Notification(TenantMixin, table=True):
     __table_args__ = (
         sa.Index("ix_notifications_due", "status", "next_attempt_at"),
         sa.Index("ix_notifications_patient", "tenant_id", "patient_id", "created_at"),
+        tenant_key("notifications"),
+        tenant_fk("notifications", "patient_id", "patients"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    patient_id: uuid.UUID = Field(foreign_key="patients.id")
+    patient_id: uuid.UUID = Field()
     event_type: str = Field(max_length=60)
     channel: Channel = Field(sa_type=sa.String(20))
     # Ids only; templates look the rest up at send time.
@@ -80,10 +83,13 @@ class NotificationDelivery(TenantMixin, table=True):
     message lookup before it is ever sent again."""
 
     __tablename__ = "notification_deliveries"
-    __table_args__ = (sa.Index("ix_notification_deliveries_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        sa.Index("ix_notification_deliveries_due", "status", "next_attempt_at"),
+        tenant_fk("notification_deliveries", "notification_id", "notifications", ondelete="CASCADE"),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    notification_id: uuid.UUID = Field(foreign_key="notifications.id", unique=True, ondelete="CASCADE")
+    notification_id: uuid.UUID = Field(unique=True)
     status: NotificationStatus = Field(default=NotificationStatus.PENDING, sa_type=sa.String(20))
     attempts: int = 0
     provider_message_id: str | None = Field(default=None, max_length=120)
@@ -113,10 +119,11 @@ class AppointmentReminder(TenantMixin, table=True):
     __table_args__ = (
         sa.UniqueConstraint("appointment_id", "offset_minutes"),
         sa.CheckConstraint("offset_minutes > 0", name="offset"),
+        tenant_fk("appointment_reminders", "appointment_id", "appointments", ondelete="CASCADE"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    appointment_id: uuid.UUID = Field(foreign_key="appointments.id", ondelete="CASCADE")
+    appointment_id: uuid.UUID = Field()
     offset_minutes: int
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -66,7 +66,7 @@ def opt_out_by_phone(phone: str, channel: str) -> int:
     wanted = normalise_phone(phone)
     if not wanted:
         return 0
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         matches = [
             (p.tenant_id, p.id)
             for p in uow.session.exec(select(Patient).where(col(Patient.phone) != ""))

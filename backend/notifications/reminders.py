@@ -207,7 +207,7 @@ def send_tenant_reminders(actor: Actor, uow: UnitOfWork, *, now: datetime) -> in
 
 
 def _tenants_with_upcoming(now: datetime) -> list[uuid.UUID]:
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         query = (
             select(Appointment.tenant_id)
             .where(

@@ -74,7 +74,7 @@ def apply_report(report: Report) -> str:
     ('unknown notification', 'other attempt', 'stale', 'ignored')."""
     if report.status not in RANK:
         return "ignored"
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         tenant_id = uow.session.exec(
             select(NotificationDelivery.tenant_id).where(NotificationDelivery.notification_id == report.notification_id)
         ).first()

@@ -9,7 +9,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field
 
-from backend.tenancy.models import TenantMixin, default_and_override_indexes
+from backend.tenancy.models import TenantMixin, default_and_override_indexes, tenant_fk, tenant_key
 from backend.types import UTCDateTime, new_id, utcnow
 
 
@@ -35,11 +35,13 @@ class AvailabilityRule(TenantMixin, table=True):
         sa.CheckConstraint("start_time < end_time", name="order"),
         sa.CheckConstraint("session_minutes > 0", name="session"),
         sa.CheckConstraint("buffer_minutes >= 0", name="buffer"),
+        tenant_fk("availability_rules", "provider_id", "providers", ondelete="CASCADE"),
+        tenant_fk("availability_rules", "clinic_id", "clinics"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    provider_id: uuid.UUID = Field(foreign_key="providers.id", index=True, ondelete="CASCADE")
-    clinic_id: uuid.UUID = Field(foreign_key="clinics.id", index=True)
+    provider_id: uuid.UUID = Field(index=True)
+    clinic_id: uuid.UUID = Field(index=True)
     weekday: int = Field(description="0 = Monday ... 6 = Sunday")
     start_time: time
     end_time: time
@@ -52,10 +54,13 @@ class AvailabilityRule(TenantMixin, table=True):
 
 class TimeOff(TenantMixin, table=True):
     __tablename__ = "time_off"
-    __table_args__ = (sa.CheckConstraint("start_at < end_at", name="order"),)
+    __table_args__ = (
+        sa.CheckConstraint("start_at < end_at", name="order"),
+        tenant_fk("time_off", "provider_id", "providers", ondelete="CASCADE"),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    provider_id: uuid.UUID = Field(foreign_key="providers.id", index=True, ondelete="CASCADE")
+    provider_id: uuid.UUID = Field(index=True)
     start_at: datetime = Field(sa_type=UTCDateTime)
     end_at: datetime = Field(sa_type=UTCDateTime)
     reason: str = Field(default="", max_length=200)
@@ -69,12 +74,16 @@ class Appointment(TenantMixin, table=True):
         sa.Index("ix_appointments_patient_start", "tenant_id", "patient_id", "start_at"),
         # A retried request with the same Idempotency-Key books once (per tenant, not per slot).
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_appointments_idempotency"),
+        tenant_key("appointments"),
+        tenant_fk("appointments", "provider_id", "providers"),
+        tenant_fk("appointments", "patient_id", "patients"),
+        tenant_fk("appointments", "clinic_id", "clinics"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    provider_id: uuid.UUID = Field(foreign_key="providers.id")
-    patient_id: uuid.UUID | None = Field(default=None, foreign_key="patients.id")
-    clinic_id: uuid.UUID = Field(foreign_key="clinics.id", index=True)
+    provider_id: uuid.UUID = Field()
+    patient_id: uuid.UUID | None = Field(default=None)
+    clinic_id: uuid.UUID = Field(index=True)
     start_at: datetime = Field(sa_type=UTCDateTime)
     end_at: datetime = Field(sa_type=UTCDateTime)
     modality: str = Field(default="in_person", max_length=20)
@@ -96,10 +105,13 @@ class BookingPolicy(TenantMixin, table=True):
     """Booking rules: the practice default (clinic_id is None) or a clinic's override."""
 
     __tablename__ = "booking_policies"
-    __table_args__ = default_and_override_indexes("booking_policies")
+    __table_args__ = (
+        *default_and_override_indexes("booking_policies"),
+        tenant_fk("booking_policies", "clinic_id", "clinics"),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    clinic_id: uuid.UUID | None = Field(default=None, foreign_key="clinics.id")
+    clinic_id: uuid.UUID | None = Field(default=None)
     min_notice_minutes: int = 60
     horizon_days: int = 90
     # Inside this many hours before the start a patient's cancellation is recorded as late.

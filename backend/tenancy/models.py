@@ -36,6 +36,22 @@ def default_and_override_indexes(table: str) -> tuple[sa.Index, sa.Index]:
     )
 
 
+def tenant_key(table: str) -> sa.UniqueConstraint:
+    """A parent's (tenant_id, id): what its children's composite foreign keys point at."""
+    return sa.UniqueConstraint("tenant_id", "id", name=f"uq_{table}_tenant_id_id")
+
+
+def tenant_fk(table: str, column: str, parent: str, *, ondelete: str | None = None) -> sa.ForeignKeyConstraint:
+    """`table`.(tenant_id, `column`) -> `parent`.(tenant_id, id): a row can only reference its own practice's row
+    (a NULL `column` references nothing). Named as the single-column key it replaced (migration 0015)."""
+    return sa.ForeignKeyConstraint(
+        ["tenant_id", column],
+        [f"{parent}.tenant_id", f"{parent}.id"],
+        name=f"fk_{table}_{column}_{parent}",
+        ondelete=ondelete,
+    )
+
+
 class TenantMixin(SQLModel):
     """Gives a table its tenant column. The unit of work scopes every query on it."""
 
@@ -64,7 +80,7 @@ class ClinicBase(SQLModel):
 
 class Clinic(ClinicBase, TenantMixin, table=True):
     __tablename__ = "clinics"
-    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_clinics_tenant_name"),)
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_clinics_tenant_name"), tenant_key("clinics"))
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field
 
-from backend.tenancy.models import TenantMixin, default_and_override_indexes, partial_unique
+from backend.tenancy.models import TenantMixin, default_and_override_indexes, partial_unique, tenant_fk, tenant_key
 from backend.types import JSONType, UTCDateTime, new_id, utcnow
 
 
@@ -57,13 +57,17 @@ class WaitlistEntry(TenantMixin, table=True):
             "target_key",
             where="status IN ('waiting', 'offered')",
         ),
+        tenant_key("waitlist_entries"),
+        tenant_fk("waitlist_entries", "patient_id", "patients"),
+        tenant_fk("waitlist_entries", "clinic_id", "clinics"),
+        tenant_fk("waitlist_entries", "provider_id", "providers"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    patient_id: uuid.UUID = Field(foreign_key="patients.id", index=True)
-    clinic_id: uuid.UUID = Field(foreign_key="clinics.id")
+    patient_id: uuid.UUID = Field(index=True)
+    clinic_id: uuid.UUID = Field()
     # None: any provider of the clinic (optionally narrowed by specialty and modality).
-    provider_id: uuid.UUID | None = Field(default=None, foreign_key="providers.id")
+    provider_id: uuid.UUID | None = Field(default=None)
     specialty: str | None = Field(default=None, max_length=80)
     modality: str | None = Field(default=None, max_length=20)
     # [{"weekday": 0-6, "start": "HH:MM", "end": "HH:MM"}] in `timezone` (the clinic's IANA zone).
@@ -93,14 +97,18 @@ class WaitlistOffer(TenantMixin, table=True):
         partial_unique(
             "uq_waitlist_offers_live_slot", "tenant_id", "provider_id", "slot_start", where="status = 'pending'"
         ),
+        tenant_fk("waitlist_offers", "entry_id", "waitlist_entries"),
+        tenant_fk("waitlist_offers", "appointment_id", "appointments"),
+        tenant_fk("waitlist_offers", "provider_id", "providers"),
+        tenant_fk("waitlist_offers", "clinic_id", "clinics"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    entry_id: uuid.UUID = Field(foreign_key="waitlist_entries.id", index=True)
+    entry_id: uuid.UUID = Field(index=True)
     # The held appointment row that reserves the slot while the offer is live.
-    appointment_id: uuid.UUID | None = Field(default=None, foreign_key="appointments.id", index=True)
-    provider_id: uuid.UUID = Field(foreign_key="providers.id")
-    clinic_id: uuid.UUID = Field(foreign_key="clinics.id")
+    appointment_id: uuid.UUID | None = Field(default=None, index=True)
+    provider_id: uuid.UUID = Field()
+    clinic_id: uuid.UUID = Field()
     slot_start: datetime = Field(sa_type=UTCDateTime)
     slot_end: datetime = Field(sa_type=UTCDateTime)
     status: OfferStatus = Field(default=OfferStatus.PENDING, sa_type=sa.String(20))
@@ -119,10 +127,13 @@ class WaitlistPolicy(TenantMixin, table=True):
     """The practice default (clinic_id is None) or a clinic's override."""
 
     __tablename__ = "waitlist_policies"
-    __table_args__ = default_and_override_indexes("waitlist_policies")
+    __table_args__ = (
+        *default_and_override_indexes("waitlist_policies"),
+        tenant_fk("waitlist_policies", "clinic_id", "clinics"),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    clinic_id: uuid.UUID | None = Field(default=None, foreign_key="clinics.id")
+    clinic_id: uuid.UUID | None = Field(default=None)
     max_active_per_provider: int = 50
     max_active_per_clinic: int = 200
     max_entries_per_patient: int = 3

@@ -56,7 +56,7 @@ def offer_freed_slot_task(self: object, tenant_id: str, provider_id: str, start:
 
 
 def _tenants_with(query: object) -> list[uuid.UUID]:
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         return sorted(set(uow.session.exec(query)))  # type: ignore[call-overload]
 
 
@@ -91,7 +91,7 @@ def offer_open_slots_tick() -> int:
     """Every 30 s: slots freed by a cancellation in the last hour that are still free and have no live offer
     are offered again (keeps the cascade alive when an enqueue was lost)."""
     now = utcnow()
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         cancelled = list(
             uow.session.exec(
                 select(Appointment.tenant_id, Appointment.provider_id, Appointment.start_at, Appointment.end_at)

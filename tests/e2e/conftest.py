@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.conftest import ADMIN_URL, REDIS_URL, TEST_DB_NAME, _db_url, free_port
+from tests.conftest import ADMIN_URL, REDIS_URL, TEST_DB_NAME, free_port, grant_test_roles, role_env
 from tests.pg_proxy import PgProxy
 
 E2E_TWILIO_TOKEN = "e2e-twilio-auth-token-0123456789"
@@ -65,7 +65,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, pg_proxy: PgProxy) -> Iter
         conn.execute(f'CREATE DATABASE "{db_name}"')
     env = {
         **os.environ,
-        "DATABASE_URL": _db_url(db_name),
+        # As deployed: migrations as the owner, the app as a role under row-level security (and the system role).
+        **role_env(db_name),
         "REDIS_URL": REDIS_URL,
         "REFLEX_USE_NPM": "1",
         "REFLEX_CHECK_LATEST_VERSION": "false",
@@ -80,10 +81,16 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, pg_proxy: PgProxy) -> Iter
     env.pop("CELERY_BROKER_URL", None)
     python = sys.executable
     subprocess.run([python, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True)
+    grant_test_roles(db_name)
     subprocess.run([python, "-m", "backend.seed", "--demo", "--if-empty"], cwd=ROOT, env=env, check=True)
     port = free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
-    app_env = {**env, "DATABASE_URL": pg_proxy.url_for(env["DATABASE_URL"])}  # the app's database: via the proxy
+    # The app's database (both of its roles): via the proxy.
+    app_env = {
+        **env,
+        "DATABASE_URL": pg_proxy.url_for(env["DATABASE_URL"]),
+        "SYSTEM_DATABASE_URL": pg_proxy.url_for(env["SYSTEM_DATABASE_URL"]),
+    }
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [python, "-m", "reflex", "run", "--env", "prod", "--single-port",

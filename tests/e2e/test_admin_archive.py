@@ -76,7 +76,7 @@ def scene(app_url: str, e2e_engine: sa.Engine) -> Scene:
     annex_id = _create_clinic(app_url, admin, annex, "America/Chicago")
     doctor_name = f"Dr. Ada Archive {tag}"
     patient_email = f"remy.{tag}@harbor.example"
-    with UnitOfWork(unscoped=True, engine=e2e_engine) as uow:
+    with UnitOfWork(system=True, engine=e2e_engine) as uow:
         tenant = uow.session.exec(select(Tenant).where(Tenant.slug == "harbor")).one()
     with UnitOfWork(Actor.system(tenant.id), engine=e2e_engine) as uow:
         s = uow.session

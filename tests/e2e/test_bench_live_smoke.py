@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_live_tabs_see_their_changes_and_only_theirs(tmp_path: Path) -> None:
     out = tmp_path / "live.json"
     # The bench makes its own database, Redis and settings: none of this test run's own may leak into it.
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX")}
+    own = ("DATABASE_URL", "SYSTEM_DATABASE_URL", "DATABASE_OWNER_URL", "REDIS_URL", "REDIS_KEY_PREFIX")
+    env = {k: v for k, v in os.environ.items() if k not in own}
     result = subprocess.run(
         [sys.executable, "-m", "bench.live", "--sessions", "3", "--events", "2", "--no-db-stats", "--json", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,

@@ -64,7 +64,7 @@ def _at(day: date, hour: int, zone: ZoneInfo, minutes: int = 0) -> datetime:
 def scene(e2e_engine: sa.Engine) -> Scene:
     """A doctor of Harbor Downtown with, today: a completed session (00:00) and a slot held for a waitlist offer
     (23:00); tomorrow: one booked session."""
-    with UnitOfWork(unscoped=True, engine=e2e_engine) as uow:
+    with UnitOfWork(system=True, engine=e2e_engine) as uow:
         tenant = uow.session.exec(select(Tenant).where(Tenant.slug == "harbor")).one()
     system = Actor.system(tenant.id)
     email = f"dr.today.{secrets.token_hex(3)}@harbor.example"

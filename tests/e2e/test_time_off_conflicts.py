@@ -68,7 +68,7 @@ def scene(e2e_engine: sa.Engine) -> Scene:
     """A doctor working weekdays 09:00-17:00 at Harbor Downtown; ten weeks ahead, Monday 09:00 (Pia) and 10:00
     (Quinn) and Wednesday 09:00 (Pia) are booked; two days ago Pia had a completed session (10:00) and one the
     doctor has not marked (12:00); Quinn waits on the doctor's waitlist."""
-    with UnitOfWork(unscoped=True, engine=e2e_engine) as uow:
+    with UnitOfWork(system=True, engine=e2e_engine) as uow:
         tenant = uow.session.exec(select(Tenant).where(Tenant.slug == "harbor")).one()
     tag = secrets.token_hex(3)
     doctor_email, patient_email = f"dr.timeoff.{tag}@harbor.example", f"pia.{tag}@harbor.example"

@@ -77,6 +77,12 @@ def proxied_url(proxy: PgProxy) -> str:
 
 
 @pytest.fixture
+def proxied_system_url(proxy: PgProxy) -> str:
+    """This run's database as the system scope's role (sweeps, claims, logins), also through the proxy."""
+    return proxy.url_for(os.environ["SYSTEM_DATABASE_URL"])
+
+
+@pytest.fixture
 def harbor(db: sa.Engine) -> Practice:
     p = make_practice("Harbor Mental Health", "harbor")
     no_quiet_hours(p)
@@ -115,13 +121,14 @@ def queue() -> Iterator[str]:
 
 
 @pytest.fixture
-def worker(tmp_path: Path, queue: str, proxied_url: str) -> Iterator[WorkerProcess]:
+def worker(tmp_path: Path, queue: str, proxied_url: str, proxied_system_url: str) -> Iterator[WorkerProcess]:
     """A real `celery worker -B` (prefork, as deployed) whose database is behind the proxy; this process publishes
     to it."""
     env = {
         "CELERY_BROKER_URL": BROKER_URL,
         "CELERY_QUEUE": queue,
         "DATABASE_URL": proxied_url,
+        "SYSTEM_DATABASE_URL": proxied_system_url,
         "NOTIFICATIONS_SWEEP_SECONDS": "1",
     }
     started = WorkerProcess(tmp_path / "worker.log", env, beat_schedule=tmp_path / "beat", name_prefix="outage")
@@ -207,11 +214,11 @@ def test_the_worker_rides_out_a_database_outage(
 
 
 @pytest.fixture
-def api_url(tmp_path: Path, proxied_url: str) -> Iterator[str]:
+def api_url(tmp_path: Path, proxied_url: str, proxied_system_url: str) -> Iterator[str]:
     """The REST API in a process of its own (uvicorn, as deployed) whose database is behind the proxy."""
     port = free_port()
     log = tmp_path / "api.log"
-    env = {**os.environ, "DATABASE_URL": proxied_url}
+    env = {**os.environ, "DATABASE_URL": proxied_url, "SYSTEM_DATABASE_URL": proxied_system_url}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "backend.api.app:api", "--host", "127.0.0.1", "--port", str(port),
@@ -315,6 +322,7 @@ def test_a_page_handler_says_the_database_is_away_waits_and_loads_again(
     engine = make_engine(proxied_url)
     # The page process's engine is the one behind the proxy.
     monkeypatch.setattr(backend.db, "get_engine", lambda: engine)
+    monkeypatch.setattr(backend.db, "get_system_engine", lambda: engine)
     monkeypatch.setattr(outage, "get_engine", lambda: engine)
     monkeypatch.setattr(outage, "RETRY_SECONDS", 0.01)
     try:

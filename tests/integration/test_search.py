@@ -142,15 +142,15 @@ def roster(harbor: Practice) -> dict[str, Provider]:
 
 
 @pytest.fixture
-def count_sql(engine: sa.Engine) -> Iterator[list[str]]:
+def count_sql(app_engine: sa.Engine) -> Iterator[list[str]]:
     statements: list[str] = []
 
     def listen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
-    event.listen(engine, "before_cursor_execute", listen)
+    event.listen(app_engine, "before_cursor_execute", listen)
     yield statements
-    event.remove(engine, "before_cursor_execute", listen)
+    event.remove(app_engine, "before_cursor_execute", listen)
 
 
 @pytest.fixture

@@ -233,16 +233,19 @@ def _clinic_overview(me: Practice, other: Practice) -> None:
 
     expected = {me.clinic.id: (1, 1, 1, 2), me.clinic2.id: (0, 0, 0, 0)}
     assert figures() == expected
-    # Rows of the other practice that point at my clinic ids (the schema's plain foreign keys allow it)
-    # must still not be counted: every count is scoped by tenant, not only by clinic id.
-    with UnitOfWork(other.system) as uow:
-        uow.session.add(
-            ProviderClinic(tenant_id=other.tenant_id, provider_id=other.provider.id, clinic_id=me.clinic.id)
-        )
-        uow.session.add(Patient(tenant_id=other.tenant_id, full_name="Stray", home_clinic_id=me.clinic.id))
-        uow.commit()
-    add_appointment(other, future(days=9, hour=10), clinic=me.clinic)
-    add_waitlist_entry(other, clinic=me.clinic)
+    # Rows of the other practice cannot point at my clinic ids: the foreign keys are (tenant_id, clinic_id).
+    strays = [
+        ProviderClinic(tenant_id=other.tenant_id, provider_id=other.provider.id, clinic_id=me.clinic.id),
+        Patient(tenant_id=other.tenant_id, full_name="Stray", home_clinic_id=me.clinic.id),
+    ]
+    for stray in strays:
+        with UnitOfWork(other.system) as uow, pytest.raises(sa.exc.IntegrityError, match="foreign key"):
+            uow.session.add(stray)
+            uow.flush()
+    with pytest.raises(sa.exc.IntegrityError, match="foreign key"):
+        add_appointment(other, future(days=9, hour=10), clinic=me.clinic)
+    with pytest.raises(sa.exc.IntegrityError, match="foreign key"):
+        add_waitlist_entry(other, clinic=me.clinic)
     assert figures() == expected
 
 
@@ -394,7 +397,8 @@ def _confirm_interest(me: Practice, other: Practice) -> None:
 @case("backend.waitlist.service.ranked_entries")
 def _ranked_entries(me: Practice, other: Practice) -> None:
     name = "backend.waitlist.service.ranked_entries"
-    add_waitlist_entry(other, clinic=me.clinic, urgency=4)  # their row pointing at my clinic id
+    with pytest.raises(sa.exc.IntegrityError, match="foreign key"):  # their row cannot point at my clinic id
+        add_waitlist_entry(other, clinic=me.clinic, urgency=4)
     for actor in (me.admin, me.doctor, me.system):
         views = _call(name, actor)
         assert {v.id for v in views} == me.extra["entries"]
@@ -529,7 +533,7 @@ def test_service_refuses_a_unit_of_work_of_another_tenant(name: str, world: dict
     for actor in (a.admin, a.system, a.patient_actor):
         with UnitOfWork(b.system) as uow, pytest.raises(TenantScopeError, match="another tenant"):
             fn(actor, uow)
-        with UnitOfWork(unscoped=True) as uow, pytest.raises(TenantScopeError):
+        with UnitOfWork(system=True) as uow, pytest.raises(TenantScopeError):
             fn(actor, uow)
 
 
@@ -562,7 +566,7 @@ def test_orm_query_in_a_session_without_tenant_raises(world: dict[str, Practice]
 
 def test_unscoped_unit_of_work_sees_every_tenant(world: dict[str, Practice]) -> None:
     # The control for the refusals: the data of both practices is really there.
-    with UnitOfWork(unscoped=True) as uow:
+    with UnitOfWork(system=True) as uow:
         tenants = {c.tenant_id for c in uow.session.exec(select(Clinic))}
     assert tenants == {world["A"].tenant_id, world["B"].tenant_id}
 

@@ -287,6 +287,7 @@ def test_database_down_is_503_json_with_retry_after(
 ) -> None:
     dead = backend.db.make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere")
     monkeypatch.setattr(backend.db, "get_engine", lambda: dead)
+    monkeypatch.setattr(backend.db, "get_system_engine", lambda: dead)  # logins and token checks: system scope
     try:
         for method, path, kwargs in [
             ("GET", "/api/v1/clinics", {"headers": scene.auth["admin"]}),

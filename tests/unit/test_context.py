@@ -78,7 +78,7 @@ def test_require_role() -> None:
 def test_unit_of_work_needs_an_actor() -> None:
     with pytest.raises(TenantScopeError, match="needs an actor"):
         UnitOfWork(engine=ENGINE)
-    assert UnitOfWork(engine=ENGINE, unscoped=True).tenant_id is None
+    assert UnitOfWork(engine=ENGINE, system=True).tenant_id is None
     assert UnitOfWork(Actor.system(TENANT), engine=ENGINE).tenant_id == TENANT
 
 
@@ -97,7 +97,7 @@ def test_service_function_registers_and_checks_its_unit_of_work(monkeypatch: pyt
     with pytest.raises(TenantScopeError, match="another tenant"):
         sample(actor, UnitOfWork(Actor.system(OTHER_TENANT), engine=ENGINE), 1)
     with pytest.raises(TenantScopeError):
-        sample(actor, UnitOfWork(engine=ENGINE, unscoped=True), 1)
+        sample(actor, UnitOfWork(engine=ENGINE, system=True), 1)
     with pytest.raises(TypeError, match=r"takes \(actor, uow"):
         sample("not an actor", UnitOfWork(actor, engine=ENGINE), 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
