@@ -40,7 +40,6 @@ from backend.identity.models import ProviderClinic
 from backend.settings import get_settings
 from backend.tenancy.context import Actor
 from portal.state.live import (
-    MAX_LINKED_CLIENTS,
     LivePatient,
     LiveProvider,
     LiveTenant,
@@ -48,20 +47,12 @@ from portal.state.live import (
     patient_token,
     provider_token,
     tenant_token,
+    watchers,
 )
 
 logger = logging.getLogger(__name__)
 
 
-class _SharedTokenHasNoSocket(logging.Filter):
-    """app.modify_state also sends the delta to the shared token itself, which no socket holds: not news."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(f"to disconnected client '{prefix}" in message for prefix in _SHARED_PREFIXES)
-
-
-_SHARED_PREFIXES = ("tenant-", "provider-", "patient-")
 EVENT_PATTERN = "clinic:events:*"
 COALESCE_SECONDS = 0.05
 CLINIC_CACHE_SECONDS = 30.0
@@ -150,29 +141,42 @@ class ClinicProvidersCache:
 
 
 async def bump(app: Any, token: str, event_name: str) -> None:
-    """Advance one audience's revision; Reflex pushes it to every client linked to that token."""
+    """Advance one audience's revision and set it on each watching tab's own copy: Reflex sends each of them a
+    frame (to whichever worker holds its socket). Tabs that are gone, or now watch another audience, are dropped."""
     cls = _audience_class(token)
-    async with app.modify_state(rx.BaseStateToken(ident=token, cls=cls)) as root:
-        live = await root.get_state(cls)
-        live.revision += 1  # type: ignore[attr-defined]
-        live.last_event = event_name  # type: ignore[attr-defined]
-        if len(live._linked_from) > MAX_LINKED_CLIENTS:  # type: ignore[attr-defined]
-            await _prune_gone_clients(app, live)
+    registry = watchers()
+    revision, clients = await asyncio.to_thread(registry.advance, token)
+    if not clients:
+        return
+    namespace = app.event_namespace
+    manager = namespace._token_manager if namespace is not None else None
+    kind = cls.get_full_name()
+
+    async def one(client: str) -> None:
+        if manager is not None and not await manager.is_token_connected(client):
+            await asyncio.to_thread(registry.forget, kind, client, token)
+            return
+        async with app.modify_state(rx.BaseStateToken(ident=client, cls=cls)) as root:
+            live = await root.get_state(cls)
+            if live._audience != token:  # type: ignore[attr-defined]
+                # The tab moved on (another page, another person): nothing of this audience is its business.
+                stale = True
+            else:
+                stale = False
+                live.revision = max(int(live.revision), revision)  # type: ignore[attr-defined]
+                live.last_event = event_name  # type: ignore[attr-defined]
+        if stale:
+            await asyncio.to_thread(registry.forget, kind, client, token)
+
+    results = await asyncio.gather(*(one(client) for client in clients), return_exceptions=True)
+    failed = sum(1 for result in results if isinstance(result, BaseException))
+    if failed:
+        logger.warning("live relay: %d of %d tabs could not be updated", failed, len(results))
 
 
 async def bump_tenant(app: Any, tenant_id: str, event_name: str) -> None:
     """Advance one practice's staff revision."""
     await bump(app, tenant_token(tenant_id), event_name)
-
-
-async def _prune_gone_clients(app: Any, live: Any) -> None:
-    """Forget tabs that closed long ago (Reflex keeps every token that ever linked)."""
-    namespace = app.event_namespace
-    if namespace is None:
-        return
-    manager = namespace._token_manager
-    connected = {token for token in live._linked_from if await manager.is_token_connected(token)}
-    live._linked_from = connected
 
 
 class _Lease:
@@ -333,5 +337,4 @@ def _offer(queue: asyncio.Queue[DomainEvent], event: DomainEvent) -> None:
 
 def register(app: rx.App) -> None:
     """Start the relay with the app (call once, where the app is created)."""
-    logging.getLogger("reflex.app").addFilter(_SharedTokenHasNoSocket())
     app.register_lifespan_task(relay_domain_events)

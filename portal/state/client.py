@@ -19,7 +19,6 @@ import hashlib
 import json
 
 import reflex as rx
-from reflex.istate.shared import SharedStateBaseInternal
 
 # The sessionStorage key under which Reflex's frontend keeps the client token (TOKEN_KEY in
 # reflex_base/.templates/web/utils/state.js).
@@ -40,15 +39,9 @@ def owner_key(session_token: str | None) -> str:
 
 
 def reset_client_tree(state: rx.State) -> None:
-    """Reset every loaded state of this client to its defaults, and drop its links to shared states.
-
-    Shared states (the tenant's live counter) belong to everybody linked to them and are left alone; only this
-    client's link to them goes, so the next page links again for whoever is signed in now.
-    """
+    """Reset every loaded state of this client to its defaults, its live audiences too (portal.state.live): the
+    relay skips a tab whose copy no longer names the audience it bumps, so the next page links again for
+    whoever is signed in now."""
     root = state._get_root_state()
     for substate in root.substates.values():
-        if isinstance(substate, SharedStateBaseInternal):
-            continue
         substate.reset()
-    if root._reflex_internal_links:
-        root._reflex_internal_links = None

@@ -2,9 +2,9 @@
 
 How it works
 ------------
-* Audiences are `rx.SharedState` classes holding two display-safe vars: `revision` (a counter) and
-  `last_event` (the name of the last domain event, e.g. "waitlist.changed" - never ids or PHI). A client links
-  its copy of each class to at most one shared instance (token):
+* Audiences are tokens; each has a per-tab state class holding two display-safe vars: `revision` (a counter)
+  and `last_event` (the name of the last domain event, e.g. "waitlist.changed" - never ids or PHI). A tab
+  watches at most one audience per class:
 
   - `LiveTenant`   `tenant-<tenant id>`: the practice's staff (admin pages); every event of the practice.
   - `LiveProvider` `provider-<provider id>`: one provider's appointments, slots, availability and waitlist -
@@ -13,19 +13,21 @@ How it works
 
 * A page links, in its on_load after the guard, only the audiences it shows (`LiveProvider.link`, ...). Every
   `link` resolves the session again on the server (and checks a provider id taken from the URL against the
-  viewer's practice), so a client can only ever link to what it may see.
+  viewer's practice), so a tab can only ever watch what it may see; the tab joins that audience's watchers
+  (`watchers()`: in this process, or in Redis when Reflex shares its state between workers).
 * `portal.live_bridge` (a lifespan task) maps each domain event the backend publishes after commit to the
-  tokens it concerns (`audience_tokens`: the ids the event carries) and bumps only those, coalesced per token.
-  Reflex then pushes the new revision to every client linked to it, on whichever worker its socket lives.
+  tokens it concerns (`audience_tokens`: the ids the event carries), coalesced per token, and for each advances
+  the revision and sets it on every watching tab's own copy (`app.modify_state`): one frame per watching tab,
+  none anywhere else. (Reflex's own `rx.SharedState` is not used: in 0.10 any client event of a linked tab
+  re-sends the shared state to every other linked tab, tabs x tabs work per change.)
 * Each page re-queries its own role-scoped data when a revision it listens to changes: `live_refresh(handler,
   *audiences)` renders a hidden marker whose React effect calls `handler(revision)` whenever the combined
   revision changes (never on first mount: on_load has just loaded). The mixin's `live_update` first checks
   `_live_changed(revision)` (False when this client's data already reflects it), then resolves the session
   and runs `_live_reload` in a worker thread, never on the event loop, with SQLite reads deferred
   (`backend.db.reads_only`): one slow query stalls no other socket.
-* No client event but `link` loads a shared state: in Reflex 0.10 a client event that loads a linked shared
-  state sends it to every other client linked to the same token, so a page's own handlers compare the revision
-  the browser reports with the one `link` noted on the session (`SessionState._live_linked`).
+* A page's load notes which revisions its data covers (`_mark_live_seen`, from what `link` noted on the session,
+  `SessionState._live_linked`), so the marker's first report after a load re-reads nothing.
 * A socket that dropped and came back runs the page's on_load again (Reflex's hydrate_and_load), which
   re-reads; when the relay's Redis subscription comes back after a drop, it bumps every token any client linked
   (`known_tokens()`), so every page re-reads what it may have missed.
@@ -77,10 +79,6 @@ from portal.state.session import SESSION_ENDED, SessionState, session_token
 
 logger = logging.getLogger(__name__)
 
-# Only tokens of tabs that are gone accumulate in an audience's linked set; past this size they are pruned.
-MAX_LINKED_CLIENTS = 2000
-
-
 def tenant_token(tenant_id: uuid.UUID | str) -> str:
     """The shared-state token of one practice's staff (Reflex forbids underscores in it; a UUID has none)."""
     return f"tenant-{tenant_id}"
@@ -122,92 +120,175 @@ def _provider_in_practice(actor: Actor, provider_id: uuid.UUID) -> bool:
         return provider is not None and provider.tenant_id == actor.tenant_id
 
 
-# Every audience token a client of this process linked to: after a relay gap, these are bumped (see
-# portal.live_bridge). Tokens name a practice, a provider or a patient, so the set stays small.
-_known_tokens: set[str] = set()
+# -- who watches what ----------------------------------------------------------------------------------------
+#
+# Each audience (a token: a practice's staff, a provider, a patient) has a revision counter and a set of watching
+# clients (Reflex client tokens, one per tab). A page's `link` puts its tab among the watchers of one audience per
+# class (replacing the tab's previous one); the relay (portal.live_bridge) advances the counter and sets the new
+# revision on each watcher's own copy of the class, so only those tabs get a frame. Tabs watching nothing of an
+# event are never touched, and no tab's own events ever reach another tab.
+#
+# Where: in this process when Reflex keeps its state here (the default: one worker holds every socket and state);
+# in Redis when Reflex shares its state through Redis (several workers; the relay leader bumps every watcher).
+
+
+class _LocalWatchers:
+    """The registry in this process."""
+
+    def __init__(self) -> None:
+        self.watchers: dict[str, set[str]] = {}
+        self.watching: dict[tuple[str, str], str] = {}
+        self.revisions: dict[str, int] = {}
+
+    def watch(self, kind: str, client: str, audience: str | None) -> int:
+        old = self.watching.pop((kind, client), None)
+        if old is not None and old != audience:
+            self.watchers.get(old, set()).discard(client)
+            if not self.watchers.get(old):
+                self.watchers.pop(old, None)
+        if audience is None:
+            return 0
+        self.watching[(kind, client)] = audience
+        self.watchers.setdefault(audience, set()).add(client)
+        return self.revisions.get(audience, 0)
+
+    def forget(self, kind: str, client: str, audience: str) -> None:
+        if self.watching.get((kind, client)) == audience:
+            self.watching.pop((kind, client), None)
+        self.watchers.get(audience, set()).discard(client)
+
+    def advance(self, audience: str) -> tuple[int, set[str]]:
+        self.revisions[audience] = revision = self.revisions.get(audience, 0) + 1
+        return revision, set(self.watchers.get(audience, ()))
+
+    def audiences(self) -> set[str]:
+        return {audience for audience, clients in self.watchers.items() if clients}
+
+
+class _RedisWatchers:
+    """The registry in Redis (Reflex state shared by several workers): `<prefix>:live:w:<audience>` (the set of
+    watching clients), `<prefix>:live:c:<client>` (hash: class -> audience), `<prefix>:live:r:<audience>` (the
+    revision), `<prefix>:live:tokens` (every audience ever watched, for the resync). Keys of a client expire a day
+    after its last link."""
+
+    TTL = 24 * 3600
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.r = client
+        self.prefix = prefix
+
+    def _key(self, kind: str, value: str) -> str:
+        return f"{self.prefix}:live:{kind}:{value}"
+
+    def watch(self, kind: str, client: str, audience: str | None) -> int:
+        mine = self._key("c", client)
+        old = self.r.hget(mine, kind)
+        old = old.decode() if isinstance(old, bytes) else old
+        pipe = self.r.pipeline()
+        if old is not None and old != audience:
+            pipe.srem(self._key("w", old), client)
+        if audience is None:
+            pipe.hdel(mine, kind)
+            pipe.execute()
+            return 0
+        pipe.hset(mine, kind, audience)
+        pipe.expire(mine, self.TTL)
+        pipe.sadd(self._key("w", audience), client)
+        pipe.expire(self._key("w", audience), self.TTL)
+        pipe.sadd(f"{self.prefix}:live:tokens", audience)
+        pipe.get(self._key("r", audience))
+        revision = pipe.execute()[-1]
+        return int(revision or 0)
+
+    def forget(self, kind: str, client: str, audience: str) -> None:
+        self.r.srem(self._key("w", audience), client)
+
+    def advance(self, audience: str) -> tuple[int, set[str]]:
+        pipe = self.r.pipeline()
+        pipe.incr(self._key("r", audience))
+        pipe.smembers(self._key("w", audience))
+        revision, clients = pipe.execute()
+        return int(revision), {c.decode() if isinstance(c, bytes) else str(c) for c in clients}
+
+    def audiences(self) -> set[str]:
+        members = self.r.smembers(f"{self.prefix}:live:tokens")
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+
+
+_local = _LocalWatchers()
+
+
+def _reflex_state_is_shared() -> bool:
+    """Whether Reflex keeps client states in Redis (several workers), so watchers must be kept there too."""
+    try:
+        from reflex.istate.manager import get_state_manager
+        from reflex.istate.manager.redis import StateManagerRedis
+
+        return isinstance(get_state_manager(), StateManagerRedis)
+    except (ImportError, AttributeError, RuntimeError, ValueError):
+        return False
+
+
+def watchers() -> _LocalWatchers | _RedisWatchers:
+    """The registry of this deployment (see above)."""
+    settings = get_settings()
+    if settings.redis_url and _reflex_state_is_shared():
+        from backend.redis_client import get_redis
+
+        return _RedisWatchers(get_redis(), settings.redis_key_prefix)
+    return _local
 
 
 def known_tokens() -> set[str]:
-    """The audience tokens linked in this process (and, with Redis, by every worker)."""
-    tokens = set(_known_tokens)
-    if get_settings().redis_url:
-        try:
-            from backend.redis_client import get_redis
-
-            tokens.update(t.decode() if isinstance(t, bytes) else str(t) for t in get_redis().smembers(_tokens_key()))
-        except Exception:
-            logger.warning("live: cannot read the linked tokens from Redis", exc_info=True)
-    return tokens
+    """The audiences some client watches (every worker's, when the state is shared): the resync bumps these."""
+    return watchers().audiences()
 
 
-def _tokens_key() -> str:
-    return f"{get_settings().redis_key_prefix}:live:tokens"
-
-
-def _remember(token: str) -> None:
-    if token in _known_tokens:
-        return
-    _known_tokens.add(token)
-    if get_settings().redis_url:
-        try:
-            from backend.redis_client import get_redis
-
-            get_redis().sadd(_tokens_key(), token)
-        except Exception:
-            logger.warning("live: cannot record a linked token in Redis", exc_info=True)
-
-
-async def _attach(state: Any, token: str, rebound: bool) -> Any:
-    if rebound and state._linked_to == token:
-        # The reset dropped this client's link to the very token `_link_to` would find it still linked to.
-        links = dict(state._reflex_internal_links or {})
-        links[state.get_full_name()] = token
-        state._reflex_internal_links = links
-    return await state._link_to(token)
+def _client_token(state: rx.State) -> str:
+    return state.router.session.client_token
 
 
 async def _link(state: Any, token: str | None) -> None:
-    """Link `state` (a live audience) to `token` after binding the client to its session (state filled under
-    another session is reset, and its old links dropped, first); None links nothing.
+    """Make this tab a watcher of `token` (None: of nothing) for `state`'s class, after binding the client to its
+    session (state filled under another session is reset first), and take the audience's current revision.
 
-    The revision the link delivers is noted on the session (`_live_linked`), so a page's load records what its
-    data covers without reading the shared state again: in Reflex 0.10 a client event that loads a linked
-    shared state sends it to every other client linked to it (tabs x tabs frames), so only `link` ever does."""
+    The revision is noted on the session (`_live_linked`) too, so a page's load records what its data covers."""
     session = await state.get_state(SessionState)
-    rebound = session._bind_to_session()
-    if token is None:
-        session._live_linked = {**session._live_linked, state.get_full_name(): -1}
-        return
-    linked = await _attach(state, token, rebound)
-    session._live_linked = {**session._live_linked, state.get_full_name(): int(linked.revision)}
-    if token not in _known_tokens:
-        await asyncio.to_thread(_remember, token)
+    session._bind_to_session()
+    kind = state.get_full_name()
+    revision = await asyncio.to_thread(watchers().watch, kind, _client_token(state), token)
+    state._audience = token or ""
+    state.revision = revision
+    session._live_linked = {**session._live_linked, kind: revision if token else -1}
 
 
-class LiveTenant(rx.SharedState):
-    """The practice's staff: a change counter and the last event's name, bumped by every event of the practice."""
+class _Audience(rx.State, mixin=True):
+    """One audience's counter, as this tab sees it: `revision` and the last event's name (never ids or PHI)."""
 
     revision: int = 0
     last_event: str = ""
+    # Server-only: the audience token this tab watches for this class ("" for none).
+    _audience: str = ""
+
+
+class LiveTenant(_Audience, rx.State):
+    """The practice's staff: a change counter and the last event's name, bumped by every event of the practice."""
 
     @rx.event
     async def link(self):
-        """Link a staff member's client to their own practice's counter (resolved from the session)."""
+        """Watch a staff member's own practice (resolved from the session)."""
         actor = await asyncio.to_thread(_viewer, self)
         if actor is None or actor.role not in (Role.ADMIN, Role.DOCTOR):
             return await _link(self, None)
         return await _link(self, tenant_token(actor.tenant_id))
 
 
-class LiveProvider(rx.SharedState):
+class LiveProvider(_Audience, rx.State):
     """One provider's schedule, slots and waitlist: their own pages, and patients looking at their grid."""
-
-    revision: int = 0
-    last_event: str = ""
 
     @rx.event
     async def link(self):
-        """A doctor links their own provider; anyone else the route's provider, if it is in their practice."""
+        """A doctor watches their own provider; anyone else the route's provider, if it is in their practice."""
         actor = await asyncio.to_thread(_viewer, self)
         if actor is None:
             return await _link(self, None)
@@ -220,15 +301,12 @@ class LiveProvider(rx.SharedState):
         return await _link(self, provider_token(provider_id) if provider_id is not None else None)
 
 
-class LivePatient(rx.SharedState):
+class LivePatient(_Audience, rx.State):
     """One patient's own appointments, waitlist entries, offers and messages."""
-
-    revision: int = 0
-    last_event: str = ""
 
     @rx.event
     async def link(self):
-        """Link a patient's client to their own counter (resolved from the session, never the client)."""
+        """Watch a patient's own counter (resolved from the session, never the client)."""
         actor = await asyncio.to_thread(_viewer, self)
         patient_id = actor.patient_id if actor is not None and actor.role == Role.PATIENT else None
         return await _link(self, patient_token(patient_id) if patient_id is not None else None)

@@ -97,74 +97,105 @@ def test_staff_only_events_and_malformed_ids() -> None:
     assert _tokens(DomainEvent("nope", "slot.freed", None, {"provider_id": PROVIDER_A})) == set()
 
 
-
-def test_a_resync_bumps_every_token_a_client_linked(monkeypatch: pytest.MonkeyPatch) -> None:
-    linked = {tenant_token(TENANT), provider_token(PROVIDER_A), patient_token(PATIENT)}
-    monkeypatch.setattr(live, "_known_tokens", set(linked))
+def _registry(monkeypatch: pytest.MonkeyPatch) -> live._LocalWatchers:
+    registry = live._LocalWatchers()
+    monkeypatch.setattr(live, "_local", registry)
     monkeypatch.setattr(live, "get_settings", lambda: SimpleNamespace(redis_url=None, redis_key_prefix="t"))
-    assert _tokens(RESYNC) == linked
+    return registry
+
+
+def test_a_resync_bumps_every_audience_some_tab_watches(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = _registry(monkeypatch)
+    registry.watch("tenant", "tab-1", tenant_token(TENANT))
+    registry.watch("provider", "tab-1", provider_token(PROVIDER_A))
+    registry.watch("patient", "tab-2", patient_token(PATIENT))
+    registry.watch("provider", "tab-3", provider_token(PROVIDER_C))
+    registry.watch("provider", "tab-3", None)  # tab 3 left: provider C has no watcher any more
+    assert _tokens(RESYNC) == {tenant_token(TENANT), provider_token(PROVIDER_A), patient_token(PATIENT)}
+
+
+def test_a_tab_watches_one_audience_per_class_and_takes_its_revision() -> None:
+    registry = live._LocalWatchers()
+    assert registry.watch("provider", "tab-1", provider_token(PROVIDER_A)) == 0
+    assert registry.advance(provider_token(PROVIDER_A)) == (1, {"tab-1"})
+    # The tab moves to provider B's page: it no longer hears provider A, and joins B at B's revision.
+    assert registry.watch("provider", "tab-1", provider_token(PROVIDER_B)) == 0
+    assert registry.advance(provider_token(PROVIDER_A)) == (2, set())
+    assert registry.advance(provider_token(PROVIDER_B)) == (1, {"tab-1"})
+    assert registry.watch("provider", "tab-2", provider_token(PROVIDER_A)) == 2
 
 
 class _Live(SimpleNamespace):
     revision: int
     last_event: str
+    _audience: str
 
 
 class FakeApp:
-    """Records each bump: which audience token, as which shared-state class."""
+    """Records each tab a bump reached, as which live class, and keeps each tab's copy."""
 
     def __init__(self, expected: int) -> None:
         self.bumped: list[tuple[str, str]] = []
         self.expected = expected
         self.done = asyncio.Event()
-        self.states: dict[str, _Live] = {}
+        self.tabs: dict[tuple[str, str], _Live] = {}
         self.event_namespace = None
+
+    def tab(self, client: str, cls: type, audience: str) -> None:
+        self.tabs[(client, cls.__name__)] = _Live(revision=0, last_event="", _audience=audience)
 
     @contextlib.asynccontextmanager
     async def modify_state(self, token: Any) -> AsyncIterator[Any]:
-        live = self.states.setdefault(token.ident, _Live(revision=0, last_event="", _linked_from=set()))
+        live_copy = self.tabs[(token.ident, token.cls.__name__)]
         self.bumped.append((token.ident, token.cls.__name__))
 
         async def get_state(_cls: type) -> _Live:
-            return live
+            return live_copy
 
         yield SimpleNamespace(get_state=get_state)
         if len(self.bumped) >= self.expected:
             self.done.set()
 
 
-def test_the_relay_bumps_each_concerned_token_once_per_burst(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A client of provider B linked once: the resync at the end of the burst reaches it too.
-    monkeypatch.setattr(live, "_known_tokens", {provider_token(PROVIDER_B)})
-    monkeypatch.setattr(live, "get_settings", lambda: SimpleNamespace(redis_url=None, redis_key_prefix="t"))
+def test_the_relay_bumps_each_watching_tab_once_per_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = _registry(monkeypatch)
+    watching = {
+        "admin-tab": (live.LiveTenant, tenant_token(TENANT)),
+        "doctor-a-tab": (live.LiveProvider, provider_token(PROVIDER_A)),
+        "patient-tab": (live.LivePatient, patient_token(PATIENT)),
+        "doctor-b-tab": (live.LiveProvider, provider_token(PROVIDER_B)),
+        "doctor-c-tab": (live.LiveProvider, provider_token(PROVIDER_C)),
+        # Watched provider A, then its copy was reset (another person signed in on the tab): not reached.
+        "reset-tab": (live.LiveProvider, provider_token(PROVIDER_A)),
+    }
+    app = FakeApp(expected=len(watching))
+    for client, (cls, audience) in watching.items():
+        registry.watch(cls.get_full_name(), client, audience)
+        app.tab(client, cls, "" if client == "reset-tab" else audience)
 
-    async def go() -> FakeApp:
-        app = FakeApp(expected=4)
+    async def go() -> None:
         queue: asyncio.Queue[DomainEvent] = asyncio.Queue()
         # One cancellation burst: the appointment, the freed slot, and the offer it set off (provider A).
         for name in ("appointment.cancelled", "slot.freed", "waitlist.offer_created"):
             queue.put_nowait(DomainEvent(TENANT, name, None, {"provider_id": PROVIDER_A, "patient_id": PATIENT}))
-        queue.put_nowait(RESYNC)
+        queue.put_nowait(RESYNC)  # and the relay's subscription came back: every watched audience
         task = asyncio.create_task(live_bridge._relay(app, queue, None, Clinics()))
         try:
             await asyncio.wait_for(app.done.wait(), timeout=10)
+            await asyncio.sleep(0.2)  # and nothing more arrives (another bump would be recorded)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        return app
 
-    app = asyncio.run(go())
-    assert sorted(app.bumped) == sorted(
-        [
-            (tenant_token(TENANT), "LiveTenant"),
-            (provider_token(PROVIDER_A), "LiveProvider"),
-            (patient_token(PATIENT), "LivePatient"),
-            (provider_token(PROVIDER_B), "LiveProvider"),
-        ]
-    )
-    assert app.states[provider_token(PROVIDER_A)].last_event == "waitlist.offer_created"
-    assert provider_token(PROVIDER_C) not in app.states
+    asyncio.run(go())
+    # Each audience once for the whole burst, at each of its tabs (the resync adds providers B and C).
+    assert sorted(app.bumped) == sorted((client, cls.__name__) for client, (cls, _audience) in watching.items())
+    assert {
+        client: copy.revision for (client, _cls), copy in app.tabs.items() if client != "reset-tab"
+    } == dict.fromkeys(("admin-tab", "doctor-a-tab", "patient-tab", "doctor-b-tab", "doctor-c-tab"), 1)
+    assert app.tabs[("reset-tab", "LiveProvider")].revision == 0  # its copy names no audience: left alone
+    assert "reset-tab" not in registry.watchers.get(provider_token(PROVIDER_A), set())  # and it is forgotten
 
 
 class _Session:
