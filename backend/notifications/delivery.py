@@ -289,8 +289,11 @@ def _finish(claim: Claim, values: dict[str, Any]) -> bool:
     with UnitOfWork(Actor.system(claim.tenant_id)) as uow:
         done = set_ledger(uow.session, claim.notification_id, {**values, "updated_at": utcnow()}, only_if=S.SENDING,
                           generation=claim.generation)  # fmt: skip
-        if done:  # open outbox and history pages re-read (the event carries no PHI)
-            events.emit(uow, "notification.changed", entity_id=claim.notification_id)
+        if done:  # open outbox and history pages (the patient's too) re-read (the event carries no PHI)
+            patient_id = uow.session.exec(
+                select(Notification.patient_id).where(Notification.id == claim.notification_id)
+            ).first()
+            events.emit(uow, "notification.changed", entity_id=claim.notification_id, patient_id=patient_id)
         uow.commit()
     if not done:
         logger.warning("notification %s: claim %d lost before its outcome was written; its new claimer reconciles it",
