@@ -18,7 +18,7 @@ export TEST_POSTGRES_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 export TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
 
-.PHONY: run test venv migrate seed lint typecheck bench clean chromium
+.PHONY: run test venv migrate seed lint typecheck bench clean chromium audit-verify
 
 venv: $(STAMP)
 
@@ -57,6 +57,10 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+
+# Walk the audit trail's hash chains; exits non-zero and names the first broken row if one was tampered with.
+audit-verify: venv
+	$(BIN)/python -m backend.audit verify
 
 # Benchmarks print figures; they assert nothing about time. Needs PostgreSQL and Redis like the tests.
 bench: venv

@@ -193,11 +193,9 @@ class UnitOfWork:
         *,
         engine: Engine | None = None,
         system: bool = False,
-        unscoped: bool = False,
     ) -> None:
         """`system=True` (no actor): cross-practice system work on the system engine (a role with BYPASSRLS on
-        PostgreSQL); the ORM hook does not scope it. `unscoped=True` is the older name of the same thing."""
-        system = system or unscoped
+        PostgreSQL); the ORM hook does not scope it."""
         if actor is None and not system:
             raise TenantScopeError("a unit of work needs an actor (or system=True for cross-tenant system work)")
         if actor is not None and system:

@@ -2,8 +2,16 @@
 
 from sqlmodel import SQLModel
 
-from backend.audit.models import AuditEvent
-from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User, UserSession
+from backend.audit.models import AccessEvent, AuditEvent
+from backend.identity.models import (
+    Membership,
+    Patient,
+    PracticeSSO,
+    Provider,
+    ProviderClinic,
+    User,
+    UserSession,
+)
 from backend.notifications.models import (
     AppointmentReminder,
     Notification,
@@ -18,6 +26,7 @@ from backend.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistPolicy
 metadata = SQLModel.metadata
 
 __all__ = [
+    "AccessEvent",
     "Appointment",
     "AppointmentReminder",
     "AuditEvent",
@@ -30,6 +39,7 @@ __all__ = [
     "NotificationPreference",
     "NotificationSettings",
     "Patient",
+    "PracticeSSO",
     "Provider",
     "ProviderClinic",
     "Tenant",

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from backend.audit.models import AuditEvent
+from backend.crypto import encrypt_text
 from backend.db import UnitOfWork
 from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User
 from backend.identity.security import hash_password
@@ -33,6 +34,9 @@ from backend.tenancy.models import Clinic, Tenant
 from backend.waitlist.models import EntryStatus, WaitlistEntry, WaitlistPolicy, target_key
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - the published password of the fictional demo logins
+# Admins must use MFA: the demo admins are enrolled with this published TOTP secret (add it to an authenticator
+# app, or `python -c "import pyotp; print(pyotp.TOTP('<secret>').now())"`). Any other account sets up its own.
+DEMO_ADMIN_TOTP_SECRET = "WAITWELLDEMOADMINTOTPSECRETKEYZZ"  # noqa: S105 - published, for the fictional demo admins
 
 SESSION_MINUTES = 50
 BUFFER_MINUTES = 10
@@ -501,6 +505,9 @@ def _fill_practice(spec: PracticeSpec, tenant_id: uuid.UUID, engine: Engine | No
             user = User(
                 tenant_id=tenant_id, email=email, full_name=full_name, password_hash=hash_password(DEMO_PASSWORD)
             )
+            if role == Role.ADMIN:
+                user.mfa_secret_encrypted = encrypt_text(DEMO_ADMIN_TOTP_SECRET)
+                user.mfa_enabled_at = now
             session.add(user)
             uow.flush()
             session.add(
@@ -674,7 +681,11 @@ def format_logins(url: str | None = None) -> str:
     """The demo logins table (no PHI beyond these fictional logins)."""
     width_practice = max(len(p) for p, _, _ in DEMO_LOGINS)
     width_role = max(len(r) for _, r, _ in DEMO_LOGINS)
-    lines = [f"Demo logins (password for all: {DEMO_PASSWORD})", ""]
+    lines = [
+        f"Demo logins (password for all: {DEMO_PASSWORD})",
+        f"Admins also enter a code: add the key {DEMO_ADMIN_TOTP_SECRET} to an authenticator app",
+        "",
+    ]
     lines.append(f"{'practice'.ljust(width_practice)}  {'role'.ljust(width_role)}  email")
     for practice, role, email in DEMO_LOGINS:
         lines.append(f"{practice.ljust(width_practice)}  {role.ljust(width_role)}  {email}")

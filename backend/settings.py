@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     celery_queue: str = "celery"
 
     secret_key: str = Field(default_factory=_load_or_create_secret, min_length=32)
-    # Application-level encryption (backend/crypto.py): comma-separated Fernet keys, the first current, the others
+    # Application-level encryption (backend/crypto): comma-separated Fernet keys, the first current, the others
     # still able to decrypt (key rotation). Empty: one key derived from SECRET_KEY (fine for development only).
     encryption_keys: str = ""
     jwt_algorithm: str = "HS256"
@@ -100,6 +100,35 @@ class Settings(BaseSettings):
     login_account_max_failures: int = Field(default=20, ge=1)
     login_account_window_seconds: float = Field(default=900.0, gt=0)
     login_known_network_days: int = Field(default=90, ge=1, le=365)
+    # Automatic logoff (backend/identity/idle.py): a session unused by its person for this long ends, on top of its
+    # absolute lifetime (session_hours, refresh_token_days). Staff are doctors and admins. A session keeps the
+    # timeout it was opened with (user_sessions.idle_timeout_seconds).
+    idle_timeout_staff_seconds: int = Field(default=15 * 60, ge=10, le=24 * 3600)
+    idle_timeout_patient_seconds: int = Field(default=30 * 60, ge=10, le=24 * 3600)
+    # The page asks "Still there?" this long before (at most half the timeout).
+    idle_warning_seconds: int = Field(default=60, ge=1, le=3600)
+    # The idle clock lives in Redis; its coarse copy in the database (user_sessions.last_seen_at) is written at most
+    # this often per session.
+    idle_persist_seconds: int = Field(default=120, ge=1, le=3600)
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _check_encryption_keys(cls, value: str) -> str:
+        import base64
+        import binascii
+
+        keys = [part.strip() for part in value.split(",") if part.strip()]
+        for position, key in enumerate(keys, start=1):
+            try:
+                raw = base64.urlsafe_b64decode(key.encode())
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(
+                    f"encryption_keys: key {position} is not a Fernet key (32 bytes, url-safe base64;"
+                    " `python -m backend.crypto generate-key` makes one)"
+                )
+        return ",".join(keys)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -134,6 +163,18 @@ class Settings(BaseSettings):
 
     public_url: str = "http://localhost:3000"
     sql_echo: bool = False
+
+    # ---- Single sign-on for staff (OpenID Connect, backend/identity/sso.py) ----
+    # Timeout of each call to a practice's identity provider (discovery, keys, token, userinfo).
+    sso_http_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # How long a provider's discovery document and signing keys are reused before they are fetched again.
+    sso_metadata_cache_seconds: int = Field(default=3600, ge=0, le=7 * 24 * 3600)
+    # How long a started sign-in may take at the provider (the state cookie's lifetime).
+    sso_state_minutes: int = Field(default=10, ge=1, le=60)
+    # Allow a provider at http://localhost or 127.0.0.1 (a local test provider). Off: every provider URL is https.
+    sso_allow_http_loopback: bool = False
+    # Where providers send the browser back (<this>/auth/sso/<practice>/callback). Empty: PUBLIC_URL.
+    sso_redirect_base_url: str = ""
 
     # Notifications. "console" (the default) sends nothing out: the outbox row is the message the admin reads.
     # "providers" sends e-mail through SendGrid and SMS/WhatsApp through Twilio with the credentials below,

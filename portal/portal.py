@@ -9,8 +9,8 @@ import reflex as rx
 from backend.api.app import api
 from backend.api.edge import edge_transformer, socket_origin_allowed
 from portal import background, live_bridge
-from portal.pages import index, login, unsubscribe  # noqa: F401 - importing registers the pages
-from portal.pages.admin import clinics, home, outbox, policy, waitlists  # noqa: F401
+from portal.pages import account_mfa, index, login, unsubscribe  # noqa: F401 - importing registers the pages
+from portal.pages.admin import audit, clinics, home, outbox, policy, waitlists  # noqa: F401
 from portal.pages.doctor import availability as doctor_availability  # noqa: F401
 from portal.pages.doctor import home as doctor_home  # noqa: F401
 from portal.pages.doctor import schedule as doctor_schedule  # noqa: F401

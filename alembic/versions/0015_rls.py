@@ -45,6 +45,7 @@ FOREIGN_KEYS: list[tuple[str, str, str, str | None]] = [
     ("memberships", "patient_id", "patients", None),
     ("memberships", "provider_id", "providers", None),
     ("memberships", "user_id", "users", "CASCADE"),
+    ("mfa_recovery_codes", "user_id", "users", "CASCADE"),
     ("notification_deliveries", "notification_id", "notifications", "CASCADE"),
     ("notification_preferences", "patient_id", "patients", "CASCADE"),
     ("notifications", "patient_id", "patients", None),

@@ -11,6 +11,7 @@ from backend.api.input_guard import install_input_guards
 from backend.api.ratelimit import install_rate_limiting
 from backend.api.routes import (
     appointments,
+    audit,
     auth,
     clinics,
     health,
@@ -20,6 +21,7 @@ from backend.api.routes import (
     offers,
     providers,
     series,
+    sso,
     waitlists,
     webhooks,
 )
@@ -43,8 +45,10 @@ def create_api() -> FastAPI:
     for router in (
         health.router,
         auth.router,
+        sso.router,
         clinics.router,
         listings.router,
+        audit.router,
         waitlists.router,
         offers.router,
         series.router,

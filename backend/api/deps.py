@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.api import proxies
+from backend.audit import context as audit_context
 from backend.db import UnitOfWork
 from backend.errors import AuthenticationFailed
 from backend.identity.service import BearerSession, session_from_token
@@ -31,9 +32,12 @@ def current_actor(session: Annotated[BearerSession, Depends(current_session)]) -
     return session.actor
 
 
-def unit_of_work(actor: Annotated[Actor, Depends(current_actor)]) -> Iterator[UnitOfWork]:
-    """Open one unit of work per request; the route commits it explicitly."""
+def unit_of_work(actor: Annotated[Actor, Depends(current_actor)], request: Request) -> Iterator[UnitOfWork]:
+    """Open one unit of work per request; the route commits it explicitly. Its reads of patient data are
+    audited as this route, from this client (backend.audit.context)."""
     with UnitOfWork(actor) as uow:
+        route = getattr(request.scope.get("route"), "path", None) or request.url.path
+        audit_context.bind(uow, f"{request.method} {route}", proxies.client_address(request.scope))
         yield uow
 
 

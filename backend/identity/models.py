@@ -73,6 +73,25 @@ class User(TenantMixin, table=True):
     is_active: bool = Field(default=True)
     last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # MFA (backend/identity/mfa.py): the TOTP secret, encrypted (backend.crypto); the one being enrolled until its
+    # first code confirms it; the last time step a code was accepted for (a code at or before it is a replay).
+    mfa_secret_encrypted: str | None = Field(default=None, sa_type=sa.Text)
+    mfa_pending_secret_encrypted: str | None = Field(default=None, sa_type=sa.Text)
+    mfa_enabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    mfa_last_step: int | None = Field(default=None, sa_type=sa.BigInteger)
+
+
+class MfaRecoveryCode(TenantMixin, table=True):
+    """A one-time recovery code: only a salted hash is kept; `used_at` is set when it is spent."""
+
+    __tablename__ = "mfa_recovery_codes"
+    __table_args__ = (tenant_fk("mfa_recovery_codes", "user_id", "users", ondelete="CASCADE"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    user_id: uuid.UUID = Field(index=True)
+    code_hash: str = Field(max_length=200)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class Membership(TenantMixin, table=True):
@@ -125,6 +144,35 @@ class UserSession(TenantMixin, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Automatic logoff (backend/identity/idle.py): why the session was revoked ("idle" when it timed out), the
+    # idle timeout it was opened with, and a coarse copy of its last activity (the live clock is in Redis).
+    revoked_reason: str | None = Field(default=None, max_length=20)
+    idle_timeout_seconds: int | None = Field(default=None)
+    last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # An admin (or a clinician whose practice requires MFA) who has not enrolled yet signs in to a session that
+    # reaches only the enrolment page; confirming enrolment lifts it (backend/identity/mfa.py).
+    mfa_enrolment_only: bool = Field(default=False)
+
+
+class PracticeSSO(TenantMixin, table=True):
+    """A practice's OpenID Connect identity provider, through which its staff may sign in (one per practice).
+
+    The client secret is stored encrypted (backend.crypto) and never read back by any route.
+    """
+
+    __tablename__ = "practice_sso"
+    __table_args__ = (sa.UniqueConstraint("tenant_id"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    issuer: str = Field(max_length=500)
+    client_id: str = Field(max_length=255)
+    client_secret_encrypted: str = Field(default="", sa_type=sa.Text)
+    enabled: bool = Field(default=False)
+    # The practice vouches that its identity provider enforces MFA: such a sign-in skips our own TOTP step
+    # (unless the ID token's `amr` shows a password-only sign-in).
+    trust_idp_mfa: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class ProviderPublic(SQLModel):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 from sqlmodel import col, select
 
-from backend.audit.service import record
+from backend.audit.service import record, record_access
 from backend.db import UnitOfWork
 from backend.errors import (
     AuthenticationFailed,
@@ -19,7 +19,7 @@ from backend.errors import (
     RateLimited,
     ValidationFailed,
 )
-from backend.identity import security, throttle
+from backend.identity import idle, mfa, security, throttle
 from backend.identity.models import Membership, Patient, Provider, User, UserSession
 from backend.service import require_role, service_function
 from backend.settings import get_settings
@@ -68,11 +68,14 @@ def authenticate(
     client_address: str | None,
     practice: str | None = None,
     role: Role | None = None,
+    totp: str | None = None,
 ) -> Actor:
     """Check an email and password from `client_address`; return the actor or raise (401, or 429 when throttled).
 
     Throttling (backend/identity/throttle.py) is keyed by the client's network and the e-mail, and treats an
     unknown e-mail exactly like a known one: same answers, same Retry-After, same cost (a dummy argon2 check).
+    An account with MFA also needs `totp` (a TOTP or recovery code): without it, MfaRequired (401 `mfa_required`,
+    carrying the pending-MFA token the browser continues with); a wrong one is a failed attempt (401 `mfa_invalid`).
     """
     email = email.strip().lower()
     if not email or not password:
@@ -93,20 +96,71 @@ def authenticate(
                 record(_system_in(user), uow, action="user.login_failed", entity_type="user", entity_id=user.id)
             uow.commit()
             raise AuthenticationFailed(BAD_LOGIN)
-        # The right password from here on: whatever follows, it is not a failed attempt.
-        throttle.record_success(client_address, email)
         if len(matched) > 1:
+            # The right password: not a failed attempt.
+            throttle.record_success(client_address, email)
             raise PracticeRequired("This email belongs to several practices; choose your practice.")
         user = matched[0]
         membership = _pick_membership(uow, user, role)
         if membership is None:
+            throttle.record_success(client_address, email)
             raise AuthenticationFailed("This account has no access to the practice.")
+        actor = _actor_for(membership)
+        data = {"role": str(actor.role)}
+        if mfa.is_enrolled(user):
+            # Until the code is right too, the attempt stays counted: a wrong code is a failure for this
+            # (network, account), and a network that only knows the password is never remembered as known.
+            if not totp:
+                raise mfa.MfaRequired(actor=actor, pending_token=mfa.issue_pending_token(user, actor.role))
+            method = mfa.verify_second_factor(uow, user, totp)
+            if method is None:
+                record(_system_in(user), uow, action="user.mfa_failed", entity_type="user", entity_id=user.id)
+                uow.commit()
+                raise mfa.MfaInvalid(mfa.BAD_CODE)
+            data["mfa"] = method
+        throttle.record_success(client_address, email)
         user.last_login_at = utcnow()
         uow.session.add(user)
-        actor = _actor_for(membership)
-        record(actor, uow, action="user.login", entity_type="user", entity_id=user.id, data={"role": str(actor.role)})
+        record(actor, uow, action="user.login", entity_type="user", entity_id=user.id, data=data)
         uow.commit()
         return actor
+
+
+def complete_mfa_login(*, pending_token: str | None, code: str, client_address: str | None) -> Actor:
+    """The browser's second step: a pending-MFA token (right password, under 5 minutes old) and a code -> the actor.
+
+    A wrong code counts as a failed attempt for the (network, account), exactly like a wrong password.
+    """
+    found = mfa.read_pending(pending_token)
+    if found is None:
+        raise AuthenticationFailed(
+            "Your sign-in took too long. Enter your email and password again.", code="mfa_expired"
+        )
+    pending, pending_user = found
+    email = pending_user.email.strip().lower()
+    _throttle_or_raise(client_address, email)
+    with UnitOfWork(system=True) as uow:
+        user = uow.session.get(User, pending.user_id)
+        if user is None or user.tenant_id != pending.tenant_id or not user.is_active:
+            raise AuthenticationFailed(BAD_LOGIN)
+        membership = _pick_membership(uow, user, pending.role)
+        if membership is None:
+            raise AuthenticationFailed("This account has no access to the practice.")
+        actor = _actor_for(membership)
+        method = mfa.verify_second_factor(uow, user, code) if code.strip() else None
+        if method is None:
+            record(_system_in(user), uow, action="user.mfa_failed", entity_type="user", entity_id=user.id)
+            uow.commit()
+            raise mfa.MfaInvalid(mfa.BAD_CODE)
+        user.last_login_at = utcnow()
+        uow.session.add(user)
+        data = {"role": str(actor.role), "mfa": method}
+        record(actor, uow, action="user.login", entity_type="user", entity_id=user.id, data=data)
+        uow.commit()
+    # Both attempts of this sign-in (the password's and the code's) were the owner's.
+    throttle.record_success(client_address, email)
+    throttle.record_success(client_address, email)
+    return actor
 
 
 def _is_sqlite(uow: UnitOfWork) -> bool:
@@ -157,6 +211,7 @@ def start_api_session(actor: Actor) -> TokenGrant:
             user_id=membership.user_id,
             membership_id=membership.id,
             expires_at=utcnow() + timedelta(days=settings.refresh_token_days),
+            idle_timeout_seconds=idle.timeout_for(actor.role, settings),
         )
         refresh_token, session.refresh_hash = security.new_refresh_token(session.id, session.refresh_generation)
         uow.session.add(session)
@@ -184,8 +239,15 @@ def refresh_api_session(refresh_token: str) -> TokenGrant:
     with UnitOfWork(system=True) as uow:
         query = select(UserSession).where(UserSession.id == session_id, UserSession.kind == "api")
         session = uow.session.exec(query if _is_sqlite(uow) else query.with_for_update()).first()
+        if session is not None and session.revoked_reason == idle.IDLE_REASON:
+            raise idle.SessionIdle(idle.IDLE_MESSAGE)
         if session is None or session.revoked_at is not None or session.expires_at <= utcnow():
             raise AuthenticationFailed(BAD_REFRESH)
+        # A refresh is the client's timer, not its person: it checks the idle clock but does not move it.
+        if not _idle_clock(session, touch=False).alive:
+            _revoke_idle(uow, session)
+            uow.commit()
+            raise idle.SessionIdle(idle.IDLE_MESSAGE)
         if not security.same_hash(session.refresh_hash, security.hash_session_token(refresh_token)):
             if generation < session.refresh_generation:
                 session.revoked_at = utcnow()
@@ -214,11 +276,15 @@ def refresh_api_session(refresh_token: str) -> TokenGrant:
 
 
 def _load_actor(tenant_id: uuid.UUID, user_id: uuid.UUID, role: Role, session_id: uuid.UUID) -> Actor | None:
-    """Re-read the membership and the token's session so a removed user, role or session stops working at once."""
+    """Re-read the membership and the token's session so a removed user, role or session stops working at once.
+
+    A bearer request is activity: it moves the session's idle clock (in Redis, not the database), and a session
+    idle past its timeout is revoked and refused (401 `session_idle`).
+    """
     with UnitOfWork(Actor.system(tenant_id)) as uow:
         # One round trip: this runs on every API request.
-        membership = uow.session.exec(
-            select(Membership)
+        row = uow.session.exec(
+            select(Membership, UserSession)
             .join(User, col(User.id) == Membership.user_id)
             .join(UserSession, col(UserSession.membership_id) == Membership.id)
             .where(
@@ -232,7 +298,18 @@ def _load_actor(tenant_id: uuid.UUID, user_id: uuid.UUID, role: Role, session_id
                 col(User.is_active).is_(True),
             )
         ).first()
-        return _actor_for(membership) if membership else None
+        if row is None:
+            return None
+        membership, session = row
+        clock = _idle_clock(session, touch=True)
+        if not clock.alive:
+            _revoke_idle(uow, session)
+            uow.commit()
+            raise idle.SessionIdle(idle.IDLE_MESSAGE)
+        if clock.persist_due:
+            _persist_last_seen(uow, session.id, clock.last)
+            uow.commit()
+        return _actor_for(membership)
 
 
 @dataclass(frozen=True)
@@ -276,6 +353,53 @@ def end_api_session(actor: Actor, session_id: uuid.UUID) -> None:
         uow.commit()
 
 
+# -- automatic logoff: the idle clock of a session (backend/identity/idle.py) -----------------------------
+
+
+def _idle_timeout(session: UserSession) -> int:
+    """The session's idle timeout: the one it was opened with (sessions older than the column: the stricter one)."""
+    if session.idle_timeout_seconds:
+        return session.idle_timeout_seconds
+    settings = get_settings()
+    return min(settings.idle_timeout_staff_seconds, settings.idle_timeout_patient_seconds)
+
+
+def _idle_clock(session: UserSession, *, touch: bool) -> idle.Clock:
+    return idle.look(
+        session.id,
+        timeout_seconds=_idle_timeout(session),
+        created_at=session.created_at,
+        last_seen_at=session.last_seen_at,
+        touch=touch,
+    )
+
+
+def _persist_last_seen(uow: UnitOfWork, session_id: uuid.UUID, last: float) -> None:
+    """The coarse copy of the idle clock (at most once per idle_persist_seconds per session: the clock says when)."""
+    moment = datetime.fromtimestamp(last, tz=UTC)
+    uow.session.execute(
+        update(UserSession)
+        .where(
+            col(UserSession.id) == session_id,
+            or_(col(UserSession.last_seen_at).is_(None), col(UserSession.last_seen_at) < moment),
+        )
+        .values(last_seen_at=moment)
+    )
+
+
+def _revoke_idle(uow: UnitOfWork, session: UserSession) -> None:
+    """Revoke a session that timed out (once, whoever notices first) and audit the automatic logoff."""
+    result = uow.session.execute(
+        update(UserSession)
+        .where(col(UserSession.id) == session.id, col(UserSession.revoked_at).is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=idle.IDLE_REASON)
+    )
+    if int(getattr(result, "rowcount", 0) or 0):
+        system = Actor(tenant_id=session.tenant_id, role=Role.SYSTEM, user_id=session.user_id)
+        data = {"kind": session.kind, "idle_timeout_seconds": _idle_timeout(session)}
+        record(system, uow, action="user.logoff_idle", entity_type="user", entity_id=session.user_id, data=data)
+
+
 # -- browser sessions ----------------------------------------------------------------------------------
 
 
@@ -294,33 +418,81 @@ def start_session(actor: Actor) -> tuple[str, int]:
                 user_id=membership.user_id,
                 membership_id=membership.id,
                 expires_at=utcnow() + lifetime,
+                idle_timeout_seconds=idle.timeout_for(actor.role, settings),
             )
         )
         uow.commit()
     return token, int(lifetime.total_seconds())
 
 
-def actor_from_session(token: str | None) -> Actor | None:
-    """Return the actor of a live session cookie, or None (expired, revoked, unknown, or user removed)."""
+@dataclass(frozen=True)
+class BrowserSession:
+    """A session cookie's state: its actor (None when it does not admit anyone) and its idle clock."""
+
+    actor: Actor | None
+    # The session ended (or was found ended) because it went unused for its idle timeout.
+    idle_ended: bool = False
+    idle_timeout_seconds: int = 0
+    # Whole seconds until the idle timeout (0 without a live session).
+    idle_seconds_left: int = 0
+
+
+def check_browser_session(token: str | None, *, activity: bool = False, end_if_idle: bool = False) -> BrowserSession:
+    """Resolve a session cookie and look at its idle clock.
+
+    `activity`: the person behind the page did something (the page's report of their own input): move the clock,
+    unless the session is already idle (then it stays ended). Nothing else moves it: not a live push, a timer or
+    a reconnect. `end_if_idle`: revoke a session found idle (with its reason and an audit row), so it is over in
+    the database too; without it this is a read (live pushes call it under `reads_only`).
+    """
     if not token:
-        return None
+        return BrowserSession(actor=None)
     with UnitOfWork(system=True) as uow:
         # One round trip: the session, its membership and the user's state together.
-        membership = uow.session.exec(
-            select(Membership)
+        row = uow.session.exec(
+            select(Membership, UserSession, User.is_active)
             .join(UserSession, col(UserSession.membership_id) == Membership.id)
             .join(User, col(User.id) == Membership.user_id)
             .where(
                 UserSession.token_hash == security.hash_session_token(token),
                 UserSession.kind == "browser",
+                # A session limited to MFA enrolment is no session for anything else (backend/identity/mfa.py).
+                col(UserSession.mfa_enrolment_only).is_(False),
                 col(UserSession.user_id) == Membership.user_id,
                 col(UserSession.tenant_id) == Membership.tenant_id,
-                col(UserSession.revoked_at).is_(None),
-                col(UserSession.expires_at) > utcnow(),
-                col(User.is_active).is_(True),
             )
         ).first()
-        return _actor_for(membership) if membership else None
+        if row is None:
+            return BrowserSession(actor=None)
+        membership, session, user_active = row
+        timeout = _idle_timeout(session)
+        if session.revoked_at is not None:
+            ended = session.revoked_reason == idle.IDLE_REASON
+            return BrowserSession(actor=None, idle_ended=ended, idle_timeout_seconds=timeout)
+        if session.expires_at <= utcnow() or not user_active:
+            return BrowserSession(actor=None)
+        clock = _idle_clock(session, touch=activity)
+        if not clock.alive:
+            if end_if_idle:
+                _revoke_idle(uow, session)
+                uow.commit()
+            return BrowserSession(actor=None, idle_ended=True, idle_timeout_seconds=timeout)
+        if clock.persist_due:
+            _persist_last_seen(uow, session.id, clock.last)
+            uow.commit()
+        return BrowserSession(
+            actor=_actor_for(membership),
+            idle_timeout_seconds=timeout,
+            idle_seconds_left=idle.seconds_left(clock, timeout),
+        )
+
+
+def actor_from_session(token: str | None) -> Actor | None:
+    """Return the actor of a live session cookie, or None (expired, idle, revoked, unknown, or user removed).
+
+    A read: it neither moves the idle clock nor writes (see check_browser_session).
+    """
+    return check_browser_session(token).actor
 
 
 def end_session(token: str | None) -> None:
@@ -452,4 +624,5 @@ def get_patient(actor: Actor, uow: UnitOfWork, patient_id: uuid.UUID) -> Patient
     patient = uow.session.get(Patient, patient_id)
     if patient is None:
         raise NotFound("patient")
+    record_access(actor, uow, action="patient.profile", patient_ids=[patient.id])
     return patient

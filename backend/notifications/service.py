@@ -18,7 +18,7 @@ from sqlalchemy import func, or_
 from sqlmodel import col, select
 
 from backend import events
-from backend.audit.service import record
+from backend.audit.service import record, record_access
 from backend.db import UnitOfWork
 from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Patient, ProviderClinic
@@ -275,6 +275,7 @@ def get_preferences(actor: Actor, uow: UnitOfWork, patient_id: uuid.UUID | None 
     """A patient's channel opt-ins and quiet hours (their own; staff: a patient they may see: the admin any,
     a doctor one with an appointment or a waitlist entry they can see)."""
     patient = _readable_patient(actor, uow, patient_id)
+    record_access(actor, uow, action="notifications.preferences", patient_ids=[patient.id])
     return _preferences_view(patient, _preference(uow, patient.id))
 
 
@@ -399,7 +400,9 @@ def list_notifications(
     if patient_id is not None:
         query = query.where(Notification.patient_id == patient_id)
     rows = uow.session.exec(query.order_by(col(Notification.created_at).desc(), col(Notification.id)).limit(limit))
-    return [_view(note, name) for note, name in rows]
+    views = [_view(note, name) for note, name in rows]
+    record_access(actor, uow, action="notifications.list", patient_ids=[v.patient_id for v in views])
+    return views
 
 
 @service_function
@@ -430,6 +433,7 @@ def read_message(actor: Actor, uow: UnitOfWork, notification_id: uuid.UUID) -> M
     from backend.notifications.delivery import load_context, render_message
 
     note, patient = _visible_notification(actor, uow, notification_id)
+    record_access(actor, uow, action="notifications.read", patient_ids=[patient.id])
     try:
         message = render_message(uow, note)
     except templates.TemplateContextError as exc:

@@ -29,7 +29,7 @@ from sqlalchemy import delete, or_
 from sqlmodel import col, select
 
 from backend import events
-from backend.audit.service import record
+from backend.audit.service import record, record_access
 from backend.db import UnitOfWork
 from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import MODALITIES, Patient, Provider, ProviderClinic
@@ -443,7 +443,9 @@ def preview_time_off(
     _provider(uow, provider_id)
     _may_edit(actor, provider_id)
     _check_span(start, end, "")
-    return _sessions_in(uow, provider_id, start, end)
+    sessions = _sessions_in(uow, provider_id, start, end)
+    record_access(actor, uow, action="time_off.preview", patient_ids=[s.patient_id for s in sessions])
+    return sessions
 
 
 def _release_hold(actor: Actor, uow: UnitOfWork, hold_id: uuid.UUID) -> None:

@@ -9,6 +9,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field
 
+from backend.crypto import EncryptedText
 from backend.tenancy.models import TenantMixin, default_and_override_indexes, tenant_fk, tenant_key
 from backend.types import UTCDateTime, new_id, utcnow
 
@@ -63,7 +64,8 @@ class TimeOff(TenantMixin, table=True):
     provider_id: uuid.UUID = Field(index=True)
     start_at: datetime = Field(sa_type=UTCDateTime)
     end_at: datetime = Field(sa_type=UTCDateTime)
-    reason: str = Field(default="", max_length=200)
+    # The provider's own words (may be medical leave): encrypted at rest; 200 characters is the plaintext's limit.
+    reason: str = Field(default="", max_length=200, sa_type=EncryptedText)
 
 
 class Appointment(TenantMixin, table=True):
@@ -95,7 +97,8 @@ class Appointment(TenantMixin, table=True):
     # A digest of the request that used the key: the same key with other parameters is refused.
     idempotency_fingerprint: str | None = Field(default=None, max_length=64)
     booked_by_user_id: uuid.UUID | None = Field(default=None)
-    cancel_reason: str = Field(default="", max_length=500)
+    # Free text that can carry clinical detail: encrypted at rest (backend/crypto); 500 is the plaintext's limit.
+    cancel_reason: str = Field(default="", max_length=500, sa_type=EncryptedText)
     cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

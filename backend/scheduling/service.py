@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_
 from sqlmodel import col, select
 
+from backend.audit.service import record_access
 from backend.db import UnitOfWork
 from backend.errors import NotFound, ValidationFailed
 from backend.identity.models import Patient, Provider
@@ -92,7 +93,7 @@ def list_appointments(
         )
     )
     query = query.order_by(col(Appointment.start_at)).limit(max(1, min(limit, 1000)))
-    return [
+    views = [
         AppointmentView(
             id=appt.id,
             start_at=appt.start_at,
@@ -109,6 +110,8 @@ def list_appointments(
         )
         for appt, provider, clinic, patient in uow.session.exec(query)
     ]
+    record_access(actor, uow, action="appointments.list", patient_ids=[v.patient_id for v in views])
+    return views
 
 
 def weekly_rules(uow: UnitOfWork, provider_id: uuid.UUID) -> list[WeeklyRule]:

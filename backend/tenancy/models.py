@@ -21,6 +21,8 @@ class Tenant(SQLModel, table=True):
     name: str = Field(max_length=200)
     slug: str = Field(max_length=60, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Admins always need MFA; clinicians too when the practice turns this on (backend/identity/mfa.py).
+    mfa_required_for_clinicians: bool = Field(default=False)
 
 
 def partial_unique(name: str, *columns: str, where: str) -> sa.Index:

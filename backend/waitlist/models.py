@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field
 
+from backend.crypto import EncryptedText
 from backend.tenancy.models import TenantMixin, default_and_override_indexes, partial_unique, tenant_fk, tenant_key
 from backend.types import JSONType, UTCDateTime, new_id, utcnow
 
@@ -76,7 +77,8 @@ class WaitlistEntry(TenantMixin, table=True):
     earliest_date: date | None = None
     latest_date: date | None = None
     urgency: int = Field(default=2, description="1 routine ... 4 urgent")
-    reason: str = Field(default="", max_length=500)
+    # The patient's note to the care team: encrypted at rest (backend/crypto); 500 is the plaintext's limit.
+    reason: str = Field(default="", max_length=500, sa_type=EncryptedText)
     status: EntryStatus = Field(default=EntryStatus.WAITING, sa_type=sa.String(20))
     # "clinic:<id>|provider:<id or any>|specialty:<x>|modality:<x>": what the patient waits for.
     target_key: str = Field(default="", max_length=200)

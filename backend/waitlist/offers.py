@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
 from backend import events, jobs
-from backend.audit.service import record
+from backend.audit.service import record, record_access
 from backend.db import UnitOfWork
 from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Provider, ProviderClinic
@@ -703,6 +703,7 @@ def patient_busy_times(
             Appointment.end_at > start,
         )
     ).all()
+    record_access(actor, uow, action="waitlist.patient_busy_times", patient_ids=[entry.patient_id])
     return sorted(
         (a.start_at, a.end_at)
         for a in rows
@@ -723,7 +724,13 @@ def list_offers(actor: Actor, uow: UnitOfWork, *, entry_id: uuid.UUID | None = N
     if entry_id is not None:
         query = query.where(WaitlistOffer.entry_id == entry_id)
     query = query.order_by(col(WaitlistOffer.created_at).desc()).limit(500)
-    return list(uow.session.exec(query))
+    offers = list(uow.session.exec(query))
+    if offers:
+        patients = uow.session.exec(
+            select(WaitlistEntry.patient_id).where(col(WaitlistEntry.id).in_({o.entry_id for o in offers}))
+        )
+        record_access(actor, uow, action="offers.list", patient_ids=list(patients))
+    return offers
 
 
 __all__ = [

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
 from backend import events
-from backend.audit.service import record
+from backend.audit.service import record, record_access
 from backend.db import UnitOfWork
 from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import MODALITIES, Patient, Provider, ProviderClinic
@@ -334,7 +334,9 @@ def entry_view(actor: Actor, uow: UnitOfWork, entry: WaitlistEntry) -> EntryView
 @service_function
 def get_entry(actor: Actor, uow: UnitOfWork, entry_id: uuid.UUID) -> EntryView:
     """One entry in the actor's scope, with its score, position and live offer."""
-    return entry_view(actor, uow, visible_entry(actor, uow, entry_id))
+    view = entry_view(actor, uow, visible_entry(actor, uow, entry_id))
+    record_access(actor, uow, action="waitlist.entry", patient_ids=[view.patient_id])
+    return view
 
 
 @service_function
@@ -365,7 +367,9 @@ def list_entries(
         query = query.where(col(WaitlistEntry.created_at) <= utcnow() - timedelta(days=max(0, min_age_days)))
     query = query.order_by(col(WaitlistEntry.urgency).desc(), col(WaitlistEntry.created_at))
     query = query.limit(max(1, min(limit, 1000)))
-    return _build_views(actor, uow, list(uow.session.exec(query)))
+    views = _build_views(actor, uow, list(uow.session.exec(query)))
+    record_access(actor, uow, action="waitlist.list", patient_ids=[v.patient_id for v in views])
+    return views
 
 
 @service_function
@@ -381,6 +385,7 @@ def ranked_entries(
         query = query.where(WaitlistEntry.provider_id == provider_id)
     views = _build_views(actor, uow, list(uow.session.exec(query)))
     views.sort(key=lambda v: (-v.score, v.created_at, str(v.id)))
+    record_access(actor, uow, action="waitlist.ranked", patient_ids=[v.patient_id for v in views])
     return views
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.idle import idle_watch
 from portal.components.native_form import native_form
 from portal.state.outage import outage_notice
 from portal.state.session import SessionState
@@ -30,6 +31,7 @@ NAV: dict[str, list[tuple[str, str, str]]] = {
         ("Waitlists", "/admin/waitlists", "list-ordered"),
         ("Policy", "/admin/policy", "sliders-horizontal"),
         ("Outbox", "/admin/outbox", "send"),
+        ("Audit", "/admin/audit", "shield-check"),
     ],
 }
 
@@ -165,6 +167,8 @@ def shell(role: str, *content: rx.Component) -> rx.Component:
     return rx.cond(
         SessionState.admitted_role == role,
         rx.hstack(
+            # Automatic logoff: activity reports, "Still there?", and the sign-out at the idle timeout.
+            idle_watch(),
             _sidebar(role),
             rx.vstack(
                 _topbar(role),

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from http.cookies import CookieError, SimpleCookie
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import reflex as rx
 from reflex.state import _override_base_method
 
+from backend.audit import context as audit_context
 from backend.db import UnitOfWork
+from backend.identity import idle, mfa
 from backend.identity import service as identity
+from backend.identity.sso import MESSAGES as SSO_MESSAGES
 from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
-from portal.state.client import owner_key, reset_client_tree
+from portal.state.client import FORGET_CLIENT_TOKEN_JS, owner_key, reset_client_tree
 
 SESSION_ENDED = "Your session has ended. Sign in again."
 HOME_BY_ROLE = {"patient": "/patient", "doctor": "/doctor", "admin": "/admin"}
@@ -28,6 +32,40 @@ def session_token(state: rx.State) -> str | None:
         return None
     morsel = cookies.get(get_settings().session_cookie)
     return morsel.value if morsel else None
+
+
+def idle_sign_out_script(timeout_seconds: int | None, next_path: str = "") -> str:
+    """The browser's part of an automatic logoff, once the server has revoked the session and reset the tab's state:
+    forget the Reflex client token, have /auth/logout clear the cookie and the site's storage, and load the sign-in
+    page (a full load: nothing of the old page survives in the DOM) with its notice. `timeout_seconds` None: the
+    session ended otherwise (signed out elsewhere), and the notice says only that."""
+    query = {"signed_out": "1"} if timeout_seconds is None else {"idle": str(max(0, int(timeout_seconds)))}
+    if next_path.startswith("/") and not next_path.startswith("//"):
+        query["next"] = next_path
+    target = json.dumps(f"/login?{urlencode(query)}")
+    return (
+        f"(() => {{ try {{ {FORGET_CLIENT_TOKEN_JS}; }} catch (_e) {{}} "
+        f"const go = () => window.location.replace({target}); "
+        'fetch("/auth/logout", { method: "POST", credentials: "same-origin", redirect: "manual" }).then(go, go); })()'
+    )
+
+
+def idle_notice(value: str) -> str:
+    """The sign-in page's notice after an automatic logoff (`?idle=<seconds>`)."""
+    seconds = int(value) if value.isdigit() and len(value) <= 6 else 0
+    if seconds <= 0:
+        return "You were signed out after a time without activity."
+    return f"You were signed out after {idle.describe(seconds)} without activity."
+
+
+def _audit_via(state: rx.State) -> None:
+    """Name this page and client for the reads this event makes (backend.audit.record_access)."""
+    path = (state.router.url.path or "/").rstrip("/") or "/"
+    try:
+        address, tab = str(state.router.session.client_ip) or None, str(state.router.session.client_token)
+    except AttributeError:
+        address, tab = None, ""
+    audit_context.enter(f"page {path}", address, f"{tab}:{path}" if tab else None)
 
 
 class SessionState(rx.State):
@@ -77,6 +115,7 @@ class SessionState(rx.State):
         actor = identity.actor_from_session(session_token(self))
         if actor is None or (roles and actor.role not in roles):
             return None
+        _audit_via(self)
         return actor
 
     @rx.event
@@ -84,9 +123,17 @@ class SessionState(rx.State):
         """Admit the page for `role`; send a stranger to the login and anyone else to their own home."""
         self._bind_to_session()
         self.admitted_role = ""
-        actor = self._actor()
+        # The page opening (or its socket coming back after a sleep) is no activity: it looks at the idle clock only.
+        check = identity.check_browser_session(session_token(self), end_if_idle=True)
+        actor = check.actor
         if actor is None:
             target = self.router.url.path or "/"
+            if check.idle_ended:
+                reset_client_tree(self)
+                return rx.call_script(idle_sign_out_script(check.idle_timeout_seconds, target))
+            if mfa.enrolment_actor_from_session(session_token(self)) is not None:
+                # Signed in, but MFA must be set up first: that page is the only one this session reaches.
+                return rx.redirect("/account/mfa")
             return rx.redirect(f"/login?next={quote(target)}")
         if role and actor.role != role:
             return rx.redirect(HOME_BY_ROLE.get(str(actor.role), "/login"))
@@ -124,24 +171,33 @@ class LoginState(rx.State):
     notice: str = ""
     next_path: str = ""
     ask_practice: bool = False
+    # The practice of a single sign-on that came back refused: its form is shown again, filled in.
+    sso_practice: str = ""
 
     @rx.event
     def load(self):
         params = self.router.url.query_parameters
         self.next_path = params.get("next", "")
         self.notice = "You have been signed out." if params.get("signed_out") else ""
+        if params.get("idle"):
+            self.notice = idle_notice(params.get("idle", ""))
         error = params.get("error", "")
         self.ask_practice = error == "practice"
         if error == "practice":
             self.error = "This email has accounts at several practices. Enter the practice's short name too."
+        elif error == "mfa_expired":
+            self.error = "Your sign-in took too long. Enter your email and password again."
         elif error == "invalid":
             self.error = "Incorrect email or password."
         elif error == "throttled":
             retry = params.get("retry", "")
             seconds = f" {retry} seconds" if retry.isdigit() else " a moment"
             self.error = f"Too many failed attempts. For your security, wait{seconds} before trying again."
+        elif error in SSO_MESSAGES:
+            self.error = SSO_MESSAGES[error]
         else:
             self.error = ""
+        self.sso_practice = params.get("practice", "")[:60] if error.startswith("sso_") else ""
         # Already signed in: skip the form.
         actor = identity.actor_from_session(session_token(self))
         if actor is not None and not error:

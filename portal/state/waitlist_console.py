@@ -98,6 +98,7 @@ class EntryRow:
     id: str = ""
     position: str = ""
     patient: str = ""
+    patient_id: str = ""
     urgency: str = ""
     urgency_color: str = "gray"
     waiting: str = ""
@@ -153,6 +154,7 @@ def entry_row(view: Any, now: datetime, position: int | None = None) -> EntryRow
         id=str(view.id),
         position=str(pos) if pos and status in ACTIVE_STATUSES else "",
         patient=view.patient_name,
+        patient_id=str(view.patient_id),
         urgency=fmt.URGENCY_LABELS.get(view.urgency, str(view.urgency)),
         urgency_color=URGENCY_COLORS.get(view.urgency, "gray"),
         waiting=waited_label(created, now),

@@ -91,6 +91,9 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, pg_proxy: PgProxy) -> Iter
         "DATABASE_URL": pg_proxy.url_for(env["DATABASE_URL"]),
         "SYSTEM_DATABASE_URL": pg_proxy.url_for(env["SYSTEM_DATABASE_URL"]),
     }
+    # Single sign-on (test_sso.py): the local test provider is plain HTTP on 127.0.0.1, and it sends the browser
+    # back to this app (PUBLIC_URL stays the default: other tests sign Twilio callbacks with it).
+    app_env.update(SSO_ALLOW_HTTP_LOOPBACK="1", SSO_REDIRECT_BASE_URL=f"http://127.0.0.1:{port}")
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [python, "-m", "reflex", "run", "--env", "prod", "--single-port",

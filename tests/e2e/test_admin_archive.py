@@ -33,6 +33,7 @@ from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic, Tenant
 from backend.waitlist.models import EntryStatus, WaitlistEntry
 from tests.conftest import TEST_DB_NAME, _db_url
+from tests.e2e.mfa_codes import next_code
 from tests.e2e.test_portal import sign_in
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +67,7 @@ def _create_clinic(base: str, headers: dict[str, str], name: str, zone: str) -> 
 
 @pytest.fixture
 def scene(app_url: str, e2e_engine: sa.Engine) -> Scene:
-    login = {"email": "admin@harbor.example", "password": DEMO_PASSWORD}
+    login = {"email": "admin@harbor.example", "password": DEMO_PASSWORD, "totp": next_code("admin@harbor.example")}
     token = httpx.post(f"{app_url}/api/v1/auth/token", json=login, timeout=10)
     token.raise_for_status()
     admin = {"Authorization": f"Bearer {token.json()['access_token']}"}

@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from backend.seed import DEMO_PASSWORD
 from portal.components import format as fmt
+from tests.e2e.mfa_codes import needs_code, next_code
 from tests.e2e.test_portal import sign_in
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +29,8 @@ TAKEN = re.compile(r"just taken|booking this time right now")
 
 
 def api_token(base: str, email: str) -> str:
-    response = httpx.post(f"{base}/api/v1/auth/token", json={"email": email, "password": DEMO_PASSWORD}, timeout=10)
+    body = {"email": email, "password": DEMO_PASSWORD, **({"totp": next_code(email)} if needs_code(email) else {})}
+    response = httpx.post(f"{base}/api/v1/auth/token", json=body, timeout=10)
     response.raise_for_status()
     return str(response.json()["access_token"])
 

@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from backend.seed import DEMO_PASSWORD
+from tests.e2e.mfa_codes import needs_code, next_code
 
 pytestmark = pytest.mark.e2e
 
@@ -17,6 +18,11 @@ def sign_in(page: Page, base: str, email: str, password: str = DEMO_PASSWORD) ->
     page.fill("#email", email)
     page.fill("#password", password)
     page.click("button[type=submit]")
+    if needs_code(email) and password == DEMO_PASSWORD:
+        # The demo admins use MFA: the second step asks for the code (tests/e2e/mfa_codes.py).
+        page.wait_for_url(re.compile(r"/login/mfa"))
+        page.fill("#code", next_code(email))
+        page.click("button[type=submit]")
 
 
 def test_patient_signs_in_and_sees_own_appointments(page: Page, app_url: str) -> None:

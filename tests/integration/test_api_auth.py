@@ -234,7 +234,8 @@ def _cookie(response: httpx.Response) -> SimpleCookie:
     return jar
 
 
-@pytest.mark.parametrize(("role", "home"), [("patient", "/patient"), ("doctor", "/doctor"), ("admin", "/admin")])
+# An admin signs in with MFA first (tests/integration/test_mfa.py).
+@pytest.mark.parametrize(("role", "home"), [("patient", "/patient"), ("doctor", "/doctor")])
 def test_browser_login_sets_a_session_cookie_and_goes_home(
     client: TestClient, harbor: Practice, role: str, home: str
 ) -> None:
@@ -273,8 +274,8 @@ def test_browser_login_when_throttled(client: TestClient, harbor: Practice, slow
 
 
 def test_browser_login_honours_a_same_site_next(client: TestClient, harbor: Practice) -> None:
-    response = _login(client, harbor.admin_user.email, next="/admin/clinics")
-    assert response.headers["location"] == "/admin/clinics"
+    response = _login(client, harbor.doctor_user.email, next="/doctor/schedule")
+    assert response.headers["location"] == "/doctor/schedule"
 
 
 @pytest.mark.parametrize("target", ["//evil.example", "https://evil.example/x", "/\\evil.example", "evil"])
@@ -313,14 +314,14 @@ def test_browser_login_asks_for_the_practice_when_the_email_is_in_two(
 ) -> None:
     from tests.factories import add_user
 
-    add_user(harbor, "shared@example.test", Role.ADMIN)
-    add_user(summit, "shared@example.test", Role.ADMIN)
+    add_user(harbor, "shared@example.test", Role.DOCTOR, provider_id=harbor.provider.id)
+    add_user(summit, "shared@example.test", Role.DOCTOR, provider_id=summit.provider.id)
     asked = _login(client, "shared@example.test")
     assert asked.status_code == 303
     assert asked.headers["location"] == "/login?error=practice"
     assert "set-cookie" not in asked.headers
     chosen = _login(client, "shared@example.test", practice="summit")
-    assert chosen.headers["location"] == "/admin"
+    assert chosen.headers["location"] == "/doctor"
     actor = actor_from_session(_cookie(chosen)[get_settings().session_cookie].value)
     assert actor is not None and actor.tenant_id == summit.tenant_id
 

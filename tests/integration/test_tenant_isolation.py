@@ -290,6 +290,94 @@ def _change_password(me: Practice, other: Practice) -> None:
     assert sorted((u.id, u.password_hash) for u in rows(other, User)) == before
 
 
+def _mfa_rows(p: Practice) -> list[tuple[Any, ...]]:
+    users = rows(p, User)
+    return sorted((u.id, u.mfa_secret_encrypted, u.mfa_pending_secret_encrypted, u.mfa_last_step) for u in users)
+
+
+def _forged_as_foreign_users(me: Practice, other: Practice) -> list[Actor]:
+    # An actor of my practice that names another practice's user finds nobody.
+    return [
+        Actor(tenant_id=me.tenant_id, role=Role.ADMIN, user_id=u.id)
+        for u in (other.admin_user, other.doctor_user, other.patient_user)
+    ]
+
+
+@case("backend.identity.mfa.get_mfa_status")
+def _get_mfa_status(me: Practice, other: Practice) -> None:
+    for actor in (me.admin, me.doctor, me.patient_actor):
+        assert _call("backend.identity.mfa.get_mfa_status", actor).enrolled is False
+    for forged in _forged_as_foreign_users(me, other):
+        with pytest.raises(NotFound):
+            _call("backend.identity.mfa.get_mfa_status", forged)
+
+
+@case("backend.identity.mfa.begin_enrolment")
+def _begin_enrolment(me: Practice, other: Practice) -> None:
+    before = _mfa_rows(other)
+    for forged in _forged_as_foreign_users(me, other):
+        with pytest.raises(NotFound):
+            _call("backend.identity.mfa.begin_enrolment", forged)
+    assert _mfa_rows(other) == before
+
+
+@case("backend.identity.mfa.confirm_enrolment")
+def _confirm_enrolment(me: Practice, other: Practice) -> None:
+    before = _mfa_rows(other)
+    for forged in _forged_as_foreign_users(me, other):
+        with pytest.raises(NotFound):
+            _call("backend.identity.mfa.confirm_enrolment", forged, code="123456")
+    assert _mfa_rows(other) == before
+
+
+@case("backend.identity.mfa.regenerate_recovery_codes")
+def _regenerate_recovery_codes(me: Practice, other: Practice) -> None:
+    before = _mfa_rows(other)
+    for forged in _forged_as_foreign_users(me, other):
+        with pytest.raises(NotFound):
+            _call("backend.identity.mfa.regenerate_recovery_codes", forged, code="123456")
+    assert _mfa_rows(other) == before
+
+
+@case("backend.identity.mfa.reset_mfa")
+def _reset_mfa(me: Practice, other: Practice) -> None:
+    before = _mfa_rows(other)
+    for actor in (me.admin, me.system):
+        for foreign in (other.admin_user, other.doctor_user, other.patient_user):
+            _like_missing("backend.identity.mfa.reset_mfa", actor, foreign.id)
+    assert _mfa_rows(other) == before
+
+
+@case("backend.identity.mfa.get_mfa_policy")
+def _get_mfa_policy(me: Practice, other: Practice) -> None:
+    with UnitOfWork(other.system) as uow:
+        tenant = uow.session.get(Tenant, other.tenant_id)
+        assert tenant is not None
+        tenant.mfa_required_for_clinicians = True
+        uow.session.add(tenant)
+        uow.commit()
+    try:
+        assert _call("backend.identity.mfa.get_mfa_policy", me.admin) is False
+    finally:
+        with UnitOfWork(other.system) as uow:
+            tenant = uow.session.get(Tenant, other.tenant_id)
+            assert tenant is not None
+            tenant.mfa_required_for_clinicians = False
+            uow.session.add(tenant)
+            uow.commit()
+
+
+@case("backend.identity.mfa.set_mfa_policy")
+def _set_mfa_policy(me: Practice, other: Practice) -> None:
+    try:
+        assert _call("backend.identity.mfa.set_mfa_policy", me.admin, clinicians_required=True) is True
+        with UnitOfWork(other.system) as uow:
+            tenant = uow.session.get(Tenant, other.tenant_id)
+            assert tenant is not None and tenant.mfa_required_for_clinicians is False
+    finally:
+        _call("backend.identity.mfa.set_mfa_policy", me.admin, clinicians_required=False)
+
+
 @case("backend.identity.service.get_patient")
 def _get_patient(me: Practice, other: Practice) -> None:
     for actor in _all_actors(me):
@@ -480,6 +568,72 @@ def _update_notification_settings(me: Practice, other: Practice) -> None:
     assert theirs.reminder_offsets_minutes == [45]
 
 
+def _reads_of(p: Practice) -> None:
+    """Give the practice a read row (its admin lists its appointments)."""
+    from backend.scheduling.service import list_appointments
+
+    with UnitOfWork(p.admin) as uow:
+        list_appointments(p.admin, uow)
+
+
+@case("backend.audit.service.search_audit")
+def _search_audit(me: Practice, other: Practice) -> None:
+    from backend.audit.models import AccessEvent
+    from backend.audit.service import AuditFilter
+
+    name = "backend.audit.service.search_audit"
+    _reads_of(me)
+    _reads_of(other)
+    theirs_reads = rows(other, AccessEvent)
+    assert theirs_reads
+    for kind in ("access", "change"):
+        page = _call(name, me.admin, AuditFilter(kind=kind), limit=500)
+        assert page.rows and {r.tenant_id for r in page.rows} == {me.tenant_id}
+    theirs_ids = {e.id for e in theirs_reads} | {e.id for e in rows(other, AuditEvent)}
+    for kind in ("access", "change"):
+        for flt in (
+            AuditFilter(kind=kind, patient_id=other.patient.id),
+            AuditFilter(kind=kind, user_id=other.admin_user.id),
+        ):
+            found = _call(name, me.admin, flt, limit=500).rows
+            assert found == [] and not ({r.id for r in found} & theirs_ids)
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, AuditFilter())
+
+
+@case("backend.audit.service.export_audit_csv")
+def _export_audit_csv(me: Practice, other: Practice) -> None:
+    from backend.audit.service import AuditFilter
+
+    name = "backend.audit.service.export_audit_csv"
+    _reads_of(me)
+    _reads_of(other)
+    for kind in ("access", "change"):
+        text = _call(name, me.admin, AuditFilter(kind=kind))
+        assert str(other.admin_user.id) not in text and str(other.patient.id) not in text
+        assert str(other.tenant_id) not in text
+    assert _call(name, me.admin, AuditFilter(patient_id=other.patient.id)).count("\n") == 1  # the header only
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, AuditFilter())
+
+
+@case("backend.audit.service.audit_filter_options")
+def _audit_filter_options(me: Practice, other: Practice) -> None:
+    name = "backend.audit.service.audit_filter_options"
+    _reads_of(other)
+    options = _call(name, me.admin)
+    staff = {s.id for s in options.staff}
+    assert {me.admin_user.id, me.doctor_user.id} <= staff
+    assert not staff & {other.admin_user.id, other.doctor_user.id, other.patient_user.id}
+    # Its actions are its own: the other practice's reads name none here.
+    assert "appointments.list" not in options.actions
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor)
+
+
 @case("backend.audit.service.list_audit_events")
 def _list_audit_events(me: Practice, other: Practice) -> None:
     name = "backend.audit.service.list_audit_events"
@@ -494,6 +648,48 @@ def _list_audit_events(me: Practice, other: Practice) -> None:
     for actor in (me.doctor, me.patient_actor):
         with pytest.raises(PermissionDenied):
             _call(name, actor)
+
+
+def _sso_configs(p: Practice) -> list[tuple[Any, ...]]:
+    from backend.identity.models import PracticeSSO
+
+    return sorted((c.id, c.issuer, c.client_id, c.client_secret_encrypted, c.enabled) for c in rows(p, PracticeSSO))
+
+
+def _sso_config(issuer: str, secret: str | None = "client-secret-value") -> Any:  # noqa: S107 - a test value
+    from backend.identity.sso import SsoConfigIn
+
+    return SsoConfigIn(issuer=issuer, client_id="client", client_secret=secret, enabled=True)
+
+
+@case("backend.identity.sso.get_sso_config")
+def _get_sso_config(me: Practice, other: Practice) -> None:
+    name = "backend.identity.sso.get_sso_config"
+    _call("backend.identity.sso.put_sso_config", other.admin, _sso_config("https://theirs.example"))
+    for actor in (me.admin, me.system):
+        assert _call(name, actor) is None
+    _call("backend.identity.sso.put_sso_config", me.admin, _sso_config("https://mine.example"))
+    for actor in (me.admin, me.system):
+        assert _call(name, actor).issuer == "https://mine.example"
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor)
+
+
+@case("backend.identity.sso.put_sso_config")
+def _put_sso_config(me: Practice, other: Practice) -> None:
+    name = "backend.identity.sso.put_sso_config"
+    _call(name, other.admin, _sso_config("https://theirs.example"))
+    before = (_sso_configs(other), _snapshot(other))
+    for actor in (me.admin, me.system):
+        secret = None if actor is me.system else "x"  # the second save keeps the stored secret
+        assert _call(name, actor, _sso_config("https://mine.example", secret=secret)).issuer
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, _sso_config("https://evil.example"))
+    assert (_sso_configs(other), _snapshot(other)) == before
+    ((_, issuer, _, _, _),) = _sso_configs(me)
+    assert issuer == "https://mine.example"
 
 
 # -- the registry walk ---------------------------------------------------------------------------------

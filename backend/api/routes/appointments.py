@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from backend.api.deps import ActorDep, UowDep
 from backend.api.ratelimit import rate_limit
+from backend.audit.service import record_access
 from backend.ratelimit import BOOKING, SLOTS
 from backend.scheduling import booking
 from backend.scheduling.models import Appointment
@@ -128,7 +129,9 @@ def book(
 
 @router.get("/appointments/{appointment_id}", response_model=AppointmentOut)
 def get_appointment(appointment_id: uuid.UUID, actor: ActorDep, uow: UowDep) -> AppointmentOut:
-    return AppointmentOut.of(visible_appointment(actor, uow, appointment_id))
+    appointment = visible_appointment(actor, uow, appointment_id)
+    record_access(actor, uow, action="appointments.get", patient_ids=[appointment.patient_id])
+    return AppointmentOut.of(appointment)
 
 
 @router.post("/appointments/{appointment_id}/cancel", response_model=AppointmentOut)

@@ -13,9 +13,10 @@ from pydantic import BaseModel, Field
 
 from backend.api.deps import ActorDep, ClientAddressDep, SessionDep, UowDep, client_address
 from backend.errors import AuthenticationFailed, PracticeRequired, RateLimited
+from backend.identity import mfa
 from backend.identity import service as identity
 from backend.settings import get_settings
-from backend.tenancy.context import Role
+from backend.tenancy.context import Actor, Role
 from backend.types import ApiText
 
 router = APIRouter(tags=["auth"])
@@ -24,7 +25,11 @@ router = APIRouter(tags=["auth"])
 class TokenRequest(BaseModel):
     email: ApiText = Field(min_length=3, max_length=320)
     password: ApiText = Field(min_length=1, max_length=1024)
-    totp: ApiText | None = Field(default=None, max_length=12, description="Reserved for two-factor login")
+    totp: ApiText | None = Field(
+        default=None,
+        max_length=24,
+        description="For accounts with MFA: the 6-digit code from the authenticator app, or an unused recovery code",
+    )
     practice: ApiText | None = Field(
         default=None, max_length=60, description="Practice slug, if the email is in several"
     )
@@ -74,7 +79,12 @@ def create_token(body: TokenRequest, address: ClientAddressDep) -> TokenResponse
     if body.role == Role.SYSTEM:
         raise AuthenticationFailed("invalid role")
     actor = identity.authenticate(
-        email=body.email, password=body.password, client_address=address, practice=body.practice, role=body.role
+        email=body.email,
+        password=body.password,
+        client_address=address,
+        practice=body.practice,
+        role=body.role,
+        totp=body.totp,
     )
     grant = identity.start_api_session(actor)
     return _token_response(grant)
@@ -102,6 +112,91 @@ def change_password(body: PasswordChange, actor: ActorDep, uow: UowDep, address:
     )
     uow.commit()
     return Response(status_code=204)
+
+
+class MfaStatusResponse(BaseModel):
+    enrolled: bool
+    required: bool = Field(description="Whether your role requires MFA (admins always; clinicians if so decided)")
+    enabled_at: str = Field(description="When MFA was set up (ISO 8601), empty if not")
+    recovery_codes_left: int
+
+
+class MfaEnrolmentResponse(BaseModel):
+    secret: str = Field(description="Base32 secret for manual entry; shown only while enrolment is unconfirmed")
+    otpauth_uri: str
+    qr_svg_data_uri: str
+
+
+class MfaCode(BaseModel):
+    code: ApiText = Field(min_length=1, max_length=24)
+
+
+class RecoveryCodesResponse(BaseModel):
+    recovery_codes: list[str] = Field(description="Shown once: only their hashes are kept")
+
+
+class MfaPolicy(BaseModel):
+    clinicians_required: bool
+
+
+@router.get("/api/v1/me/mfa", response_model=MfaStatusResponse)
+def mfa_status(actor: ActorDep, uow: UowDep) -> MfaStatusResponse:
+    """Your MFA status (never the secret)."""
+    status = mfa.get_mfa_status(actor, uow)
+    return MfaStatusResponse(
+        enrolled=status.enrolled,
+        required=status.required,
+        enabled_at=status.enabled_at,
+        recovery_codes_left=status.recovery_codes_left,
+    )
+
+
+@router.post("/api/v1/me/mfa/enrol", response_model=MfaEnrolmentResponse)
+def mfa_enrol(actor: ActorDep, uow: UowDep) -> MfaEnrolmentResponse:
+    """Start setting up MFA: a new secret for your authenticator app (confirm it with POST /me/mfa/confirm)."""
+    enrolment = mfa.begin_enrolment(actor, uow)
+    uow.commit()
+    return MfaEnrolmentResponse(
+        secret=enrolment.secret, otpauth_uri=enrolment.uri, qr_svg_data_uri=enrolment.qr_data_uri
+    )
+
+
+@router.post("/api/v1/me/mfa/confirm", response_model=RecoveryCodesResponse)
+def mfa_confirm(body: MfaCode, actor: ActorDep, uow: UowDep) -> RecoveryCodesResponse:
+    """Confirm MFA with a first code from the app; returns ten one-time recovery codes, shown this once."""
+    codes = mfa.confirm_enrolment(actor, uow, code=body.code)
+    uow.commit()
+    return RecoveryCodesResponse(recovery_codes=codes)
+
+
+@router.post("/api/v1/me/mfa/recovery-codes", response_model=RecoveryCodesResponse)
+def mfa_recovery_codes(body: MfaCode, actor: ActorDep, uow: UowDep) -> RecoveryCodesResponse:
+    """Replace your recovery codes (needs a current code from the app); the old ones stop working."""
+    codes = mfa.regenerate_recovery_codes(actor, uow, code=body.code)
+    uow.commit()
+    return RecoveryCodesResponse(recovery_codes=codes)
+
+
+@router.post("/api/v1/users/{user_id}/mfa/reset", status_code=204)
+def mfa_reset(user_id: uuid.UUID, actor: ActorDep, uow: UowDep) -> Response:
+    """Remove a user's MFA (admin; a lost phone): they set it up again at their next sign-in; their sessions end."""
+    mfa.reset_mfa(actor, uow, user_id)
+    uow.commit()
+    return Response(status_code=204)
+
+
+@router.get("/api/v1/mfa-policy", response_model=MfaPolicy)
+def read_mfa_policy(actor: ActorDep, uow: UowDep) -> MfaPolicy:
+    """Whether clinicians of your practice must use MFA (admin). Admins always must."""
+    return MfaPolicy(clinicians_required=mfa.get_mfa_policy(actor, uow))
+
+
+@router.put("/api/v1/mfa-policy", response_model=MfaPolicy)
+def write_mfa_policy(body: MfaPolicy, actor: ActorDep, uow: UowDep) -> MfaPolicy:
+    """Require (or not) MFA of your practice's clinicians (admin)."""
+    required = mfa.set_mfa_policy(actor, uow, clinicians_required=body.clinicians_required)
+    uow.commit()
+    return MfaPolicy(clinicians_required=required)
 
 
 @router.post("/api/v1/users/{user_id}/disable", response_model=UserStatus)
@@ -158,23 +253,72 @@ def browser_login(
     except RateLimited as exc:
         query = urlencode({"error": "throttled", "retry": exc.retry_after})
         return RedirectResponse(f"/login?{query}", status_code=303)
+    except mfa.MfaRequired as exc:
+        return _ask_for_code(exc.pending_token, next)
     except AuthenticationFailed:
         return RedirectResponse("/login?error=invalid", status_code=303)
-    token, max_age = identity.start_session(actor)
-    settings = get_settings()
-    target = _safe_next(next) or HOME_BY_ROLE.get(actor.role, "/")
-    response = RedirectResponse(target, status_code=303)
+    return signed_in_response(actor, next)
+
+
+def _set_cookie(response: Response, name: str, value: str, max_age: int) -> None:
     # HttpOnly, SameSite=Lax; Secure (and so __Host-, which also pins path=/ and forbids Domain) over HTTPS.
     response.set_cookie(
-        settings.session_cookie,
-        token,
-        max_age=max_age,
-        httponly=True,
-        secure=settings.secure_cookies,
-        samesite="lax",
-        path="/",
+        name, value, max_age=max_age, httponly=True, secure=get_settings().secure_cookies, samesite="lax", path="/"
     )
+
+
+def _ask_for_code(pending_token: str, next_path: str | None) -> RedirectResponse:
+    """Password right, MFA on: hold the pending-MFA token in an HttpOnly cookie and ask for the code."""
+    safe = _safe_next(next_path)
+    response = RedirectResponse("/login/mfa" + (f"?{urlencode({'next': safe})}" if safe else ""), status_code=303)
+    _set_cookie(response, mfa.pending_cookie_name(), pending_token, mfa.PENDING_SECONDS)
     return response
+
+
+def signed_in_response(actor: Actor, next_path: str | None, *, clear_pending: bool = False) -> RedirectResponse:
+    """The session cookie for a fully signed-in actor, and the way to their page.
+
+    Someone whose role needs MFA and who has not set it up gets a session that reaches only the enrolment page.
+    """
+    settings = get_settings()
+    if mfa.needs_enrolment(actor):
+        token, max_age = mfa.start_enrolment_session(actor)
+        response = RedirectResponse("/account/mfa", status_code=303)
+    else:
+        token, max_age = identity.start_session(actor)
+        response = RedirectResponse(_safe_next(next_path) or HOME_BY_ROLE.get(actor.role, "/"), status_code=303)
+    _set_cookie(response, settings.session_cookie, token, max_age)
+    if clear_pending:  # the code step is done: the pending-MFA token has served
+        response.delete_cookie(
+            mfa.pending_cookie_name(), path="/", secure=settings.secure_cookies, httponly=True, samesite="lax"
+        )
+    return response
+
+
+@router.post("/auth/login/mfa", include_in_schema=False)
+def browser_login_code(
+    request: Request,
+    code: Annotated[str, Form(max_length=64)] = "",
+    next: Annotated[str | None, Form(max_length=500)] = None,
+) -> RedirectResponse:
+    """The second step of a browser sign-in with MFA: the pending-MFA cookie and a code -> the session cookie."""
+    safe = _safe_next(next)
+    again = {"next": safe} if safe else {}
+    try:
+        actor = identity.complete_mfa_login(
+            pending_token=request.cookies.get(mfa.pending_cookie_name()),
+            code=code,
+            client_address=client_address(request),
+        )
+    except RateLimited as exc:
+        return RedirectResponse(
+            f"/login/mfa?{urlencode({'error': 'throttled', 'retry': exc.retry_after, **again})}", status_code=303
+        )
+    except mfa.MfaInvalid:
+        return RedirectResponse(f"/login/mfa?{urlencode({'error': 'invalid', **again})}", status_code=303)
+    except AuthenticationFailed:
+        return RedirectResponse("/login?error=mfa_expired", status_code=303)
+    return signed_in_response(actor, next, clear_pending=True)
 
 
 @router.post("/auth/logout", include_in_schema=False)

@@ -1,18 +1,17 @@
-"""Read-only listings in each role's own scope: appointments and audit events (waitlists: routes/waitlists.py)."""
+"""Read-only listings in each role's own scope: appointments (waitlists: routes/waitlists.py, audit: audit.py)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from backend.api.deps import ActorDep, UowDep
-from backend.audit.service import list_audit_events
 from backend.errors import ValidationFailed
 from backend.scheduling.service import AppointmentView, list_appointments
-from backend.types import ApiDateTime, ApiText
+from backend.types import ApiDateTime
 
 router = APIRouter(prefix="/api/v1")
 
@@ -40,18 +39,3 @@ def get_appointments(
     return list_appointments(
         actor, uow, start=start, end=end, clinic_id=clinic_id, provider_id=provider_id, limit=limit
     )
-
-
-@router.get("/audit-events", tags=["audit"])
-def get_audit_events(
-    actor: ActorDep,
-    uow: UowDep,
-    entity_type: Annotated[ApiText | None, Query(max_length=100)] = None,
-    entity_id: uuid.UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[dict[str, Any]]:
-    """The practice's audit trail, newest first (admin)."""
-    return [
-        e.model_dump(mode="json")
-        for e in list_audit_events(actor, uow, entity_type=entity_type, entity_id=entity_id, limit=limit)
-    ]

@@ -73,6 +73,10 @@ def _patient_card() -> rx.Component:
                 spacing="2",
             ),
             rx.spacer(),
+            rx.link(
+                rx.button(rx.icon("shield-check", size=14), "Who looked at this patient", variant="soft"),
+                href="/admin/audit?patient=" + S.patient_filter,
+            ),
             rx.button("All patients", variant="soft", color_scheme="gray", on_click=S.show_patient("")),
             align="center",
             width="100%",

@@ -59,6 +59,12 @@ def _row(row: EntryRow) -> rx.Component:
             rx.vstack(
                 rx.text(row.patient, weight="medium"),
                 rx.text("Prefers ", row.windows, " · ", row.zone, size="1", color_scheme="gray"),
+                rx.link(
+                    rx.hstack(rx.icon("shield-check", size=12), rx.text("Who looked"), spacing="1", align="center"),
+                    href="/admin/audit?patient=" + row.patient_id,
+                    size="1",
+                    class_name="who-looked",
+                ),
                 spacing="1",
             )
         ),
