@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import httpx
@@ -90,4 +91,6 @@ def test_a_tabs_own_event_is_answered_to_that_tab_alone(app_url: str) -> None:
                 for tab in tabs:
                     await tab.close()
 
-    asyncio.run(go())
+    # Its own event loop, in a thread: the Playwright tests of the same session keep one running in this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, go()).result()
