@@ -21,7 +21,6 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
 import pyotp
 import segno
@@ -278,33 +277,7 @@ def read_pending(token: str | None) -> tuple[PendingLogin, User] | None:
     return pending, user
 
 
-# -- the enrolment-only session ----------------------------------------------------------------------------
-
-
-def start_enrolment_session(actor: Actor) -> tuple[str, int]:
-    """A browser session that reaches only the enrolment page (until enrolment is confirmed); cookie and lifetime."""
-    settings = get_settings()
-    token, token_hash = security.new_session_token()
-    lifetime = timedelta(hours=settings.session_hours)
-    with UnitOfWork(actor) as uow:
-        membership = uow.session.exec(
-            select(Membership).where(Membership.user_id == actor.user_id, Membership.role == actor.role)
-        ).first()
-        if membership is None:
-            raise AuthenticationFailed("This account has no access to the practice.")
-        uow.session.add(
-            UserSession(
-                tenant_id=actor.tenant_id,
-                kind="browser",
-                token_hash=token_hash,
-                user_id=membership.user_id,
-                membership_id=membership.id,
-                expires_at=utcnow() + lifetime,
-                mfa_enrolment_only=True,
-            )
-        )
-        uow.commit()
-    return token, int(lifetime.total_seconds())
+# -- the enrolment-only session (started by identity.service.start_session(actor, enrolment_only=True)) -----
 
 
 def enrolment_actor_from_session(token: str | None) -> Actor | None:

@@ -403,8 +403,9 @@ def _revoke_idle(uow: UnitOfWork, session: UserSession) -> None:
 # -- browser sessions ----------------------------------------------------------------------------------
 
 
-def start_session(actor: Actor) -> tuple[str, int]:
-    """Create a browser session; return the cookie value and its lifetime in seconds."""
+def start_session(actor: Actor, *, enrolment_only: bool = False) -> tuple[str, int]:
+    """Create a browser session; return the cookie value and its lifetime in seconds. `enrolment_only`: a session
+    that reaches only the MFA enrolment page until enrolment is confirmed (an admin without MFA signing in)."""
     settings = get_settings()
     token, token_hash = security.new_session_token()
     lifetime = timedelta(hours=settings.session_hours)
@@ -419,6 +420,7 @@ def start_session(actor: Actor) -> tuple[str, int]:
                 membership_id=membership.id,
                 expires_at=utcnow() + lifetime,
                 idle_timeout_seconds=idle.timeout_for(actor.role, settings),
+                mfa_enrolment_only=enrolment_only,
             )
         )
         uow.commit()

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from psycopg import errors as pg_errors
 from sqlmodel import select
 
-from backend.db import UnitOfWork
+from backend.db import UnitOfWork, get_engine
 from backend.dbroles import libpq_url
 from backend.identity.models import UserSession
 from backend.notifications.models import (
@@ -211,6 +211,29 @@ def test_raw_sql_inside_a_unit_of_work_is_scoped_by_the_database(world: dict[str
     # The explicit system scope (a BYPASSRLS role) is what sees across practices.
     with UnitOfWork(system=True) as uow:
         assert {c.tenant_id for c in uow.session.exec(select(Clinic))} == {a.tenant_id, b.tenant_id}
+
+
+def test_each_unit_of_work_on_a_pooled_connection_sees_only_its_own_practice(world: dict[str, Practice]) -> None:
+    """Units of work of A, B (one inside another too), then a raw connection with no unit of work, one after another
+    on the same pooled connections: each sees its own practice and nothing else (app.tenant_id is transaction-local
+    and set by every unit of work, so nothing carries over on a pooled connection)."""
+    a, b = world["A"], world["B"]
+    setting = sa.text("SELECT current_setting('app.tenant_id', true)")
+    for _round in range(3):  # the first round may open fresh connections (not pinged); the next ones reuse them
+        for practice in (a, b):
+            with UnitOfWork(practice.admin) as uow:
+                assert uow.session.execute(setting).scalar_one() == str(practice.tenant_id)
+                seen = set(uow.session.execute(sa.text("SELECT DISTINCT tenant_id FROM clinics")).scalars())
+                assert seen == {practice.tenant_id}
+                uow.commit()
+            with UnitOfWork(practice.admin) as uow, UnitOfWork(a.admin if practice is b else b.admin) as inner:
+                # A unit of work opened inside another one gets its own connection, scoped to its own practice.
+                other = set(inner.session.execute(sa.text("SELECT DISTINCT tenant_id FROM clinics")).scalars())
+                mine = set(uow.session.execute(sa.text("SELECT DISTINCT tenant_id FROM clinics")).scalars())
+                assert other == {(a if practice is b else b).tenant_id} and mine == {practice.tenant_id}
+        with get_engine().connect() as conn:  # no unit of work: no practice
+            assert conn.execute(setting).scalar_one() in ("", None)
+            assert conn.execute(sa.text("SELECT count(*) FROM clinics")).scalar_one() == 0
 
 
 # -- writes ---------------------------------------------------------------------------------------------

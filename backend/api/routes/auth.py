@@ -282,7 +282,7 @@ def signed_in_response(actor: Actor, next_path: str | None, *, clear_pending: bo
     """
     settings = get_settings()
     if mfa.needs_enrolment(actor):
-        token, max_age = mfa.start_enrolment_session(actor)
+        token, max_age = identity.start_session(actor, enrolment_only=True)
         response = RedirectResponse("/account/mfa", status_code=303)
     else:
         token, max_age = identity.start_session(actor)
