@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
@@ -131,43 +132,34 @@ class MfaAccountState(SessionState):
             self.code_error = exc.message
         return None
 
-    @rx.event
-    def confirm(self, form: dict[str, Any]):
+    def _with_code(self, form: dict[str, Any], step: Callable[..., list[str]], *, enrolled: bool):
+        """Run `step` (confirm enrolment, or new recovery codes) with the code the form sent; show the new codes."""
         actor = self._mfa_actor()
         if actor is None:
             return rx.redirect("/login?next=/account/mfa")
         code = str(form.get("code", ""))[:24]
         try:
             with UnitOfWork(actor) as uow:
-                codes = mfa.confirm_enrolment(actor, uow, code=code)
+                codes = step(actor, uow, code=code)
                 uow.commit()
         except DomainError as exc:
             self.code_error = exc.message
             return None
-        self._clear_secret()
+        if enrolled:
+            self._clear_secret()
+            self.restricted = False
         self.code_error = ""
         self.recovery_codes = codes
-        self.restricted = False
         self._read_status(actor)
         return None
 
     @rx.event
+    def confirm(self, form: dict[str, Any]):
+        return self._with_code(form, mfa.confirm_enrolment, enrolled=True)
+
+    @rx.event
     def regenerate(self, form: dict[str, Any]):
-        actor = self._mfa_actor()
-        if actor is None:
-            return rx.redirect("/login?next=/account/mfa")
-        code = str(form.get("code", ""))[:24]
-        try:
-            with UnitOfWork(actor) as uow:
-                codes = mfa.regenerate_recovery_codes(actor, uow, code=code)
-                uow.commit()
-        except DomainError as exc:
-            self.code_error = exc.message
-            return None
-        self.code_error = ""
-        self.recovery_codes = codes
-        self._read_status(actor)
-        return None
+        return self._with_code(form, mfa.regenerate_recovery_codes, enrolled=False)
 
     @rx.event
     def done(self):
