@@ -36,6 +36,12 @@ _UNSCOPED_KEY = "unscoped"
 # Set around work that only reads (live page reloads): on SQLite its transactions begin DEFERRED, without the
 # write lock, so readers never queue behind (or block) the one writer. PostgreSQL is unaffected.
 _READS_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("waitwell_reads_only", default=False)
+# The practice of the session whose transaction is starting in this context: the PostgreSQL connection checked out for
+# it is set to that practice by its checkout check (one round trip that also proves the connection alive), so the
+# transaction needs no statement of its own for it.
+_CHECKOUT_TENANT: contextvars.ContextVar[uuid.UUID | None] = contextvars.ContextVar("waitwell_tenant", default=None)
+# Where a pooled connection records the practice its session-level `app.tenant_id` was set to at checkout.
+_CONNECTION_TENANT = "waitwell.app_tenant_id"
 
 
 @contextlib.contextmanager
@@ -75,16 +81,37 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         return engine
     # hide_parameters: no SQL parameter (a patient's name, reason, e-mail) in any error message or log line.
     # connect_timeout and pool_timeout bound the wait when the database is down or saturated (then 503).
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         echo=echo,
         hide_parameters=True,
         pool_size=10,
         max_overflow=20,
-        pool_pre_ping=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
+    event.listen(engine, "checkout", _check_out)
+    return engine
+
+
+def _check_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """The pre-ping of every checkout, doing useful work: set the connection's `app.tenant_id` to the practice of the
+    unit of work in this context ('' outside one: row-level security then shows nothing). A connection that fails it
+    is dropped and the pool tries a fresh one (DisconnectionError), as pool_pre_ping would."""
+    tenant = _CHECKOUT_TENANT.get()
+    value = str(tenant) if tenant is not None else ""
+    record.info.pop(_CONNECTION_TENANT, None)
+    try:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('app.tenant_id', %s, false)", (value,))
+        finally:
+            dbapi_connection.autocommit = autocommit
+    except Exception as exc:
+        raise sa.exc.DisconnectionError("connection failed its checkout check") from exc
+    record.info[_CONNECTION_TENANT] = value
 
 
 @lru_cache
@@ -108,12 +135,31 @@ def _system_engine(url: str, echo: bool) -> Engine:
     return make_engine(url, echo=echo)
 
 
+@event.listens_for(Session, "after_transaction_create")
+def _checkout_for_tenant(session: Session, transaction: Any) -> None:
+    """A session's transaction begins here, in the thread that runs it, right before its connection is checked out;
+    `_set_tenant_setting` (after the checkout) and the transaction's end clear it again, so it never outlives that."""
+    if transaction.parent is None:
+        _CHECKOUT_TENANT.set(session.info.get(_TENANT_KEY))
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _checkout_done(_session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        _CHECKOUT_TENANT.set(None)
+
+
 @event.listens_for(Session, "after_begin")
 def _set_tenant_setting(session: Session, _transaction: Any, connection: sa.Connection) -> None:
-    """PostgreSQL: tell row-level security whose rows this transaction may see (until it ends: is_local)."""
+    """PostgreSQL: tell row-level security whose rows this transaction may see (until it ends: is_local), unless the
+    connection's checkout already set it to this practice (the usual case: `_check_out`)."""
+    _CHECKOUT_TENANT.set(None)
     tenant_id = session.info.get(_TENANT_KEY)
-    if tenant_id is not None and connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("SELECT set_config('app.tenant_id', %s, true)", (str(tenant_id),))
+    if tenant_id is None or connection.dialect.name != "postgresql":
+        return
+    if connection.connection.info.get(_CONNECTION_TENANT) == str(tenant_id):
+        return
+    connection.exec_driver_sql("SELECT set_config('app.tenant_id', %s, true)", (str(tenant_id),))
 
 
 @event.listens_for(Session, "do_orm_execute")

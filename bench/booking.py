@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 LEVELS = (1, 4, 8, 16)
+BOOKING_ONLY = False
 PASSWORD = "bench-pass-2026"
 SLOTS_PER_DAY = 47  # 30-minute sessions from 00:00, the last starting 23:00
 
@@ -42,6 +43,35 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CPU: dict[str, object] = {}  # how to find the server's processes and the database's backends (set by main)
+
+
+def _proc_cpu(pid: int) -> tuple[int, float]:
+    """(session id, utime + stime in seconds) of a process, or (-1, 0) when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1, 0.0
+    return int(fields[3]), (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_now() -> tuple[float, float]:
+    """CPU seconds used so far by the server's processes and by the bench database's PostgreSQL backends."""
+    app = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            session, used = _proc_cpu(int(entry.name))
+            if session == CPU.get("server_sid"):
+                app += used
+    pg = 0.0
+    if CPU.get("db"):
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (CPU["db"],))]
+        pg = sum(_proc_cpu(pid)[1] for pid in pids)
+    return app, pg
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -187,9 +217,16 @@ async def bench_api(url: str, info: dict, requests_per_level: int) -> tuple[list
         patients = list(info["patients"])
         for n, level in enumerate(LEVELS):
             plan = slot_plan(info["providers"], patients[n * requests_per_level :], requests_per_level, 2 + n * 20)
+            app0, pg0 = cpu_now()
             elapsed, latencies, statuses = await run_level(client, level, [booking_job(b) for b in plan], headers)
-            rows.append(_row("book (POST)", level, len(plan), elapsed, latencies, f"statuses {statuses}"))
+            app1, pg1 = cpu_now()
+            cpu = (
+                f"cpu/booking app {1000 * (app1 - app0) / len(plan):.1f} ms, pg {1000 * (pg1 - pg0) / len(plan):.1f} ms"
+            )
+            rows.append(_row("book (POST)", level, len(plan), elapsed, latencies, f"statuses {statuses}; {cpu}"))
             book_rates[level] = statuses.get(201, 0) / elapsed
+        if BOOKING_ONLY:
+            return rows, book_rates
         has_search = (await client.get("/api/v1/providers", headers=headers)).status_code == 200
         for uncached in (False, True):
             if not has_search:
@@ -244,13 +281,18 @@ def bench_bare_inserts(db_url: str, info: dict, per_level: int) -> dict[int, flo
 
 
 def main() -> int:
+    global LEVELS, BOOKING_ONLY
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400, help="bookings per concurrency level")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--providers", type=int, default=20)
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrency levels, e.g. 8 or 1,8")
+    parser.add_argument("--booking-only", action="store_true", help="skip provider search and the bare INSERTs")
     parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
                         help="rate limiting on (the default, as deployed) or off, to see its cost")  # fmt: skip
     args = parser.parse_args()
+    LEVELS = tuple(int(v) for v in args.levels.split(","))
+    BOOKING_ONLY = args.booking_only
 
     db_name = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
@@ -285,6 +327,7 @@ def main() -> int:
              "--host", "127.0.0.1", "--workers", str(args.workers), "--log-level", "warning"],
             cwd=ROOT, env=env, start_new_session=True,
         )  # fmt: skip
+        CPU.update(server_sid=server.pid, db=db_name)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -298,6 +341,8 @@ def main() -> int:
         print(HEADER)
         rows, book_rates = asyncio.run(bench_api(url, info, args.requests))
         print("\n".join(rows))
+        if BOOKING_ONLY:
+            return 0
         limit = bench_bare_inserts(db_url, info, args.requests)
         print("\nbookings through the app vs bare INSERT (same DB, same concurrency):")
         for level, app_rate in book_rates.items():

@@ -29,6 +29,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import reflex as rx
@@ -99,12 +100,7 @@ async def audience_tokens(event: DomainEvent, clinic_providers: ClinicProviders)
     # Only an "any provider" entry (no provider of its own, or an offer made on one) shows on the consoles of
     # every provider at its clinic: an entry for one provider concerns that provider's pages alone.
     any_provider = event.data.get("provider_id") is None or event.data.get("any_provider") is True
-    if (
-        clinic_id
-        and any_provider
-        and event.name.startswith("waitlist.")
-        and event.name != "waitlist.policy_changed"
-    ):
+    if clinic_id and any_provider and event.name.startswith("waitlist.") and event.name != "waitlist.policy_changed":
         tokens.update(provider_token(p) for p in await clinic_providers(tenant_id, clinic_id))
     return tokens
 
@@ -335,6 +331,15 @@ def _offer(queue: asyncio.Queue[DomainEvent], event: DomainEvent) -> None:
         queue.put_nowait(event)
 
 
+async def widen_page_threads() -> None:
+    """Lifespan task: give page work that waits on the database (`asyncio.to_thread`: live re-reads, session checks)
+    `page_threads` threads instead of asyncio's default (6 on two cores)."""
+    loop = asyncio.get_running_loop()
+    threads = get_settings().page_threads
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="waitwell-page"))
+
+
 def register(app: rx.App) -> None:
     """Start the relay with the app (call once, where the app is created)."""
+    app.register_lifespan_task(widen_page_threads)
     app.register_lifespan_task(relay_domain_events)

@@ -1,6 +1,6 @@
 """Check the audit chains: `python -m backend.audit verify [--tenant ID]` (also `make audit-verify`).
 
-Prints one line per chain (table, practice, rows, head hash) and, for a broken chain, its first broken row.
+Prints one line per chain (table, practice, shard, rows, head hash) and, for a broken chain, its first broken row.
 Exits 0 when every chain holds, 1 when one is broken. Keep the printed head hashes outside the database:
 they also show when the newest rows of a chain were removed.
 """
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     broken = [r for r in reports if r.broken is not None]
     for report in reports:
         state = "BROKEN" if report.broken else "ok"
-        line = f"{state:<6} {report.table:<20} practice {report.tenant_id} rows {report.rows:>8}"
+        line = f"{state:<6} {report.table:<20} practice {report.tenant_id} shard {report.shard} rows {report.rows:>8}"
         print(f"{line} head {report.head_hash}")
     for report in broken:
         if report.broken is not None:

@@ -1,16 +1,19 @@
-"""The hash chain over the audit tables: one chain per practice and table, extended when rows are flushed.
+"""The hash chains over the audit tables: a few chains (shards) per practice and table, extended when rows are flushed.
 
 Design
 ------
-* Each row carries `chain_seq` (1, 2, 3 ... per practice and table), `prev_hash` (the previous row's `row_hash`,
-  64 zeros for the first) and `row_hash = sha256(prev_hash + "\\n" + canonical(row))`, where `canonical` is the
-  row's content as compact JSON with sorted keys (`canonical_content`). Changing, removing or re-ordering a row
-  breaks the chain at that row, which `verify` reports.
-* No fork: the chain position is assigned in a `before_flush` hook, under a per-practice transaction lock
-  (PostgreSQL `pg_advisory_xact_lock(<table key>, <tenant key>)`; SQLite already has one writer at a time), and a
-  unique index on (tenant_id, chain_seq) has the last word. `audit.record` and `audit.record_access` keep their
-  rows out of the session until `before_commit`, so the lock is taken in the commit's own final flush and held
-  only until that commit: the chained tail of concurrent transactions of one practice serialises, nothing else.
+* Each row carries `chain_shard` (which of its practice's SHARDS chains it is in), `chain_seq` (1, 2, 3 ... per
+  practice, table and shard), `prev_hash` (the previous row's `row_hash` in that chain, 64 zeros for the first) and
+  `row_hash = sha256(prev_hash + "\\n" + canonical(row))`, where `canonical` is the row's content as compact JSON with
+  sorted keys (`canonical_content`; the shard is not in it: a row moved to another shard breaks both chains' links).
+  Changing, removing or re-ordering a row breaks its chain at that row, which `verify` reports.
+* No fork: a transaction claims a shard under a transaction lock (PostgreSQL `pg_advisory_xact_lock(<table key> +
+  shard, <tenant key>)`, through `audit_chain_claim`, which takes the lowest shard nobody holds and reads its head in
+  one round trip; SQLite already has one writer at a time and uses shard 0), and a unique index on (tenant_id,
+  chain_shard, chain_seq) has the last word. The lowest free shard is taken: one writer at a time keeps to shard 0,
+  and only concurrent writers spread out. `audit.record` and `audit.record_access` keep their rows out of the
+  session until `before_commit`, so the lock is taken in the commit's own final flush and held only until that
+  commit. Several shards let concurrent writers of one practice commit side by side instead of one after another.
 * Deleting the newest rows cannot be told from rows never written by the chain alone; operators anchor it by
   keeping the output of `python -m backend.audit verify` (it prints each chain's head hash) outside the database.
 """
@@ -34,8 +37,10 @@ from backend.audit.models import AccessEvent, AuditEvent
 
 GENESIS = "0" * 64
 CHAINED: tuple[type[AuditEvent] | type[AccessEvent], ...] = (AuditEvent, AccessEvent)
-# The first key of the advisory lock: which table's chain (the second is the practice).
-_LOCK_CLASS = {AuditEvent: 0x57A1_0001, AccessEvent: 0x57A1_0002}
+# Chains per practice and table: writers of one practice take different ones, so they do not queue (PostgreSQL).
+SHARDS = 8
+# The first key of the advisory lock: which table's chain, plus the shard (the second key is the practice).
+_LOCK_CLASS = {AuditEvent: 0x57A1_0100, AccessEvent: 0x57A1_0200}
 _HEADS_KEY = "audit.chain_heads"
 
 Chained = AuditEvent | AccessEvent
@@ -86,26 +91,36 @@ def _tenant_lock_key(tenant_id: uuid.UUID) -> int:
     return value - 2**32 if value >= 2**31 else value
 
 
-def _head(session: Session, model: type[Chained], tenant_id: uuid.UUID) -> tuple[int, str]:
-    """The chain's last position and hash in this transaction (locked on PostgreSQL for the rest of it)."""
-    heads: dict[tuple[str, uuid.UUID], tuple[int, str]] = session.info.setdefault(_HEADS_KEY, {})
+def _head(session: Session, model: type[Chained], tenant_id: uuid.UUID) -> tuple[int, int, str]:
+    """This transaction's chain of the practice and table: (shard, last position, last hash); on PostgreSQL the shard
+    stays locked for the rest of the transaction."""
+    heads: dict[tuple[str, uuid.UUID], tuple[int, int, str]] = session.info.setdefault(_HEADS_KEY, {})
     key = (model.__tablename__, tenant_id)
     if key in heads:
         return heads[key]
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        connection.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:cls, :tenant)"),
-            {"cls": _LOCK_CLASS[model], "tenant": _tenant_lock_key(tenant_id)},
-        )
+        shard, seq, last_hash = connection.execute(
+            sa.text("SELECT shard, seq, hash FROM audit_chain_claim(:tbl, :cls, :tenant, :key, :first, :shards)"),
+            {
+                "tbl": model.__tablename__,
+                "cls": _LOCK_CLASS[model],
+                "tenant": tenant_id,
+                "key": _tenant_lock_key(tenant_id),
+                "first": 0,
+                "shards": SHARDS,
+            },
+        ).one()
+        heads[key] = (int(shard), int(seq), str(last_hash)) if seq is not None else (int(shard), 0, GENESIS)
+        return heads[key]
     table: Any = getattr(model, "__table__")  # noqa: B009 - SQLModel classes are not typed with it
     last = connection.execute(
         sa.select(table.c.chain_seq, table.c.row_hash)
-        .where(table.c.tenant_id == tenant_id)
+        .where(table.c.tenant_id == tenant_id, table.c.chain_shard == 0)
         .order_by(table.c.chain_seq.desc())
         .limit(1)
     ).first()
-    heads[key] = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+    heads[key] = (0, int(last[0]), str(last[1])) if last else (0, 0, GENESIS)
     return heads[key]
 
 
@@ -114,11 +129,12 @@ def seal(session: Session, rows: list[Chained]) -> None:
     for row in rows:
         if row.tenant_id is None:
             continue  # refused by the tenant stamp in the same flush
-        seq, prev = _head(session, type(row), row.tenant_id)
+        shard, seq, prev = _head(session, type(row), row.tenant_id)
+        row.chain_shard = shard
         row.chain_seq = seq + 1
         row.prev_hash = prev
         row.row_hash = row_hash(prev, row)
-        session.info[_HEADS_KEY][(row.__tablename__, row.tenant_id)] = (row.chain_seq, row.row_hash)
+        session.info[_HEADS_KEY][(row.__tablename__, row.tenant_id)] = (shard, row.chain_seq, row.row_hash)
 
 
 @event.listens_for(Session, "before_flush")
@@ -131,7 +147,8 @@ def _seal_new_rows(session: Session, _ctx: Any, _instances: Any) -> None:
     for obj in new:
         if obj.tenant_id is None and tenant_id is not None:
             obj.tenant_id = tenant_id  # the tenant stamp (backend.db) may run after this hook
-    new.sort(key=lambda r: (r.occurred_at, str(r.id)))
+    # Changes before reads, then in time order: every transaction claims the tables' chains in the same order.
+    new.sort(key=lambda r: (CHAINED.index(type(r)), r.occurred_at, str(r.id)))
     seal(session, new)
 
 
@@ -150,18 +167,21 @@ class Break:
 
     table: str
     tenant_id: uuid.UUID
+    chain_shard: int
     chain_seq: int | None
     row_id: uuid.UUID
     reason: str
 
     def describe(self) -> str:
-        return f"{self.table}: practice {self.tenant_id}, row {self.row_id} (chain_seq {self.chain_seq}): {self.reason}"
+        where = f"shard {self.chain_shard}, chain_seq {self.chain_seq}"
+        return f"{self.table}: practice {self.tenant_id}, row {self.row_id} ({where}): {self.reason}"
 
 
 @dataclass
 class ChainReport:
     table: str
     tenant_id: uuid.UUID
+    shard: int = 0
     rows: int = 0
     head_hash: str = GENESIS
     broken: Break | None = None
@@ -171,18 +191,20 @@ def _rows(session: Session, model: type[Chained], tenant_id: uuid.UUID | None) -
     query: Any = select(model)
     if tenant_id is not None:
         query = query.where(col(model.tenant_id) == tenant_id)
-    query = query.order_by(col(model.tenant_id), col(model.chain_seq)).execution_options(yield_per=1000)
+    query = query.order_by(col(model.tenant_id), col(model.chain_shard), col(model.chain_seq))
+    query = query.execution_options(yield_per=1000)
     yield from session.exec(query)
 
 
 def verify_chains(session: Session, *, tenant_id: uuid.UUID | None = None) -> list[ChainReport]:
-    """Walk every chain (or one practice's) from its first row; each report names the first broken row, if any."""
+    """Walk every chain (or one practice's: each of its shards) from its first row; each report names the first
+    broken row, if any."""
     reports: list[ChainReport] = []
     for model in CHAINED:
         current: ChainReport | None = None
         for row in _rows(session, model, tenant_id):
-            if current is None or current.tenant_id != row.tenant_id:
-                current = ChainReport(table=model.__tablename__, tenant_id=row.tenant_id)
+            if current is None or (current.tenant_id, current.shard) != (row.tenant_id, row.chain_shard):
+                current = ChainReport(table=model.__tablename__, tenant_id=row.tenant_id, shard=row.chain_shard)
                 reports.append(current)
             if current.broken is not None:
                 continue
@@ -197,7 +219,9 @@ def verify_chains(session: Session, *, tenant_id: uuid.UUID | None = None) -> li
             elif row.row_hash != row_hash(current.head_hash, row):
                 reason = "row_hash does not match the row's content (the row was changed)"
             if reason:
-                current.broken = Break(model.__tablename__, row.tenant_id, row.chain_seq, row.id, reason)
+                current.broken = Break(
+                    model.__tablename__, row.tenant_id, row.chain_shard, row.chain_seq, row.id, reason
+                )
             else:
                 current.head_hash = str(row.row_hash)
     return reports

@@ -1,8 +1,8 @@
 """The audit trail: state changes (`audit_events`) and reads of patient data (`audit_access_events`).
 
-Both tables are append-only (database triggers refuse UPDATE, DELETE and TRUNCATE) and hash-chained per practice:
-each row stores the previous row's hash and its own, `row_hash = sha256(prev_hash || canonical content)`
-(see backend.audit.chain).
+Both tables are append-only (database triggers refuse UPDATE, DELETE and TRUNCATE) and hash-chained per practice,
+in a few independent chains (shards): each row stores the previous row's hash in its chain and its own,
+`row_hash = sha256(prev_hash || canonical content)` (see backend.audit.chain).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class AuditEvent(TenantMixin, table=True):
     __table_args__ = (
         sa.Index("ix_audit_events_tenant_time", "tenant_id", "occurred_at"),
         sa.Index("ix_audit_events_entity", "tenant_id", "entity_type", "entity_id"),
-        sa.Index("uq_audit_events_chain", "tenant_id", "chain_seq", unique=True),
+        sa.Index("uq_audit_events_chain", "tenant_id", "chain_shard", "chain_seq", unique=True),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -35,7 +35,9 @@ class AuditEvent(TenantMixin, table=True):
     entity_id: uuid.UUID | None = Field(default=None)
     # Ids and changed field names only: no free text that could carry PHI.
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
-    # The practice's chain: position, the previous row's hash and this row's (assigned when the row is flushed).
+    # The row's chain (one of the practice's shards), its position, the previous row's hash and its own (assigned when
+    # the row is flushed: backend.audit.chain).
+    chain_shard: int = Field(default=0, sa_type=sa.SmallInteger, sa_column_kwargs={"server_default": "0"})
     chain_seq: int | None = Field(default=None, sa_type=sa.BigInteger, nullable=False)
     prev_hash: str | None = Field(default=None, max_length=64, nullable=False)
     row_hash: str | None = Field(default=None, max_length=64, nullable=False)
@@ -48,7 +50,7 @@ class AccessEvent(TenantMixin, table=True):
     __table_args__ = (
         sa.Index("ix_audit_access_events_tenant_time", "tenant_id", "occurred_at"),
         sa.Index("ix_audit_access_events_actor", "tenant_id", "actor_user_id", "occurred_at"),
-        sa.Index("uq_audit_access_events_chain", "tenant_id", "chain_seq", unique=True),
+        sa.Index("uq_audit_access_events_chain", "tenant_id", "chain_shard", "chain_seq", unique=True),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -63,6 +65,7 @@ class AccessEvent(TenantMixin, table=True):
     # Through what: "GET /api/v1/appointments" or "page /admin/waitlists" (a live re-read: "live /admin/...").
     via: str = Field(default="", max_length=200)
     client_address: str | None = Field(default=None, max_length=64)
+    chain_shard: int = Field(default=0, sa_type=sa.SmallInteger, sa_column_kwargs={"server_default": "0"})
     chain_seq: int | None = Field(default=None, sa_type=sa.BigInteger, nullable=False)
     prev_hash: str | None = Field(default=None, max_length=64, nullable=False)
     row_hash: str | None = Field(default=None, max_length=64, nullable=False)

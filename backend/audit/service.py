@@ -234,6 +234,7 @@ class AuditRow(BaseModel):
     data: dict[str, Any] = {}
     via: str = ""
     client_address: str | None = None
+    chain_shard: int = 0
     chain_seq: int | None = None
 
 
@@ -332,6 +333,7 @@ def _rows(uow: UnitOfWork, events: list[Any], kind: Kind, *, names_per_row: int 
             data=getattr(e, "data", None) or {},
             via=getattr(e, "via", ""),
             client_address=getattr(e, "client_address", None),
+            chain_shard=e.chain_shard,
             chain_seq=e.chain_seq,
         )
         for e, ids in zip(events, ids_by_row, strict=True)
@@ -339,9 +341,7 @@ def _rows(uow: UnitOfWork, events: list[Any], kind: Kind, *, names_per_row: int 
 
 
 @service_function
-def search_audit(
-    actor: Actor, uow: UnitOfWork, filters: AuditFilter, *, offset: int = 0, limit: int = 50
-) -> AuditPage:
+def search_audit(actor: Actor, uow: UnitOfWork, filters: AuditFilter, *, offset: int = 0, limit: int = 50) -> AuditPage:
     """One page of the practice's audit trail (reads or changes), newest first (admin); the page is itself a read."""
     require_role(actor, Role.ADMIN)
     _check_filter(filters)
@@ -366,6 +366,7 @@ CSV_COLUMNS = (
     "entity_id",
     "via",
     "client_address",
+    "chain_shard",
     "chain_seq",
 )
 
@@ -397,6 +398,7 @@ def export_audit_csv(actor: Actor, uow: UnitOfWork, filters: AuditFilter) -> str
                 r.entity_id or "",
                 _csv_safe(r.via),
                 r.client_address or "",
+                r.chain_shard,
                 r.chain_seq if r.chain_seq is not None else "",
             ]
         )

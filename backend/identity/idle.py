@@ -147,6 +147,38 @@ class MemoryStore:
 _memory = MemoryStore()
 
 
+class _RecentTouches:
+    """Sessions this process moved the clock of in the last few seconds. Activity again that soon needs no look:
+    the session is alive, and leaving the shared clock a few seconds behind can only end it that much sooner."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._at: dict[uuid.UUID, float] = {}
+
+    @staticmethod
+    def window(timeout_seconds: int) -> float:
+        return min(10.0, timeout_seconds / 60)
+
+    def alive_since(self, session_id: uuid.UUID, now: float, timeout_seconds: int) -> float | None:
+        at = self._at.get(session_id)
+        if at is not None and at <= now < at + self.window(timeout_seconds):
+            return at
+        return None
+
+    def note(self, session_id: uuid.UUID, at: float) -> None:
+        with self._lock:
+            if len(self._at) >= 10_000:
+                self._at.clear()
+            self._at[session_id] = at
+
+    def forget(self, session_id: uuid.UUID) -> None:
+        with self._lock:
+            self._at.pop(session_id, None)
+
+
+_recent = _RecentTouches()
+
+
 def clock_now() -> float:
     """The idle clock's time (epoch seconds); tests move it."""
     return time.time()
@@ -177,6 +209,10 @@ def look(
     """Look at a session's idle clock; with `touch` (activity by the person) move it on unless already idle."""
     settings = get_settings()
     moment = clock_now() if at is None else at
+    if touch:
+        since = _recent.alive_since(session_id, moment, timeout_seconds)
+        if since is not None:
+            return Clock(alive=True, last=since, persist_due=False)
     key, persist_key = keys_for(session_id)
     floor = max(_epoch(created_at), _epoch(last_seen_at))
     kwargs = {
@@ -187,11 +223,16 @@ def look(
         "persist_every": float(settings.idle_persist_seconds),
     }
     try:
-        return _store().look(key, persist_key, **kwargs)  # type: ignore[arg-type]
+        clock = _store().look(key, persist_key, **kwargs)  # type: ignore[arg-type]
     except redis.RedisError:
         # The idle clock must not take sign-ins down with Redis: this process's own clock, over the same floor.
         logger.warning("idle clock: Redis unavailable, keeping it in process")
-        return _memory.look(key, persist_key, **kwargs)  # type: ignore[arg-type]
+        clock = _memory.look(key, persist_key, **kwargs)  # type: ignore[arg-type]
+    if touch and clock.alive:
+        _recent.note(session_id, moment)
+    else:
+        _recent.forget(session_id)
+    return clock
 
 
 def seconds_left(clock: Clock, timeout_seconds: int, at: float | None = None) -> int:

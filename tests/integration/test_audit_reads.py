@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
+from backend.audit import chain as chain_module
 from backend.audit import context as audit_context
 from backend.audit.chain import GENESIS, row_hash, verify_chains
 from backend.audit.models import AccessEvent, AuditEvent
@@ -65,7 +66,7 @@ def summit(db: sa.Engine) -> Practice:
 
 
 def _reads(p: Practice) -> list[AccessEvent]:
-    return sorted(rows(p, AccessEvent), key=lambda e: e.chain_seq or 0)
+    return sorted(rows(p, AccessEvent), key=lambda e: (e.occurred_at, e.chain_seq or 0))
 
 
 def _new_reads(p: Practice, action: Callable[[], Any]) -> list[AccessEvent]:
@@ -432,11 +433,49 @@ def test_concurrent_writers_never_fork_a_chain(harbor: Practice) -> None:
     for t in threads:
         t.join()
     assert errors == []
+    # However the 60 rows spread over the practice's chains, each chain is whole: 1, 2, 3 ... and linked.
     chain = _reads(harbor)
-    assert [e.chain_seq for e in chain] == list(range(1, 61))
+    assert len(chain) == 60
+    by_shard: dict[int, list[int]] = {}
+    for e in chain:
+        by_shard.setdefault(e.chain_shard, []).append(e.chain_seq or 0)
+    for seqs in by_shard.values():
+        assert sorted(seqs) == list(range(1, len(seqs) + 1))
     with UnitOfWork(system=True) as uow:
         reports = verify_chains(uow.session, tenant_id=harbor.tenant_id)
-    assert [(r.table, r.rows, r.broken) for r in reports] == [("audit_access_events", 60, None)]
+    assert sorted((r.table, r.shard, r.rows, r.broken) for r in reports) == sorted(
+        ("audit_access_events", shard, len(seqs), None) for shard, seqs in by_shard.items()
+    )
+
+
+def test_a_writer_takes_the_next_chain_while_one_is_held_and_a_break_there_is_found(
+    harbor: Practice, engine: sa.Engine
+) -> None:
+    s = _scene(harbor)
+
+    def read() -> None:
+        with UnitOfWork(harbor.admin) as uow:
+            identity.get_patient(harbor.admin, uow, s["other"].id)
+
+    read()
+    with engine.connect() as holder, holder.begin():
+        # Another transaction holds shard 0 of the practice's read chain, as a slow writer would until its commit.
+        lock = (chain_module._LOCK_CLASS[AccessEvent], chain_module._tenant_lock_key(harbor.tenant_id))
+        holder.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": lock[0], "b": lock[1]})
+        read()  # does not wait: shard 1
+        read()
+    read()  # shard 0 again
+    chain = _reads(harbor)
+    assert [(e.chain_shard, e.chain_seq) for e in chain] == [(0, 1), (1, 1), (1, 2), (0, 2)]
+    assert chain[2].prev_hash == chain[1].row_hash and chain[3].prev_hash == chain[0].row_hash
+    assert _verify_cli().returncode == 0
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.execute(sa.text("DELETE FROM audit_access_events WHERE id = :id"), {"id": chain[1].id})
+    result = _verify_cli()
+    assert result.returncode != 0
+    assert str(chain[2].id) in result.stderr and "shard 1" in result.stderr, result.stderr
 
 
 # -- the Audit trail itself: admin only, per practice, the export audited -------------------------------------

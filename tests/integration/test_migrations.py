@@ -28,7 +28,8 @@ from backend.settings import PROJECT_ROOT
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-HEAD = "0015_rls"
+HEAD = "0018_audit_chain_shards"
+RLS = "0015_rls"
 SSO = "0014_sso"
 ENCRYPT_FREE_TEXT = "0013_encrypt_free_text"
 AUDIT_READS = "0012_audit_reads"
@@ -112,8 +113,9 @@ def test_revisions_are_linear_with_readable_ids() -> None:
     script = ScriptDirectory.from_config(_config("sqlite://"))
     assert script.get_heads() == [HEAD]
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == [HEAD, SSO, ENCRYPT_FREE_TEXT, AUDIT_READS, IDLE_LOGOFF, MFA, DELIVERY_FENCING, REVOCABLE_TOKENS,
-                     DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL, INITIAL]  # fmt: skip
+    assert chain == [HEAD, RLS, SSO, ENCRYPT_FREE_TEXT, AUDIT_READS, IDLE_LOGOFF, MFA, DELIVERY_FENCING,
+                     REVOCABLE_TOKENS, DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL,
+                     INITIAL]  # fmt: skip
 
 
 def test_upgrade_downgrade_upgrade(db_url: str, engine_for: Any) -> None:

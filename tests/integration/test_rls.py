@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -234,6 +235,41 @@ def test_each_unit_of_work_on_a_pooled_connection_sees_only_its_own_practice(wor
         with get_engine().connect() as conn:  # no unit of work: no practice
             assert conn.execute(setting).scalar_one() in ("", None)
             assert conn.execute(sa.text("SELECT count(*) FROM clinics")).scalar_one() == 0
+
+
+def test_a_checkout_sets_the_practice_so_the_transaction_needs_no_statement_of_its_own(
+    world: dict[str, Practice],
+) -> None:
+    """The pool's checkout check sets app.tenant_id for the unit of work of its context: no set_config inside."""
+    a = world["A"]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    with UnitOfWork(a.admin):
+        pass
+    sa.event.listen(get_engine(), "before_cursor_execute", seen)
+    try:
+        for _ in range(3):
+            with UnitOfWork(a.admin) as uow:
+                assert uow.session.execute(sa.text("SELECT count(*) FROM clinics")).scalar_one() == 2
+    finally:
+        sa.event.remove(get_engine(), "before_cursor_execute", seen)
+    assert len(statements) == 3 and not [s for s in statements if "set_config" in s]
+
+
+def test_a_dead_pooled_connection_is_replaced_at_checkout(world: dict[str, Practice], engine: sa.Engine) -> None:
+    """The checkout check is also the pre-ping: connections the server dropped are replaced, not handed out."""
+    a = world["A"]
+    with UnitOfWork(a.admin) as uow:
+        pids = {uow.session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()}
+    with engine.begin() as conn:
+        for pid in pids:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    for _ in range(3):
+        with UnitOfWork(a.admin) as uow:
+            assert uow.session.execute(sa.text("SELECT count(*) FROM clinics")).scalar_one() == 2
 
 
 # -- writes ---------------------------------------------------------------------------------------------

@@ -66,3 +66,31 @@ def test_the_sign_in_page_says_why() -> None:
     assert '"/login?idle=900&next=%2Fdoctor%2Fschedule"' in script and '"/auth/logout"' in script
     assert "//evil" not in idle_sign_out_script(900, "//evil.example")
     assert "signed_out=1" in idle_sign_out_script(None, "/patient")
+
+
+def test_activity_again_within_seconds_needs_no_look_at_the_shared_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    looks: list[float] = []
+
+    class Store:
+        def look(self, key: str, persist_key: str, *, now: float, **_: object) -> idle.Clock:
+            looks.append(now)
+            return idle.Clock(alive=True, last=now, persist_due=False)
+
+    monkeypatch.setattr(idle, "_store", Store)
+    monkeypatch.setattr(idle, "_recent", idle._RecentTouches())
+    session, created = uuid.uuid4(), datetime.now(UTC)
+    base = created.timestamp()
+
+    def touch(at: float, *, touch: bool = True) -> idle.Clock:
+        return idle.look(session, timeout_seconds=900, created_at=created, last_seen_at=None, touch=touch, at=at)
+
+    assert touch(base + 1).alive
+    # Within the window (10 s at a 15-minute timeout): alive, and the clock is reported where the store has it.
+    assert touch(base + 5) == idle.Clock(alive=True, last=base + 1, persist_due=False)
+    assert looks == [base + 1]
+    touch(base + 12)  # past the window: the shared clock is looked at (and moved) again
+    touch(base + 13, touch=False)  # a look that is not activity always asks the store
+    assert looks == [base + 1, base + 12, base + 13]
