@@ -288,6 +288,8 @@ def main() -> int:
     parser.add_argument("--providers", type=int, default=20)
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrency levels, e.g. 8 or 1,8")
     parser.add_argument("--booking-only", action="store_true", help="skip provider search and the bare INSERTs")
+    parser.add_argument("--rls", choices=("on", "off"), default="on",
+                        help="off: the app connects as the BYPASSRLS system role, to see what row-level security costs")  # fmt: skip
     parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
                         help="rate limiting on (the default, as deployed) or off, to see its cost")  # fmt: skip
     args = parser.parse_args()
@@ -318,6 +320,8 @@ def main() -> int:
 
         roles = create_roles(db_url)
         env.update(roles)
+        if args.rls == "off":
+            env["DATABASE_URL"] = roles["SYSTEM_DATABASE_URL"]
         os.environ.update(roles)
         info = setup_practice(roles["DATABASE_URL"], args.providers, patients=args.requests * len(LEVELS))
         port = _free_port()
@@ -337,7 +341,7 @@ def main() -> int:
             except httpx.HTTPError:
                 time.sleep(0.2)
         print(f"# {os.cpu_count()} cores; granian --workers {args.workers}; PostgreSQL + Redis on 127.0.0.1;"
-              f" rate limiting {args.rate_limits}")  # fmt: skip
+              f" rate limiting {args.rate_limits}; row-level security {args.rls}")  # fmt: skip
         print(HEADER)
         rows, book_rates = asyncio.run(bench_api(url, info, args.requests))
         print("\n".join(rows))

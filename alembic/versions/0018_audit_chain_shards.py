@@ -1,7 +1,7 @@
 """audit chains in shards: each practice's audit tables hold several independent hash chains
 
 Revision ID: 0018_audit_chain_shards
-Revises: 0015_rls
+Revises: 0017_practice_texts
 Create Date: 2026-12-05
 
 One chain per practice and table made every audited write of a practice wait for the one before it to commit
@@ -27,7 +27,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0018_audit_chain_shards"
-down_revision: str | Sequence[str] | None = "0015_rls"
+down_revision: str | Sequence[str] | None = "0017_practice_texts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
