@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from backend.audit.models import AccessEvent, AuditEvent
 from backend.identity.models import (
     Membership,
+    OnboardingLink,
     Patient,
     PracticeSSO,
     Provider,
@@ -20,7 +21,7 @@ from backend.notifications.models import (
     NotificationSettings,
 )
 from backend.scheduling.models import Appointment, AvailabilityRule, BookingPolicy, TimeOff
-from backend.tenancy.models import Clinic, Tenant, TenantMixin
+from backend.tenancy.models import Clinic, PracticeText, Tenant, TenantMixin
 from backend.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistPolicy
 
 metadata = SQLModel.metadata
@@ -38,8 +39,10 @@ __all__ = [
     "NotificationDelivery",
     "NotificationPreference",
     "NotificationSettings",
+    "OnboardingLink",
     "Patient",
     "PracticeSSO",
+    "PracticeText",
     "Provider",
     "ProviderClinic",
     "Tenant",

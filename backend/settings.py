@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     # counters (<prefix>:metrics:rate_limited:login, <prefix>:ratelimit:metrics:rate_limited:<class>).
     redis_key_prefix: str = Field(default="clinic", min_length=1, max_length=60)
     min_password_length: int = Field(default=10, ge=8, le=128)
+    # Onboarding and recovery (backend/identity/onboarding.py): how long an invitation link and a password-reset
+    # link work; password-reset requests per client address per 15 minutes (then 429), and reset e-mails per
+    # account per hour (more requests get the same answer and send nothing).
+    invite_link_hours: int = Field(default=72, ge=1, le=24 * 30)
+    reset_link_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    password_reset_address_max: int = Field(default=10, ge=1)
+    password_reset_account_max: int = Field(default=3, ge=1)
     # Login throttling, kept in Redis (in process without Redis). Per (client network, account): after this many
     # failures in a row each attempt from that network waits, doubling from the base up to the max.
     login_free_failures: int = Field(default=5, ge=1)

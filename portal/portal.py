@@ -10,7 +10,11 @@ from backend.api.app import api
 from backend.api.edge import edge_transformer, socket_origin_allowed
 from portal import background, live_bridge
 from portal.pages import account_mfa, index, login, unsubscribe  # noqa: F401 - importing registers the pages
+from portal.pages import legal as legal_pages  # noqa: F401
+from portal.pages import not_found as page_not_found  # noqa: F401
+from portal.pages import onboarding as onboarding_pages  # noqa: F401
 from portal.pages.admin import audit, clinics, home, outbox, policy, waitlists  # noqa: F401
+from portal.pages.admin import people as admin_people  # noqa: F401
 from portal.pages.doctor import availability as doctor_availability  # noqa: F401
 from portal.pages.doctor import home as doctor_home  # noqa: F401
 from portal.pages.doctor import schedule as doctor_schedule  # noqa: F401
@@ -31,9 +35,28 @@ class _EdgeApp(rx.App):
     def __call__(self) -> Any:
         return edge_transformer(super().__call__())
 
+    def _apply_decorated_pages(self) -> None:
+        """Register the @rx.page pages once per app, not once per compile.
+
+        `reflex run --env prod` compiles in the supervisor, then forks the backend worker, whose first request
+        compiles again: re-adding every page logged "Page ... is being redefined" for each of them. The worker
+        inherits the pages with the fork; a dev hot reload imports a new module, hence a new app, and applies
+        them afresh.
+        """
+        if getattr(self, "_waitwell_pages_applied", False):
+            return
+        super()._apply_decorated_pages()
+        self._waitwell_pages_applied = True
+
 
 # A page handler that cannot reach the database says so and retries (portal/state/outage.py); anything else as before.
-app = _EdgeApp(api_transformer=api, backend_exception_handler=outage.backend_exception_handler)
+# assets/a11y.css: WCAG 2.1 AA contrast, focus rings and the skip link, after the Radix Themes stylesheet.
+# assets/phone.css: tables marked stack-on-phone become stacked cards below 768 px (portal/components/responsive.py).
+app = _EdgeApp(
+    api_transformer=api,
+    backend_exception_handler=outage.backend_exception_handler,
+    stylesheets=["/a11y.css", "/phone.css"],
+)
 # The socket server checks Origin itself too (the middleware already refused foreign ones): same rule.
 if app.sio is not None:
     app.sio.eio.cors_allowed_origins = socket_origin_allowed

@@ -19,6 +19,8 @@ from backend.api.routes import (
     notification_settings,
     notifications,
     offers,
+    onboarding,
+    practice_texts,
     providers,
     series,
     sso,
@@ -45,6 +47,7 @@ def create_api() -> FastAPI:
     for router in (
         health.router,
         auth.router,
+        onboarding.router,
         sso.router,
         clinics.router,
         listings.router,
@@ -55,6 +58,7 @@ def create_api() -> FastAPI:
         appointments.router,
         notifications.router,
         notification_settings.router,
+        practice_texts.router,
         webhooks.router,
     ):
         app.include_router(router)

@@ -14,7 +14,9 @@ than BaseHTTPMiddleware so streaming responses and websockets pass through untou
   are not affected.
 - Headers on every HTTP response: Content-Security-Policy, X-Frame-Options, X-Content-Type-Options,
   Referrer-Policy, Permissions-Policy, Cross-Origin-Opener-Policy, Strict-Transport-Security on HTTPS, and
-  Cache-Control: no-store except for the hashed static assets. The Server banner is blanked.
+  Cache-Control: a year and immutable for the content-hashed build assets (a new build has new names), no-cache
+  for the compiled HTML pages (static shells without patient data: the browser revalidates them, so a deploy
+  shows at once), no-store for everything else (the API, /auth, the event socket). The Server banner is blanked.
 
 Content-Security-Policy: scripts are 'self' plus the sha256 of each inline <script> of the compiled pages
 (.web/build/client/**/*.html, read once per process), so no inline script outside the build runs. Scripts also
@@ -50,8 +52,15 @@ REFUSED_DETAIL = "Cross-site request refused."
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Reflex's event socket (websocket transport; HTTP polling handshakes land here too).
 EVENT_PATH = "/_event"
-# Vite's content-hashed build output: safe to cache, carries no patient data.
-CACHEABLE_PREFIXES = ("/assets/",)
+# Vite's content-hashed build output (Next.js's under older Reflex): safe to cache for good, carries no patient
+# data; only names that carry a content hash (name-<8+ chars>.ext) are immutable.
+CACHEABLE_PREFIXES = ("/assets/", "/_next/static/")
+_HASHED_NAME = re.compile(r"[-.][A-Za-z0-9_-]{8,}\.[A-Za-z0-9]+$")
+IMMUTABLE = b"public, max-age=31536000, immutable"
+REVALIDATE = b"no-cache"
+NO_STORE = b"no-store"
+# Paths whose HTML is never a compiled page (the API's error pages, Swagger UI, the auth routes).
+_DYNAMIC_PREFIXES = ("/api/", "/auth/", EVENT_PATH)
 # FastAPI's Swagger UI: a fixed page (no request data in it) that loads its bundle from a CDN.
 DOCS_PATHS = frozenset({"/api/v1/docs"})
 DOCS_CDN = "https://cdn.jsdelivr.net"
@@ -345,7 +354,9 @@ class EdgeMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = _rewrite(message.get("headers") or [], extra, cors, cacheable=_cacheable(path))
+                raw = message.get("headers") or []
+                policy = cache_policy(path, int(message.get("status", 200)), _content_type(raw))
+                message["headers"] = _rewrite(raw, extra, cors, cache_control=policy)
                 if docs:
                     buffered.append(message)
                     return
@@ -385,7 +396,6 @@ class EdgeMiddleware:
             [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
             extra,
             [],
-            cacheable=False,
         )
         await send({"type": "http.response.start", "status": 403, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -401,7 +411,7 @@ class EdgeMiddleware:
         requested = headers.get(b"access-control-request-headers")
         if requested:
             allow.append((b"access-control-allow-headers", requested))
-        out = _rewrite([(b"content-length", b"0")], extra, allow, cacheable=False)
+        out = _rewrite([(b"content-length", b"0")], extra, allow)
         await send({"type": "http.response.start", "status": 204, "headers": out})
         await send({"type": "http.response.body", "body": b""})
 
@@ -415,8 +425,21 @@ def _cors_headers(origin: str | None) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def _cacheable(path: str) -> bool:
-    return path.startswith(CACHEABLE_PREFIXES)
+def cache_policy(path: str, status: int, content_type: str) -> bytes:
+    """The Cache-Control of a response: immutable for a hashed build asset, no-cache for a compiled page's HTML,
+    no-store for anything else (API answers can carry patient data)."""
+    if status == 200 and path.startswith(CACHEABLE_PREFIXES) and _HASHED_NAME.search(path):
+        return IMMUTABLE
+    if content_type.startswith("text/html") and not path.startswith(_DYNAMIC_PREFIXES) and path not in DOCS_PATHS:
+        return REVALIDATE
+    return NO_STORE
+
+
+def _content_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if bytes(name).lower() == b"content-type":
+            return bytes(value).decode("latin-1").strip().lower()
+    return ""
 
 
 def _rewrite(
@@ -424,9 +447,9 @@ def _rewrite(
     extra: list[tuple[bytes, bytes]],
     cors: list[tuple[bytes, bytes]],
     *,
-    cacheable: bool,
+    cache_control: bytes = NO_STORE,
 ) -> list[tuple[bytes, bytes]]:
-    """Drop the inner app's banner, security and CORS headers; add ours; no-store unless a hashed asset."""
+    """Drop the inner app's banner, security, CORS and caching headers; add ours, with `cache_control`."""
     out: list[tuple[bytes, bytes]] = []
     vary: list[str] = []
     for name, value in headers:
@@ -436,13 +459,12 @@ def _rewrite(
         if key == b"vary":
             vary.extend(v.strip() for v in bytes(value).decode("latin-1").split(",") if v.strip())
             continue
-        if key in (b"cache-control", b"pragma", b"expires") and not cacheable:
+        if key in (b"cache-control", b"pragma", b"expires"):
             continue
         out.append((bytes(name), bytes(value)))
     out.extend(extra)
     out.extend(cors)
-    if not cacheable:
-        out.append((b"cache-control", b"no-store"))
+    out.append((b"cache-control", cache_control))
     if "origin" not in {v.lower() for v in vary}:
         vary.append("Origin")
     out.append((b"vary", ", ".join(dict.fromkeys(vary)).encode("latin-1")))

@@ -79,6 +79,8 @@ class User(TenantMixin, table=True):
     mfa_pending_secret_encrypted: str | None = Field(default=None, sa_type=sa.Text)
     mfa_enabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     mfa_last_step: int | None = Field(default=None, sa_type=sa.BigInteger)
+    # When the person accepted the terms of use (from their invitation link, backend/identity/onboarding.py).
+    terms_accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class MfaRecoveryCode(TenantMixin, table=True):
@@ -91,6 +93,33 @@ class MfaRecoveryCode(TenantMixin, table=True):
     user_id: uuid.UUID = Field(index=True)
     code_hash: str = Field(max_length=200)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OnboardingLink(TenantMixin, table=True):
+    """A single-use, expiring link sent to a person: an invitation to set a first password, or a password reset.
+
+    Only a hash of the link's token is stored. The token itself is derived from the row's id with the app's secret
+    (backend/identity/onboarding.py), so the outbox can render the message from ids at send time while a copy of
+    the database alone cannot make a working link.
+    """
+
+    __tablename__ = "onboarding_links"
+    __table_args__ = (
+        sa.CheckConstraint("purpose IN ('invite', 'reset')", name="purpose"),
+        tenant_fk("onboarding_links", "user_id", "users", ondelete="CASCADE"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    purpose: str = Field(max_length=10)
+    user_id: uuid.UUID = Field(index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    # Spent (the password was set), or replaced by a newer link of the same purpose (revoked).
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The staff member who sent an invitation (None for a reset the person asked for).
+    created_by: uuid.UUID | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -19,7 +19,7 @@ from backend.errors import (
     RateLimited,
     ValidationFailed,
 )
-from backend.identity import idle, mfa, security, throttle
+from backend.identity import idle, mfa, passwords, security, throttle
 from backend.identity.models import Membership, Patient, Provider, User, UserSession
 from backend.service import require_role, service_function
 from backend.settings import get_settings
@@ -529,15 +529,12 @@ def _revoke_all_sessions(uow: UnitOfWork, tenant_id: uuid.UUID, user_id: uuid.UU
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def check_password_policy(password: str, *, email: str = "") -> None:
-    """Refuse a new password that is too short, blank or the e-mail itself (422)."""
-    minimum = get_settings().min_password_length
-    if len(password) < minimum or not password.strip():
-        raise ValidationFailed(f"Choose a password of at least {minimum} characters.", field="new_password")
-    if len(password) > 1024:
-        raise ValidationFailed("Choose a password of at most 1024 characters.", field="new_password")
-    if email and password.strip().lower() == email.strip().lower():
-        raise ValidationFailed("Choose a password that is not your email address.", field="new_password")
+def check_password_policy(
+    password: str, *, email: str = "", names: tuple[str, ...] = (), field: str = "new_password"
+) -> None:
+    """Refuse a new password that is too short or too long, the e-mail or name itself, or a common one (422;
+    backend/identity/passwords.py: NIST SP 800-63B, no composition rules)."""
+    passwords.check(password, minimum=get_settings().min_password_length, email=email, names=names, field=field)
 
 
 @service_function
@@ -550,7 +547,7 @@ def change_password(
     user = uow.session.get(User, actor.user_id)
     if user is None or not user.is_active:
         raise NotFound("user")
-    check_password_policy(new_password, email=user.email)
+    check_password_policy(new_password, email=user.email, names=(user.full_name,))
     # Guessing the current password with a stolen token counts like guessing it at the login.
     _throttle_or_raise(client_address, user.email)
     if not security.verify_password(user.password_hash, current_password):

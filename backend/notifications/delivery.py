@@ -37,7 +37,9 @@ from sqlmodel import Session, col, select
 
 from backend import events
 from backend.db import UnitOfWork
+from backend.identity import onboarding
 from backend.identity.models import Patient, Provider
+from backend.identity.onboarding import LINK_EVENTS
 from backend.notifications.formatting import format_local
 from backend.notifications.models import Notification, NotificationDelivery, NotificationStatus
 from backend.scheduling.models import Appointment
@@ -343,6 +345,8 @@ def load_context(uow: UnitOfWork, note: Notification) -> tuple[dict[str, str], s
     """The template context from the ids in the payload: (context, recipient address, locale)."""
     session = uow.session
     payload = note.payload or {}
+    if note.event_type in LINK_EVENTS:
+        return _link_context(uow, note)
     patient = session.get(Patient, note.patient_id)
     appointment = session.get(Appointment, aid) if (aid := _id(payload, "appointment_id")) else None
     offer = session.get(WaitlistOffer, oid) if (oid := _id(payload, "offer_id")) else None
@@ -382,6 +386,19 @@ def load_context(uow: UnitOfWork, note: Notification) -> tuple[dict[str, str], s
     return context, recipient or patient.email or str(patient.id), patient.locale or "en"
 
 
+def _link_context(uow: UnitOfWork, note: Notification) -> tuple[dict[str, str], str, str]:
+    """An account message (invitation, password reset): the link is made from the link row's id at send time."""
+    link_id = _id(note.payload or {}, "link_id")
+    message = onboarding.message_for(uow, link_id) if link_id else None
+    tenant = uow.session.get(Tenant, note.tenant_id)
+    context = {"practice_name": tenant.name if tenant else "", "patient_first_name": "there", "link": ""}
+    if message is None:
+        return context, "", "en"
+    context.update(patient_first_name=message.first_name or "there", link=message.link, valid_for=message.valid_for)
+    recipient = message.phone if note.channel in ("sms", "whatsapp") and message.phone else message.email
+    return context, recipient, message.locale
+
+
 def _transient(exc: BaseException) -> bool:
     return bool(getattr(exc, "transient", True))
 
@@ -402,7 +419,8 @@ def render_message(uow: UnitOfWork, note: Notification) -> Any:
     context, recipient, locale = load_context(uow, note)
     channel_name = str(note.channel)
     one_click = None
-    if channel_name in ("email", "console"):
+    # Account messages (invitations, resets) are not subscriptions: no unsubscribe link.
+    if channel_name in ("email", "console") and note.patient_id is not None and note.event_type not in LINK_EVENTS:
         context["unsubscribe_link"] = unsubscribe_link(note.tenant_id, note.patient_id)
         token = unsubscribe_token(note.tenant_id, note.patient_id)
         one_click = f"{get_settings().public_url.rstrip('/')}/api/v1/unsubscribe/{token}"

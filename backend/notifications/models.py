@@ -57,7 +57,9 @@ class Notification(TenantMixin, table=True):
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    patient_id: uuid.UUID = Field()
+    # The patient it concerns; None for an account message to a staff member (an invitation or a password reset,
+    # backend/identity/onboarding.py), whose payload names the link and the user.
+    patient_id: uuid.UUID | None = Field(default=None)
     event_type: str = Field(max_length=60)
     channel: Channel = Field(sa_type=sa.String(20))
     # Ids only; templates look the rest up at send time.

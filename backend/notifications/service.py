@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -21,7 +22,7 @@ from backend import events
 from backend.audit.service import record, record_access
 from backend.db import UnitOfWork
 from backend.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from backend.identity.models import Patient, ProviderClinic
+from backend.identity.models import Patient, ProviderClinic, User
 from backend.notifications.models import (
     Channel,
     Notification,
@@ -56,6 +57,8 @@ EVENT_LABELS = {
     "waitlist_reconfirm": "Still interested?",
     "waitlist_entry_moved": "Waitlist moved (clinic archived)",
     "waitlist_entry_closed": "Waitlist closed (clinic archived)",
+    "account_invite": "Invitation to set a password",
+    "password_reset": "Password reset link",
 }
 
 
@@ -112,7 +115,7 @@ class PreferencesUpdate:
 @dataclass(frozen=True)
 class NotificationView:
     id: uuid.UUID
-    patient_id: uuid.UUID
+    patient_id: uuid.UUID | None  # None: an account message to a staff member (backend/identity/onboarding.py)
     patient_name: str
     event_type: str
     event_label: str
@@ -131,7 +134,7 @@ class NotificationView:
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": str(self.id),
-            "patient_id": str(self.patient_id),
+            "patient_id": str(self.patient_id) if self.patient_id else None,
             "patient_name": self.patient_name,
             "event_type": self.event_type,
             "event_label": self.event_label,
@@ -390,7 +393,10 @@ def list_notifications(
         raise ValidationFailed(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationFailed(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-    query = select(Notification, Patient.full_name).join(Patient, col(Patient.id) == col(Notification.patient_id))
+    # Outer: an account message to a staff member (invitation, password reset) concerns no patient.
+    query = select(Notification, Patient.full_name).outerjoin(
+        Patient, col(Patient.id) == col(Notification.patient_id)
+    )
     if status:
         query = query.where(Notification.status == status)
     if channel:
@@ -400,9 +406,20 @@ def list_notifications(
     if patient_id is not None:
         query = query.where(Notification.patient_id == patient_id)
     rows = uow.session.exec(query.order_by(col(Notification.created_at).desc(), col(Notification.id)).limit(limit))
-    views = [_view(note, name) for note, name in rows]
-    record_access(actor, uow, action="notifications.list", patient_ids=[v.patient_id for v in views])
+    views = [_view(note, name if name is not None else _recipient_name(uow, note)) for note, name in rows]
+    patient_ids = [v.patient_id for v in views if v.patient_id is not None]
+    record_access(actor, uow, action="notifications.list", patient_ids=patient_ids)
     return views
+
+
+def _recipient_name(uow: UnitOfWork, note: Notification) -> str:
+    """Who an account message without a patient goes to: the staff member its payload names."""
+    raw = (note.payload or {}).get("user_id")
+    try:
+        user = uow.session.get(User, uuid.UUID(str(raw))) if raw else None
+    except ValueError:
+        user = None
+    return f"{user.full_name} (staff)" if user is not None else "(staff)"
 
 
 @service_function
@@ -416,13 +433,15 @@ def outbox_counts(actor: Actor, uow: UnitOfWork) -> dict[str, int]:
     return counts
 
 
-def _visible_notification(actor: Actor, uow: UnitOfWork, notification_id: uuid.UUID) -> tuple[Notification, Patient]:
+def _visible_notification(
+    actor: Actor, uow: UnitOfWork, notification_id: uuid.UUID
+) -> tuple[Notification, Patient | None]:
     if actor.role != Role.PATIENT:
         require_role(actor, Role.ADMIN)  # before the lookup: a doctor learns nothing about which ids exist
     note = uow.session.get(Notification, notification_id)
     if note is None or (actor.role == Role.PATIENT and note.patient_id != actor.patient_id):
         raise NotFound("notification")
-    return note, _patient(uow, note.patient_id)
+    return note, _patient(uow, note.patient_id) if note.patient_id is not None else None
 
 
 @service_function
@@ -433,13 +452,28 @@ def read_message(actor: Actor, uow: UnitOfWork, notification_id: uuid.UUID) -> M
     from backend.notifications.delivery import load_context, render_message
 
     note, patient = _visible_notification(actor, uow, notification_id)
-    record_access(actor, uow, action="notifications.read", patient_ids=[patient.id])
+    if patient is not None:
+        record_access(actor, uow, action="notifications.read", patient_ids=[patient.id])
+    name = patient.full_name if patient is not None else _recipient_name(uow, note)
     try:
         message = render_message(uow, note)
     except templates.TemplateContextError as exc:
         recipient = load_context(uow, note)[1]
-        return MessageView(_view(note, patient.full_name), recipient, "", f"(This message cannot be shown: {exc})")
-    return MessageView(_view(note, patient.full_name), message.to, message.subject, message.text)
+        return MessageView(_view(note, name), recipient, "", f"(This message cannot be shown: {exc})")
+    return MessageView(_view(note, name), message.to, message.subject, hide_link(note, message.text))
+
+
+def hide_link(note: Notification, text: str) -> str:
+    """An account link (invitation, password reset) is a key to the account: only the console channel, whose
+    outbox is the message (nothing leaves the machine), shows it to the reader; a message that went to the person
+    by e-mail or SMS is shown without it."""
+    from backend.identity.onboarding import LINK_EVENTS, PATH_BY_PURPOSE
+
+    if note.event_type not in LINK_EVENTS or str(note.channel) == "console":
+        return text
+    for path in PATH_BY_PURPOSE.values():
+        text = re.sub(re.escape(path) + r"[A-Za-z0-9_-]+", path + "…(hidden: sent to the person only)", text)
+    return text
 
 
 @service_function
@@ -477,4 +511,4 @@ def retry_notification(actor: Actor, uow: UnitOfWork, notification_id: uuid.UUID
     uow.flush()
     events.emit(uow, "notification.changed", entity_id=note.id, patient_id=note.patient_id)
     uow.after_commit(lambda: enqueue_deliveries([note.id]))
-    return _view(note, patient.full_name)
+    return _view(note, patient.full_name if patient is not None else _recipient_name(uow, note))

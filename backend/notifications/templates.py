@@ -23,6 +23,7 @@ Context keys (all strings; the caller formats dates and builds URLs):
                         it per locale; not PHI, so every channel shows it)
 ``respond_by_local``    optional, ``waitlist_reconfirm``: the re-confirmation deadline in the clinic's zone
 ``unsubscribe_link``    optional: shown in the e-mail footer
+``valid_for``           optional, ``account_invite`` and ``password_reset``: how long the link works ("72 hours")
 
 Anything else in the context (a reason for the visit, a diagnosis, notes...) is dropped before rendering:
 templates never see it, so no channel can leak it. SMS stays within ``SMS_MAX_CHARS`` (long free-text
@@ -51,6 +52,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "waitlist_reconfirm",
     "waitlist_entry_moved",
     "waitlist_entry_closed",
+    "account_invite",
+    "password_reset",
 )
 CHANNELS: tuple[str, ...] = ("email", "sms", "whatsapp", "console")
 LOCALES: tuple[str, ...] = ("en", "es")
@@ -71,6 +74,7 @@ _OPTIONAL_KEYS = (
     "modality",
     "respond_by_local",
     "unsubscribe_link",
+    "valid_for",
 )
 _REQUIRED_BY_EVENT: dict[str, tuple[str, ...]] = {
     "appointment_booked": ("start_local",),
@@ -83,6 +87,8 @@ _REQUIRED_BY_EVENT: dict[str, tuple[str, ...]] = {
     "waitlist_reconfirm": (),
     "waitlist_entry_moved": (),
     "waitlist_entry_closed": (),
+    "account_invite": (),
+    "password_reset": (),
 }
 ALLOWED_KEYS = frozenset(_BASE_KEYS + _OPTIONAL_KEYS)
 

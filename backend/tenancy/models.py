@@ -128,3 +128,23 @@ class ClinicPublic(ClinicBase):
             archived=clinic.archived_at is not None,
             created_at=clinic.created_at,
         )
+
+
+# The texts a practice publishes for its patients and staff (backend/tenancy/texts.py): the Terms and Privacy pages.
+PRACTICE_TEXT_KINDS = ("terms", "privacy")
+
+
+class PracticeText(TenantMixin, table=True):
+    """A text the practice sets (kind 'terms' or 'privacy'); without a row the built-in default is shown."""
+
+    __tablename__ = "practice_texts"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "kind", name="uq_practice_texts_tenant_kind"),
+        sa.CheckConstraint("kind IN ('terms', 'privacy')", name="kind"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    kind: str = Field(max_length=10)
+    # Plain text: paragraphs separated by blank lines, never HTML (the pages render it as text).
+    body: str = Field(sa_type=sa.Text)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -2,7 +2,10 @@
 
 `countdown(until_iso)` renders "14:59" (or "1:02:03") counting down to an ISO instant and "0:00" once it has
 passed; `on_expire` fires once at zero (e.g. to reload the page's data). Screen readers get role="timer" with
-an aria-label in words that changes once a minute only, so they are not flooded every second.
+an aria-label in words that changes once a minute only, and the ticking digits are aria-hidden, so they are not
+flooded every second. With `announce=True` (one countdown on the page, e.g. the patient's offer) a polite live
+region also says the words when they change: each minute in the last ten, each five minutes up to an hour, each
+hour before that, and "Time is up" at zero.
 
 `expiry_gate(until_iso, *children, expired_note=...)` wraps controls that only make sense until that instant
 (an offer's Accept): the moment the countdown shows 0:00 the browser disables every control inside (a disabled
@@ -17,7 +20,7 @@ import reflex as rx
 from reflex_base.event import no_args_event_spec
 
 _COUNTDOWN_JS = """
-function WaitwellCountdown({ until, onExpire, ...rest }) {
+function WaitwellCountdown({ until, onExpire, announce, ...rest }) {
   const target = Date.parse(until);
   const left = () => (Number.isNaN(target) ? 0 : Math.max(0, Math.floor((target - Date.now()) / 1000)));
   const [secs, setSecs] = useState(left);
@@ -43,9 +46,27 @@ function WaitwellCountdown({ until, onExpire, ...rest }) {
   const s = secs % 60;
   const pad = (n) => String(n).padStart(2, "0");
   const text = h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+  // Said in words that change rarely: each minute in the last ten, each five up to an hour, then each hour.
   const mins = Math.ceil(secs / 60);
-  const words = secs <= 0 ? "Time is up" : `About ${mins} minute${mins === 1 ? "" : "s"} left`;
-  return jsx("span", { role: "timer", "aria-label": words, "data-seconds": secs, ...rest }, text);
+  const plural = (n, unit) => `${n} ${unit}${n === 1 ? "" : "s"}`;
+  const words = secs <= 0 ? "Time is up"
+    : mins <= 10 ? `About ${plural(mins, "minute")} left`
+    : mins <= 60 ? `About ${plural(Math.ceil(mins / 5) * 5, "minute")} left`
+    : `More than ${plural(Math.floor(mins / 60), "hour")} left`;
+  // The live region starts empty (nothing to say on arrival) and changes only when the words do.
+  // (Effects run in order: a new `until` resets first, so its first words are not announced.)
+  const [said, setSaid] = useState("");
+  const lastWords = useRef(null);
+  useEffect(() => { lastWords.current = null; setSaid(""); }, [until]);
+  useEffect(() => {
+    if (lastWords.current !== null && lastWords.current !== words) setSaid(words);
+    lastWords.current = words;
+  }, [words]);
+  const timer = jsx("span", { role: "timer", "aria-label": words, "data-seconds": secs, ...rest },
+    jsx("span", { "aria-hidden": "true" }, text));
+  if (!announce) return timer;
+  return jsx(Fragment, null, timer,
+    jsx("span", { className: "sr-only", "aria-live": "polite", "aria-atomic": "true" }, said));
 }
 """
 
@@ -112,11 +133,17 @@ class Countdown(rx.Component):
     tag: str | None = "WaitwellCountdown"
 
     until: rx.Var[str]
+    announce: rx.Var[bool]
     on_expire: rx.EventHandler[no_args_event_spec]
 
     def add_imports(self) -> dict[str, Any]:
         return {
-            "react": [rx.ImportVar(tag="useState"), rx.ImportVar(tag="useEffect"), rx.ImportVar(tag="useRef")],
+            "react": [
+                rx.ImportVar(tag="useState"),
+                rx.ImportVar(tag="useEffect"),
+                rx.ImportVar(tag="useRef"),
+                rx.ImportVar(tag="Fragment"),
+            ],
             "@emotion/react": [rx.ImportVar(tag="jsx")],
         }
 
@@ -124,5 +151,5 @@ class Countdown(rx.Component):
         return [_COUNTDOWN_JS]
 
 
-def countdown(until_iso: rx.Var | str, **props: Any) -> rx.Component:
-    return Countdown.create(until=until_iso, **props)
+def countdown(until_iso: rx.Var | str, *, announce: bool = False, **props: Any) -> rx.Component:
+    return Countdown.create(until=until_iso, announce=announce, **props)

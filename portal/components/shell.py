@@ -6,6 +6,8 @@ import reflex as rx
 
 from portal.components.idle import idle_watch
 from portal.components.native_form import native_form
+from portal.components.notice_page import wrong_role
+from portal.components.scroll_regions import scroll_regions
 from portal.state.outage import outage_notice
 from portal.state.session import SessionState
 
@@ -30,6 +32,8 @@ NAV: dict[str, list[tuple[str, str, str]]] = {
         ("Clinics", "/admin/clinics", "building-2"),
         ("Waitlists", "/admin/waitlists", "list-ordered"),
         ("Policy", "/admin/policy", "sliders-horizontal"),
+        ("Terms and privacy", "/admin/texts", "file-text"),
+        ("People", "/admin/people", "users"),
         ("Outbox", "/admin/outbox", "send"),
         ("Audit", "/admin/audit", "shield-check"),
     ],
@@ -96,7 +100,25 @@ def _brand() -> rx.Component:
 
 
 def _nav_for(role: str) -> rx.Component:
-    return rx.vstack(*[_nav_link(*item) for item in NAV[role]], spacing="1", width="100%")
+    return rx.el.nav(
+        rx.vstack(*[_nav_link(*item) for item in NAV[role]], spacing="1", width="100%"),
+        aria_label="Main",
+        width="100%",
+    )
+
+
+MAIN_ID = "main-content"
+
+
+def skip_link() -> rx.Component:
+    """'Skip to content': the first stop of the Tab order, shown only while focused (assets/a11y.css)."""
+    return rx.el.a(
+        "Skip to content",
+        href=f"#{MAIN_ID}",
+        class_name="skip-link",
+        # Move focus (not only the scroll) into the content, without a router navigation to a #hash.
+        on_click=[rx.prevent_default, rx.call_script(f"document.getElementById('{MAIN_ID}')?.focus()")],
+    )
 
 
 def _sidebar(role: str) -> rx.Component:
@@ -167,13 +189,18 @@ def shell(role: str, *content: rx.Component) -> rx.Component:
     return rx.cond(
         SessionState.admitted_role == role,
         rx.hstack(
+            skip_link(),
+            scroll_regions(),
             # Automatic logoff: activity reports, "Still there?", and the sign-out at the idle timeout.
             idle_watch(),
             _sidebar(role),
             rx.vstack(
                 _topbar(role),
-                rx.box(
+                rx.el.main(
                     rx.vstack(*content, spacing="5", width="100%"),
+                    id=MAIN_ID,
+                    # Focusable by the skip link only (not a Tab stop of its own).
+                    tab_index=-1,
                     padding=["16px", "24px", "32px"],
                     width="100%",
                     max_width="1200px",
@@ -185,7 +212,8 @@ def shell(role: str, *content: rx.Component) -> rx.Component:
             width="100%",
             align="start",
         ),
-        loading(),
+        # Signed in with another role: say whom the page is for and link their own home (no silent redirect).
+        rx.cond(SessionState.denied_role == role, wrong_role(role), loading()),
     )
 
 

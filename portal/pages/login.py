@@ -131,6 +131,7 @@ def login() -> rx.Component:
                     ),
                     _field("Email", "email", "email", "username"),
                     _field("Password", "password", "password", "current-password"),
+                    rx.link("Forgot your password?", href="/forgot", size="2", id="forgot-link"),
                     rx.cond(
                         LoginState.ask_practice,
                         rx.vstack(

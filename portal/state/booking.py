@@ -25,6 +25,7 @@ from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
 from portal.state.live import LiveProvider, LiveRefreshMixin
+from portal.state.my_appointments import change_rule
 from portal.state.ratelimit import BOOKING, SEARCH, SLOTS, limited
 from portal.state.session import SESSION_ENDED, SessionState
 
@@ -136,7 +137,8 @@ class FindCareState(SessionState):
     def load(self):
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            # A person of another role is told by the page itself whom it is for (SessionState.guard).
+            return None if self.denied_role else rx.toast.error(SESSION_ENDED)
         if limited(self, SEARCH, actor):
             return None
         with UnitOfWork(actor) as uow:
@@ -334,6 +336,8 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
     sel_zone: str = ""
     sel_clinic: str = ""
     sel_modality: str = ""
+    # The clinic's cancellation window for the chosen time, said before the patient confirms.
+    sel_rule: str = ""
     hold_until: str = ""
     dialog_error: str = ""
     busy: bool = False
@@ -699,6 +703,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         self._sel_tz = ""
         self.step = "confirm"
         self.sel_when = self.sel_zone = self.sel_clinic = self.sel_modality = self.hold_until = ""
+        self.sel_rule = ""
         self.dialog_error = ""
         self.change_rows = []
         self.change_ack = False
@@ -718,6 +723,12 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         self.sel_zone = fmt.zone_label(zone)
         self.sel_clinic = self._clinic_names.get(str(clinic_id), "")
         self.sel_modality = fmt.MODALITY_LABELS.get(modality, modality)
+
+    def _describe_rule(self, actor: Actor, start: datetime, clinic_id: uuid.UUID, zone: str) -> None:
+        """The clinic's cancellation window for this time, shown in the dialog before the patient confirms."""
+        with UnitOfWork(actor) as uow:
+            window = booking_rules(uow, clinic_id).cancellation_window
+        self.sel_rule = change_rule(start, window, utcnow(), zone, booking=True)[0]
 
     def _taken(self, actor: Actor, message: str) -> None:
         """The slot went to someone else: say so above the grid and show the week as it is now."""
@@ -751,6 +762,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
                 return None
             self._sel_start = start_iso
             self._describe(slot.start, slot.end, slot.timezone, slot.clinic_id, slot.modality)
+            self._describe_rule(actor, slot.start, slot.clinic_id, slot.timezone)
             self.change_rows = self._visit_changes(str(slot.clinic_id), slot.timezone, slot.modality)
             if str(slot.clinic_id) != self._reschedule_clinic:
                 self.move_label = f"Move to {self.sel_clinic or 'another clinic'}"
@@ -779,6 +791,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         self._sel_start = start_iso
         zone = self._clinic_zones.get(str(clinic_id), self._anchor_zone)
         self._describe(hold_start, hold_end, zone, clinic_id, modality)
+        self._describe_rule(actor, hold_start, clinic_id, zone)
         self.hold_until = clock(expires, zone) if expires else ""
         self.dialog_open = True
         self._load_week(actor)

@@ -35,6 +35,41 @@ def hours_label(window: timedelta) -> str:
     return f"{minutes} minutes"
 
 
+def window_label(window: timedelta) -> str:
+    """'24 hours', '90 minutes', '3 days' (whole days from 48 hours on)."""
+    hours, rest = divmod(int(window.total_seconds() // 60), 60)
+    if not rest and hours >= 48 and hours % 24 == 0:
+        return f"{hours // 24} days"
+    return hours_label(window)
+
+
+def change_rule(
+    start: datetime, window: timedelta, now: datetime, zone: str, *, booking: bool = False
+) -> tuple[str, bool]:
+    """What the patient may still do online with an appointment at `start`, said before they click, and whether it
+    is already inside the clinic's cancellation window (a cancellation is late; a move needs a call).
+    `booking`: worded for a time not booked yet (the confirm dialog)."""
+    deadline = start - window
+    if now >= deadline:
+        if booking:
+            return (
+                f"This time is less than {window_label(window)} away: once booked, cancelling it counts as a late "
+                "cancellation, and to move it you call the clinic.",
+                True,
+            )
+        return (
+            f"Less than {window_label(window)} to go: cancelling now counts as a late cancellation, "
+            "and to move it please call the clinic.",
+            True,
+        )
+    return (
+        f"{'You can cancel or move it' if booking else 'Free to cancel or move'} online until "
+        f"{fmt.moment(deadline, zone)} ({window_label(window)} before). "
+        "After that a cancellation counts as late, and a move needs a call to the clinic.",
+        False,
+    )
+
+
 # A session still "booked" once it has started: the clinic has not recorded how it went yet. Saying "Booked" there
 # told the patient something else than the doctor saw (issue 10 item 6).
 IN_PROGRESS = "In progress"
@@ -92,10 +127,14 @@ class MyAppointmentsState(LiveRefreshMixin, SessionState):
         with UnitOfWork(actor) as uow:
             appointments = list_appointments(actor, uow, limit=1000)
             extras = _extras(uow, [a.id for a in appointments])
-        upcoming = [a for a in appointments if a.status == "booked" and a.start_at >= now]
+            upcoming = [a for a in appointments if a.status == "booked" and a.start_at >= now]
+            windows = {c: booking_rules(uow, c).cancellation_window for c in {a.clinic_id for a in upcoming}}
+        rules = {a.id: change_rule(a.start_at, windows[a.clinic_id], now, a.clinic_timezone) for a in upcoming}
         self.upcoming = [
             {
                 "id": str(a.id),
+                "rule": rules[a.id][0],
+                "late": "1" if rules[a.id][1] else "",
                 "day": fmt.day_label(a.start_at, a.clinic_timezone),
                 "time": fmt.time_range(a.start_at, a.end_at, a.clinic_timezone),
                 "zone": fmt.zone_label(a.clinic_timezone),
@@ -143,7 +182,8 @@ class MyAppointmentsState(LiveRefreshMixin, SessionState):
         self.cancel_open = False
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            # A person of another role is told by the page itself whom it is for (SessionState.guard).
+            return None if self.denied_role else rx.toast.error(SESSION_ENDED)
         await self._mark_live_seen()
         self._refresh(actor)
         return None

@@ -120,7 +120,7 @@ def note_row(view: notes.NotificationView, zone: str, *, for_patient: bool = Fal
         report = f"{view.provider_status_label} {_when(view.provider_status_at, zone)}"
     return {
         "id": str(view.id),
-        "patient_id": str(view.patient_id),
+        "patient_id": str(view.patient_id) if view.patient_id else "",
         "patient": view.patient_name,
         "event": view.event_label,
         "channel": CHANNEL_LABELS.get(view.channel, view.channel),

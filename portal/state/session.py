@@ -77,6 +77,10 @@ class SessionState(rx.State):
     practice_name: str = ""
     # The role the last guard admitted for the current page; pages render only when it matches.
     admitted_role: str = ""
+    # The page's role when the last guard turned a signed-in person of another role away (the shell then says
+    # whom the page is for and links their own home), and that home.
+    denied_role: str = ""
+    home_path: str = ""
     # Server-only: whose session filled this client's state (see portal.state.client.owner_key).
     _client_owner: str = ""
     # Server-only: the revision each live audience had when this client linked it (portal.state.live._link).
@@ -120,9 +124,10 @@ class SessionState(rx.State):
 
     @rx.event
     def guard(self, role: str):
-        """Admit the page for `role`; send a stranger to the login and anyone else to their own home."""
+        """Admit the page for `role`; send a stranger to the login; tell anyone else whom the page is for."""
         self._bind_to_session()
         self.admitted_role = ""
+        self.denied_role = ""
         # The page opening (or its socket coming back after a sleep) is no activity: it looks at the idle clock only.
         check = identity.check_browser_session(session_token(self), end_if_idle=True)
         actor = check.actor
@@ -135,14 +140,18 @@ class SessionState(rx.State):
                 # Signed in, but MFA must be set up first: that page is the only one this session reaches.
                 return rx.redirect("/account/mfa")
             return rx.redirect(f"/login?next={quote(target)}")
-        if role and actor.role != role:
-            return rx.redirect(HOME_BY_ROLE.get(str(actor.role), "/login"))
         with UnitOfWork(actor) as uow:
             profile = identity.get_profile(actor, uow)
         self.user_name = profile.full_name
         self.user_email = profile.email
         self.role = str(profile.role)
         self.practice_name = profile.practice_name
+        self.home_path = HOME_BY_ROLE.get(str(actor.role), "/")
+        if role and actor.role != role:
+            # No redirect: the page says it is for someone else and links this person's own home. Its own load
+            # handlers find no actor of its role and read nothing.
+            self.denied_role = role
+            return None
         self.admitted_role = str(actor.role)
         return None
 
@@ -179,6 +188,8 @@ class LoginState(rx.State):
         params = self.router.url.query_parameters
         self.next_path = params.get("next", "")
         self.notice = "You have been signed out." if params.get("signed_out") else ""
+        if params.get("reset"):
+            self.notice = "Your password was changed, and every device was signed out. Sign in with the new password."
         if params.get("idle"):
             self.notice = idle_notice(params.get("idle", ""))
         error = params.get("error", "")

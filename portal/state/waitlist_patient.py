@@ -214,7 +214,8 @@ class PatientWaitlistJoinState(SessionState):
         self.loaded = False
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            # A person of another role is told by the page itself whom it is for (SessionState.guard).
+            return None if self.denied_role else rx.toast.error(SESSION_ENDED)
         params = self.router.url.query_parameters
         with UnitOfWork(actor) as uow:
             clinics = tenancy.list_clinics(actor, uow)

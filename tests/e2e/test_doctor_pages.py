@@ -287,6 +287,7 @@ def test_patient_cannot_open_doctor_pages(page: Page, app_url: str) -> None:
     expect(page).to_have_url(re.compile(r"/patient/?$"))
     for path in ("/doctor/availability", "/doctor/schedule"):
         page.goto(f"{app_url}{path}")
-        expect(page).to_have_url(re.compile(r"/patient/?$"))
+        expect(page.get_by_role("heading", name="This page is for clinic staff")).to_be_visible()
+        expect(page.get_by_role("link", name="Go to your home")).to_have_attribute("href", re.compile(r"/patient/?$"))
         expect(page.get_by_role("heading", name="Availability")).to_have_count(0)
         expect(page.get_by_role("button", name="Save hours")).to_have_count(0)

@@ -25,7 +25,10 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-def assert_edge_headers(response: httpx.Response, *, cacheable: bool = False) -> None:
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def assert_edge_headers(response: httpx.Response, *, cache: str = "no-store") -> None:
     h = response.headers
     csp = h["content-security-policy"]
     for directive in ("frame-ancestors 'none'", "base-uri 'self'", "form-action 'self'", "object-src 'none'"):
@@ -39,14 +42,13 @@ def assert_edge_headers(response: httpx.Response, *, cacheable: bool = False) ->
     assert "camera=()" in h["permissions-policy"] and "microphone=()" in h["permissions-policy"]
     assert not h.get("server"), f"server banner: {h.get('server')!r}"  # granian's "granian" is blanked
     assert "strict-transport-security" not in h  # plain HTTP
-    if not cacheable:
-        assert h["cache-control"] == "no-store"
+    assert h["cache-control"] == cache, (str(response.url), h["cache-control"])
 
 
 def test_pages_assets_api_and_404_carry_the_headers(app_url: str) -> None:
     page = httpx.get(f"{app_url}/login/")
     assert page.status_code == 200 and "<html" in page.text.lower()
-    assert_edge_headers(page)
+    assert_edge_headers(page, cache="no-cache")  # a compiled page: revalidated, so a deploy shows at once
     # Every inline script of the served page is allowed by hash, and nothing else inline is.
     csp = page.headers["content-security-policy"]
     assert "'sha256-" in csp
@@ -54,13 +56,17 @@ def test_pages_assets_api_and_404_carry_the_headers(app_url: str) -> None:
     assert asset_path, "the page links a built asset"
     asset = httpx.get(app_url + (asset_path.group(1) or asset_path.group(2)))
     assert asset.status_code == 200
-    assert_edge_headers(asset, cacheable=True)
+    assert_edge_headers(asset, cache=IMMUTABLE)  # content-hashed: a new build has new names
+    assert asset.headers.get("etag")
     openapi = httpx.get(f"{app_url}/api/v1/openapi.json")
     assert openapi.status_code == 200
     assert_edge_headers(openapi)
     missing = httpx.get(f"{app_url}/no/such/page-at-all.txt")
     assert missing.status_code == 404
-    assert_edge_headers(missing)
+    assert_edge_headers(missing, cache="no-cache")  # the app's 404 page (HTML; test_small_things looks at it)
+    missing_asset = httpx.get(f"{app_url}/assets/gone-D5xwKK4M.js")
+    assert missing_asset.status_code == 404
+    assert missing_asset.headers["cache-control"] == "no-cache"  # not a year: the name may be built later
     api_missing = httpx.get(f"{app_url}/api/v1/nothing-here")
     assert api_missing.status_code == 404
     assert_edge_headers(api_missing)

@@ -196,8 +196,9 @@ def test_the_outbox_shows_what_the_provider_reported_live(page: Page, app_url: s
         "FROM notifications n JOIN patients p ON p.id = n.patient_id WHERE p.email = %s",
         GRACE,
     )
-    delivered, undelivered = page.locator(f'tr[data-notification-id="{first}"]'), page.locator(
-        f'tr[data-notification-id="{second}"]'
+    delivered, undelivered = (
+        page.locator(f'tr[data-notification-id="{first}"]'),
+        page.locator(f'tr[data-notification-id="{second}"]'),
     )
     expect(delivered).to_contain_text("Sent")
 

@@ -55,13 +55,18 @@ def test_admin_signs_in_and_sees_clinics_of_own_practice_only(page: Page, app_ur
     expect(page.get_by_text("Summit Boulder")).to_have_count(0)
 
 
-def test_patient_opening_an_admin_url_is_sent_home_without_seeing_it(page: Page, app_url: str) -> None:
+def test_patient_opening_an_admin_url_is_told_whom_it_is_for_without_seeing_it(page: Page, app_url: str) -> None:
     sign_in(page, app_url, "ben@harbor.example")
     expect(page).to_have_url(re.compile(r"/patient/?$"))
     page.goto(f"{app_url}/admin/clinics")
+    # No silent redirect: the page says whom it is for and links the patient's own home.
+    expect(page.get_by_role("heading", name="This page is for practice admins")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/admin/clinics/?$"))
+    expect(page.get_by_role("heading", name="Clinics")).to_have_count(0)
+    expect(page.get_by_text("Harbor Downtown")).to_have_count(0)
+    page.get_by_role("link", name="Go to your home").click()
     expect(page).to_have_url(re.compile(r"/patient/?$"))
     expect(page.get_by_role("heading", name="Hello, Ben Okoro")).to_be_visible()
-    expect(page.get_by_role("heading", name="Clinics")).to_have_count(0)
 
 
 def test_visitor_without_session_is_sent_to_login_and_back(page: Page, app_url: str) -> None:

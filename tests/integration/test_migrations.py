@@ -29,6 +29,8 @@ from backend.settings import PROJECT_ROOT
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 HEAD = "0018_audit_chain_shards"
+PRACTICE_TEXTS = "0017_practice_texts"
+ONBOARDING = "0016_onboarding"
 RLS = "0015_rls"
 SSO = "0014_sso"
 ENCRYPT_FREE_TEXT = "0013_encrypt_free_text"
@@ -113,9 +115,9 @@ def test_revisions_are_linear_with_readable_ids() -> None:
     script = ScriptDirectory.from_config(_config("sqlite://"))
     assert script.get_heads() == [HEAD]
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == [HEAD, RLS, SSO, ENCRYPT_FREE_TEXT, AUDIT_READS, IDLE_LOGOFF, MFA, DELIVERY_FENCING,
-                     REVOCABLE_TOKENS, DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL,
-                     INITIAL]  # fmt: skip
+    assert chain == [HEAD, PRACTICE_TEXTS, ONBOARDING, RLS, SSO, ENCRYPT_FREE_TEXT, AUDIT_READS, IDLE_LOGOFF, MFA,
+                     DELIVERY_FENCING, REVOCABLE_TOKENS, DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING,
+                     BACKFILL, INITIAL]  # fmt: skip
 
 
 def test_upgrade_downgrade_upgrade(db_url: str, engine_for: Any) -> None:
@@ -159,7 +161,10 @@ def test_drift_check_is_live(pg_url: str, engine_for: Any) -> None:
     command.upgrade(_config(pg_url), INITIAL)
     diffs = _diffs(engine_for(pg_url))
     nullable = [d[0] for d in diffs if isinstance(d, list) and d[0][0] == "modify_nullable"]
-    assert [(op[2], op[3], op[5], op[6]) for op in nullable] == [("appointments", "clinic_id", True, False)]
+    assert [(op[2], op[3], op[5], op[6]) for op in nullable] == [
+        ("appointments", "clinic_id", True, False),
+        ("notifications", "patient_id", False, True),
+    ]
     added_tables = {d[1].name for d in diffs if isinstance(d, tuple) and d[0] == "add_table"}
     assert added_tables == {
         "booking_policies",
@@ -169,6 +174,8 @@ def test_drift_check_is_live(pg_url: str, engine_for: Any) -> None:
         "practice_sso",
         "mfa_recovery_codes",
         "audit_access_events",
+        "onboarding_links",
+        "practice_texts",
     }
 
 

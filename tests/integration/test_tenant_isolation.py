@@ -568,6 +568,38 @@ def _update_notification_settings(me: Practice, other: Practice) -> None:
     assert theirs.reminder_offsets_minutes == [45]
 
 
+def _practice_texts(p: Practice) -> list[tuple[Any, ...]]:
+    from backend.tenancy.models import PracticeText
+
+    return sorted((t.id, t.kind, t.body, t.updated_at) for t in rows(p, PracticeText))
+
+
+@case("backend.tenancy.texts.get_practice_text")
+def _get_practice_text(me: Practice, other: Practice) -> None:
+    name = "backend.tenancy.texts.get_practice_text"
+    _call("backend.tenancy.texts.update_practice_text", other.admin, "terms", body=f"Only {other.tenant.name}.")
+    for actor in _all_actors(me):
+        mine = _call(name, actor, "terms")
+        assert mine.source == "default" and mine.practice == me.tenant.name
+        assert other.tenant.name not in mine.body
+
+
+@case("backend.tenancy.texts.update_practice_text")
+def _update_practice_text(me: Practice, other: Practice) -> None:
+    name = "backend.tenancy.texts.update_practice_text"
+    _call(name, other.admin, "privacy", body="Theirs.")
+    before = (_practice_texts(other), _snapshot(other))
+    for actor in (me.admin, me.system):
+        assert _call(name, actor, "privacy", body=f"Ours, set by {actor.role}.").source == "practice"
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, "privacy", body="Not allowed.")
+    assert (_practice_texts(other), _snapshot(other)) == before
+    (mine,) = _practice_texts(me)
+    assert mine[1:3] == ("privacy", "Ours, set by system.")
+    assert _call("backend.tenancy.texts.get_practice_text", other.patient_actor, "privacy").body == "Theirs."
+
+
 def _reads_of(p: Practice) -> None:
     """Give the practice a read row (its admin lists its appointments)."""
     from backend.scheduling.service import list_appointments
@@ -690,6 +722,57 @@ def _put_sso_config(me: Practice, other: Practice) -> None:
     assert (_sso_configs(other), _snapshot(other)) == before
     ((_, issuer, _, _, _),) = _sso_configs(me)
     assert issuer == "https://mine.example"
+
+
+# -- onboarding (backend/identity/onboarding.py) ---------------------------------------------------------
+
+
+@case("backend.identity.onboarding.invite_person")
+def _invite_person(me: Practice, other: Practice) -> None:
+    name = "backend.identity.onboarding.invite_person"
+    before = (sorted(u.id for u in rows(other, User)), _snapshot(other))
+    for actor in (me.admin, me.system):
+        for role in ("patient", "doctor"):
+            with pytest.raises(NotFound) as foreign:
+                _call(name, actor, full_name="Ann Example", email="ann@example.org", role=role,
+                      clinic_id=other.clinic.id)  # fmt: skip
+            with pytest.raises(NotFound) as missing:
+                _call(name, actor, full_name="Ann Example", email="ann@example.org", role=role, clinic_id=uuid.uuid4())
+            assert foreign.value.message == missing.value.message
+    # Another practice's e-mail is no conflict here: accounts are per practice.
+    invited = _call(name, me.admin, full_name="Ann Example", email=other.patient_user.email, clinic_id=me.clinic.id)
+    assert invited.user_id in {u.id for u in rows(me, User)}
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, full_name="Ann Example", email="ann2@example.org")
+    assert (sorted(u.id for u in rows(other, User)), _snapshot(other)) == before
+
+
+@case("backend.identity.onboarding.resend_invitation")
+def _resend_invitation(me: Practice, other: Practice) -> None:
+    from backend.identity.models import OnboardingLink
+
+    theirs = _call("backend.identity.onboarding.invite_person", other.admin, full_name="Pending Person",
+                   email=f"pending@{other.tenant.slug}.org")  # fmt: skip
+    links_before = sorted((link.id, link.revoked_at) for link in rows(other, OnboardingLink))
+    for actor in (me.admin, me.system):
+        for foreign in (theirs.user_id, other.admin_user.id, other.patient_user.id):
+            _like_missing("backend.identity.onboarding.resend_invitation", actor, foreign)
+    assert sorted((link.id, link.revoked_at) for link in rows(other, OnboardingLink)) == links_before
+
+
+@case("backend.identity.onboarding.list_people")
+def _list_people(me: Practice, other: Practice) -> None:
+    name = "backend.identity.onboarding.list_people"
+    _call("backend.identity.onboarding.invite_person", other.admin, full_name="Their Invitee",
+          email=f"invitee@{other.tenant.slug}.org")  # fmt: skip
+    theirs = {u.id for u in rows(other, User)}
+    for actor in (me.admin, me.system):
+        people = {p.user_id for p in _call(name, actor)}
+        assert people == {u.id for u in rows(me, User)} and not people & theirs
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor)
 
 
 # -- the registry walk ---------------------------------------------------------------------------------

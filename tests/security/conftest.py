@@ -46,10 +46,15 @@ PUBLIC_OPERATIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/ready"): "readiness probe: reports only whether each backing service answers",
     ("POST", "/api/v1/auth/token"): "login: exchanges email + password for a token",
     ("POST", "/api/v1/auth/refresh"): "token refresh: the opaque single-use refresh token is the credential",
+    ("POST", "/api/v1/auth/password-reset"): "forgot password: one answer whether or not the e-mail has an account",
+    ("POST", "/api/v1/auth/password-reset/confirm"): "reset link: the single-use, expiring token is the credential",
+    ("POST", "/api/v1/auth/invitation/accept"): "invitation link: the single-use, expiring token is the credential",
     ("POST", "/api/v1/unsubscribe/{token}"): "e-mail unsubscribe link: the signed token is the credential",
     ("POST", "/api/v1/webhooks/twilio/inbound"): "Twilio callback: X-Twilio-Signature checked",
     ("POST", "/api/v1/webhooks/twilio/status"): "Twilio callback: X-Twilio-Signature checked",
     ("POST", "/api/v1/webhooks/sendgrid/events"): "SendGrid Event Webhook: ECDSA signature checked",
+    ("GET", "/api/v1/practices/{practice}/texts/{kind}"): "a practice's public Terms/Privacy text: published "
+    "for anyone, read-only, no patient data",
 }
 
 # Parameter (or body field) name -> the kind of object it names. Add a line here for a new id parameter.

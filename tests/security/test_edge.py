@@ -167,14 +167,34 @@ def test_nested_middleware_runs_once(client: TestClient) -> None:
     assert "access-control-allow-origin" not in response.headers
 
 
-def test_hashed_assets_stay_cacheable() -> None:
-    async def asset(scope: Any, receive: Any, send: Any) -> None:
-        response = PlainTextResponse("x", headers={"Cache-Control": "public, max-age=31536000, immutable"})
+def test_hashed_assets_are_immutable_pages_revalidate_and_the_rest_is_not_stored() -> None:
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        path = scope["path"]
+        if path.endswith(".missing.js"):
+            response = PlainTextResponse("gone", status_code=404)
+        elif path.endswith(".js"):
+            response = PlainTextResponse("x", headers={"Cache-Control": "max-age=60"})  # ours replaces it
+        elif path.startswith("/api/v1/data"):
+            response = PlainTextResponse('{"a": 1}', media_type="application/json")
+        else:
+            response = PlainTextResponse("<html></html>", media_type="text/html")
         await response(scope, receive, send)
 
-    c = TestClient(EdgeMiddleware(asset))  # (no lifespan: a bare ASGI function)
-    assert c.get("/assets/app-1234.js").headers["cache-control"] == "public, max-age=31536000, immutable"
-    assert c.get("/login").headers["cache-control"] == "no-store"
+    c = TestClient(EdgeMiddleware(inner))  # (no lifespan: a bare ASGI function)
+    immutable = "public, max-age=31536000, immutable"
+    assert c.get("/assets/_login_._index-D5xwKK4M.js").headers["cache-control"] == immutable
+    assert c.get("/_next/static/chunks/main-0123abcd4567.js").headers["cache-control"] == immutable
+    # A name without a content hash could change under the same URL; a missing asset is not cached either.
+    assert c.get("/assets/app.js").headers["cache-control"] == "no-store"
+    assert c.get("/assets/x-D5xwKK4M.missing.js").headers["cache-control"] == "no-store"
+    # The compiled pages: stored, but revalidated on every use (a deploy shows at once).
+    assert c.get("/login").headers["cache-control"] == "no-cache"
+    assert c.get("/patient/appointments/").headers["cache-control"] == "no-cache"
+    # HTML or not, what the API and /auth send is never stored.
+    assert c.get("/api/v1/data").headers["cache-control"] == "no-store"
+    assert c.get("/api/v1/page").headers["cache-control"] == "no-store"
+    assert c.get("/auth/sso/callback").headers["cache-control"] == "no-store"
+    assert "pragma" not in c.get("/login").headers
 
 
 # -- CORS ------------------------------------------------------------------------------------------------------

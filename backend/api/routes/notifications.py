@@ -68,7 +68,7 @@ class PreferencesOut(BaseModel):
 
 class NotificationOut(BaseModel):
     id: uuid.UUID
-    patient_id: uuid.UUID
+    patient_id: uuid.UUID | None = Field(description="None: an account message to a staff member")
     patient_name: str
     event_type: str
     event_label: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components import responsive as stack
 from portal.components.fields import field_label, labelled_select
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
 from portal.state.audit import KIND_OPTIONS
@@ -62,17 +63,18 @@ def _filters() -> rx.Component:
 
 
 def _row(row: rx.Var) -> rx.Component:
-    return rx.table.row(
-        rx.table.cell(rx.text(row["when"], size="2", white_space="nowrap")),
-        rx.table.row_header_cell(
+    return stack.row(
+        stack.cell("When", rx.text(row["when"], size="2", white_space="nowrap")),
+        stack.title_cell(
             rx.vstack(
                 rx.text(row["who"], weight="medium"),
                 rx.text(row["role"], size="1", color_scheme="gray"),
                 spacing="0",
             )
         ),
-        rx.table.cell(rx.text(row["action"])),
-        rx.table.cell(
+        stack.cell("What", rx.text(row["action"])),
+        stack.cell(
+            "Patients",
             rx.cond(
                 row["first_patient_id"] != "",
                 rx.link(
@@ -83,14 +85,15 @@ def _row(row: rx.Var) -> rx.Component:
                     title="Who looked at this patient",
                 ),
                 rx.text(row["patients"], color_scheme="gray"),
-            )
+            ),
         ),
-        rx.table.cell(
+        stack.cell(
+            "Through, from",
             rx.vstack(
                 rx.text(row["via"], size="1", font_family="var(--code-font-family)"),
                 rx.text(row["address"], size="1", color_scheme="gray"),
                 spacing="0",
-            )
+            ),
         ),
         data_audit_id=row["id"],
         data_action=row["action_key"],
@@ -136,6 +139,7 @@ def admin_audit() -> rx.Component:
                         rx.table.body(rx.foreach(S.rows, _row)),
                         variant="surface",
                         width="100%",
+                        class_name=stack.STACK_ON_PHONE,
                     ),
                     _pager(),
                     width="100%",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components import responsive as stack
 from portal.components.clinic_selector import clinic_selector
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, page_header, shell
@@ -237,14 +238,15 @@ def _archive_dialog() -> rx.Component:
 
 def _row(row: rx.Var) -> rx.Component:
     archived = row["archived"] == "1"
-    return rx.table.row(
-        rx.table.row_header_cell(rx.text(row["name"], weight="medium")),
-        rx.table.cell(row["timezone"]),
-        rx.table.cell(row["upcoming"]),
-        rx.table.cell(
-            rx.cond(archived, rx.badge("Archived", color_scheme="gray"), rx.badge("Open", color_scheme="teal"))
+    return stack.row(
+        stack.title_cell(rx.text(row["name"], weight="medium")),
+        stack.cell("Time zone", row["timezone"]),
+        stack.cell("Upcoming", row["upcoming"]),
+        stack.cell(
+            "Status",
+            rx.cond(archived, rx.badge("Archived", color_scheme="gray"), rx.badge("Open", color_scheme="teal")),
         ),
-        rx.table.cell(
+        stack.actions_cell(
             rx.hstack(
                 rx.button("Edit", size="1", variant="soft", on_click=ClinicFormState.open_edit(row["id"])),
                 rx.cond(
@@ -294,6 +296,7 @@ def admin_clinics() -> rx.Component:
             rx.table.body(rx.foreach(ClinicFormState.visible_clinic_rows, _row)),
             variant="surface",
             width="100%",
+            class_name=stack.STACK_ON_PHONE,
         ),
         _dialog(),
         _delete_dialog(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components import responsive as stack
 from portal.components.clinic_selector import clinic_selector
 from portal.components.shell import APP_NAME, page_header, shell, stat_card
 from portal.state.admin import AdminState
@@ -13,19 +14,19 @@ from portal.state.session import SessionState
 
 
 def _row(row: rx.Var) -> rx.Component:
-    return rx.table.row(
-        rx.table.row_header_cell(
+    return stack.row(
+        stack.title_cell(
             rx.hstack(
                 rx.text(row["name"], weight="medium"),
                 rx.cond(row["archived"] == "1", rx.badge("Archived", color_scheme="gray")),
                 spacing="2",
             )
         ),
-        rx.table.cell(row["timezone"]),
-        rx.table.cell(row["providers"]),
-        rx.table.cell(row["patients"]),
-        rx.table.cell(row["upcoming"]),
-        rx.table.cell(row["waiting"]),
+        stack.cell("Time zone", row["timezone"]),
+        stack.cell("Providers", row["providers"]),
+        stack.cell("Patients", row["patients"]),
+        stack.cell("Upcoming", row["upcoming"]),
+        stack.cell("Waiting", row["waiting"]),
     )
 
 
@@ -62,6 +63,7 @@ def admin_home() -> rx.Component:
                 rx.table.body(rx.foreach(AdminState.visible_overview, _row)),
                 variant="surface",
                 width="100%",
+                class_name=stack.STACK_ON_PHONE,
             ),
             width="100%",
             spacing="3",

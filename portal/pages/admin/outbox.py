@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components import responsive as stack
 from portal.components.fields import field_label, labelled_select
 from portal.components.message_dialog import message_dialog
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
@@ -119,7 +120,14 @@ def _settings() -> rx.Component:
                     ),
                     rx.vstack(
                         rx.hstack(
-                            rx.switch(id="ob-email-now", checked=S.email_now, on_change=S.set_email_now),
+                            rx.switch(
+                                id="ob-email-now",
+                                # Named: a form control is submitted by name (Reflex 0.11 drops ids); the handler
+                                # reads the switch's state, not this field.
+                                name="quiet_hours_email_now",
+                                checked=S.email_now,
+                                on_change=S.set_email_now,
+                            ),
                             rx.el.label(
                                 "In a patient's quiet hours, e-mail still goes at once", html_for="ob-email-now"
                             ),
@@ -165,14 +173,15 @@ def _settings() -> rx.Component:
 
 
 def _row(row: rx.Var) -> rx.Component:
-    return rx.table.row(
-        rx.table.cell(rx.text(row["created"], size="2")),
-        rx.table.row_header_cell(
+    return stack.row(
+        stack.cell("Created", rx.text(row["created"], size="2")),
+        stack.title_cell(
             rx.link(row["patient"], on_click=S.show_patient(row["patient_id"]), cursor="pointer", href="#")
         ),
-        rx.table.cell(rx.text(row["event"])),
-        rx.table.cell(row["channel"]),
-        rx.table.cell(
+        stack.cell("Message", rx.text(row["event"])),
+        stack.cell("Channel", row["channel"]),
+        stack.cell(
+            "Delivery",
             rx.vstack(
                 rx.badge(row["status"], color_scheme=row["status_color"], variant="soft"),
                 rx.cond(row["detail"] != "", rx.text(row["detail"], size="1", color_scheme="gray")),
@@ -185,9 +194,9 @@ def _row(row: rx.Var) -> rx.Component:
                     rx.text(row["error"], size="1", color_scheme="red", max_width="280px", overflow_wrap="anywhere"),
                 ),
                 spacing="1",
-            )
+            ),
         ),
-        rx.table.cell(
+        stack.actions_cell(
             rx.hstack(
                 rx.button("Read", size="1", variant="soft", on_click=S.open_message(row["id"])),
                 rx.cond(
@@ -238,6 +247,7 @@ def admin_outbox() -> rx.Component:
                     rx.table.body(rx.foreach(S.rows, _row)),
                     variant="surface",
                     width="100%",
+                    class_name=stack.STACK_ON_PHONE,
                 ),
                 rx.card(empty_state("inbox", "No messages match these filters."), width="100%"),
             ),

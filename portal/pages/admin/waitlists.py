@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components import responsive as stack
 from portal.components.clinic_selector import clinic_selector
 from portal.components.countdown import countdown
 from portal.components.fields import labelled_select
@@ -54,8 +55,8 @@ def _status_cell(row: EntryRow) -> rx.Component:
 
 
 def _row(row: EntryRow) -> rx.Component:
-    return rx.table.row(
-        rx.table.row_header_cell(
+    return stack.row(
+        stack.title_cell(
             rx.vstack(
                 rx.text(row.patient, weight="medium"),
                 rx.text("Prefers ", row.windows, " · ", row.zone, size="1", color_scheme="gray"),
@@ -68,14 +69,16 @@ def _row(row: EntryRow) -> rx.Component:
                 spacing="1",
             )
         ),
-        rx.table.cell(
-            rx.vstack(rx.text(row.clinic), rx.text(row.provider, size="1", color_scheme="gray"), spacing="1")
+        stack.cell(
+            "Waiting for",
+            rx.vstack(rx.text(row.clinic), rx.text(row.provider, size="1", color_scheme="gray"), spacing="1"),
         ),
-        rx.table.cell(rx.badge(row.urgency, color_scheme=row.urgency_color, variant="soft")),
-        rx.table.cell(
-            rx.vstack(rx.text(row.waiting), rx.text("since ", row.since, size="1", color_scheme="gray"), spacing="1")
+        stack.cell("Urgency", rx.badge(row.urgency, color_scheme=row.urgency_color, variant="soft")),
+        stack.cell(
+            "Waiting",
+            rx.vstack(rx.text(row.waiting), rx.text("since ", row.since, size="1", color_scheme="gray"), spacing="1"),
         ),
-        rx.table.cell(_status_cell(row)),
+        stack.cell("Status", _status_cell(row)),
         data_entry_id=row.id,
     )
 
@@ -109,6 +112,7 @@ def admin_waitlists() -> rx.Component:
                     rx.table.body(rx.foreach(S.visible_entries, _row)),
                     variant="surface",
                     width="100%",
+                    class_name=stack.STACK_ON_PHONE,
                 ),
                 rx.card(empty_state("inbox", "No entries match these filters."), width="100%"),
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components import responsive as stack
 from portal.components.shell import APP_NAME, empty_state, page_header, shell, stat_card
 from portal.state.doctor import DoctorHomeState
 from portal.state.live import LiveProvider, live_refresh
@@ -11,25 +12,25 @@ from portal.state.session import SessionState
 
 
 def _today_row(row: rx.Var) -> rx.Component:
-    return rx.table.row(
-        rx.table.cell(rx.text(row["time"], weight="medium")),
-        rx.table.cell(row["patient"]),
-        rx.table.cell(row["clinic"]),
-        rx.table.cell(rx.badge(row["modality"], variant="soft")),
+    return stack.row(
+        stack.cell("Time", rx.text(row["time"], weight="medium"), title=True),
+        stack.cell("Patient", row["patient"]),
+        stack.cell("Clinic", row["clinic"]),
+        stack.cell("Modality", rx.badge(row["modality"], variant="soft")),
         # The session's own status (Completed, No-show, Held for an offer...), greyed once its time has passed.
-        rx.table.cell(rx.badge(row["status"], color_scheme=rx.cond(row["past"] == "1", "gray", "teal"))),
+        stack.cell("Status", rx.badge(row["status"], color_scheme=rx.cond(row["past"] == "1", "gray", "teal"))),
         opacity=rx.cond(row["past"] == "1", "0.6", "1"),
     )
 
 
 def _later_row(row: rx.Var) -> rx.Component:
-    return rx.table.row(
-        rx.table.cell(row["day"]),
-        rx.table.cell(row["time"]),
-        rx.table.cell(row["patient"]),
-        rx.table.cell(row["clinic"]),
-        rx.table.cell(rx.badge(row["modality"], variant="soft")),
-        rx.table.cell(rx.badge(row["status"], color_scheme="teal")),
+    return stack.row(
+        stack.cell("Date", row["day"], title=True),
+        stack.cell("Time", row["time"]),
+        stack.cell("Patient", row["patient"]),
+        stack.cell("Clinic", row["clinic"]),
+        stack.cell("Modality", rx.badge(row["modality"], variant="soft")),
+        stack.cell("Status", rx.badge(row["status"], color_scheme="teal")),
     )
 
 
@@ -39,6 +40,7 @@ def _table(headers: tuple[str, ...], rows: rx.Var, render) -> rx.Component:
         rx.table.body(rx.foreach(rows, render)),
         variant="surface",
         width="100%",
+        class_name=stack.STACK_ON_PHONE,
     )
 
 

@@ -17,7 +17,7 @@ def _select(label: str, field_id: str, value: rx.Var, on_change, items: rx.Compo
     return rx.vstack(
         field_label(label, field_id),
         rx.select.root(
-            rx.select.trigger(id=field_id, aria_label=label, width="100%"),
+            rx.select.trigger(id=field_id, width="100%"),  # named by its <label for>
             rx.select.content(items),
             value=value,
             on_change=on_change,

@@ -25,7 +25,14 @@ def _channel(
 ) -> rx.Component:
     return rx.vstack(
         rx.hstack(
-            rx.switch(id=ident, checked=checked, on_change=on_change, disabled=disabled),
+            # Named (Reflex 0.11 submits controls by name only); `save` reads the switches' state, not these fields.
+            rx.switch(
+                id=ident,
+                name=ident.removeprefix("pref-"),
+                checked=checked,
+                on_change=on_change,
+                disabled=disabled,
+            ),
             rx.el.label(label, html_for=ident, font_weight="500"),
             align="center",
             spacing="3",
@@ -102,7 +109,9 @@ def _preferences() -> rx.Component:
                 ),
                 rx.separator(width="100%"),
                 rx.hstack(
-                    rx.switch(id="pref-quiet", checked=S.quiet_enabled, on_change=S.set_quiet_enabled),
+                    rx.switch(
+                        id="pref-quiet", name="quiet_hours", checked=S.quiet_enabled, on_change=S.set_quiet_enabled
+                    ),
                     rx.el.label("Quiet hours", html_for="pref-quiet", font_weight="500"),
                     align="center",
                     spacing="3",

@@ -400,6 +400,17 @@ def _confirm_step() -> rx.Component:
             border=f"1px solid {rx.color('gray', 5)}",
             width="100%",
         ),
+        rx.cond(
+            S.sel_rule != "",
+            rx.hstack(
+                rx.icon("clock", size=16, flex_shrink="0", margin_top="2px", aria_hidden="true"),
+                rx.text(S.sel_rule, size="2", id="booking-rule"),
+                spacing="2",
+                align="start",
+                color=rx.color("gray", 11),
+                width="100%",
+            ),
+        ),
         rx.cond(~S.is_reschedule, _repeat_section()),
         _change_section(),
         rx.cond(

@@ -64,6 +64,8 @@ def _offer(card: rx.Var) -> rx.Component:
                         rx.icon("timer", size=18, color=rx.color("amber", 11)),
                         countdown(
                             card.offer_until_iso,
+                            # The patient's one offer: its minutes are announced (politely), not its seconds.
+                            announce=True,
                             on_expire=S.refresh,
                             font_size="var(--font-size-6)",
                             font_weight="700",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from portal.components.fields import field_label
+from portal.components.fields import error_attrs, field_error, field_label
 from portal.components.shell import APP_NAME, loading, page_header, shell
 from portal.state.booking import ANY
 from portal.state.ratelimit import rate_limit_callout
@@ -20,27 +20,24 @@ PRESET_BUTTONS = [
 ]
 
 
+def _message(key: str) -> rx.Var:
+    return S.field_errors.get(key, "")
+
+
 def _error(key: str) -> rx.Component:
-    """The service's (or the form's) message for one field, announced to screen readers."""
-    message = S.field_errors.get(key, "")
-    return rx.cond(
-        message != "",
-        rx.text(
-            rx.icon("circle-alert", size=14, display="inline", vertical_align="-2px", margin_right="4px"),
-            message,
-            color_scheme="red",
-            size="2",
-            role="alert",
-            id=f"err-{key}",
-        ),
-    )
+    """The service's (or the form's) message for one field: announced, and the field's description."""
+    return field_error(key, _message(key))
+
+
+def _invalid(key: str, *described_by: str) -> dict:
+    return error_attrs(key, _message(key), *described_by)
 
 
 def _select(label: str, field_id: str, value: rx.Var, on_change, items: rx.Component, error: str) -> rx.Component:
     return rx.vstack(
         field_label(label, field_id),
         rx.select.root(
-            rx.select.trigger(id=field_id, aria_label=label, width="100%"),
+            rx.select.trigger(id=field_id, width="100%", **(_invalid(error) if error else {})),
             rx.select.content(items),
             value=value,
             on_change=on_change,
@@ -142,7 +139,7 @@ def _day_row(day: rx.Var) -> rx.Component:
     return rx.cond(
         day.on,
         rx.flex(
-            rx.text(day.name, weight="medium", size="2", min_width="96px"),
+            rx.text(day.name, weight="medium", size="2", min_width="96px", aria_hidden="true"),
             rx.hstack(
                 rx.el.label("From", html_for=start_id, font_size="var(--font-size-2)"),
                 rx.input(
@@ -150,7 +147,6 @@ def _day_row(day: rx.Var) -> rx.Component:
                     type="time",
                     value=day.start,
                     on_change=lambda v: S.set_day_start(day.weekday, v),
-                    aria_label=day.name + " from",
                     width="120px",
                 ),
                 rx.el.label("to", html_for=end_id, font_size="var(--font-size-2)"),
@@ -159,7 +155,6 @@ def _day_row(day: rx.Var) -> rx.Component:
                     type="time",
                     value=day.end,
                     on_change=lambda v: S.set_day_end(day.weekday, v),
-                    aria_label=day.name + " to",
                     width="120px",
                 ),
                 align="center",
@@ -170,6 +165,9 @@ def _day_row(day: rx.Var) -> rx.Component:
             spacing="3",
             wrap="wrap",
             width="100%",
+            # "From" and "to" are the inputs' names (their visible labels); the day names the row.
+            role="group",
+            aria_label=day.name,
             padding_y="4px",
             border_bottom=f"1px dashed {rx.color('gray', 5)}",
         ),
@@ -214,6 +212,7 @@ def _windows() -> rx.Component:
                 wrap="wrap",
                 role="group",
                 aria_labelledby="wl-days-label",
+                aria_describedby="err-windows",
             ),
             spacing="2",
             width="100%",
@@ -258,13 +257,22 @@ def _dates() -> rx.Component:
         rx.grid(
             rx.vstack(
                 field_label("Earliest date (optional)", "wl-earliest"),
-                rx.input(id="wl-earliest", name="earliest_date", type="date", min=S.min_date, width="100%"),
+                rx.input(
+                    id="wl-earliest",
+                    name="earliest_date",
+                    type="date",
+                    min=S.min_date,
+                    width="100%",
+                    **_invalid("dates"),
+                ),
                 spacing="1",
                 width="100%",
             ),
             rx.vstack(
                 field_label("Latest date (optional)", "wl-latest"),
-                rx.input(id="wl-latest", name="latest_date", type="date", min=S.min_date, width="100%"),
+                rx.input(
+                    id="wl-latest", name="latest_date", type="date", min=S.min_date, width="100%", **_invalid("dates")
+                ),
                 spacing="1",
                 width="100%",
             ),
@@ -303,6 +311,7 @@ def _urgency() -> rx.Component:
             value=S.j_urgency,
             on_change=S.set_j_urgency,
             aria_label="How soon",
+            **_invalid("urgency"),
         ),
         rx.text(S.urgency_hint, size="2", color_scheme="gray"),
         _error("urgency"),
@@ -332,7 +341,7 @@ def _reason() -> rx.Component:
                 rows="3",
                 placeholder="A few words, if you like",
                 width="100%",
-                aria_describedby="wl-reason-hint",
+                **_invalid("reason", "wl-reason-hint"),
             ),
             rx.text(
                 "Up to 500 characters. Visible to your care team only.",

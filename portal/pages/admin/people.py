@@ -1,0 +1,261 @@
+"""People: invite patients and staff (a single-use link through the outbox), send an invitation again, and
+deactivate an account (its sessions and tokens end at once)."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.fields import field_label
+from portal.components.shell import APP_NAME, empty_state, page_header, shell
+from portal.state.onboarding import PeopleState as S
+from portal.state.session import SessionState
+
+STATUS_COLORS = {"active": "green", "invited": "blue", "invite expired": "amber", "deactivated": "gray"}
+
+
+def _error(field: str) -> rx.Component:
+    message = S.form_errors.get(field, "")
+    return rx.cond(
+        message != "", rx.text(message, color_scheme="red", size="1", role="alert", id=f"invite-{field}-error")
+    )
+
+
+def _field(label: str, name: str, **props) -> rx.Component:
+    return rx.vstack(
+        field_label(label, f"invite-{name}"),
+        rx.input(id=f"invite-{name}", name=name, width="100%", **props),
+        _error(name),
+        spacing="1",
+        width="100%",
+    )
+
+
+def _native_select(label: str | rx.Var, name: str, options: list[rx.Component], **props) -> rx.Component:
+    return rx.vstack(
+        field_label(label, f"invite-{name}"),
+        rx.el.select(
+            *options,
+            id=f"invite-{name}",
+            name=name,
+            style={
+                "width": "100%",
+                "height": "32px",
+                "padding": "0 8px",
+                "border_radius": "6px",
+                "border": f"1px solid {rx.color('gray', 7)}",
+                "background": rx.color("gray", 1),
+                "color": rx.color("gray", 12),
+                "font_size": "14px",
+            },
+            **props,
+        ),
+        _error(name),
+        spacing="1",
+        width="100%",
+    )
+
+
+def _invite_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Invite someone"),
+            rx.dialog.description(
+                "They get a single-use link to choose their password and accept the terms. Their account stays "
+                "inactive until they do.",
+                size="2",
+                margin_bottom="12px",
+            ),
+            rx.form(
+                rx.vstack(
+                    _error("form"),
+                    _native_select(
+                        "Role",
+                        "role",
+                        [
+                            rx.el.option("Patient", value="patient"),
+                            rx.el.option("Clinician (doctor or therapist)", value="doctor"),
+                            rx.el.option("Administrator", value="admin"),
+                        ],
+                        value=S.form_role,
+                        on_change=S.set_form_role,
+                    ),
+                    _field("Full name", "full_name", required=True, max_length=200, auto_complete="off"),
+                    _field("E-mail (their sign-in name)", "email", type="email", required=True, max_length=320),
+                    _field(
+                        "Mobile, with country code (optional: the link by SMS too)",
+                        "phone",
+                        type="tel",
+                        max_length=40,
+                        placeholder="+1 555 010 0199",
+                    ),
+                    _native_select(
+                        rx.cond(S.form_role == "doctor", "Clinic where they work", "Home clinic"),
+                        "clinic_id",
+                        [
+                            rx.cond(S.form_role == "doctor", rx.fragment(), rx.el.option("No home clinic", value="")),
+                            rx.foreach(S.open_clinics, lambda c: rx.el.option(c["name"], value=c["id"])),
+                        ],
+                    ),
+                    rx.cond(
+                        S.form_role == "doctor",
+                        _field("Title (e.g. MD, PsyD, LCSW)", "title", max_length=40),
+                    ),
+                    rx.hstack(
+                        rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
+                        rx.button(rx.icon("send", size=16), "Send invitation", type="submit"),
+                        justify="end",
+                        width="100%",
+                        spacing="3",
+                        wrap="wrap",
+                    ),
+                    spacing="3",
+                ),
+                on_submit=S.invite,
+                reset_on_submit=False,
+            ),
+            max_width="500px",
+        ),
+        open=S.dialog_open,
+        on_open_change=S.set_dialog_open,
+    )
+
+
+def _deactivate_dialog() -> rx.Component:
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Deactivate ", S.confirm_name, "?"),
+            rx.alert_dialog.description(
+                "They can no longer sign in, and every session and API token of theirs ends now. Their records "
+                "(appointments, audit trail) are kept.",
+                size="2",
+            ),
+            rx.hstack(
+                rx.button("Keep", variant="soft", color_scheme="gray", on_click=S.cancel_deactivate),
+                rx.button("Deactivate", color_scheme="red", on_click=S.confirm_deactivate),
+                justify="end",
+                spacing="3",
+                margin_top="16px",
+            ),
+        ),
+        open=S.confirm_id != "",
+    )
+
+
+def _person(row: rx.Var) -> rx.Component:
+    return rx.card(
+        rx.flex(
+            rx.vstack(
+                rx.text(row["name"], weight="medium", size="3"),
+                rx.text(row["email"], size="2", color_scheme="gray", word_break="break-all"),
+                rx.hstack(
+                    rx.badge(row["role_name"], variant="soft", color_scheme="gray"),
+                    rx.match(
+                        row["status"],
+                        *[(key, rx.badge(label, color_scheme=color)) for key, label, color in _status_badges()],
+                        rx.badge(row["status_name"]),
+                    ),
+                    rx.cond(
+                        row["expires"] != "",
+                        rx.text("Link valid until ", row["expires"], size="1", color_scheme="gray"),
+                    ),
+                    spacing="2",
+                    wrap="wrap",
+                    align="center",
+                ),
+                spacing="1",
+                min_width="0",
+                flex="1",
+            ),
+            rx.hstack(
+                rx.cond(
+                    row["can_resend"] == "1",
+                    rx.button(
+                        rx.icon("send", size=14),
+                        "Send new link",
+                        size="2",
+                        variant="soft",
+                        on_click=S.resend(row["id"]),
+                        aria_label="Send new link to " + row["name"],
+                    ),
+                ),
+                rx.cond(
+                    row["can_deactivate"] == "1",
+                    rx.button(
+                        rx.icon("user-x", size=14),
+                        "Deactivate",
+                        size="2",
+                        variant="soft",
+                        color_scheme="red",
+                        on_click=S.ask_deactivate(row["id"], row["name"]),
+                        aria_label="Deactivate " + row["name"],
+                    ),
+                ),
+                spacing="2",
+                wrap="wrap",
+            ),
+            direction=rx.breakpoints(initial="column", sm="row"),
+            justify="between",
+            align=rx.breakpoints(initial="start", sm="center"),
+            gap="12px",
+            width="100%",
+        ),
+        width="100%",
+        class_name="person-row",
+    )
+
+
+def _status_badges() -> list[tuple[str, str, str]]:
+    return [
+        ("active", "Active", "green"),
+        ("invited", "Invited", "blue"),
+        ("invite expired", "Invitation expired", "amber"),
+        ("deactivated", "Deactivated", "gray"),
+    ]
+
+
+def _filter() -> rx.Component:
+    return rx.vstack(
+        field_label("Show", "people-filter"),
+        rx.el.select(
+            rx.el.option("Everyone", value="all"),
+            rx.el.option("Staff", value="staff"),
+            rx.el.option("Patients", value="patient"),
+            id="people-filter",
+            value=S.role_filter,
+            on_change=S.set_role_filter,
+            style={
+                "height": "32px",
+                "padding": "0 8px",
+                "border_radius": "6px",
+                "border": f"1px solid {rx.color('gray', 7)}",
+                "background": rx.color("gray", 1),
+                "color": rx.color("gray", 12),
+                "min_width": "170px",
+            },
+        ),
+        spacing="1",
+    )
+
+
+@rx.page(
+    route="/admin/people",
+    title=f"People · {APP_NAME}",
+    on_load=[SessionState.guard("admin"), S.load_people],
+)
+def admin_people() -> rx.Component:
+    return shell(
+        "admin",
+        page_header(
+            "People",
+            "Invite patients and staff; deactivate accounts that should end",
+            rx.button(rx.icon("user-plus", size=16), "Invite someone", on_click=S.open_invite),
+        ),
+        _filter(),
+        rx.cond(
+            S.visible_people.length() > 0,
+            rx.vstack(rx.foreach(S.visible_people, _person), spacing="2", width="100%", id="people-list"),
+            empty_state("users", "Nobody here yet."),
+        ),
+        _invite_dialog(),
+        _deactivate_dialog(),
+    )

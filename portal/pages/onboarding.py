@@ -1,0 +1,259 @@
+"""Pages without sign-in for getting in: /invite/<token> (first password and terms), /forgot, /reset/<token>.
+
+A link that expired, was used or replaced gets one clear page saying so and what to do next, never an error.
+"""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from portal.components.fields import field_label
+from portal.components.native_form import native_form
+from portal.components.shell import APP_NAME
+from portal.state.onboarding import ForgotState, LinkState
+
+
+def _card(*children: rx.Component, icon: str = "calendar-heart") -> rx.Component:
+    return rx.center(
+        rx.card(
+            rx.vstack(
+                rx.hstack(
+                    rx.icon(icon, size=24, color=rx.color("accent", 11)),
+                    rx.text(APP_NAME, size="5", weight="bold"),
+                    align="center",
+                    spacing="2",
+                ),
+                *children,
+                spacing="4",
+                width="100%",
+            ),
+            size="4",
+            width="100%",
+            max_width="460px",
+        ),
+        min_height="100vh",
+        padding="16px",
+        background=rx.color("accent", 2),
+    )
+
+
+def _loading() -> rx.Component:
+    return rx.center(rx.spinner(size="3"), height="60vh", aria_label="Loading")
+
+
+def _alert(message: rx.Var) -> rx.Component:
+    return rx.cond(
+        message != "",
+        rx.callout(message, icon="circle-alert", color_scheme="red", role="alert", width="100%", id="form-error"),
+    )
+
+
+def _password_field(label: str) -> rx.Component:
+    return rx.vstack(
+        field_label(label, "password"),
+        rx.input(
+            id="password",
+            name="password",
+            type="password",
+            required=True,
+            min_length=LinkState.min_length,
+            max_length=1024,
+            auto_complete="new-password",
+            auto_focus=True,
+            size="3",
+            width="100%",
+            aria_describedby="password-hint form-error",
+            aria_invalid=rx.cond(LinkState.error != "", "true", "false"),
+        ),
+        rx.text(
+            "At least ",
+            LinkState.min_length,
+            " characters. A few unrelated words make a password that is easy to remember and hard to guess; "
+            "there are no other rules, but very common passwords are refused.",
+            id="password-hint",
+            size="1",
+            color_scheme="gray",
+        ),
+        spacing="1",
+        width="100%",
+    )
+
+
+def _expired(what_to_do: rx.Component) -> rx.Component:
+    return _card(
+        rx.heading("This link has expired or was already used", size="5", as_="h1", id="link-invalid"),
+        what_to_do,
+        rx.hstack(
+            rx.link("Sign in", href="/login", size="2"),
+            rx.text("·", size="2", color_scheme="gray"),
+            rx.link("Forgot your password?", href="/forgot", size="2"),
+            spacing="2",
+            wrap="wrap",
+        ),
+        icon="link-2-off",
+    )
+
+
+@rx.page(route="/invite/[invite_token]", title=f"Set your password · {APP_NAME}", on_load=LinkState.load_invite)
+def invite() -> rx.Component:
+    return rx.cond(
+        ~LinkState.checked,
+        _loading(),
+        rx.cond(
+            LinkState.valid,
+            _card(
+                native_form(
+                    rx.vstack(
+                        rx.heading("Welcome to ", LinkState.practice, size="5", as_="h1"),
+                        rx.text(
+                            "Hello ",
+                            LinkState.first_name,
+                            ". Choose a password for ",
+                            rx.text.strong(LinkState.email),
+                            ": you will sign in with this e-mail address and password.",
+                            size="2",
+                        ),
+                        _alert(LinkState.error),
+                        _password_field("Choose a password"),
+                        rx.text(
+                            "Before you continue, read the practice's ",
+                            rx.link("terms of use", href=LinkState.terms_href, is_external=True),
+                            " and ",
+                            rx.link("privacy notice", href=LinkState.privacy_href, is_external=True),
+                            " (they open in a new tab).",
+                            size="2",
+                        ),
+                        rx.el.label(
+                            rx.hstack(
+                                rx.el.input(
+                                    type="checkbox",
+                                    id="accept-terms",
+                                    name="accept_terms",
+                                    value="yes",
+                                    required=True,
+                                    style={"width": "18px", "height": "18px", "margin_top": "2px"},
+                                ),
+                                rx.text("I accept the terms of use and the privacy notice.", size="2"),
+                                spacing="2",
+                                align="start",
+                            ),
+                            html_for="accept-terms",
+                        ),
+                        rx.el.input(type="hidden", name="token", value=LinkState.token),
+                        rx.button("Set password and continue", type="submit", size="3", width="100%"),
+                        spacing="4",
+                        width="100%",
+                    ),
+                    action="/auth/invite",
+                    forget_client=True,
+                ),
+            ),
+            _expired(
+                rx.text(
+                    "Invitation links work once, for ",
+                    LinkState.invite_valid_for,
+                    ". If you have not set your password yet, ask your clinic to send you a new invitation. "
+                    "If you already did, sign in with it.",
+                    size="2",
+                ),
+            ),
+        ),
+    )
+
+
+@rx.page(route="/reset/[reset_token]", title=f"Choose a new password · {APP_NAME}", on_load=LinkState.load_reset)
+def reset() -> rx.Component:
+    return rx.cond(
+        ~LinkState.checked,
+        _loading(),
+        rx.cond(
+            LinkState.valid,
+            _card(
+                native_form(
+                    rx.vstack(
+                        rx.heading("Choose a new password", size="5", as_="h1"),
+                        rx.text(
+                            "For ",
+                            rx.text.strong(LinkState.email),
+                            " at ",
+                            LinkState.practice,
+                            ". Every device signed in to your account will be signed out.",
+                            size="2",
+                        ),
+                        _alert(LinkState.error),
+                        _password_field("New password"),
+                        rx.el.input(type="hidden", name="token", value=LinkState.token),
+                        rx.button("Save new password", type="submit", size="3", width="100%"),
+                        spacing="4",
+                        width="100%",
+                    ),
+                    action="/auth/reset",
+                    forget_client=True,
+                ),
+                icon="key-round",
+            ),
+            _expired(
+                rx.text(
+                    "Password reset links work once, for ",
+                    LinkState.reset_valid_for,
+                    ", and only the newest one works. Ask for a new one with “Forgot your password?” below; "
+                    "if you already chose a new password, sign in with it.",
+                    size="2",
+                ),
+            ),
+        ),
+    )
+
+
+@rx.page(route="/forgot", title=f"Forgot your password · {APP_NAME}", on_load=ForgotState.load)
+def forgot() -> rx.Component:
+    return _card(
+        rx.heading("Forgot your password?", size="5", as_="h1"),
+        rx.cond(
+            ForgotState.sent,
+            rx.vstack(
+                rx.callout(ForgotState.sent_text, icon="mail-check", color_scheme="green", role="status", width="100%"),
+                rx.text(
+                    "The link works for ",
+                    ForgotState.valid_for,
+                    ". Nothing arrived? Check the address you sign in with, or ask your clinic.",
+                    size="2",
+                    color_scheme="gray",
+                ),
+                rx.link("Back to sign in", href="/login", size="2"),
+                spacing="3",
+                width="100%",
+            ),
+            native_form(
+                rx.vstack(
+                    rx.text(
+                        "Enter the e-mail address you sign in with. We will send a link to choose a new password.",
+                        size="2",
+                    ),
+                    _alert(ForgotState.error),
+                    rx.vstack(
+                        field_label("Email", "email"),
+                        rx.input(
+                            id="email",
+                            name="email",
+                            type="email",
+                            required=True,
+                            max_length=320,
+                            auto_complete="username",
+                            auto_focus=True,
+                            size="3",
+                            width="100%",
+                        ),
+                        spacing="1",
+                        width="100%",
+                    ),
+                    rx.button("Send me a link", type="submit", size="3", width="100%"),
+                    rx.link("Back to sign in", href="/login", size="2"),
+                    spacing="4",
+                    width="100%",
+                ),
+                action="/auth/forgot",
+            ),
+        ),
+        icon="key-round",
+    )
