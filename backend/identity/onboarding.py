@@ -383,6 +383,7 @@ class Person:
     status: str  # "active", "invited" (link open), "invite expired", "deactivated"
     invite_expires_at: datetime | None
     last_login_at: datetime | None
+    mfa_enabled: bool = False
 
 
 @service_function
@@ -437,7 +438,7 @@ def list_people(actor: Actor, uow: UnitOfWork, *, role: str | None = None, limit
             status = "deactivated"
         people[user.id] = Person(
             user.id, user.full_name, user.email, role_value, status,
-            expires if status.startswith("invite") else None, user.last_login_at,
+            expires if status.startswith("invite") else None, user.last_login_at, user.mfa_enabled_at is not None,
         )  # fmt: skip
     ordered = sorted(people.values(), key=lambda p: (_rank(p.role) == _rank(Role.PATIENT), p.full_name.lower()))
     return ordered[:limit]

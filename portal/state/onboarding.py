@@ -13,7 +13,7 @@ import reflex as rx
 
 from backend.db import UnitOfWork
 from backend.errors import DomainError
-from backend.identity import onboarding, passwords
+from backend.identity import mfa, onboarding, passwords
 from backend.identity import service as identity
 from backend.settings import get_settings
 from backend.tenancy.context import Role
@@ -148,6 +148,8 @@ class PeopleState(AdminState):
     form_errors: dict[str, str] = {}
     confirm_id: str = ""
     confirm_name: str = ""
+    mfa_reset_id: str = ""
+    mfa_reset_name: str = ""
     # Server-only: the signed-in admin's own user id (they cannot deactivate themselves).
     _self_id: str = ""
 
@@ -169,6 +171,7 @@ class PeopleState(AdminState):
                 "status_name": STATUS_NAMES.get(p.status, p.status),
                 "can_resend": "1" if p.status in ("invited", "invite expired") else "",
                 "can_deactivate": "1" if p.status == "active" and str(p.user_id) != self._self_id else "",
+                "can_reset_mfa": "1" if p.mfa_enabled and str(p.user_id) != self._self_id else "",
                 "expires": p.invite_expires_at.strftime("%d %b %Y, %H:%M UTC") if p.invite_expires_at else "",
             }
             for p in found
@@ -287,6 +290,33 @@ class PeopleState(AdminState):
             return rx.toast.error(words_for(exc) if isinstance(exc, DomainError) else "That account no longer exists.")
         self._reload()
         return rx.toast.success(f"{name} is deactivated and signed out everywhere.")
+
+
+    @rx.event
+    def ask_reset_mfa(self, user_id: str, name: str):
+        self.mfa_reset_id, self.mfa_reset_name = user_id, name
+
+    @rx.event
+    def cancel_reset_mfa(self):
+        self.mfa_reset_id = self.mfa_reset_name = ""
+
+    @rx.event
+    def confirm_reset_mfa(self):
+        """Remove a staff member's MFA (a lost phone): they set it up again when they next sign in; sessions end."""
+        actor = self._admin()
+        if actor is None:
+            return rx.toast.error("Your session has ended. Sign in again.")
+        name, user_id = self.mfa_reset_name, self.mfa_reset_id
+        self.mfa_reset_id = self.mfa_reset_name = ""
+        try:
+            with UnitOfWork(actor) as uow:
+                mfa.reset_mfa(actor, uow, uuid.UUID(user_id))
+                uow.commit()
+        except (DomainError, ValueError) as exc:
+            self._reload()
+            return rx.toast.error(words_for(exc) if isinstance(exc, DomainError) else "That account no longer exists.")
+        self._reload()
+        return rx.toast.success(f"{name}'s MFA is reset: they set it up again when they next sign in.")
 
 
 def _console() -> bool:

@@ -284,3 +284,51 @@ def test_an_admin_deactivates_a_staff_member_on_the_people_page_and_their_sessio
     assert response.status_code == 401
     doctor.close()
     admin.close()
+
+
+def test_an_admin_resets_a_clinicians_mfa_on_the_people_page(browser: Browser, app_url: str) -> None:
+    """A clinician lost their phone: the admin resets their MFA; the database shows it gone, audited, sessions over."""
+    import pyotp
+
+    admin_token = api_token(app_url, "admin@harbor.example")
+    suffix = uuid.uuid4().hex[:8]
+    name, email = f"Dr. Lost Phone {suffix}", f"lostphone.{suffix}@example.org"
+    clinics = _api(app_url, admin_token, "GET", "/clinics").json()
+    body = {"full_name": name, "email": email, "role": "doctor", "clinic_id": clinics[0]["id"], "title": "MD"}
+    _api(app_url, admin_token, "POST", "/invitations", json=body)
+    path = link_in_outbox(app_url, admin_token, "account_invite", name)
+    accept = {"token": path.rsplit("/", 1)[1], "password": GOOD_PASSWORD, "accept_terms": True}
+    httpx.post(f"{app_url}/api/v1/auth/invitation/accept", json=accept, timeout=20).raise_for_status()
+    login = {"email": email, "password": GOOD_PASSWORD}
+    doctor_token = httpx.post(f"{app_url}/api/v1/auth/token", json=login, timeout=20).json()["access_token"]
+    secret = _api(app_url, doctor_token, "POST", "/me/mfa/enrol").json()["secret"]
+    _api(app_url, doctor_token, "POST", "/me/mfa/confirm", json={"code": pyotp.TOTP(secret).now()})
+
+    admin = browser.new_context()
+    admin.set_default_timeout(15_000)
+    page = admin.new_page()
+    sign_in(page, app_url, "admin@harbor.example")
+    page.goto(f"{app_url}/admin/people")
+    row = page.locator(".person-row", has_text=name)
+    row.get_by_role("button", name=f"Reset MFA of {name}").click()
+    confirm = page.get_by_role("alertdialog")
+    expect(confirm).to_contain_text("set up MFA again when they next sign in")
+    confirm.get_by_role("button", name="Reset MFA").click()
+    expect(row.get_by_role("button", name=f"Reset MFA of {name}")).to_have_count(0)
+    # The admin's own row offers no reset (another admin must do it).
+    expect(page.locator(".person-row", has_text="admin@harbor.example").get_by_role("button")).to_have_count(0)
+    admin.close()
+
+    with psycopg.connect(f"{ADMIN_URL.rsplit('/', 1)[0]}/{TEST_DB_NAME}_e2e") as conn:
+        user = conn.execute(
+            "SELECT id, mfa_enabled_at, mfa_secret_encrypted FROM users WHERE email = %s", (email,)
+        ).fetchone()
+        assert user is not None and user[1] is None and user[2] is None
+        assert conn.execute(
+            "SELECT count(*) FROM mfa_recovery_codes WHERE user_id = %s", (user[0],)
+        ).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM audit_events WHERE action = 'user.mfa_reset' AND entity_id = %s", (user[0],)
+        ).fetchone() == (1,)
+    stale = httpx.get(f"{app_url}/api/v1/me", headers={"Authorization": f"Bearer {doctor_token}"}, timeout=20)
+    assert stale.status_code == 401

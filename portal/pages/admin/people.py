@@ -141,6 +141,28 @@ def _deactivate_dialog() -> rx.Component:
     )
 
 
+def _reset_mfa_dialog() -> rx.Component:
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Reset MFA for ", S.mfa_reset_name, "?"),
+            rx.alert_dialog.description(
+                "For a lost or replaced phone. Their authenticator and recovery codes stop working, every session of "
+                "theirs ends, and they set up MFA again when they next sign in. The reset is recorded in the audit "
+                "trail.",
+                size="2",
+            ),
+            rx.hstack(
+                rx.button("Keep", variant="soft", color_scheme="gray", on_click=S.cancel_reset_mfa),
+                rx.button("Reset MFA", color_scheme="red", on_click=S.confirm_reset_mfa),
+                justify="end",
+                spacing="3",
+                margin_top="16px",
+            ),
+        ),
+        open=S.mfa_reset_id != "",
+    )
+
+
 def _person(row: rx.Var) -> rx.Component:
     return rx.card(
         rx.flex(
@@ -176,6 +198,18 @@ def _person(row: rx.Var) -> rx.Component:
                         variant="soft",
                         on_click=S.resend(row["id"]),
                         aria_label="Send new link to " + row["name"],
+                    ),
+                ),
+                rx.cond(
+                    row["can_reset_mfa"] == "1",
+                    rx.button(
+                        rx.icon("key-round", size=14),
+                        "Reset MFA",
+                        size="2",
+                        variant="soft",
+                        color_scheme="gray",
+                        on_click=S.ask_reset_mfa(row["id"], row["name"]),
+                        aria_label="Reset MFA of " + row["name"],
                     ),
                 ),
                 rx.cond(
@@ -258,4 +292,5 @@ def admin_people() -> rx.Component:
         ),
         _invite_dialog(),
         _deactivate_dialog(),
+        _reset_mfa_dialog(),
     )
