@@ -117,10 +117,6 @@ class Settings(BaseSettings):
     # The idle clock lives in Redis; its coarse copy in the database (user_sessions.last_seen_at) is written at most
     # this often per session.
     idle_persist_seconds: int = Field(default=120, ge=1, le=3600)
-    # Threads the portal's process gives to page work that waits on the database (asyncio's default executor, whose
-    # own default is 6 on two cores): a change re-read by the 50 open tabs of one audience waits on PostgreSQL, not
-    # on the CPU, and should not queue six at a time. At most the engine's pool (10 + 20 overflow) is useful.
-    page_threads: int = Field(default=24, ge=1, le=64)
 
     @field_validator("encryption_keys")
     @classmethod

@@ -29,7 +29,6 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import reflex as rx
@@ -331,15 +330,6 @@ def _offer(queue: asyncio.Queue[DomainEvent], event: DomainEvent) -> None:
         queue.put_nowait(event)
 
 
-async def widen_page_threads() -> None:
-    """Lifespan task: give page work that waits on the database (`asyncio.to_thread`: live re-reads, session checks)
-    `page_threads` threads instead of asyncio's default (6 on two cores)."""
-    loop = asyncio.get_running_loop()
-    threads = get_settings().page_threads
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="waitwell-page"))
-
-
 def register(app: rx.App) -> None:
     """Start the relay with the app (call once, where the app is created)."""
-    app.register_lifespan_task(widen_page_threads)
     app.register_lifespan_task(relay_domain_events)
