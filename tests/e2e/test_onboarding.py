@@ -310,9 +310,12 @@ def test_an_admin_resets_a_clinicians_mfa_on_the_people_page(browser: Browser, a
     sign_in(page, app_url, "admin@harbor.example")
     page.goto(f"{app_url}/admin/people")
     row = page.locator(".person-row", has_text=name)
+    expect(row.get_by_role("button", name=f"Reset MFA of {name}")).to_be_visible()
+    shot(page, "admin-people-mfa")
     row.get_by_role("button", name=f"Reset MFA of {name}").click()
     confirm = page.get_by_role("alertdialog")
     expect(confirm).to_contain_text("set up MFA again when they next sign in")
+    shot(page, "admin-people-mfa-confirm")
     confirm.get_by_role("button", name="Reset MFA").click()
     expect(row.get_by_role("button", name=f"Reset MFA of {name}")).to_have_count(0)
     # The admin's own row offers no reset (another admin must do it).
