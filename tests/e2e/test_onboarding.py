@@ -317,7 +317,11 @@ def test_an_admin_resets_a_clinicians_mfa_on_the_people_page(browser: Browser, a
     expect(confirm).to_contain_text("set up MFA again when they next sign in")
     shot(page, "admin-people-mfa-confirm")
     confirm.get_by_role("button", name="Reset MFA").click()
+    # (While the dialog is open the rows behind it are hidden from roles: wait for the outcome, then the row.)
+    expect(page.get_by_text(f"{name}'s MFA is reset")).to_be_visible()
+    expect(confirm).to_be_hidden()
     expect(row.get_by_role("button", name=f"Reset MFA of {name}")).to_have_count(0)
+    expect(row.get_by_role("button", name=f"Deactivate {name}")).to_be_visible()
     # The admin's own row offers no reset (another admin must do it).
     expect(page.locator(".person-row", has_text="admin@harbor.example").get_by_role("button")).to_have_count(0)
     admin.close()

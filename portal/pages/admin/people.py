@@ -120,46 +120,47 @@ def _invite_dialog() -> rx.Component:
     )
 
 
-def _deactivate_dialog() -> rx.Component:
+def _confirm_dialog(title: str, name: rx.Var, description: str, action: str, cancel, confirm, is_open) -> rx.Component:
+    """Ask before an action on someone's account: Keep, or the action (in red)."""
     return rx.alert_dialog.root(
         rx.alert_dialog.content(
-            rx.alert_dialog.title("Deactivate ", S.confirm_name, "?"),
-            rx.alert_dialog.description(
-                "They can no longer sign in, and every session and API token of theirs ends now. Their records "
-                "(appointments, audit trail) are kept.",
-                size="2",
-            ),
+            rx.alert_dialog.title(title, name, "?"),
+            rx.alert_dialog.description(description, size="2"),
             rx.hstack(
-                rx.button("Keep", variant="soft", color_scheme="gray", on_click=S.cancel_deactivate),
-                rx.button("Deactivate", color_scheme="red", on_click=S.confirm_deactivate),
+                rx.button("Keep", variant="soft", color_scheme="gray", on_click=cancel),
+                rx.button(action, color_scheme="red", on_click=confirm),
                 justify="end",
                 spacing="3",
                 margin_top="16px",
             ),
         ),
-        open=S.confirm_id != "",
+        open=is_open,
+    )
+
+
+def _deactivate_dialog() -> rx.Component:
+    return _confirm_dialog(
+        "Deactivate ",
+        S.confirm_name,
+        "They can no longer sign in, and every session and API token of theirs ends now. Their records "
+        "(appointments, audit trail) are kept.",
+        "Deactivate",
+        S.cancel_deactivate,
+        S.confirm_deactivate,
+        S.confirm_id != "",
     )
 
 
 def _reset_mfa_dialog() -> rx.Component:
-    return rx.alert_dialog.root(
-        rx.alert_dialog.content(
-            rx.alert_dialog.title("Reset MFA for ", S.mfa_reset_name, "?"),
-            rx.alert_dialog.description(
-                "For a lost or replaced phone. Their authenticator and recovery codes stop working, every session of "
-                "theirs ends, and they set up MFA again when they next sign in. The reset is recorded in the audit "
-                "trail.",
-                size="2",
-            ),
-            rx.hstack(
-                rx.button("Keep", variant="soft", color_scheme="gray", on_click=S.cancel_reset_mfa),
-                rx.button("Reset MFA", color_scheme="red", on_click=S.confirm_reset_mfa),
-                justify="end",
-                spacing="3",
-                margin_top="16px",
-            ),
-        ),
-        open=S.mfa_reset_id != "",
+    return _confirm_dialog(
+        "Reset MFA for ",
+        S.mfa_reset_name,
+        "For a lost or replaced phone. Their authenticator and recovery codes stop working, every session of "
+        "theirs ends, and they set up MFA again when they next sign in. The reset is recorded in the audit trail.",
+        "Reset MFA",
+        S.cancel_reset_mfa,
+        S.confirm_reset_mfa,
+        S.mfa_reset_id != "",
     )
 
 
