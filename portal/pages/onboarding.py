@@ -205,7 +205,7 @@ def reset() -> rx.Component:
     )
 
 
-@rx.page(route="/forgot", title=f"Forgot your password · {APP_NAME}", on_load=ForgotState.load)
+@rx.page(route="/forgot", title=f"Forgot your password · {APP_NAME}")
 def forgot() -> rx.Component:
     return _card(
         rx.heading("Forgot your password?", size="5", as_="h1"),

@@ -110,24 +110,27 @@ class LinkState(rx.State):
 
 
 class ForgotState(rx.State):
-    """/forgot: the answer after the form (the same whether or not the e-mail has an account)."""
+    """/forgot: the answer after the form (the same whether or not the e-mail has an account).
 
-    sent: bool = False
-    error: str = ""
+    Both come from the address the form's POST redirected to (?sent=1, ?error=...), read from the router rather
+    than kept in the tab's state, so coming back to /forgot in the same tab never shows the previous answer
+    first (nor loses what was typed when an on_load reset it)."""
 
-    @rx.event
-    def load(self):
+    @rx.var
+    def sent(self) -> bool:
+        return self.router.url.query_parameters.get("sent") == "1"
+
+    @rx.var
+    def error(self) -> str:
         params = self.router.url.query_parameters
-        self.sent = params.get("sent") == "1"
         error = params.get("error", "")
         if error == "throttled":
             retry = params.get("retry", "")
             wait = f"{retry} seconds" if retry.isdigit() and len(retry) <= 5 else "a few minutes"
-            self.error = f"Too many requests from this network. Try again in {wait}."
-        elif error == "email":
-            self.error = "Enter the e-mail address you sign in with."
-        else:
-            self.error = ""
+            return f"Too many requests from this network. Try again in {wait}."
+        if error == "email":
+            return "Enter the e-mail address you sign in with."
+        return ""
 
     @rx.var
     def sent_text(self) -> str:
