@@ -164,6 +164,22 @@ def _reset_mfa_dialog() -> rx.Component:
     )
 
 
+def _action(allowed: rx.Var, icon: str, label: str, aria: str, row: rx.Var, on_click, **style) -> rx.Component:
+    """A row's action button, shown only where the row allows it ("1"), named with the person for screen readers."""
+    return rx.cond(
+        allowed == "1",
+        rx.button(
+            rx.icon(icon, size=14),
+            label,
+            size="2",
+            variant="soft",
+            on_click=on_click,
+            aria_label=aria + row["name"],
+            **style,
+        ),
+    )
+
+
 def _person(row: rx.Var) -> rx.Component:
     return rx.card(
         rx.flex(
@@ -190,40 +206,24 @@ def _person(row: rx.Var) -> rx.Component:
                 flex="1",
             ),
             rx.hstack(
-                rx.cond(
-                    row["can_resend"] == "1",
-                    rx.button(
-                        rx.icon("send", size=14),
-                        "Send new link",
-                        size="2",
-                        variant="soft",
-                        on_click=S.resend(row["id"]),
-                        aria_label="Send new link to " + row["name"],
-                    ),
+                _action(row["can_resend"], "send", "Send new link", "Send new link to ", row, S.resend(row["id"])),
+                _action(
+                    row["can_reset_mfa"],
+                    "key-round",
+                    "Reset MFA",
+                    "Reset MFA of ",
+                    row,
+                    S.ask_reset_mfa(row["id"], row["name"]),
+                    color_scheme="gray",
                 ),
-                rx.cond(
-                    row["can_reset_mfa"] == "1",
-                    rx.button(
-                        rx.icon("key-round", size=14),
-                        "Reset MFA",
-                        size="2",
-                        variant="soft",
-                        color_scheme="gray",
-                        on_click=S.ask_reset_mfa(row["id"], row["name"]),
-                        aria_label="Reset MFA of " + row["name"],
-                    ),
-                ),
-                rx.cond(
-                    row["can_deactivate"] == "1",
-                    rx.button(
-                        rx.icon("user-x", size=14),
-                        "Deactivate",
-                        size="2",
-                        variant="soft",
-                        color_scheme="red",
-                        on_click=S.ask_deactivate(row["id"], row["name"]),
-                        aria_label="Deactivate " + row["name"],
-                    ),
+                _action(
+                    row["can_deactivate"],
+                    "user-x",
+                    "Deactivate",
+                    "Deactivate ",
+                    row,
+                    S.ask_deactivate(row["id"], row["name"]),
+                    color_scheme="red",
                 ),
                 spacing="2",
                 wrap="wrap",
