@@ -14,8 +14,9 @@ worker, so only the worker holding a short Redis lease bumps (the others stand b
 LEASE_MS if it dies); Reflex relays the delta to the worker that holds each client's socket. With a
 per-process state manager every worker bumps its own copy.
 
-Bursts (a cancellation that offers the slot and changes an entry) are coalesced per audience token for
-COALESCE_SECONDS, so pages re-query once per burst. The relay's one database read (who works at a clinic,
+Bursts (a cancellation, then the offer of the freed slot and its hold a few milliseconds later) are coalesced per
+audience token: a burst ends when no event came for QUIET_SECONDS (at most BURST_SECONDS after its first), so pages
+re-query once per burst. The relay's one database read (who works at a clinic,
 cached for CLINIC_CACHE_SECONDS) runs in a worker thread, never on the event loop.
 """
 
@@ -40,9 +41,11 @@ from backend.identity.models import ProviderClinic
 from backend.settings import get_settings
 from backend.tenancy.context import Actor
 from portal.state.live import (
+    RESYNC_NAME,
     LivePatient,
     LiveProvider,
     LiveTenant,
+    _LocalWatchers,
     known_tokens,
     patient_token,
     provider_token,
@@ -54,10 +57,11 @@ logger = logging.getLogger(__name__)
 
 
 EVENT_PATTERN = "clinic:events:*"
-COALESCE_SECONDS = 0.05
+QUIET_SECONDS = 0.03
+BURST_SECONDS = 0.2
 CLINIC_CACHE_SECONDS = 30.0
 # Queued by the Redis reader when its subscription is back after a drop: events may have been missed.
-RESYNC = DomainEvent(tenant_id="", name="live.resync")
+RESYNC = DomainEvent(tenant_id="", name=RESYNC_NAME)
 LEASE_KEY = "clinic:live:relay-leader"
 LEASE_MS = 6000
 RENEW_SECONDS = 2.0
@@ -135,12 +139,19 @@ class ClinicProvidersCache:
         return providers
 
 
-async def bump(app: Any, token: str, event_name: str) -> None:
+async def bump(app: Any, token: str, event_name: str, names: Iterable[str] = ()) -> None:
     """Advance one audience's revision and set it on each watching tab's own copy: Reflex sends each of them a
-    frame (to whichever worker holds its socket). Tabs that are gone, or now watch another audience, are dropped."""
+    frame (to whichever worker holds its socket). Tabs that are gone, or now watch another audience, are dropped.
+    `names`: every event of the burst (the tab notes them, so a page that shows none of them skips its re-read)."""
+    burst_names = sorted({event_name, *names})
     cls = _audience_class(token)
     registry = watchers()
-    revision, clients = await asyncio.to_thread(registry.advance, token)
+    # The in-process registry is a dict: advanced on the loop, not behind page re-reads queued in the threads (a
+    # re-read that starts after this covers the new revision, see LiveRefreshMixin._live_read_covering).
+    if isinstance(registry, _LocalWatchers):
+        revision, clients = registry.advance(token)
+    else:
+        revision, clients = await asyncio.to_thread(registry.advance, token)
     if not clients:
         return
     namespace = app.event_namespace
@@ -160,6 +171,7 @@ async def bump(app: Any, token: str, event_name: str) -> None:
                 stale = False
                 live.revision = max(int(live.revision), revision)  # type: ignore[attr-defined]
                 live.last_event = event_name  # type: ignore[attr-defined]
+                live._unread = sorted({*live._unread, *burst_names})  # type: ignore[attr-defined]
         if stale:
             await asyncio.to_thread(registry.forget, kind, client, token)
 
@@ -172,6 +184,14 @@ async def bump(app: Any, token: str, event_name: str) -> None:
 async def bump_tenant(app: Any, tenant_id: str, event_name: str) -> None:
     """Advance one practice's staff revision."""
     await bump(app, tenant_token(tenant_id), event_name)
+
+
+async def _bump_burst(app: Any, audiences: dict[str, list[str]]) -> None:
+    for token, names in audiences.items():
+        try:
+            await bump(app, token, names[-1], names)
+        except Exception:
+            logger.warning("live relay: could not bump an audience", exc_info=True)
 
 
 class _Lease:
@@ -269,23 +289,27 @@ async def _relay(
     app: Any, queue: asyncio.Queue[DomainEvent], lease: _Lease | None, clinic_providers: ClinicProviders | None = None
 ) -> None:
     providers = clinic_providers or ClinicProvidersCache()
+    running: set[asyncio.Task[None]] = set()
     while True:
         first = await queue.get()
-        await asyncio.sleep(COALESCE_SECONDS)
         burst = [first]
-        while not queue.empty():
-            burst.append(queue.get_nowait())
+        closes = time.monotonic() + BURST_SECONDS
+        while (left := closes - time.monotonic()) > 0:
+            try:
+                burst.append(await asyncio.wait_for(queue.get(), min(QUIET_SECONDS, left)))
+            except TimeoutError:
+                break
         if lease is not None and not lease.held:
             continue
-        latest: dict[str, str] = {}
+        audiences: dict[str, list[str]] = {}
         for event in burst:
             for token in await audience_tokens(event, providers):
-                latest[token] = event.name
-        for token, name in latest.items():
-            try:
-                await bump(app, token, name)
-            except Exception:
-                logger.warning("live relay: could not bump an audience", exc_info=True)
+                audiences.setdefault(token, []).append(event.name)
+        # Not awaited: a tab busy re-reading holds its state, and the next burst must not wait for it. Two bumps of
+        # one tab in flight commute (the revision only grows, the noted names only add up).
+        task = asyncio.create_task(_bump_burst(app, audiences))
+        running.add(task)
+        task.add_done_callback(running.discard)
 
 
 async def relay_domain_events(app: Any) -> None:

@@ -26,6 +26,10 @@ How it works
   `_live_changed(revision)` (False when this client's data already reflects it), then resolves the session
   and runs `_live_reload` in a worker thread, never on the event loop, with SQLite reads deferred
   (`backend.db.reads_only`): one slow query stalls no other socket.
+* A re-read covers the revisions the relay had reached when it began (`_live_read_covering`: the relay advances a
+  revision only after its change committed), so the frame of a bump the read already shows costs no query. A page
+  may name the event topics it shows (`_live_topics`, e.g. "waitlist."): each tab notes the names of the events
+  bumped to it, and a bump made only of other events (the provider's appointment moved) is noted as seen unread.
 * A page's load notes which revisions its data covers (`_mark_live_seen`, from what `link` noted on the session,
   `SessionState._live_linked`), so the marker's first report after a load re-reads nothing.
 * A socket that dropped and came back runs the page's on_load again (Reflex's hydrate_and_load), which
@@ -78,6 +82,7 @@ from backend.tenancy.context import Actor, Role
 from portal.state.session import SESSION_ENDED, SessionState, session_token
 
 logger = logging.getLogger(__name__)
+
 
 def tenant_token(tenant_id: uuid.UUID | str) -> str:
     """The shared-state token of one practice's staff (Reflex forbids underscores in it; a UUID has none)."""
@@ -161,6 +166,9 @@ class _LocalWatchers:
         self.revisions[audience] = revision = self.revisions.get(audience, 0) + 1
         return revision, set(self.watchers.get(audience, ()))
 
+    def current(self, audiences: list[str]) -> list[int]:
+        return [self.revisions.get(audience, 0) for audience in audiences]
+
     def audiences(self) -> set[str]:
         return {audience for audience, clients in self.watchers.items() if clients}
 
@@ -210,6 +218,11 @@ class _RedisWatchers:
         revision, clients = pipe.execute()
         return int(revision), {c.decode() if isinstance(c, bytes) else str(c) for c in clients}
 
+    def current(self, audiences: list[str]) -> list[int]:
+        if not audiences:
+            return []
+        return [int(value or 0) for value in self.r.mget([self._key("r", audience) for audience in audiences])]
+
     def audiences(self) -> set[str]:
         members = self.r.smembers(f"{self.prefix}:live:tokens")
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
@@ -244,6 +257,16 @@ def known_tokens() -> set[str]:
     return watchers().audiences()
 
 
+RESYNC_NAME = "live.resync"  # the relay's bump after its subscription came back: every page reads again
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
 def _client_token(state: rx.State) -> str:
     return state.router.session.client_token
 
@@ -269,6 +292,8 @@ class _Audience(rx.State, mixin=True):
     last_event: str = ""
     # Server-only: the audience token this tab watches for this class ("" for none).
     _audience: str = ""
+    # Server-only: the names of the events bumped since the page last looked (LiveRefreshMixin._live_topics).
+    _unread: list[str] = []
 
 
 class LiveTenant(_Audience, rx.State):
@@ -324,6 +349,11 @@ class LiveRefreshMixin(rx.State, mixin=True):
         """The audiences this page listens to (as linked in its on_load). Pages override this."""
         return (LiveTenant,)
 
+    def _live_topics(self) -> tuple[str, ...]:
+        """Prefixes of the event names that can change what this page shows ("waitlist."); empty: every event.
+        A bump made only of other events costs the page no query."""
+        return ()
+
     async def _live_revision(self) -> str:
         """The revisions this client's links delivered (noted by `link`), in the marker's form ("3:1")."""
         session = await self.get_state(SessionState)
@@ -358,6 +388,39 @@ class LiveRefreshMixin(rx.State, mixin=True):
             self._live_reload(actor)
         return True
 
+    async def _live_watched(self) -> tuple[list[tuple[int, str]], bool]:
+        """Per audience of this page: the revision this tab was last sent and the token it watches ("" if none);
+        and whether an event bumped since the page last looked is one of its topics (the names are consumed)."""
+        topics = self._live_topics()
+        watched, unread = [], []
+        for audience in self._live_audiences():
+            live = await self.get_state(audience)
+            watched.append((int(live.revision), str(live._audience)))  # type: ignore[attr-defined]
+            unread += live._unread  # type: ignore[attr-defined]
+            live._unread = []  # type: ignore[attr-defined]
+        # No names noted (a resync, a tab whose copy was reset): read, to be safe.
+        relevant = not topics or not unread or any(n.startswith(topics) or n == RESYNC_NAME for n in unread)
+        return watched, relevant
+
+    def _live_read_covering(self, watched: list[tuple[int, str]], reported: str = "") -> str | None:
+        """`_live_read`, returning the revisions (in the marker's form) its data covers: those the relay had reached
+        when it began. The relay advances a revision only after the change committed, so a read that starts later
+        sees it; when that revision's frame arrives, the tab has nothing to re-read (a cancellation and the offer
+        that follows it arrive as two bumps: the second costs no query). None: no viewer."""
+        tokens = [token for _, token in watched if token]
+        try:
+            current = dict(zip(tokens, watchers().current(tokens), strict=True))
+        except Exception:  # the registry is unreachable: cover only what the browser reported
+            logger.warning("live: cannot read the current revisions", exc_info=True)
+            current = {}
+        if not self._live_read():
+            return None
+        parts = reported.split(":")
+        return ":".join(
+            str(max(sent, current.get(token, 0), _int(parts[i]) if i < len(parts) else 0))
+            for i, (sent, token) in enumerate(watched)
+        )
+
     async def _reload_now(self):
         """Re-read the page's data now (a filter changed, an action finished)."""
         if not await asyncio.to_thread(self._live_read):
@@ -380,7 +443,12 @@ class LiveRefreshMixin(rx.State, mixin=True):
         if not self._live_changed(str(revision)[:200]):
             return None
         # The state stays locked for this client meanwhile (its own events wait); every other socket runs on.
-        await asyncio.to_thread(self._live_read)
+        watched, relevant = await self._live_watched()
+        if not relevant:
+            return None  # nothing this page shows changed: the revision is noted as seen (`_live_changed`)
+        covered = await asyncio.to_thread(self._live_read_covering, watched, self._live_seen)
+        if covered is not None:
+            self._live_seen = covered
         return None
 
 

@@ -291,6 +291,11 @@ class WaitlistConsoleState(LiveRefreshMixin, SessionState):
     def _live_audiences(self) -> tuple[type[rx.State], ...]:
         return (LiveProvider,)  # their own entries, and "any provider" ones at their clinics (portal/live_bridge.py)
 
+    def _live_topics(self) -> tuple[str, ...]:
+        # Entries, their offers and ranks change only by waitlist events (a clinic's archive moves or closes them);
+        # the provider's appointments and slots are other pages' business.
+        return ("waitlist.", "clinic.")
+
     def _live_actor(self) -> Actor | None:
         return self._doctor()
 

@@ -129,6 +129,7 @@ class _Live(SimpleNamespace):
     revision: int
     last_event: str
     _audience: str
+    _unread: list[str]
 
 
 class FakeApp:
@@ -142,7 +143,7 @@ class FakeApp:
         self.event_namespace = None
 
     def tab(self, client: str, cls: type, audience: str) -> None:
-        self.tabs[(client, cls.__name__)] = _Live(revision=0, last_event="", _audience=audience)
+        self.tabs[(client, cls.__name__)] = _Live(revision=0, last_event="", _audience=audience, _unread=[])
 
     @contextlib.asynccontextmanager
     async def modify_state(self, token: Any) -> AsyncIterator[Any]:
@@ -196,6 +197,14 @@ def test_the_relay_bumps_each_watching_tab_once_per_burst(monkeypatch: pytest.Mo
     } == dict.fromkeys(("admin-tab", "doctor-a-tab", "patient-tab", "doctor-b-tab", "doctor-c-tab"), 1)
     assert app.tabs[("reset-tab", "LiveProvider")].revision == 0  # its copy names no audience: left alone
     assert "reset-tab" not in registry.watchers.get(provider_token(PROVIDER_A), set())  # and it is forgotten
+    # Each tab notes every event of the burst that concerned it (a page showing none of them reads nothing).
+    assert app.tabs[("doctor-a-tab", "LiveProvider")]._unread == [
+        "appointment.cancelled",
+        "live.resync",
+        "slot.freed",
+        "waitlist.offer_created",
+    ]
+    assert app.tabs[("doctor-b-tab", "LiveProvider")]._unread == ["live.resync"]
 
 
 class _Session:
@@ -203,20 +212,28 @@ class _Session:
         return False
 
 
-def _page(reload: Any, actor: Any = "the doctor") -> SimpleNamespace:
-    """Stands in for a page state using LiveRefreshMixin: the mixin's own methods, a recorded reload. Asking it
-    for any state but the session fails: a page's handler must never load a shared (live) state."""
+def _page(
+    reload: Any, actor: Any = "the doctor", *, topics: tuple[str, ...] = (), audience: _Live | None = None
+) -> SimpleNamespace:
+    """Stands in for a page state using LiveRefreshMixin (one audience, LiveProvider): the mixin's own methods, a
+    recorded reload, the tab's own copy of its audience. Asking it for any other state fails."""
     page = SimpleNamespace(router=SimpleNamespace(url=SimpleNamespace(path="/doctor")), _live_seen="4")
+    mine = audience or _Live(revision=4, last_event="", _audience="", _unread=["waitlist.changed"])
 
     async def get_state(cls: type) -> Any:
+        if cls is LiveProvider:
+            return mine
         assert cls.__name__ == "SessionState", f"a page handler loaded {cls.__name__}"
         return _Session()
 
     page.get_state = get_state
-    page._live_changed = MethodType(LiveRefreshMixin._live_changed, page)
+    page.audience = mine
+    for name in ("_live_changed", "_live_read", "_live_watched", "_live_read_covering"):
+        setattr(page, name, MethodType(getattr(LiveRefreshMixin, name), page))
+    page._live_audiences = lambda: (LiveProvider,)
+    page._live_topics = lambda: topics
     page._live_actor = lambda: actor
     page._live_reload = reload
-    page._live_read = MethodType(LiveRefreshMixin._live_read, page)
     return page
 
 
@@ -255,6 +272,58 @@ def test_a_revision_the_page_already_shows_reads_nothing() -> None:
 
     assert asyncio.run(go()) == ["4", "5"]
     assert reads == ["the doctor"]
+
+
+def test_a_read_covers_the_revision_the_relay_had_reached_when_it_began(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancellation and the offer it sets off reach a tab as two bumps; when the second was advanced before the
+    tab's read of the first began, that read already shows it: the second frame costs no query."""
+    registry = _registry(monkeypatch)
+    token = provider_token(PROVIDER_A)
+    registry.watch(LiveProvider.get_full_name(), "tab", token)
+    for _ in range(6):
+        registry.advance(token)  # the relay is at 6; this tab has been sent 5 so far
+    reads: list[Any] = []
+    page = _page(reads.append, audience=_Live(revision=5, last_event="", _audience=token, _unread=["slot.held"]))
+
+    async def go() -> None:
+        handler = getattr(LiveRefreshMixin.live_update, "fn", LiveRefreshMixin.live_update)
+        await handler(page, "5")  # reads, and covers 6
+        page.audience.revision = 6  # the relay's second bump lands
+        await handler(page, "6")  # nothing to read
+        registry.advance(token)
+        page.audience.revision = 7
+        page.audience._unread = ["waitlist.changed"]
+        await handler(page, "7")  # a change after the read began: read again
+
+    asyncio.run(go())
+    assert reads == ["the doctor", "the doctor"]
+    assert page._live_seen == "7"
+
+
+def test_a_page_reads_again_only_for_the_events_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    _registry(monkeypatch)
+    reads: list[Any] = []
+    tab = _Live(revision=4, last_event="", _audience="", _unread=[])
+    page = _page(reads.append, topics=("waitlist.",), audience=tab)
+
+    async def go() -> list[str]:
+        handler = getattr(LiveRefreshMixin.live_update, "fn", LiveRefreshMixin.live_update)
+        tab._unread = ["appointment.cancelled", "notification.changed"]
+        await handler(page, "5")  # the provider's appointments changed: not this page's business
+        skipped = page._live_seen
+        tab._unread = ["slot.held", "waitlist.offer_created"]
+        await handler(page, "6")  # an offer: read
+        tab._unread = ["appointment.cancelled", "waitlist.changed"]  # two bumps landed before the page looked
+        await handler(page, "7")
+        tab._unread = ["appointment.booked", "live.resync"]  # the relay's subscription came back: read
+        await handler(page, "8")
+        tab._unread = []  # nothing noted (a copy reset): read, to be safe
+        await handler(page, "9")
+        return [skipped, page._live_seen]
+
+    assert asyncio.run(go()) == ["5", "9"]
+    assert reads == ["the doctor"] * 4
+    assert tab._unread == []
 
 
 def test_pages_name_their_audiences() -> None:
