@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 from sqlmodel import col, func, select
 
 from backend import events
@@ -198,17 +199,24 @@ class _Ranker:
         return self._weights[clinic_id]
 
     def prepare(self, entries: Iterable[WaitlistEntry]) -> None:
-        queues = {_queue(e) for e in entries if e.status in ACTIVE_ENTRY_STATUSES}
+        given = {e.id: e for e in entries if e.status in ACTIVE_ENTRY_STATUSES}
+        queues = {_queue(e) for e in given.values()}
         if not queues:
             return
         clinics = {c for c, _ in queues}
-        active = self.uow.session.exec(
-            select(WaitlistEntry).where(
-                col(WaitlistEntry.clinic_id).in_(clinics), col(WaitlistEntry.status).in_(ACTIVE_ENTRY_STATUSES)
+        # The rest of their queues, without what is already loaded (a console's rows are usually whole queues) and
+        # without the reason (ranking never reads it; decrypting it per row was a third of a console's re-read).
+        others = self.uow.session.exec(
+            select(WaitlistEntry)
+            .where(
+                col(WaitlistEntry.clinic_id).in_(clinics),
+                col(WaitlistEntry.status).in_(ACTIVE_ENTRY_STATUSES),
+                col(WaitlistEntry.id).not_in(list(given)),
             )
+            .options(defer(WaitlistEntry.reason))  # type: ignore[arg-type]
         ).all()
         grouped: dict[Queue, list[Candidate]] = defaultdict(list)
-        for entry in active:
+        for entry in [*given.values(), *others]:
             if _queue(entry) in queues:
                 grouped[_queue(entry)].append(candidate_of(entry))
         for (clinic_id, _), candidates in grouped.items():
