@@ -10,6 +10,7 @@ from backend.identity.models import (
     PracticeSSO,
     Provider,
     ProviderClinic,
+    Registration,
     User,
     UserSession,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "PracticeText",
     "Provider",
     "ProviderClinic",
+    "Registration",
     "Tenant",
     "TenantMixin",
     "TimeOff",

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # account per hour (more requests get the same answer and send nothing).
     invite_link_hours: int = Field(default=72, ge=1, le=24 * 30)
     reset_link_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    # Self-registration (off by default, per practice): how long the e-mail verification link works. Registrations
+    # are rate-limited like password resets (the two limits above and below, counted separately).
+    registration_link_hours: int = Field(default=24, ge=1, le=24 * 7)
     password_reset_address_max: int = Field(default=10, ge=1)
     password_reset_account_max: int = Field(default=3, ge=1)
     # Login throttling, kept in Redis (in process without Redis). Per (client network, account): after this many

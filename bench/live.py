@@ -61,6 +61,7 @@ import aiohttp
 import httpx
 import psycopg
 
+from bench import _admin as bench_admin
 from bench._reflex_client import Frame, LiveMarker, ReflexTab, find_dicts, live_markers, root_state_name
 from bench.booking import ADMIN_URL, PASSWORD, _free_port, _percentile
 
@@ -150,8 +151,9 @@ def setup_world(rounds: int) -> World:
         doctor_a = _doctor(uow, tenant_id, clinic_id, "Doctor A", "doctor-a@bench.example")
         others = [_doctor(uow, tenant_id, clinic_id, f"Doctor B{i}", f"doctor-b{i}@bench.example")
                   for i in range(OTHER_DOCTORS)]  # fmt: skip
-        admin = User(tenant_id=tenant_id, email="bench-admin@bench.example", full_name="Bench Admin",
+        admin = User(tenant_id=tenant_id, email=bench_admin.EMAIL, full_name="Bench Admin",
                      password_hash=hash_password(PASSWORD))  # fmt: skip
+        bench_admin.enrol(admin)  # admins must use MFA: a password alone gets a token only for setting it up
         uow.session.add(admin)
         uow.flush()
         uow.session.add(Membership(tenant_id=tenant_id, user_id=admin.id, role=Role.ADMIN))
@@ -577,8 +579,7 @@ async def bench(levels: list[int], events: int, world: World, server: Server, re
                 pg: PgStats | None, budget: Budget) -> list[dict[str, Any]]:  # fmt: skip
     markers = {PAGE: await asyncio.to_thread(live_markers, PAGE)}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as api:
-        response = await api.post("/api/v1/auth/token", json={"email": "bench-admin@bench.example",
-                                                              "password": PASSWORD})  # fmt: skip
+        response = await api.post("/api/v1/auth/token", json=bench_admin.token_request(PASSWORD))
         response.raise_for_status()
         headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
     rows = []

@@ -32,6 +32,7 @@ import httpx
 import psycopg
 import redis
 
+from bench import _admin as bench_admin
 from bench.booking import ADMIN_URL, PASSWORD, _free_port, _percentile, setup_practice, slot_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,8 +137,7 @@ def main() -> int:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        token = client.post("/api/v1/auth/token", json={"email": "bench-admin@bench.example",
-                                                        "password": PASSWORD}).json()["access_token"]  # fmt: skip
+        token = client.post("/api/v1/auth/token", json=bench_admin.token_request(PASSWORD)).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         seen: dict[str, float] = {}
         listener = threading.Thread(target=_listen, args=(info["tenant_id"], seen, stop), daemon=True)

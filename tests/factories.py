@@ -3,23 +3,36 @@
 The Tenant row is written in an unscoped unit of work (it is the root of isolation); everything else
 is written as the system actor of that tenant, so the tenant-scoping listeners run exactly as in
 production code.
+
+Admins must use MFA (backend/identity/mfa.py), so every admin made here is enrolled, with a random secret and
+ten recovery codes whose plain text only this module knows; `bearer()` signs them in with a code the server has
+not accepted yet (see `second_factor`). A test about an admin without MFA says so: `remove_mfa(practice, user)`.
 """
 
 from __future__ import annotations
 
+import threading
+import time as clock
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import pyotp
+from sqlalchemy import func
+from sqlmodel import col, select
+
 from backend.audit.models import AuditEvent
 from backend.audit.service import record
+from backend.crypto import decrypt_text, encrypt_text
 from backend.db import UnitOfWork
-from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User
+from backend.identity import mfa
+from backend.identity.models import Membership, MfaRecoveryCode, Patient, Provider, ProviderClinic, User
 from backend.identity.security import hash_password
 from backend.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule, BookingPolicy, TimeOff
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic, Tenant
+from backend.types import utcnow
 from backend.waitlist.models import EntryStatus, WaitlistEntry
 
 TEST_PASSWORD = "correct horse battery staple"
@@ -110,6 +123,7 @@ def make_practice(name: str, slug: str, *, zones: tuple[str, str] = DEFAULT_ZONE
         doctor_user = user("doctor", provider.full_name)
         patient_user = user("patient", patient.full_name)
         s.flush()
+        _enrol_mfa(uow, admin_user)
         admin_m = Membership(tenant_id=tenant.id, user_id=admin_user.id, role=Role.ADMIN)
         doctor_m = Membership(tenant_id=tenant.id, user_id=doctor_user.id, role=Role.DOCTOR, provider_id=provider.id)
         patient_m = Membership(tenant_id=tenant.id, user_id=patient_user.id, role=Role.PATIENT, patient_id=patient.id)
@@ -166,15 +180,116 @@ def add_patient(practice: Practice, full_name: str, *, home_clinic: Clinic | Non
     return patient
 
 
-def add_user(practice: Practice, email: str, role: Role, *, full_name: str = "Extra User", **links: Any) -> User:
-    """Add a login with one membership (links: patient_id= / provider_id=)."""
+def add_user(
+    practice: Practice,
+    email: str,
+    role: Role,
+    *,
+    full_name: str = "Extra User",
+    with_mfa: bool | None = None,
+    **links: Any,
+) -> User:
+    """Add a login with one membership (links: patient_id= / provider_id=). `with_mfa` (default: for an admin, who
+    must use it) enrols it in MFA as `make_practice` does."""
     with UnitOfWork(practice.system) as uow:
         user = User(tenant_id=practice.tenant_id, email=email, full_name=full_name, password_hash=PASSWORD_HASH)
         uow.session.add(user)
         uow.flush()
         uow.session.add(Membership(tenant_id=practice.tenant_id, user_id=user.id, role=role, **links))
+        if (role == Role.ADMIN) if with_mfa is None else with_mfa:
+            _enrol_mfa(uow, user)
         uow.commit()
     return user
+
+
+# -- MFA of test accounts ---------------------------------------------------------------------------------------
+
+# user id -> the plain text of its unused recovery codes (the database keeps only their hashes).
+_RECOVERY_CODES: dict[uuid.UUID, list[str]] = {}
+_CODES_LOCK = threading.Lock()
+
+
+def _enrol_mfa(uow: UnitOfWork, user: User) -> None:
+    """Enrol `user` as a confirmed enrolment leaves it: encrypted secret, ten hashed recovery codes."""
+    user.mfa_secret_encrypted = encrypt_text(mfa.new_secret())
+    user.mfa_enabled_at = utcnow()
+    uow.session.add(user)
+    _add_recovery_codes(uow, user)
+
+
+def _add_recovery_codes(uow: UnitOfWork, user: User) -> None:
+    codes = mfa.new_recovery_codes()
+    for code in codes:
+        uow.session.add(
+            MfaRecoveryCode(tenant_id=user.tenant_id, user_id=user.id, code_hash=mfa.hash_recovery_code(code))
+        )
+    _RECOVERY_CODES.setdefault(user.id, []).extend(codes)
+
+
+def enrol_mfa(practice: Practice, user: User) -> None:
+    """Enrol a login of `practice` in MFA (an admin from `make_practice` or `add_user` already is)."""
+    with UnitOfWork(practice.system) as uow:
+        row = uow.session.get(User, user.id)
+        assert row is not None and row.mfa_secret_encrypted is None, "already enrolled"
+        _enrol_mfa(uow, row)
+        uow.commit()
+
+
+def remove_mfa(practice: Practice, user: User) -> None:
+    """Take a login's MFA away, as an admin's reset does (without its audit row): an admin who has not set it up."""
+    with UnitOfWork(practice.system) as uow:
+        row = uow.session.get(User, user.id)
+        assert row is not None
+        row.mfa_secret_encrypted = None
+        row.mfa_pending_secret_encrypted = None
+        row.mfa_enabled_at = None
+        row.mfa_last_step = None
+        uow.session.add(row)
+        for code in uow.session.exec(select(MfaRecoveryCode).where(MfaRecoveryCode.user_id == row.id)):
+            uow.session.delete(code)
+        uow.commit()
+    _RECOVERY_CODES.pop(user.id, None)
+
+
+def second_factor(email: str, practice: str | None = None) -> str | None:
+    """A code that POST /auth/token will accept next for the account `email` (in practice slug `practice`), or
+    None when the account has no MFA (or this cannot tell which account it is).
+
+    The server accepts a TOTP code for the current step or one either side, and only for a step after the last one
+    it accepted for the account (`users.mfa_last_step`, read here each time): never the same code twice. So: the
+    TOTP code of the current step or the next (never the previous one, which could leave the window before the
+    server checks it); when both are spent (a test signing one account in many times within 30 seconds, like the
+    fuzz suite's fresh token per operation), one of the account's recovery codes only this module knows, each
+    good once, and when those run out, ten more for the account (rows as enrolment writes them) rather than a wait.
+    """
+    with _CODES_LOCK, UnitOfWork(system=True) as uow:
+        query = select(User).where(func.lower(User.email) == email.strip().lower(), col(User.is_active))
+        if practice:
+            query = query.join(Tenant, col(Tenant.id) == User.tenant_id).where(Tenant.slug == practice)
+        found = list(uow.session.exec(query))
+        if len(found) != 1 or found[0].mfa_secret_encrypted is None:
+            return None
+        user = found[0]
+        step = mfa.current_step(clock.time())
+        free = [s for s in (step, step + 1) if user.mfa_last_step is None or s > user.mfa_last_step]
+        if free:
+            return str(pyotp.TOTP(decrypt_text(user.mfa_secret_encrypted)).at(free[0] * mfa.STEP_SECONDS))
+        if not _RECOVERY_CODES.get(user.id):
+            with UnitOfWork(Actor.system(user.tenant_id)) as scoped:
+                _add_recovery_codes(scoped, user)
+                scoped.commit()
+        return _RECOVERY_CODES[user.id].pop()
+
+
+def token_request(email: str, password: str = TEST_PASSWORD, **extra: Any) -> dict[str, Any]:
+    """The JSON body of POST /api/v1/auth/token for `email`, with a fresh MFA code when the account has MFA (unless
+    `extra` brings its own `totp`)."""
+    body: dict[str, Any] = {"email": email, "password": password, **extra}
+    if "totp" not in extra:
+        code = second_factor(email, extra.get("practice"))
+        if code is not None:
+            body["totp"] = code
+    return body
 
 
 def add_appointment(
@@ -266,8 +381,9 @@ def rows(practice: Practice, model: type[Any], **where: Any) -> list[Any]:
 
 
 def bearer(client: Any, email: str, password: str = TEST_PASSWORD, **extra: Any) -> dict[str, str]:
-    """Log in through POST /api/v1/auth/token and return the Authorization header."""
-    response = client.post("/api/v1/auth/token", json={"email": email, "password": password, **extra})
+    """Log in through POST /api/v1/auth/token (with an MFA code for an account with MFA, see `token_request`) and
+    return the Authorization header."""
+    response = client.post("/api/v1/auth/token", json=token_request(email, password, **extra))
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 

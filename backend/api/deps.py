@@ -12,19 +12,38 @@ from backend.api import proxies
 from backend.audit import context as audit_context
 from backend.db import UnitOfWork
 from backend.errors import AuthenticationFailed
+from backend.identity.mfa import MfaEnrolmentRequired
 from backend.identity.service import BearerSession, session_from_token
 from backend.tenancy.context import Actor
 
 _bearer = HTTPBearer(auto_error=False, description="The access token from POST /api/v1/auth/token")
 
 
-def current_session(
+def bearer_session(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> BearerSession:
-    """Resolve the bearer token to its actor and session; the tenant comes from the token only."""
+    """Resolve the bearer token to its actor and session; the tenant comes from the token only. Use
+    current_session (or enrolment_session on the few routes an unenrolled account may use), never this directly."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("missing bearer token")
     return session_from_token(credentials.credentials)
+
+
+def current_session(session: Annotated[BearerSession, Depends(bearer_session)]) -> BearerSession:
+    """The bearer token's session, refused (403 `mfa_enrolment_required`) while it is limited to MFA enrolment.
+
+    The one place that keeps an admin (or a required clinician) without MFA out of every route: the token of a
+    password-only sign-in of such an account reaches only the routes that take enrolment_session (see below).
+    """
+    if session.mfa_enrolment_only:
+        raise MfaEnrolmentRequired()
+    return session
+
+
+def enrolment_session(session: Annotated[BearerSession, Depends(bearer_session)]) -> BearerSession:
+    """The bearer token's session, also when it is limited to MFA enrolment: only for GET /me, GET /me/mfa,
+    POST /me/mfa/enrol, POST /me/mfa/confirm and POST /auth/logout (tests/security checks that list)."""
+    return session
 
 
 def current_actor(session: Annotated[BearerSession, Depends(current_session)]) -> Actor:
@@ -32,13 +51,27 @@ def current_actor(session: Annotated[BearerSession, Depends(current_session)]) -
     return session.actor
 
 
-def unit_of_work(actor: Annotated[Actor, Depends(current_actor)], request: Request) -> Iterator[UnitOfWork]:
-    """Open one unit of work per request; the route commits it explicitly. Its reads of patient data are
-    audited as this route, from this client (backend.audit.context)."""
+def enrolment_actor(session: Annotated[BearerSession, Depends(enrolment_session)]) -> Actor:
+    """The actor of the bearer token, also while it is limited to MFA enrolment (see enrolment_session)."""
+    return session.actor
+
+
+def _unit_of_work(actor: Actor, request: Request) -> Iterator[UnitOfWork]:
     with UnitOfWork(actor) as uow:
         route = getattr(request.scope.get("route"), "path", None) or request.url.path
         audit_context.bind(uow, f"{request.method} {route}", proxies.client_address(request.scope))
         yield uow
+
+
+def unit_of_work(actor: Annotated[Actor, Depends(current_actor)], request: Request) -> Iterator[UnitOfWork]:
+    """Open one unit of work per request; the route commits it explicitly. Its reads of patient data are
+    audited as this route, from this client (backend.audit.context)."""
+    yield from _unit_of_work(actor, request)
+
+
+def enrolment_unit_of_work(actor: Annotated[Actor, Depends(enrolment_actor)], request: Request) -> Iterator[UnitOfWork]:
+    """unit_of_work for the enrolment routes (see enrolment_session)."""
+    yield from _unit_of_work(actor, request)
 
 
 def client_address(request: Request) -> str | None:
@@ -50,3 +83,7 @@ ActorDep = Annotated[Actor, Depends(current_actor)]
 SessionDep = Annotated[BearerSession, Depends(current_session)]
 UowDep = Annotated[UnitOfWork, Depends(unit_of_work)]
 ClientAddressDep = Annotated[str | None, Depends(client_address)]
+# Only for the routes an account that must still set up MFA may use (see enrolment_session).
+EnrolmentActorDep = Annotated[Actor, Depends(enrolment_actor)]
+EnrolmentSessionDep = Annotated[BearerSession, Depends(enrolment_session)]
+EnrolmentUowDep = Annotated[UnitOfWork, Depends(enrolment_unit_of_work)]

@@ -6,7 +6,10 @@
 - A code is accepted for the current 30-second step or one step either side (valid_window=1), and only for a
   step after the last one accepted for that user (`users.mfa_last_step`): a code is never accepted twice.
 - Admins must use MFA; clinicians too when their practice says so (`tenants.mfa_required_for_clinicians`); anyone
-  else may opt in. Someone who must and has not enrolled signs in to a session that reaches only the enrolment page.
+  else may opt in. Someone who must and has not enrolled signs in to a session that reaches only the enrolment page,
+  in the browser and through the API alike (`user_sessions.mfa_enrolment_only`, cleared by confirming enrolment):
+  an API token of such a session is refused (403 `mfa_enrolment_required`) everywhere but on the enrolment routes
+  (backend/api/deps.py).
 - Between the password and the code, the browser holds a signed pending-MFA token (5 minutes, bound to the user and
   to their current password hash), never a session.
 """
@@ -67,6 +70,21 @@ class MfaInvalid(AuthenticationFailed):
     """The code was wrong, already used, or the account has no MFA to check it against."""
 
     code = "mfa_invalid"
+
+
+class MfaEnrolmentRequired(PermissionDenied):
+    """The account must use MFA and has not set it up: its token may only enrol (and say who it is, sign out)."""
+
+    code = "mfa_enrolment_required"
+
+    def __init__(
+        self,
+        message: str = (
+            "Set up two-step sign-in first: POST /api/v1/me/mfa/enrol, then POST /api/v1/me/mfa/confirm with a code "
+            "from your authenticator app. Until then this token can do nothing else."
+        ),
+    ) -> None:
+        super().__init__(message)
 
 
 BAD_CODE = "That code is not valid. Enter the current code from your authenticator app, or a recovery code."
@@ -309,13 +327,18 @@ def enrolment_actor_from_session(token: str | None) -> Actor | None:
         )
 
 
+def must_enrol(uow: UnitOfWork, user: User, role: Role) -> bool:
+    """True when `role` requires MFA of `user` and the account has not enrolled."""
+    return not is_enrolled(user) and mfa_required_for(uow, role, user.tenant_id)
+
+
 def needs_enrolment(actor: Actor) -> bool:
     """True when the actor's role requires MFA and their account has not enrolled."""
     if actor.user_id is None:
         return False
     with UnitOfWork(actor) as uow:
         user = uow.session.get(User, actor.user_id)
-        return user is not None and not is_enrolled(user) and mfa_required_for(uow, actor.role, actor.tenant_id)
+        return user is not None and must_enrol(uow, user, actor.role)
 
 
 # -- service functions ----------------------------------------------------------------------------------------

@@ -123,6 +123,39 @@ class OnboardingLink(TenantMixin, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class Registration(TenantMixin, table=True):
+    """A patient's own request for an account (self-registration), waiting for its e-mail to be verified.
+
+    Nothing usable exists until the link is opened: no user, no patient, no membership; the verification creates
+    them (backend/identity/onboarding.py). `kind` 'verify': the request and its single-use, expiring link (only a
+    hash of the token is stored, the token is an HMAC of the row's id, like onboarding links); 'exists': the e-mail
+    already had an account here, and its owner was told instead (no password kept, no link that verifies).
+    """
+
+    __tablename__ = "registrations"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('verify', 'exists')", name="kind"),
+        tenant_fk("registrations", "user_id", "users", ondelete="CASCADE"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    kind: str = Field(max_length=10)
+    email: str = Field(max_length=320, index=True)
+    full_name: str = Field(default="", max_length=200)
+    phone: str = Field(default="", max_length=40)
+    locale: str = Field(default="en", max_length=10)
+    # The argon2 hash of the password the person chose; emptied once it moves to the account (or is replaced).
+    password_hash: str = Field(default="", max_length=255)
+    token_hash: str = Field(max_length=64, unique=True)
+    # 'exists': the account the e-mail already had; 'verify': the account the verification created.
+    user_id: uuid.UUID | None = Field(default=None, index=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    terms_accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class Membership(TenantMixin, table=True):
     """A user's role in its practice, linked to the patient or provider record it acts as."""
 

@@ -11,6 +11,14 @@ The visitor who opens a link is anonymous: the token is looked up in the system 
 and everything after that runs as the link's practice (Actor.system(tenant)). The answer to "forgot password" is
 the same whether or not the e-mail has an account, and it is rate-limited per client address (429) and per account
 (silently: no more e-mails, the same answer). Every step is audited.
+
+Self-registration (off by default; an admin turns it on per practice): a newcomer gives name, e-mail, optional
+mobile, a password (the same policy) and accepts the terms; the answer is always "check your e-mail". A new e-mail
+gets a single-use, expiring verification link, and nothing usable exists until it is opened (the request waits in
+`registrations`); opening it and entering the same password creates the user, the patient record and the
+membership, and signs the person in. An e-mail that already has an account here gets a message saying so (sign in
+or reset the password) instead, and no second account. Rate-limited like "forgot password": per client address
+(429) and per e-mail (silently).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import threading
 import time
 import uuid
@@ -30,9 +39,9 @@ from sqlmodel import col, select
 
 from backend.audit.service import record
 from backend.db import UnitOfWork
-from backend.errors import Conflict, DomainError, NotFound, RateLimited, ValidationFailed
+from backend.errors import Conflict, DomainError, NotFound, PermissionDenied, RateLimited, ValidationFailed
 from backend.identity import security
-from backend.identity.models import Membership, OnboardingLink, Patient, Provider, ProviderClinic, User
+from backend.identity.models import Membership, OnboardingLink, Patient, Provider, ProviderClinic, Registration, User
 from backend.identity.service import _actor_for, _pick_membership, _revoke_all_sessions, check_password_policy
 from backend.notifications.models import Channel, Notification, NotificationDelivery
 from backend.redis_client import get_redis
@@ -46,11 +55,16 @@ logger = logging.getLogger(__name__)
 
 INVITE = "invite"
 RESET = "reset"
+# A self-registration's e-mail verification link (a `registrations` row, not an onboarding link).
+VERIFY = "verify"
 PURPOSES = (INVITE, RESET)
 # The notification event of each purpose (backend/notifications/templates/<locale>/<event>.*.j2).
 EVENT_BY_PURPOSE = {INVITE: "account_invite", RESET: "password_reset"}
-LINK_EVENTS = frozenset(EVENT_BY_PURPOSE.values())
-PATH_BY_PURPOSE = {INVITE: "/invite/", RESET: "/reset/"}
+REGISTRATION_VERIFY = "registration_verify"
+REGISTRATION_EXISTS = "registration_exists"
+# Account messages: rendered from a link's (or registration's) id at send time, never with an unsubscribe link.
+LINK_EVENTS = frozenset(EVENT_BY_PURPOSE.values()) | {REGISTRATION_VERIFY, REGISTRATION_EXISTS}
+PATH_BY_PURPOSE = {INVITE: "/invite/", RESET: "/reset/", VERIFY: "/verify/"}
 INVITABLE_ROLES = (Role.PATIENT, Role.DOCTOR, Role.ADMIN)
 
 LINK_INVALID = "This link has expired or was already used."
@@ -94,6 +108,8 @@ def _lifetime(purpose: str) -> timedelta:
     settings = get_settings()
     if purpose == INVITE:
         return timedelta(hours=settings.invite_link_hours)
+    if purpose == VERIFY:
+        return timedelta(hours=settings.registration_link_hours)
     return timedelta(minutes=settings.reset_link_minutes)
 
 
@@ -155,21 +171,42 @@ def _send_link(actor: Actor, uow: UnitOfWork, *, link: OnboardingLink, user: Use
     E-mail always (the sign-in name); SMS too when a mobile number is given (its text is the link alone). In the
     console mode one console row carries it, which the admin reads on the Outbox page. Account messages go whatever
     the person's marketing choices: they asked for them (reset) or cannot sign in without them (invite)."""
-    from backend.notifications.outbox import channel_mode, enqueue_deliveries
-
     patient = _patient_of(uow, user)
     # A mobile number is kept on the patient record only: staff get their links by e-mail.
     channels = [Channel.EMAIL] + ([Channel.SMS] if phone and patient is not None else [])
+    return _write_account_messages(
+        actor,
+        uow,
+        event_type=EVENT_BY_PURPOSE[link.purpose],
+        channels=channels,
+        patient_id=patient.id if patient is not None else None,
+        payload={"link_id": str(link.id), "user_id": str(user.id)},
+    )
+
+
+def _write_account_messages(
+    actor: Actor,
+    uow: UnitOfWork,
+    *,
+    event_type: str,
+    channels: list[Channel],
+    patient_id: uuid.UUID | None,
+    payload: dict[str, str],
+) -> list[uuid.UUID]:
+    """The outbox rows of an account message (ids only in the payload), enqueued after commit; one console row
+    instead in the console mode."""
+    from backend.notifications.outbox import channel_mode, enqueue_deliveries
+
     if channel_mode() == "console":
         channels = [Channel.CONSOLE]
     now = utcnow()
     notes = [
         Notification(
             tenant_id=actor.tenant_id,
-            patient_id=patient.id if patient is not None else None,
-            event_type=EVENT_BY_PURPOSE[link.purpose],
+            patient_id=patient_id,
+            event_type=event_type,
             channel=channel,
-            payload={"link_id": str(link.id), "user_id": str(user.id)},
+            payload=payload,
             next_attempt_at=now,
             created_at=now,
         )
@@ -206,7 +243,7 @@ def message_for(uow: UnitOfWork, link_id: uuid.UUID) -> LinkMessage | None:
     """The message of a link notification (backend/notifications/delivery.py renders it); None when gone."""
     link = uow.session.get(OnboardingLink, link_id)
     if link is None:
-        return None
+        return _registration_message(uow, link_id)
     user = uow.session.get(User, link.user_id)
     if user is None:
         return None
@@ -639,3 +676,399 @@ def reset_password(*, token: str | None, new_password: str) -> int:
                data={"sessions_ended": revoked})  # fmt: skip
         uow.commit()
         return revoked
+
+
+# -- self-registration -----------------------------------------------------------------------------------
+
+REGISTER_SENT = (
+    "We have sent a message to the address you gave. To finish, open the link in it and enter the password you "
+    "chose. Nothing arrived? Check the spam folder, or register again for a new link."
+)
+REGISTRATION_LOCALES = ("en", "es")
+# Wrong passwords entered on one verification link before it asks the person to wait.
+VERIFY_ATTEMPTS_MAX = 10
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,59}")
+# A greeting is made of the first name only when it looks like one: the message goes to whatever address was typed,
+# so nothing else the visitor typed reaches it (a registration form is no relay for someone else's words).
+_GREETABLE = re.compile(r"[^\W\d_](?:[^\W\d_]|['’.-]){0,39}")
+
+
+class RegistrationClosed(PermissionDenied):
+    """The practice does not take registrations (its admin has not turned self-registration on): 403."""
+
+    code = "registration_closed"
+
+    def __init__(self, practice_name: str) -> None:
+        super().__init__(
+            f"{practice_name} does not take online registrations. Ask the practice to send you an invitation."
+        )
+
+
+@dataclass(frozen=True)
+class SelfRegistrationSetting:
+    """Whether the practice's patients may create their own account, and where they do it."""
+
+    enabled: bool
+    practice_slug: str
+
+    @property
+    def register_path(self) -> str:
+        return f"/register/{self.practice_slug}"
+
+
+def _own_tenant(actor: Actor, uow: UnitOfWork) -> Tenant:
+    tenant = uow.session.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        raise NotFound("practice")
+    return tenant
+
+
+@service_function
+def get_self_registration(actor: Actor, uow: UnitOfWork) -> SelfRegistrationSetting:
+    """Whether patients may create their own account in the practice (admin)."""
+    require_role(actor, Role.ADMIN)
+    tenant = _own_tenant(actor, uow)
+    return SelfRegistrationSetting(tenant.self_registration_enabled, tenant.slug)
+
+
+@service_function
+def set_self_registration(actor: Actor, uow: UnitOfWork, *, enabled: bool) -> SelfRegistrationSetting:
+    """Let patients create their own account (with e-mail verification), or stop it (admin; audited)."""
+    require_role(actor, Role.ADMIN)
+    if not isinstance(enabled, bool):
+        raise ValidationFailed("enabled must be true or false", field="enabled")
+    tenant = _own_tenant(actor, uow)
+    was = tenant.self_registration_enabled
+    tenant.self_registration_enabled = enabled
+    uow.session.add(tenant)
+    record(actor, uow, action="practice.self_registration_changed", entity_type="tenant", entity_id=tenant.id,
+           data={"enabled": enabled, "was": was})  # fmt: skip
+    return SelfRegistrationSetting(enabled, tenant.slug)
+
+
+@dataclass(frozen=True)
+class RegistrationInfo:
+    """What the registration and sign-in pages need about a practice named in the address."""
+
+    practice_id: uuid.UUID
+    practice_name: str
+    practice_slug: str
+    open: bool
+
+
+def registration_info(slug: str | None) -> RegistrationInfo | None:
+    """The practice with this short name and whether it takes registrations (system scope: nobody is signed in);
+    None for an unknown or malformed name."""
+    slug = (slug or "").strip().lower()
+    if not _SLUG.fullmatch(slug):
+        return None
+    with UnitOfWork(system=True) as uow:
+        tenant = uow.session.exec(select(Tenant).where(col(Tenant.slug) == slug)).first()
+        if tenant is None:
+            return None
+        return RegistrationInfo(tenant.id, tenant.name, tenant.slug, tenant.self_registration_enabled)
+
+
+def _clean_locale(locale: str | None) -> str:
+    value = (locale or "en").strip().lower()[:10]
+    if value not in REGISTRATION_LOCALES:
+        raise ValidationFailed("Choose English or Spanish.", field="locale")
+    return value
+
+
+@dataclass(frozen=True)
+class RegistrationReceipt:
+    """What a registration did. Only tests and the audit trail see it: the visitor gets REGISTER_SENT, always."""
+
+    kind: str  # "verify" (a link was sent), "exists" (the owner was told), "suppressed" (too many: nothing sent)
+    registration_id: uuid.UUID | None
+    notification_ids: list[uuid.UUID]
+
+
+def _patient_id_of(uow: UnitOfWork, user: User) -> uuid.UUID | None:
+    patient = _patient_of(uow, user)
+    return patient.id if patient is not None else None
+
+
+@service_function
+def request_registration(
+    actor: Actor,
+    uow: UnitOfWork,
+    *,
+    full_name: str,
+    email: str,
+    password: str,
+    accept_terms: bool,
+    phone: str = "",
+    locale: str = "en",
+) -> RegistrationReceipt:
+    """Register a newcomer as a patient of the actor's practice, pending e-mail verification (the anonymous visitor
+    acts as the practice's system actor). A new e-mail gets a verification link; one with an account here gets a
+    "you already have an account" message instead; too many requests for one e-mail send nothing."""
+    require_role(actor, Role.SYSTEM)
+    tenant = _own_tenant(actor, uow)
+    if not tenant.self_registration_enabled:
+        raise RegistrationClosed(tenant.name)
+    full_name = _clean_name(full_name)
+    email = _clean_email(email)
+    phone = _clean_phone(phone)
+    locale = _clean_locale(locale)
+    check_password_policy(password, email=email, names=(full_name,), field="password")
+    if accept_terms is not True:
+        raise ValidationFailed("Accept the terms of use and the privacy notice to continue.", field="accept_terms")
+    # Hashed whether or not it is kept: both answers take the same time.
+    password_hash = security.hash_password(password)
+    count, _wait = _counter.hit(f"register-email:{_keyed(f'{tenant.id}:{email}')}", ACCOUNT_WINDOW_SECONDS)
+    if count > get_settings().password_reset_account_max:
+        record(actor, uow, action="user.registration_suppressed", entity_type="registration", entity_id=None)
+        return RegistrationReceipt("suppressed", None, [])
+    now = utcnow()
+    existing = uow.session.exec(select(User).where(func.lower(User.email) == email)).first()
+    registration_id = new_id()
+    token_hash = hash_token(link_token(registration_id))
+    if existing is not None:
+        registration = Registration(
+            id=registration_id, tenant_id=tenant.id, kind="exists", email=email, locale=locale, token_hash=token_hash,
+            user_id=existing.id, expires_at=now, created_at=now,
+        )  # fmt: skip
+        uow.session.add(registration)
+        uow.flush()
+        ids = _write_account_messages(
+            actor,
+            uow,
+            event_type=REGISTRATION_EXISTS,
+            channels=[Channel.EMAIL],
+            patient_id=_patient_id_of(uow, existing),
+            payload={"link_id": str(registration_id), "registration_id": str(registration_id),
+                     "user_id": str(existing.id)},
+        )  # fmt: skip
+        record(actor, uow, action="user.registration_existing_account", entity_type="user", entity_id=existing.id,
+               data={"registration_id": str(registration_id), "channels": len(ids)})  # fmt: skip
+        return RegistrationReceipt("exists", registration_id, ids)
+    # Only the newest request for an e-mail works; the password of an older one is forgotten.
+    uow.session.execute(
+        update(Registration)
+        .where(
+            col(Registration.email) == email,
+            col(Registration.kind) == "verify",
+            col(Registration.used_at).is_(None),
+            col(Registration.revoked_at).is_(None),
+        )
+        .values(revoked_at=now, password_hash="")
+    )
+    registration = Registration(
+        id=registration_id, tenant_id=tenant.id, kind="verify", email=email, full_name=full_name, phone=phone,
+        locale=locale, password_hash=password_hash, token_hash=token_hash, expires_at=now + _lifetime(VERIFY),
+        terms_accepted_at=now, created_at=now,
+    )  # fmt: skip
+    uow.session.add(registration)
+    uow.flush()
+    ids = _write_account_messages(
+        actor,
+        uow,
+        event_type=REGISTRATION_VERIFY,
+        channels=[Channel.EMAIL],  # it verifies the e-mail address: by e-mail only
+        patient_id=None,
+        payload={"link_id": str(registration_id), "registration_id": str(registration_id)},
+    )
+    record(actor, uow, action="user.registration_requested", entity_type="registration", entity_id=registration_id,
+           data={"channels": len(ids), "expires_at": registration.expires_at.isoformat()})  # fmt: skip
+    return RegistrationReceipt("verify", registration_id, ids)
+
+
+def register_patient(
+    *,
+    practice: str | None,
+    full_name: str,
+    email: str,
+    password: str,
+    accept_terms: bool,
+    phone: str = "",
+    locale: str = "en",
+    client_address: str | None,
+) -> str:
+    """A newcomer's registration at the practice with this short name: always the same answer (REGISTER_SENT).
+
+    NotFound for an unknown practice, RegistrationClosed when it does not take registrations, ValidationFailed
+    (with its field) for bad input, RateLimited when one address asks too often."""
+    settings = get_settings()
+    if settings.rate_limit_enabled:
+        count, wait = _counter.hit(f"register-address:{_keyed(client_address or 'unknown')}", ADDRESS_WINDOW_SECONDS)
+        if count > settings.password_reset_address_max:
+            raise RateLimited(f"Too many requests. Try again in {wait} seconds.", retry_after=wait)
+    info = registration_info(practice)
+    if info is None:
+        raise NotFound("practice")
+    actor = Actor.system(info.practice_id)
+    with UnitOfWork(actor) as uow:
+        request_registration(actor, uow, full_name=full_name, email=email, password=password,
+                             accept_terms=accept_terms, phone=phone, locale=locale)  # fmt: skip
+        uow.commit()
+    return REGISTER_SENT
+
+
+@dataclass(frozen=True)
+class RegistrationView:
+    """What the verification page shows (the person's own e-mail and first name, nothing else)."""
+
+    practice_name: str
+    practice_slug: str
+    first_name: str
+    email: str
+    expires_at: datetime
+
+
+def _find_registration(token: str | None) -> tuple[uuid.UUID, uuid.UUID]:
+    """(tenant id, registration id) of a live verification link, looked up in the system scope; else LinkInvalid."""
+    if not token or len(token) > TOKEN_MAX_LENGTH or "\x00" in token:
+        raise LinkInvalid()
+    with UnitOfWork(system=True) as uow:
+        found = uow.session.exec(select(Registration).where(Registration.token_hash == hash_token(token))).first()
+        if found is None or not _live(found):
+            raise LinkInvalid()
+        return found.tenant_id, found.id
+
+
+def _live(registration: Registration) -> bool:
+    return (
+        registration.kind == "verify"
+        and registration.used_at is None
+        and registration.revoked_at is None
+        and registration.expires_at > utcnow()
+    )
+
+
+def _first_name(full_name: str) -> str:
+    parts = full_name.split()
+    return parts[0] if parts else ""
+
+
+def inspect_registration(token: str | None) -> RegistrationView:
+    """What a verification link's page shows; LinkInvalid when it is unknown, expired, used or replaced."""
+    tenant_id, registration_id = _find_registration(token)
+    with UnitOfWork(Actor.system(tenant_id)) as uow:
+        registration = uow.session.get(Registration, registration_id)
+        tenant = uow.session.get(Tenant, tenant_id)
+        if registration is None or tenant is None or not _live(registration):
+            raise LinkInvalid()
+        return RegistrationView(tenant.name, tenant.slug, _first_name(registration.full_name), registration.email,
+                                registration.expires_at)  # fmt: skip
+
+
+@service_function
+def verify_registration(actor: Actor, uow: UnitOfWork, registration_id: uuid.UUID, *, password: str) -> Actor:
+    """Open a verification link: with the password chosen at registration, create the user (active, role patient),
+    the patient record and the membership in the actor's practice, and spend the link. Returns the new patient's
+    actor, so the browser can be signed in."""
+    require_role(actor, Role.SYSTEM)
+    registration = uow.session.exec(
+        select(Registration).where(Registration.id == registration_id).with_for_update()
+    ).first()
+    if registration is None or not _live(registration):
+        raise LinkInvalid()
+    tenant = _own_tenant(actor, uow)
+    if not tenant.self_registration_enabled:
+        raise RegistrationClosed(tenant.name)
+    attempts, wait = _counter.hit(f"register-verify:{registration.id.hex}", ACCOUNT_WINDOW_SECONDS)
+    if attempts > VERIFY_ATTEMPTS_MAX:
+        raise RateLimited(f"Too many attempts. Try again in {wait} seconds.", retry_after=wait)
+    if not registration.password_hash or not security.verify_password(registration.password_hash, password or ""):
+        raise ValidationFailed(
+            "This is not the password you chose when you registered. Enter that one (or register again).",
+            field="password",
+            code="registration_password_mismatch",
+        )
+    email = registration.email
+    if uow.session.exec(select(User.id).where(func.lower(User.email) == email)).first() is not None:
+        raise Conflict(
+            "An account with this e-mail address already exists here: sign in, or reset your password.",
+            code="registration_exists",
+        )
+    now = utcnow()
+    user = User(
+        tenant_id=actor.tenant_id,
+        email=email,
+        full_name=registration.full_name,
+        password_hash=registration.password_hash,
+        is_active=True,
+        terms_accepted_at=registration.terms_accepted_at or now,
+    )
+    patient = Patient(
+        tenant_id=actor.tenant_id,
+        full_name=registration.full_name,
+        email=email,
+        phone=registration.phone,
+        locale=registration.locale or "en",
+    )
+    uow.session.add(user)
+    uow.session.add(patient)
+    uow.flush()
+    membership = Membership(tenant_id=actor.tenant_id, user_id=user.id, role=Role.PATIENT, patient_id=patient.id)
+    uow.session.add(membership)
+    registration.used_at = now
+    registration.user_id = user.id
+    registration.password_hash = ""  # it lives on the account now
+    uow.session.add(registration)
+    uow.flush()
+    patient_actor = _actor_for(membership)
+    accepted = user.terms_accepted_at.isoformat() if user.terms_accepted_at else None
+    record(patient_actor, uow, action="user.registration_verified", entity_type="user", entity_id=user.id,
+           data={"patient_id": str(patient.id), "registration_id": str(registration.id),
+                 "terms_accepted_at": accepted})  # fmt: skip
+    return patient_actor
+
+
+def complete_registration(*, token: str | None, password: str) -> Actor:
+    """The visitor with a verification link and their password: the account exists from now on (see
+    verify_registration). Returns the new patient's actor."""
+    tenant_id, registration_id = _find_registration(token)
+    system = Actor.system(tenant_id)
+    with UnitOfWork(system) as uow:
+        actor = verify_registration(system, uow, registration_id, password=password)
+        uow.commit()
+        return actor
+
+
+def _registration_message(uow: UnitOfWork, registration_id: uuid.UUID) -> LinkMessage | None:
+    """The message about a registration: its verification link, or (the e-mail had an account) the way to sign in."""
+    registration = uow.session.get(Registration, registration_id)
+    if registration is None:
+        return None
+    public = get_settings().public_url.rstrip("/")
+    if registration.kind == "verify":
+        first = _first_name(registration.full_name)
+        locale = registration.locale or "en"
+        return LinkMessage(
+            first_name=first if _GREETABLE.fullmatch(first) else "",
+            email=registration.email,
+            phone="",
+            locale=locale,
+            link=link_url(VERIFY, registration.id),
+            valid_for=valid_for(VERIFY, locale),
+        )
+    user = uow.session.get(User, registration.user_id) if registration.user_id else None
+    tenant = uow.session.get(Tenant, registration.tenant_id)
+    if user is None or tenant is None:
+        return None
+    patient = _patient_of(uow, user)
+    return LinkMessage(
+        first_name=_first_name(user.full_name),
+        email=user.email,
+        phone="",
+        locale=(patient.locale if patient is not None else "") or registration.locale or "en",
+        link=f"{public}/login?practice={tenant.slug}",
+        valid_for="",
+    )
+
+
+def recipient_name(uow: UnitOfWork, payload: dict[str, object]) -> str | None:
+    """Who a registration's verification message goes to, for the outbox ("Name (registering)"); None for any
+    other message."""
+    raw = payload.get("registration_id")
+    if not raw or payload.get("user_id"):
+        return None
+    try:
+        registration = uow.session.get(Registration, uuid.UUID(str(raw)))
+    except ValueError:
+        return None
+    return f"{registration.full_name} (registering)" if registration is not None else "(registering)"

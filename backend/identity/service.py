@@ -188,6 +188,8 @@ class TokenGrant:
     access_token: str
     expires_in: int
     refresh_token: str
+    # The session may only set up MFA until enrolment is confirmed (see start_api_session).
+    mfa_enrolment_only: bool = False
 
 
 def _access_token(actor: Actor, session_id: uuid.UUID) -> tuple[str, int]:
@@ -198,12 +200,19 @@ def _access_token(actor: Actor, session_id: uuid.UUID) -> tuple[str, int]:
 
 
 def start_api_session(actor: Actor) -> TokenGrant:
-    """Open an API session for an authenticated actor; return its access token and first refresh token."""
+    """Open an API session for an authenticated actor; return its access token and first refresh token.
+
+    Someone whose role requires MFA and who has not set it up gets a session limited to enrolment, as in the
+    browser (`mfa_enrolment_only`): its tokens are refused everywhere but on the enrolment routes
+    (backend/api/deps.py) until confirming enrolment lifts the limit (mfa.confirm_enrolment).
+    """
     if actor.user_id is None or actor.role == Role.SYSTEM:
         raise AuthenticationFailed("only people get tokens")
     settings = get_settings()
     with UnitOfWork(actor) as uow:
         membership = _membership_of(uow, actor)
+        user = uow.session.get(User, membership.user_id)
+        enrolment_only = user is None or mfa.must_enrol(uow, user, actor.role)
         session = UserSession(
             tenant_id=actor.tenant_id,
             kind="api",
@@ -212,12 +221,18 @@ def start_api_session(actor: Actor) -> TokenGrant:
             membership_id=membership.id,
             expires_at=utcnow() + timedelta(days=settings.refresh_token_days),
             idle_timeout_seconds=idle.timeout_for(actor.role, settings),
+            mfa_enrolment_only=enrolment_only,
         )
         refresh_token, session.refresh_hash = security.new_refresh_token(session.id, session.refresh_generation)
         uow.session.add(session)
         uow.commit()
     access_token, expires_in = _access_token(actor, session.id)
-    return TokenGrant(access_token=access_token, expires_in=expires_in, refresh_token=refresh_token)
+    return TokenGrant(
+        access_token=access_token,
+        expires_in=expires_in,
+        refresh_token=refresh_token,
+        mfa_enrolment_only=enrolment_only,
+    )
 
 
 def issue_token(actor: Actor) -> tuple[str, int]:
@@ -272,11 +287,20 @@ def refresh_api_session(refresh_token: str) -> TokenGrant:
         uow.commit()
         actor = _actor_for(membership)
     access_token, expires_in = _access_token(actor, session.id)
-    return TokenGrant(access_token=access_token, expires_in=expires_in, refresh_token=new_refresh)
+    return TokenGrant(
+        access_token=access_token,
+        expires_in=expires_in,
+        refresh_token=new_refresh,
+        mfa_enrolment_only=session.mfa_enrolment_only,
+    )
 
 
-def _load_actor(tenant_id: uuid.UUID, user_id: uuid.UUID, role: Role, session_id: uuid.UUID) -> Actor | None:
-    """Re-read the membership and the token's session so a removed user, role or session stops working at once.
+def _load_actor(
+    tenant_id: uuid.UUID, user_id: uuid.UUID, role: Role, session_id: uuid.UUID
+) -> tuple[Actor, bool] | None:
+    """Re-read the membership and the token's session so a removed user, role or session stops working at once;
+    return the actor and whether the session is limited to MFA enrolment (read in the same query, so confirming
+    enrolment lifts the limit at once).
 
     A bearer request is activity: it moves the session's idle clock (in Redis, not the database), and a session
     idle past its timeout is revoked and refused (401 `session_idle`).
@@ -309,13 +333,15 @@ def _load_actor(tenant_id: uuid.UUID, user_id: uuid.UUID, role: Role, session_id
         if clock.persist_due:
             _persist_last_seen(uow, session.id, clock.last)
             uow.commit()
-        return _actor_for(membership)
+        return _actor_for(membership), session.mfa_enrolment_only
 
 
 @dataclass(frozen=True)
 class BearerSession:
     actor: Actor
     session_id: uuid.UUID
+    # Limited to MFA enrolment: the API refuses it everywhere else (backend/api/deps.py).
+    mfa_enrolment_only: bool = False
 
 
 def session_from_token(token: str) -> BearerSession:
@@ -326,15 +352,20 @@ def session_from_token(token: str) -> BearerSession:
     except ValueError as exc:
         raise AuthenticationFailed(BAD_TOKEN) from exc
     session_id = uuid.UUID(claims["sid"])
-    actor = _load_actor(uuid.UUID(claims["tenant"]), uuid.UUID(claims["sub"]), role, session_id)
-    if actor is None:
+    loaded = _load_actor(uuid.UUID(claims["tenant"]), uuid.UUID(claims["sub"]), role, session_id)
+    if loaded is None:
         raise AuthenticationFailed(BAD_TOKEN)
-    return BearerSession(actor=actor, session_id=session_id)
+    actor, enrolment_only = loaded
+    return BearerSession(actor=actor, session_id=session_id, mfa_enrolment_only=enrolment_only)
 
 
 def actor_from_token(token: str) -> Actor:
-    """Turn a bearer token into an actor, or raise AuthenticationFailed."""
-    return session_from_token(token).actor
+    """Turn a bearer token into an actor, or raise AuthenticationFailed (MfaEnrolmentRequired, 403, for a token
+    limited to MFA enrolment)."""
+    session = session_from_token(token)
+    if session.mfa_enrolment_only:
+        raise mfa.MfaEnrolmentRequired()
+    return session.actor
 
 
 def end_api_session(actor: Actor, session_id: uuid.UUID) -> None:
@@ -590,6 +621,8 @@ class Profile:
     patient_id: uuid.UUID | None
     provider_id: uuid.UUID | None
     provider_title: str
+    # The language of the patient's pages and messages (patients.locale); staff pages are in English.
+    language: str = "en"
 
 
 @service_function
@@ -603,6 +636,7 @@ def get_profile(actor: Actor, uow: UnitOfWork) -> Profile:
     if actor.provider_id:
         provider = uow.session.get(Provider, actor.provider_id)
         title = provider.title if provider else ""
+    patient = uow.session.get(Patient, actor.patient_id) if actor.patient_id else None
     return Profile(
         user_id=user.id,
         full_name=user.full_name,
@@ -612,6 +646,7 @@ def get_profile(actor: Actor, uow: UnitOfWork) -> Profile:
         patient_id=actor.patient_id,
         provider_id=actor.provider_id,
         provider_title=title,
+        language=(patient.locale if patient is not None else "") or "en",
     )
 
 

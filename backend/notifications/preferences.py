@@ -1,6 +1,6 @@
 """Channel opt-outs that arrive from outside a session: a STOP reply to an SMS or WhatsApp message, and the
 signed token of the unsubscribe link in every e-mail (the link is carried out by
-backend.notifications.service.unsubscribe_with_token)."""
+backend.notifications.service.unsubscribe_with_token). And the patient's language (`set_language`)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ from sqlmodel import col, select
 
 from backend.audit.service import record
 from backend.db import UnitOfWork
+from backend.errors import NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Patient
 from backend.notifications.models import NotificationPreference
+from backend.notifications.templates import LOCALES
+from backend.service import require_role, service_function
 from backend.settings import get_settings
-from backend.tenancy.context import Actor
+from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 
 # Carrier-standard opt-out words (Twilio's list); matched on the whole trimmed message, case-insensitively.
@@ -93,6 +96,31 @@ def _opt_out(tenant_id: uuid.UUID, patient_id: uuid.UUID, channel: str) -> None:
             data={"channel": channel, "via": "stop_reply"},
         )
         uow.commit()
+
+
+# --- the patient's language ---------------------------------------------------------------------------------
+
+
+@service_function
+def set_language(actor: Actor, uow: UnitOfWork, language: str) -> str:
+    """The patient chooses the language of their pages and messages (one we ship); audited when it changes."""
+    require_role(actor, Role.PATIENT)
+    if actor.patient_id is None:
+        raise PermissionDenied("your account has no patient record")
+    wanted = str(language or "").strip().lower()
+    if wanted not in LOCALES:
+        raise ValidationFailed(f"choose one of the languages offered: {', '.join(LOCALES)}", field="language")
+    patient = uow.session.exec(select(Patient).where(Patient.id == actor.patient_id).with_for_update()).first()
+    if patient is None:
+        raise NotFound("patient")
+    if patient.locale != wanted:
+        previous = patient.locale
+        patient.locale = wanted
+        uow.session.add(patient)
+        record(actor, uow, action="patient.language_changed", entity_type="patient", entity_id=patient.id,
+               data={"from": previous, "to": wanted})  # fmt: skip
+        uow.flush()
+    return wanted
 
 
 # --- the unsubscribe link ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from backend.notifications.models import (
 from backend.notifications.outbox import channel_mode, enqueue_deliveries
 from backend.notifications.preferences import locked_preference, read_unsubscribe_token
 from backend.notifications.reports import LABELS as PROVIDER_STATUS_LABELS
+from backend.notifications.templates import normalise_locale
 from backend.scheduling.models import Appointment
 from backend.service import require_role, service_function
 from backend.tenancy.context import Actor, Role
@@ -59,6 +60,8 @@ EVENT_LABELS = {
     "waitlist_entry_closed": "Waitlist closed (clinic archived)",
     "account_invite": "Invitation to set a password",
     "password_reset": "Password reset link",
+    "registration_verify": "Registration: verify e-mail",
+    "registration_exists": "Registration: already has an account",
 }
 
 
@@ -78,6 +81,7 @@ class PreferencesView:
     has_phone: bool
     channel_mode: str  # "console": nothing leaves the system; the outbox is the message
     updated_at: datetime | None
+    language: str = "en"  # of the patient's pages and messages (patients.locale; preferences.set_language)
 
     @property
     def chosen_channels(self) -> list[str]:
@@ -100,6 +104,7 @@ class PreferencesView:
             "has_phone": self.has_phone,
             "channel_mode": self.channel_mode,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "language": self.language,
         }
 
 
@@ -247,6 +252,7 @@ def _preferences_view(patient: Patient, pref: NotificationPreference | None) -> 
         has_phone=bool(patient.phone),
         channel_mode=channel_mode(),
         updated_at=pref.updated_at if pref else None,
+        language=normalise_locale(patient.locale),
     )
 
 
@@ -413,7 +419,13 @@ def list_notifications(
 
 
 def _recipient_name(uow: UnitOfWork, note: Notification) -> str:
-    """Who an account message without a patient goes to: the staff member its payload names."""
+    """Who an account message without a patient goes to: the staff member its payload names, or the newcomer
+    whose registration it verifies."""
+    from backend.identity.onboarding import recipient_name
+
+    registering = recipient_name(uow, note.payload or {})
+    if registering is not None:
+        return registering
     raw = (note.payload or {}).get("user_id")
     try:
         user = uow.session.get(User, uuid.UUID(str(raw))) if raw else None

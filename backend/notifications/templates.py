@@ -23,7 +23,8 @@ Context keys (all strings; the caller formats dates and builds URLs):
                         it per locale; not PHI, so every channel shows it)
 ``respond_by_local``    optional, ``waitlist_reconfirm``: the re-confirmation deadline in the clinic's zone
 ``unsubscribe_link``    optional: shown in the e-mail footer
-``valid_for``           optional, ``account_invite`` and ``password_reset``: how long the link works ("72 hours")
+``valid_for``           optional, ``account_invite``, ``password_reset`` and ``registration_verify``: how long the
+                        link works ("72 hours")
 
 Anything else in the context (a reason for the visit, a diagnosis, notes...) is dropped before rendering:
 templates never see it, so no channel can leak it. SMS stays within ``SMS_MAX_CHARS`` (long free-text
@@ -54,10 +55,18 @@ EVENT_TYPES: tuple[str, ...] = (
     "waitlist_entry_closed",
     "account_invite",
     "password_reset",
+    "registration_verify",
+    "registration_exists",
 )
 CHANNELS: tuple[str, ...] = ("email", "sms", "whatsapp", "console")
-LOCALES: tuple[str, ...] = ("en", "es")
 DEFAULT_LOCALE = "en"
+# The languages messages are sent in: one folder of templates each ("en", "es"...), English first (the fallback).
+LOCALES: tuple[str, ...] = tuple(
+    sorted(
+        (p.name for p in TEMPLATE_DIR.iterdir() if p.is_dir() and re.fullmatch(r"[a-z]{2,3}", p.name)),
+        key=lambda name: (name != DEFAULT_LOCALE, name),
+    )
+)
 
 SMS_MAX_CHARS = 320
 WHATSAPP_MAX_CHARS = 1000
@@ -89,6 +98,8 @@ _REQUIRED_BY_EVENT: dict[str, tuple[str, ...]] = {
     "waitlist_entry_closed": (),
     "account_invite": (),
     "password_reset": (),
+    "registration_verify": (),
+    "registration_exists": (),
 }
 ALLOWED_KEYS = frozenset(_BASE_KEYS + _OPTIONAL_KEYS)
 

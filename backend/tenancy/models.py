@@ -23,6 +23,9 @@ class Tenant(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # Admins always need MFA; clinicians too when the practice turns this on (backend/identity/mfa.py).
     mfa_required_for_clinicians: bool = Field(default=False)
+    # Patients may create their own account (with e-mail verification, backend/identity/onboarding.py); off by
+    # default: then only staff invite people.
+    self_registration_enabled: bool = Field(default=False)
 
 
 def partial_unique(name: str, *columns: str, where: str) -> sa.Index:

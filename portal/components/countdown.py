@@ -5,7 +5,8 @@ passed; `on_expire` fires once at zero (e.g. to reload the page's data). Screen 
 an aria-label in words that changes once a minute only, and the ticking digits are aria-hidden, so they are not
 flooded every second. With `announce=True` (one countdown on the page, e.g. the patient's offer) a polite live
 region also says the words when they change: each minute in the last ten, each five minutes up to an hour, each
-hour before that, and "Time is up" at zero.
+hour before that, and "Time is up" at zero. The words are the page's language (portal/i18n.py): the component
+gets them as templates with an {n}, already translated, and fills in the number.
 
 `expiry_gate(until_iso, *children, expired_note=...)` wraps controls that only make sense until that instant
 (an offer's Accept): the moment the countdown shows 0:00 the browser disables every control inside (a disabled
@@ -19,8 +20,10 @@ from typing import Any
 import reflex as rx
 from reflex_base.event import no_args_event_spec
 
+from portal.i18n import t
+
 _COUNTDOWN_JS = """
-function WaitwellCountdown({ until, onExpire, announce, ...rest }) {
+function WaitwellCountdown({ until, onExpire, announce, words: said_as, ...rest }) {
   const target = Date.parse(until);
   const left = () => (Number.isNaN(target) ? 0 : Math.max(0, Math.floor((target - Date.now()) / 1000)));
   const [secs, setSecs] = useState(left);
@@ -48,11 +51,12 @@ function WaitwellCountdown({ until, onExpire, announce, ...rest }) {
   const text = h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
   // Said in words that change rarely: each minute in the last ten, each five up to an hour, then each hour.
   const mins = Math.ceil(secs / 60);
-  const plural = (n, unit) => `${n} ${unit}${n === 1 ? "" : "s"}`;
-  const words = secs <= 0 ? "Time is up"
-    : mins <= 10 ? `About ${plural(mins, "minute")} left`
-    : mins <= 60 ? `About ${plural(Math.ceil(mins / 5) * 5, "minute")} left`
-    : `More than ${plural(Math.floor(mins / 60), "hour")} left`;
+  const w = said_as || {};
+  const say = (one, many, n) => String((n === 1 ? w[one] : w[many]) || "").split("{n}").join(String(n));
+  const words = secs <= 0 ? (w.up || "Time is up")
+    : mins <= 10 ? say("minute", "minutes", mins)
+    : mins <= 60 ? say("minute", "minutes", Math.ceil(mins / 5) * 5)
+    : say("hour", "hours", Math.floor(mins / 60));
   // The live region starts empty (nothing to say on arrival) and changes only when the words do.
   // (Effects run in order: a new `until` resets first, so its first words are not announced.)
   const [said, setSaid] = useState("");
@@ -134,6 +138,8 @@ class Countdown(rx.Component):
 
     until: rx.Var[str]
     announce: rx.Var[bool]
+    # {"up", "minute", "minutes", "hour", "hours"}: the words said, in the page's language, {n} for the number.
+    words: rx.Var[dict[str, str]]
     on_expire: rx.EventHandler[no_args_event_spec]
 
     def add_imports(self) -> dict[str, Any]:
@@ -151,5 +157,16 @@ class Countdown(rx.Component):
         return [_COUNTDOWN_JS]
 
 
+def countdown_words() -> dict[str, rx.Var]:
+    """What a screen reader hears, in the page's language."""
+    return {
+        "up": t("Time is up"),
+        "minute": t("About {n} minute left"),
+        "minutes": t("About {n} minutes left"),
+        "hour": t("More than {n} hour left"),
+        "hours": t("More than {n} hours left"),
+    }
+
+
 def countdown(until_iso: rx.Var | str, *, announce: bool = False, **props: Any) -> rx.Component:
-    return Countdown.create(until=until_iso, announce=announce, **props)
+    return Countdown.create(until=until_iso, announce=announce, words=countdown_words(), **props)

@@ -20,6 +20,7 @@ import reflex as rx
 from reflex_base.event import no_args_event_spec
 
 from portal.components.native_form import native_form
+from portal.i18n import t
 from portal.state.idle import IdleState
 from portal.state.session import SessionState
 
@@ -100,20 +101,23 @@ class IdleWatch(rx.Component):
 def _still_there() -> rx.Component:
     return rx.alert_dialog.root(
         rx.alert_dialog.content(
-            rx.alert_dialog.title("Still there?"),
+            # In the page's language (English on the staff pages; the patient's own on theirs).
+            rx.alert_dialog.title(t("Still there?")),
             rx.alert_dialog.description(
-                "You have not used Waitwell for a while. To protect your information, you will be signed out "
-                "in less than a minute.",
+                t(
+                    "You have not used Waitwell for a while. To protect your information, you will be signed out "
+                    "in less than a minute."
+                ),
                 size="2",
             ),
             rx.hstack(
                 native_form(
-                    rx.button("Sign out", type="submit", variant="soft", color_scheme="gray"),
+                    rx.button(t("Sign out"), type="submit", variant="soft", color_scheme="gray"),
                     action="/auth/logout",
                     forget_client=True,
                     notify=SessionState.end_client_state,
                 ),
-                rx.button("Stay signed in", on_click=IdleState.stay, auto_focus=True),
+                rx.button(t("Stay signed in"), on_click=IdleState.stay, auto_focus=True),
                 justify="end",
                 spacing="3",
                 margin_top="16px",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.button_link import button_link
 from portal.state.session import SessionState
 
 APP_NAME = "Waitwell"
@@ -59,9 +60,6 @@ def wrong_role(role: str) -> rx.Component:
             WHAT_IT_HOLDS[role],
             size="2",
         ),
-        rx.link(
-            rx.button(rx.icon("house", size=16), "Go to your home", size="3"),
-            href=SessionState.home_path,
-        ),
+        button_link(rx.icon("house", size=16), "Go to your home", href=SessionState.home_path, size="3"),
         label="Wrong role",
     )

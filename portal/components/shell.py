@@ -8,18 +8,20 @@ from portal.components.idle import idle_watch
 from portal.components.native_form import native_form
 from portal.components.notice_page import wrong_role
 from portal.components.scroll_regions import scroll_regions
+from portal.i18n import N_, document_language, t
 from portal.state.outage import outage_notice
 from portal.state.session import SessionState
 
 APP_NAME = "Waitwell"
 
 NAV: dict[str, list[tuple[str, str, str]]] = {
+    # The patient's labels are translated where shown (portal/i18n.py); staff pages stay in English for now.
     "patient": [
-        ("Home", "/patient", "house"),
-        ("Find care", "/patient/find", "search"),
-        ("My appointments", "/patient/appointments", "calendar-check"),
-        ("My waitlist", "/patient/waitlist", "list-checks"),
-        ("Messages", "/patient/notifications", "bell"),
+        (N_("Home"), "/patient", "house"),
+        (N_("Find care"), "/patient/find", "search"),
+        (N_("My appointments"), "/patient/appointments", "calendar-check"),
+        (N_("My waitlist"), "/patient/waitlist", "list-checks"),
+        (N_("Messages"), "/patient/notifications", "bell"),
     ],
     "doctor": [
         ("Today", "/doctor", "calendar-days"),
@@ -40,7 +42,12 @@ NAV: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
-def _nav_link(label: str, href: str, icon: str) -> rx.Component:
+def _say(role: str, text: str) -> str | rx.Var:
+    """`text` in the page's language on the patient's pages; as written on the staff pages."""
+    return t(text) if role == "patient" else text
+
+
+def _nav_link(label: str | rx.Var, href: str, icon: str) -> rx.Component:
     active = rx.State.router.url.path == href
     return rx.link(
         rx.hstack(rx.icon(icon, size=18), rx.text(label, size="3"), align="center", spacing="3"),
@@ -57,9 +64,11 @@ def _nav_link(label: str, href: str, icon: str) -> rx.Component:
     )
 
 
-def _sign_out() -> rx.Component:
+def _sign_out(role: str) -> rx.Component:
     return native_form(
-        rx.button(rx.icon("log-out", size=16), "Sign out", variant="soft", color_scheme="gray", width="100%"),
+        rx.button(
+            rx.icon("log-out", size=16), _say(role, N_("Sign out")), variant="soft", color_scheme="gray", width="100%"
+        ),
         action="/auth/logout",
         # The next person on this tab gets a new Reflex client; this one's state is reset on the server.
         forget_client=True,
@@ -68,7 +77,7 @@ def _sign_out() -> rx.Component:
     )
 
 
-def _user_box() -> rx.Component:
+def _user_box(role: str) -> rx.Component:
     return rx.vstack(
         rx.hstack(
             rx.avatar(fallback=SessionState.initials, size="3", radius="full"),
@@ -80,7 +89,7 @@ def _user_box() -> rx.Component:
             align="center",
             spacing="3",
         ),
-        _sign_out(),
+        _sign_out(role),
         spacing="3",
         width="100%",
     )
@@ -101,8 +110,10 @@ def _brand() -> rx.Component:
 
 def _nav_for(role: str) -> rx.Component:
     return rx.el.nav(
-        rx.vstack(*[_nav_link(*item) for item in NAV[role]], spacing="1", width="100%"),
-        aria_label="Main",
+        rx.vstack(
+            *[_nav_link(_say(role, label), href, icon) for label, href, icon in NAV[role]], spacing="1", width="100%"
+        ),
+        aria_label=_say(role, N_("Main")),
         width="100%",
     )
 
@@ -110,10 +121,10 @@ def _nav_for(role: str) -> rx.Component:
 MAIN_ID = "main-content"
 
 
-def skip_link() -> rx.Component:
+def skip_link(text: str | rx.Var = "Skip to content") -> rx.Component:
     """'Skip to content': the first stop of the Tab order, shown only while focused (assets/a11y.css)."""
     return rx.el.a(
-        "Skip to content",
+        text,
         href=f"#{MAIN_ID}",
         class_name="skip-link",
         # Move focus (not only the scroll) into the content, without a router navigation to a #hash.
@@ -127,7 +138,7 @@ def _sidebar(role: str) -> rx.Component:
         rx.separator(),
         _nav_for(role),
         rx.spacer(),
-        _user_box(),
+        _user_box(role),
         width="248px",
         min_width="248px",
         height="100vh",
@@ -146,11 +157,11 @@ def _topbar(role: str) -> rx.Component:
         _brand(),
         rx.spacer(),
         rx.menu.root(
-            rx.menu.trigger(rx.icon_button(rx.icon("menu"), variant="soft", aria_label="Menu")),
+            rx.menu.trigger(rx.icon_button(rx.icon("menu"), variant="soft", aria_label=_say(role, N_("Menu")))),
             rx.menu.content(
-                *[rx.menu.item(label, on_click=rx.redirect(href)) for label, href, _ in NAV[role]],
+                *[rx.menu.item(_say(role, label), on_click=rx.redirect(href)) for label, href, _ in NAV[role]],
                 rx.menu.separator(),
-                rx.box(_sign_out(), padding="4px"),
+                rx.box(_sign_out(role), padding="4px"),
             ),
         ),
         padding="12px 16px",
@@ -189,7 +200,9 @@ def shell(role: str, *content: rx.Component) -> rx.Component:
     return rx.cond(
         SessionState.admitted_role == role,
         rx.hstack(
-            skip_link(),
+            skip_link(_say(role, N_("Skip to content"))),
+            # <html lang> follows the page's language (the patient's choice; English elsewhere).
+            document_language(),
             scroll_regions(),
             # Automatic logoff: activity reports, "Still there?", and the sign-out at the idle timeout.
             idle_watch(),

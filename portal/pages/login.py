@@ -12,6 +12,7 @@ from portal.components.native_form import native_form
 from portal.components.shell import APP_NAME
 from portal.state.client import FORGET_CLIENT_TOKEN_JS
 from portal.state.mfa import LoginMfaState
+from portal.state.registration import RegisterLinkState
 from portal.state.session import LoginState
 
 _FORGET_CLIENT_JS = f"""
@@ -106,7 +107,20 @@ def _sso_form() -> rx.Component:
     return form
 
 
-@rx.page(route="/login", title=f"Sign in · {APP_NAME}", on_load=LoginState.load)
+def _register_link() -> rx.Component:
+    """For `/login?practice=<short name>` of a practice that takes registrations (the sign-in serves every practice,
+    so only a link naming the practice can offer its registration)."""
+    return rx.cond(
+        RegisterLinkState.register_href != "",
+        rx.text(
+            "New patient? ",
+            rx.link("Create an account", href=RegisterLinkState.register_href, id="register-link", underline="always"),
+            size="2",
+        ),
+    )
+
+
+@rx.page(route="/login", title=f"Sign in · {APP_NAME}", on_load=[LoginState.load, RegisterLinkState.load])
 def login() -> rx.Component:
     return rx.center(
         rx.card(
@@ -143,6 +157,7 @@ def login() -> rx.Component:
                     ),
                     rx.el.input(type="hidden", name="next", value=LoginState.next_path),
                     rx.button("Sign in", type="submit", size="3", width="100%"),
+                    _register_link(),
                     spacing="4",
                     width="100%",
                 ),

@@ -1,4 +1,6 @@
-"""Pages without sign-in for getting in: /invite/<token> (first password and terms), /forgot, /reset/<token>.
+"""Pages without sign-in for getting in: /invite/<token> (first password and terms), /forgot, /reset/<token>, and
+self-registration: /register/<practice> (a newcomer's form, when the practice takes registrations) and
+/verify/<token> (the e-mailed link that creates the account).
 
 A link that expired, was used or replaced gets one clear page saying so and what to do next, never an error.
 """
@@ -7,10 +9,11 @@ from __future__ import annotations
 
 import reflex as rx
 
-from portal.components.fields import field_label
+from portal.components.fields import error_attrs, field_error, field_label
 from portal.components.native_form import native_form
 from portal.components.shell import APP_NAME
 from portal.state.onboarding import ForgotState, LinkState
+from portal.state.registration import RegisterState, VerifyState
 
 
 def _card(*children: rx.Component, icon: str = "calendar-heart") -> rx.Component:
@@ -117,9 +120,11 @@ def invite() -> rx.Component:
                         _password_field("Choose a password"),
                         rx.text(
                             "Before you continue, read the practice's ",
-                            rx.link("terms of use", href=LinkState.terms_href, is_external=True),
+                            rx.link("terms of use", href=LinkState.terms_href, is_external=True, underline="always"),
                             " and ",
-                            rx.link("privacy notice", href=LinkState.privacy_href, is_external=True),
+                            rx.link(
+                                "privacy notice", href=LinkState.privacy_href, is_external=True, underline="always"
+                            ),
                             " (they open in a new tab).",
                             size="2",
                         ),
@@ -256,4 +261,285 @@ def forgot() -> rx.Component:
             ),
         ),
         icon="key-round",
+    )
+
+
+# -- self-registration ---------------------------------------------------------------------------------------------
+
+R = RegisterState
+CHOOSING_TIP = (
+    " characters. A few unrelated words make a password that is easy to remember and hard to guess; "
+    "there are no other rules, but very common passwords are refused."
+)
+
+
+def _register_field(label: str, name: str, *hints: str, **props) -> rx.Component:
+    ident = f"register-{name}"
+    message = R.errors.get(name, "")
+    return rx.vstack(
+        field_label(label, ident),
+        rx.input(id=ident, name=name, size="3", width="100%", **props, **error_attrs(ident, message, *hints)),
+        field_error(ident, message),
+        spacing="1",
+        width="100%",
+    )
+
+
+def _language_select() -> rx.Component:
+    ident = "register-locale"
+    message = R.errors.get("locale", "")
+    return rx.vstack(
+        field_label("Language of our messages to you", ident),
+        rx.el.select(
+            rx.el.option("English", value="en"),
+            rx.el.option("Español", value="es"),
+            id=ident,
+            name="locale",
+            default_value="en",
+            style={
+                "width": "100%",
+                "height": "40px",
+                "padding": "0 10px",
+                "border_radius": "6px",
+                "border": f"1px solid {rx.color('gray', 7)}",
+                "background": rx.color("gray", 1),
+                "color": rx.color("gray", 12),
+                "font_size": "16px",
+            },
+            **error_attrs(ident, message),
+        ),
+        field_error(ident, message),
+        spacing="1",
+        width="100%",
+    )
+
+
+def _terms_checkbox() -> rx.Component:
+    ident = "register-accept_terms"
+    message = R.errors.get("accept_terms", "")
+    return rx.vstack(
+        rx.text(
+            "Before you continue, read the practice's ",
+            rx.link("terms of use", href=R.terms_href, is_external=True, underline="always"),
+            " and ",
+            rx.link("privacy notice", href=R.privacy_href, is_external=True, underline="always"),
+            " (they open in a new tab).",
+            size="2",
+        ),
+        rx.el.label(
+            rx.hstack(
+                rx.el.input(
+                    type="checkbox",
+                    id=ident,
+                    name="accept_terms",
+                    value="yes",
+                    required=True,
+                    style={"width": "18px", "height": "18px", "margin_top": "2px", "flex_shrink": "0"},
+                    **error_attrs(ident, message),
+                ),
+                rx.text("I accept the terms of use and the privacy notice.", size="2"),
+                spacing="2",
+                align="start",
+            ),
+            html_for=ident,
+        ),
+        field_error(ident, message),
+        spacing="2",
+        width="100%",
+    )
+
+
+def _register_form() -> rx.Component:
+    return rx.form(
+        rx.vstack(
+            rx.heading("Create your account", size="5", as_="h1"),
+            rx.text(
+                "New patients of ",
+                rx.text.strong(R.practice),
+                ": create an account to book appointments and join waitlists online. We will send a link to your "
+                "e-mail address to confirm it; your account exists once you open it.",
+                size="2",
+            ),
+            _alert(R.form_error),
+            _register_field("Full name", "full_name", required=True, max_length=200, auto_complete="name"),
+            _register_field(
+                "Email (you will sign in with it)",
+                "email",
+                type="email",
+                required=True,
+                max_length=320,
+                auto_complete="email",
+            ),
+            _register_field(
+                "Mobile number (optional)",
+                "phone",
+                "register-phone-hint",
+                type="tel",
+                max_length=40,
+                auto_complete="tel",
+                placeholder="+1 555 010 0199",
+            ),
+            rx.text(
+                "With the country code. We use it for appointment reminders by text if you choose them.",
+                id="register-phone-hint",
+                size="1",
+                color_scheme="gray",
+                margin_top="-8px",
+            ),
+            _language_select(),
+            _register_field(
+                "Choose a password",
+                "password",
+                "register-password-hint",
+                type="password",
+                required=True,
+                min_length=R.min_length,
+                max_length=1024,
+                auto_complete="new-password",
+            ),
+            rx.text(
+                "At least ",
+                R.min_length,
+                CHOOSING_TIP,
+                id="register-password-hint",
+                size="1",
+                color_scheme="gray",
+                margin_top="-8px",
+            ),
+            _terms_checkbox(),
+            rx.button("Create account", type="submit", size="3", width="100%"),
+            rx.text(
+                "Already have an account? ",
+                rx.link("Sign in", href=R.login_href, underline="always"),
+                size="2",
+            ),
+            spacing="4",
+            width="100%",
+        ),
+        on_submit=R.submit,
+        reset_on_submit=False,
+        key=R.form_key.to_string(),
+        width="100%",
+    )
+
+
+def _register_sent() -> rx.Component:
+    return rx.vstack(
+        rx.heading("Check your e-mail", size="5", as_="h1"),
+        rx.callout(R.sent_text, icon="mail-check", color_scheme="green", role="status", width="100%"),
+        rx.text(
+            "The link works once, for ",
+            R.valid_for,
+            ". You can close this page.",
+            size="2",
+            color_scheme="gray",
+        ),
+        rx.link("Go to sign in", href=R.login_href, size="2"),
+        spacing="3",
+        width="100%",
+    )
+
+
+def _register_closed() -> rx.Component:
+    return rx.vstack(
+        rx.heading(
+            rx.cond(R.found, "Online registration is not open", "We could not find that practice"),
+            size="5",
+            as_="h1",
+            id="registration-closed",
+        ),
+        rx.text(
+            rx.cond(
+                R.found,
+                R.practice + " does not take online registrations. Ask the practice to send you an invitation.",
+                "Check the address your practice gave you, or ask the practice to send you an invitation.",
+            ),
+            size="2",
+        ),
+        rx.hstack(
+            rx.link("Sign in", href=R.login_href, size="2"),
+            rx.text("·", size="2", color_scheme="gray", aria_hidden="true"),
+            rx.link("Forgot your password?", href="/forgot", size="2"),
+            spacing="2",
+            wrap="wrap",
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+@rx.page(route="/register/[practice]", title=f"Create your account · {APP_NAME}", on_load=R.load)
+def register() -> rx.Component:
+    return rx.cond(
+        ~R.checked,
+        _loading(),
+        _card(
+            rx.cond(R.open, rx.cond(R.sent, _register_sent(), _register_form()), _register_closed()),
+            icon="user-plus",
+        ),
+    )
+
+
+V = VerifyState
+
+
+@rx.page(route="/verify/[verify_token]", title=f"Confirm your e-mail · {APP_NAME}", on_load=V.load)
+def verify() -> rx.Component:
+    return rx.cond(
+        ~V.checked,
+        _loading(),
+        rx.cond(
+            V.valid,
+            _card(
+                native_form(
+                    rx.vstack(
+                        rx.heading("Confirm your e-mail", size="5", as_="h1"),
+                        rx.text(
+                            rx.cond(V.first_name != "", "Hello " + V.first_name + ". ", ""),
+                            "To finish your account at ",
+                            V.practice,
+                            " for ",
+                            rx.text.strong(V.email),
+                            ", enter the password you chose when you registered.",
+                            size="2",
+                        ),
+                        _alert(V.error),
+                        rx.vstack(
+                            field_label("Your password", "password"),
+                            rx.input(
+                                id="password",
+                                name="password",
+                                type="password",
+                                required=True,
+                                max_length=1024,
+                                auto_complete="current-password",
+                                auto_focus=True,
+                                size="3",
+                                width="100%",
+                                aria_describedby="form-error",
+                                aria_invalid=rx.cond(V.error != "", "true", "false"),
+                            ),
+                            spacing="1",
+                            width="100%",
+                        ),
+                        rx.el.input(type="hidden", name="token", value=V.token),
+                        rx.button("Confirm and sign in", type="submit", size="3", width="100%"),
+                        spacing="4",
+                        width="100%",
+                    ),
+                    action="/auth/register/verify",
+                    forget_client=True,
+                ),
+                icon="mail-check",
+            ),
+            _expired(
+                rx.text(
+                    "Confirmation links work once, for ",
+                    V.valid_for,
+                    ", and only the newest one works. If you have not confirmed yet, register again for a new "
+                    "link; if you already did, sign in.",
+                    size="2",
+                ),
+            ),
+        ),
     )

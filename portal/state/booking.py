@@ -24,38 +24,52 @@ from backend.tenancy import service as tenancy
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
 from portal.components import format as fmt
+from portal.i18n import N_, tr, trn
+from portal.state.errors import words_for
 from portal.state.live import LiveProvider, LiveRefreshMixin
 from portal.state.my_appointments import change_rule
 from portal.state.ratelimit import BOOKING, SEARCH, SLOTS, limited
 from portal.state.session import SESSION_ENDED, SessionState
 
 ANY = "any"
-PROVIDER_GONE = "This provider is not available for online booking."
+PROVIDER_GONE = N_("This provider is not available for online booking.")
 # How far ahead the week view goes when a provider has no clinic policy to say (the service still decides).
 DEFAULT_HORIZON_DAYS = 90
 SERIES_SIZES = [str(n) for n in range(2, 13)]
-KIND_LABELS = {"doctor": "Doctor", "therapist": "Therapist"}
-SLOT_LABELS = {"held": "Held", "booked": "Taken", "mine": "Yours", "current": "Current"}
+KIND_LABELS = {"doctor": N_("Doctor"), "therapist": N_("Therapist")}
+SLOT_LABELS = {"held": N_("Held"), "booked": N_("Taken"), "mine": N_("Yours"), "current": N_("Current")}
+# Why a date of a weekly series cannot be booked (backend/scheduling/series.py words them), for translation.
+SERIES_REASONS = {
+    series.TAKEN: N_("Already booked"),
+    series.TIME_OFF: N_("Provider on time off"),
+    series.OUTSIDE: N_("Outside availability"),
+    series.PATIENT_BUSY: N_("You already have an appointment then"),
+    series.BEYOND_HORIZON: N_("Beyond the booking horizon"),
+}
 
 
 # --- formatting ----------------------------------------------------------------------------------------
 
 
-def short_when(dt: datetime, zone: str) -> str:
+def short_when(dt: datetime, zone: str, lang: str = "en") -> str:
     """'Tue 24 Nov, 15:00 EST' in the zone."""
-    local = fmt.local(dt, zone)
-    return f"{local:%a %d %b}, {local:%H:%M} {local.tzname()}"
+    return fmt.short_when(dt, zone, lang)
 
 
-def next_free_label(start: datetime, zone: str) -> str:
+def next_free_label(start: datetime, zone: str, lang: str = "en") -> str:
     """'Tue 24 Nov, 15:00 EST (New York time)'."""
-    return f"{short_when(start, zone)} ({fmt.zone_label(zone)})"
+    return f"{short_when(start, zone, lang)} ({fmt.zone_label(zone, lang)})"
 
 
-def clock(dt: datetime, zone: str) -> str:
+def clock(dt: datetime, zone: str, lang: str = "en") -> str:
     """'15:00 EST' in the zone."""
-    local = fmt.local(dt, zone)
-    return f"{local:%H:%M} {local.tzname()}"
+    return fmt.clock(dt, zone, lang)
+
+
+def series_reason(reason: str, lang: str) -> str:
+    """Why a series date cannot be booked, in `lang` (a reason we do not know stays as worded)."""
+    known = SERIES_REASONS.get(reason)
+    return tr(lang, known) if known else reason
 
 
 def initials(full_name: str) -> str:
@@ -119,32 +133,37 @@ class FindCareState(SessionState):
     @rx.var
     def empty_title(self) -> str:
         if self.results:
-            return "No free time matches your search"
+            return tr(self.lang, "No free time matches your search")
         if self.f_free_before:
             try:
                 day = date.fromisoformat(self.f_free_before)
             except ValueError:
-                return "No provider matches your search"
-            return f"No provider matching your search is free before {day:%a %d %b %Y}"
-        return "No provider matches your search"
+                return tr(self.lang, "No provider matches your search")
+            return tr(
+                self.lang,
+                "No provider matching your search is free before {day}",
+                day=fmt.date_label(day, self.lang),
+            )
+        return tr(self.lang, "No provider matches your search")
 
     @rx.var
     def result_count_label(self) -> str:
-        n = len(self.results)
-        return f"{n} provider{'s' if n != 1 else ''}"
+        return trn(self.lang, "{n} provider", "{n} providers", len(self.results))
 
     @rx.event
     def load(self):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             # A person of another role is told by the page itself whom it is for (SessionState.guard).
-            return None if self.denied_role else rx.toast.error(SESSION_ENDED)
+            return None if self.denied_role else rx.toast.error(tr(self.lang, SESSION_ENDED))
         if limited(self, SEARCH, actor):
             return None
         with UnitOfWork(actor) as uow:
             clinics = tenancy.list_clinics(actor, uow)
             facets = search.search_facets(actor, uow)
-        self.clinic_options = [{"id": ANY, "name": "Any clinic"}] + [{"id": str(c.id), "name": c.name} for c in clinics]
+        self.clinic_options = [{"id": ANY, "name": tr(self.lang, "Any clinic")}] + [
+            {"id": str(c.id), "name": c.name} for c in clinics
+        ]
         self.specialty_options = list(facets.get("specialties", []))
         self.language_options = list(facets.get("languages", []))
         self.min_date = utcnow().date().isoformat()
@@ -179,7 +198,7 @@ class FindCareState(SessionState):
         """Search with the form's text fields and the selects' current values."""
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if limited(self, SEARCH, actor):
             return None
         self.f_q = str(form.get("q", "")).strip()[:100]
@@ -194,7 +213,7 @@ class FindCareState(SessionState):
     def clear(self):
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if limited(self, SEARCH, actor):
             return None
         self.f_clinic = self.f_specialty = self.f_modality = self.f_language = ANY
@@ -210,10 +229,10 @@ class FindCareState(SessionState):
             try:
                 free_before = date.fromisoformat(self.f_free_before)
             except ValueError:
-                self.search_error = "Enter the “free before” date as a calendar date, e.g. 2026-03-31."
+                self.search_error = tr(self.lang, "Enter the “free before” date as a calendar date, e.g. 2026-03-31.")
                 return
             if free_before <= utcnow().date():
-                self.search_error = "Choose a “free before” date after today."
+                self.search_error = tr(self.lang, "Choose a “free before” date after today.")
                 return
         clinic_id = _uuid(self.f_clinic) if self.f_clinic != ANY else None
         try:
@@ -229,20 +248,21 @@ class FindCareState(SessionState):
                     free_before=free_before,
                 )
         except DomainError as exc:
-            self.search_error = exc.message
+            self.search_error = words_for(exc, self.lang)
             return
+        lang = self.lang
         self.results = [
             ProviderResult(
                 id=str(card.id),
                 name=f"{card.full_name}, {card.title}" if card.title else card.full_name,
                 initials=initials(card.full_name),
-                kind=KIND_LABELS.get(card.kind, card.kind.title()),
+                kind=fmt.label(lang, KIND_LABELS, card.kind, card.kind.title()),
                 specialties=list(card.specialties),
                 languages=list(card.languages),
-                modalities=[fmt.MODALITY_LABELS.get(m, m) for m in card.modalities],
+                modalities=[fmt.label(lang, fmt.MODALITY_LABELS, m) for m in card.modalities],
                 clinics=", ".join(str(c["name"]) for c in card.clinics),
                 next_free=(
-                    next_free_label(card.next_free_start, card.next_free_timezone)
+                    next_free_label(card.next_free_start, card.next_free_timezone, lang)
                     if card.next_free_start is not None and card.next_free_timezone
                     else ""
                 ),
@@ -393,10 +413,10 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
     def series_summary(self) -> str:
         total, ok = len(self.series_preview), sum(1 for r in self.series_preview if r.ok)
         if total and ok == total:
-            return f"All {total} dates are free."
+            return tr(self.lang, "All {total} dates are free.", total=total)
         if ok:
-            return f"{ok} of {total} dates are free; the others will be skipped."
-        return "None of these dates is free. Try another time or fewer sessions."
+            return tr(self.lang, "{ok} of {total} dates are free; the others will be skipped.", ok=ok, total=total)
+        return tr(self.lang, "None of these dates is free. Try another time or fewer sessions.")
 
     # --- loading ---------------------------------------------------------------------------------------
 
@@ -432,7 +452,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         self.days = []
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if limited(self, SLOTS, actor):
             return None
         provider_id = _uuid(self._route_provider_id())
@@ -454,7 +474,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
             return None
         self.provider_found = True
         self.provider_name = f"{card.full_name}, {card.title}" if card.title else card.full_name
-        self.provider_kind = KIND_LABELS.get(card.kind, card.kind.title())
+        self.provider_kind = fmt.label(self.lang, KIND_LABELS, card.kind, card.kind.title())
         self.provider_specialties = list(card.specialties)
         self.provider_clinics = ", ".join(str(c["name"]) for c in card.clinics)
         self.provider_has_free = card.next_free_start is not None
@@ -481,17 +501,19 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
             with UnitOfWork(actor) as uow:
                 view = next((a for a in list_appointments(actor, uow, limit=1000) if a.id == target), None)
         if view is None or str(view.provider_id) != self._provider_id:
-            self.reschedule_error = "That appointment was not found. Pick a time to book a new one instead."
+            self.reschedule_error = tr(
+                self.lang, "That appointment was not found. Pick a time to book a new one instead."
+            )
             return
         if view.status != "booked" or view.start_at <= utcnow():
-            self.reschedule_error = "That appointment can no longer be moved."
+            self.reschedule_error = tr(self.lang, "That appointment can no longer be moved.")
             return
         self._reschedule_id = str(view.id)
         self._reschedule_modality = view.modality
         self._reschedule_clinic = self.clinic_choice = str(view.clinic_id)
         self._reschedule_zone = view.clinic_timezone
-        self.reschedule_from = fmt.when(view.start_at, view.end_at, view.clinic_timezone)
-        self.reschedule_where = f"{view.clinic_name} · {fmt.MODALITY_LABELS.get(view.modality, view.modality)}"
+        self.reschedule_from = fmt.when(view.start_at, view.end_at, view.clinic_timezone, self.lang)
+        self.reschedule_where = f"{view.clinic_name} · {fmt.label(self.lang, fmt.MODALITY_LABELS, view.modality)}"
         # Open on the week of the current appointment, where its neighbours are.
         self.week_offset = self._offset_of(fmt.local(view.start_at, self._anchor_zone).date(), today)
 
@@ -506,21 +528,28 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         self.clinic_tabs = [self._clinic_tab(c) for c in dict.fromkeys(ordered)]
 
     def _clinic_tab(self, clinic_id: str) -> ClinicTab:
-        name = self._clinic_names.get(clinic_id, "Another clinic")
-        zone = fmt.zone_label(self._clinic_zones.get(clinic_id, "UTC"))
+        lang = self.lang
+        name = self._clinic_names.get(clinic_id) or tr(lang, "Another clinic")
+        zone = fmt.zone_label(self._clinic_zones.get(clinic_id, "UTC"), lang)
         if clinic_id == self._reschedule_clinic:
-            return ClinicTab(id=clinic_id, label=f"{name} · {zone} (current)", current=True)
-        return ClinicTab(id=clinic_id, label=f"Another clinic: {name}, {zone}")
+            label = tr(lang, "{clinic} · {zone} (current)", clinic=name, zone=zone)
+            return ClinicTab(id=clinic_id, label=label, current=True)
+        return ClinicTab(id=clinic_id, label=tr(lang, "Another clinic: {clinic}, {zone}", clinic=name, zone=zone))
 
     def _other_clinic_note(self) -> str:
         if not self._reschedule_id or self.clinic_choice in ("", self._reschedule_clinic):
             return ""
-        name = self._clinic_names.get(self.clinic_choice, "another clinic")
-        zone = fmt.zone_label(self._clinic_zones.get(self.clinic_choice, "UTC"))
-        here = self._clinic_names.get(self._reschedule_clinic, "its clinic")
-        return (
-            f"Another clinic: {name}, {zone}. Your appointment is at {here}; "
-            "a time here moves it to this clinic, and you will be asked to confirm the change."
+        lang = self.lang
+        name = self._clinic_names.get(self.clinic_choice) or tr(lang, "another clinic")
+        zone = fmt.zone_label(self._clinic_zones.get(self.clinic_choice, "UTC"), lang)
+        here = self._clinic_names.get(self._reschedule_clinic) or tr(lang, "its clinic")
+        return tr(
+            lang,
+            "Another clinic: {clinic}, {zone}. Your appointment is at {here}; "
+            "a time here moves it to this clinic, and you will be asked to confirm the change.",
+            clinic=name,
+            zone=zone,
+            here=here,
         )
 
     @rx.event
@@ -528,7 +557,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         """Show another of the provider's clinics while moving an appointment (a change, labelled as one)."""
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if not self._reschedule_id or clinic_id not in {t.id for t in self.clinic_tabs}:
             return None
         if limited(self, SLOTS, actor):
@@ -544,17 +573,18 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         if not self._reschedule_id:
             return []
         rows: list[str] = []
+        lang = self.lang
         if clinic_id != self._reschedule_clinic:
-            old = self._clinic_names.get(self._reschedule_clinic, "current clinic")
-            rows.append(f"Clinic: {old} → {self._clinic_names.get(clinic_id, 'another clinic')}")
+            old = self._clinic_names.get(self._reschedule_clinic) or tr(lang, "current clinic")
+            new = self._clinic_names.get(clinic_id) or tr(lang, "another clinic")
+            rows.append(tr(lang, "Clinic: {old} → {new}", old=old, new=new))
         if self._reschedule_zone and zone != self._reschedule_zone:
-            rows.append(f"Time zone: {fmt.zone_label(self._reschedule_zone)} → {fmt.zone_label(zone)}")
+            old, new = fmt.zone_label(self._reschedule_zone, lang), fmt.zone_label(zone, lang)
+            rows.append(tr(lang, "Time zone: {old} → {new}", old=old, new=new))
         if modality != self._reschedule_modality:
-            label = fmt.MODALITY_LABELS
-            rows.append(
-                f"Visit type: {label.get(self._reschedule_modality, self._reschedule_modality)}"
-                f" → {label.get(modality, modality)}"
-            )
+            old = fmt.label(lang, fmt.MODALITY_LABELS, self._reschedule_modality)
+            new = fmt.label(lang, fmt.MODALITY_LABELS, modality)
+            rows.append(tr(lang, "Visit type: {old} → {new}", old=old, new=new))
         return rows
 
     @rx.event
@@ -593,8 +623,9 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
                     if a.status == "booked"
                 }
         except DomainError as exc:
-            self.alert = exc.message
+            self.alert = words_for(exc, self.lang)
             slots, mine = [], {}
+        lang = self.lang
         by_day: dict[date, list[WeekSlot]] = {d: [] for d in week}
         zones_by_day: dict[date, list[str]] = {d: [] for d in week}
         free = 0
@@ -614,28 +645,34 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
             if status == "booked" and s.start in mine:
                 status = "current" if mine[s.start] == self._reschedule_id else "mine"
             free += status == "free"
-            label = SLOT_LABELS.get(status, "")
-            modality = fmt.MODALITY_LABELS.get(s.modality, s.modality)
+            label = fmt.label(lang, SLOT_LABELS, status, "")
+            modality = fmt.label(lang, fmt.MODALITY_LABELS, s.modality)
             clinic = self._clinic_names.get(str(s.clinic_id), "")
+            values = {
+                "slot": f"{fmt.day_label(s.start, s.timezone, lang)}, {fmt.clock(s.start, s.timezone, lang)}",
+                "modality": modality,
+                "clinic": clinic,
+                "status": label.lower() if label else tr(lang, "free"),
+            }
             by_day[local.date()].append(
                 WeekSlot(
                     start=s.start.astimezone(UTC).isoformat(),
-                    time=f"{local:%H:%M}",
+                    time=fmt.time_of_day(s.start, s.timezone, lang),
                     status=status,
                     label=label,
                     telehealth=s.modality == "telehealth",
-                    aria=f"{fmt.day_label(s.start, s.timezone)}, {local:%H:%M} {local.tzname()}, {modality}"
-                    + (f" at {clinic}" if clinic and s.modality != "telehealth" else "")
-                    + (f", {label.lower()}" if label else ", free"),
+                    aria=tr(lang, "{slot}, {modality} at {clinic}, {status}", **values)
+                    if clinic and s.modality != "telehealth"
+                    else tr(lang, "{slot}, {modality}, {status}", **values),
                 )
             )
-            if fmt.zone_label(s.timezone) not in zones_by_day[local.date()]:
-                zones_by_day[local.date()].append(fmt.zone_label(s.timezone))
+            if fmt.zone_label(s.timezone, lang) not in zones_by_day[local.date()]:
+                zones_by_day[local.date()].append(fmt.zone_label(s.timezone, lang))
         self.days = [
             WeekDay(
                 key=d.isoformat(),
-                weekday=f"{d:%a}",
-                date=f"{d:%d %b}",
+                weekday=fmt.weekday(d, lang),
+                date=fmt.date_label(d, lang, weekday=False, year=False),
                 zone=" / ".join(zones_by_day[d]),
                 is_today=d == today,
                 slots=sorted(by_day[d], key=lambda w: w.start),
@@ -644,25 +681,19 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         ]
         all_zones = {z for zs in zones_by_day.values() for z in zs}
         if len(all_zones) == 1:
-            self.zone_note = f"Times are in {next(iter(all_zones))}."
+            self.zone_note = tr(lang, "Times are in {zone}.", zone=next(iter(all_zones)))
         elif all_zones:
-            self.zone_note = "Times are in each clinic's local time, named under each day."
+            self.zone_note = tr(lang, "Times are in each clinic's local time, named under each day.")
         else:
             self.zone_note = ""
         self.free_count = free
-        sunday = week[-1]
-        if monday.month == sunday.month:
-            self.week_label = f"{monday:%d} – {sunday:%d %b %Y}"
-        elif monday.year == sunday.year:
-            self.week_label = f"{monday:%d %b} – {sunday:%d %b %Y}"
-        else:
-            self.week_label = f"{monday:%d %b %Y} – {sunday:%d %b %Y}"
+        self.week_label = fmt.week_range(monday, week[-1], lang)
 
     @rx.event
     def prev_week(self):
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if limited(self, SLOTS, actor):
             return None
         self.week_offset = max(0, self.week_offset - 1)
@@ -674,7 +705,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
     def next_week(self):
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if limited(self, SLOTS, actor):
             return None
         self.week_offset = min(self.max_offset, self.week_offset + 1)
@@ -686,7 +717,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
     def this_week(self):
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if limited(self, SLOTS, actor):
             return None
         self.week_offset = 0
@@ -707,7 +738,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         self.dialog_error = ""
         self.change_rows = []
         self.change_ack = False
-        self.move_label = "Move appointment"
+        self.move_label = tr(self.lang, "Move appointment")
         self.busy = False
         self.done_title = self.done_text = ""
         self.done_skipped = []
@@ -719,16 +750,16 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
 
     def _describe(self, start: datetime, end: datetime, zone: str, clinic_id: uuid.UUID, modality: str) -> None:
         self._sel_tz = zone
-        self.sel_when = fmt.when(start, end, zone)
-        self.sel_zone = fmt.zone_label(zone)
+        self.sel_when = fmt.when(start, end, zone, self.lang)
+        self.sel_zone = fmt.zone_label(zone, self.lang)
         self.sel_clinic = self._clinic_names.get(str(clinic_id), "")
-        self.sel_modality = fmt.MODALITY_LABELS.get(modality, modality)
+        self.sel_modality = fmt.label(self.lang, fmt.MODALITY_LABELS, modality)
 
     def _describe_rule(self, actor: Actor, start: datetime, clinic_id: uuid.UUID, zone: str) -> None:
         """The clinic's cancellation window for this time, shown in the dialog before the patient confirms."""
         with UnitOfWork(actor) as uow:
             window = booking_rules(uow, clinic_id).cancellation_window
-        self.sel_rule = change_rule(start, window, utcnow(), zone, booking=True)[0]
+        self.sel_rule = change_rule(start, window, utcnow(), zone, booking=True, lang=self.lang)[0]
 
     def _taken(self, actor: Actor, message: str) -> None:
         """The slot went to someone else: say so above the grid and show the week as it is now."""
@@ -742,7 +773,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         """Hold the slot for this patient (or, when rescheduling, just ask to confirm the move)."""
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         provider_id = _uuid(self._provider_id)
         try:
             start = datetime.fromisoformat(start_iso)
@@ -758,16 +789,17 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
             slot = self._find_slot(actor, provider_id, start)
             self.busy = False
             if slot is None:
-                self._taken(actor, booking.SLOT_TAKEN)
+                self._taken(actor, tr(self.lang, "That time was just taken. Please choose another slot."))
                 return None
             self._sel_start = start_iso
             self._describe(slot.start, slot.end, slot.timezone, slot.clinic_id, slot.modality)
             self._describe_rule(actor, slot.start, slot.clinic_id, slot.timezone)
             self.change_rows = self._visit_changes(str(slot.clinic_id), slot.timezone, slot.modality)
             if str(slot.clinic_id) != self._reschedule_clinic:
-                self.move_label = f"Move to {self.sel_clinic or 'another clinic'}"
+                where = self.sel_clinic or tr(self.lang, "another clinic")
+                self.move_label = tr(self.lang, "Move to {place}", place=where)
             elif slot.modality != self._reschedule_modality:
-                self.move_label = f"Move to {self.sel_modality.lower()}"
+                self.move_label = tr(self.lang, "Move to {place}", place=self.sel_modality.lower())
             self.dialog_open = True
             return None
         try:
@@ -778,11 +810,11 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
                 hold_start, hold_end, expires = hold.start_at, hold.end_at, hold.hold_expires_at
                 clinic_id, modality = hold.clinic_id, hold.modality
         except Conflict as exc:
-            self._taken(actor, exc.message)
+            self._taken(actor, words_for(exc, self.lang))
             return None
         except DomainError as exc:
             self.busy = False
-            self.alert = exc.message
+            self.alert = words_for(exc, self.lang)
             self._load_week(actor)
             return None
         self.busy = False
@@ -792,7 +824,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         zone = self._clinic_zones.get(str(clinic_id), self._anchor_zone)
         self._describe(hold_start, hold_end, zone, clinic_id, modality)
         self._describe_rule(actor, hold_start, clinic_id, zone)
-        self.hold_until = clock(expires, zone) if expires else ""
+        self.hold_until = clock(expires, zone, self.lang) if expires else ""
         self.dialog_open = True
         self._load_week(actor)
         return None
@@ -807,11 +839,13 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         """Book the held slot (or move the appointment); a lost race closes the dialog and says so."""
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if self.busy or not self._sel_start or limited(self, BOOKING, actor):
             return None
         if self._reschedule_id and self.change_rows and not self.change_ack:
-            self.dialog_error = "This move changes your visit as listed above: tick the box to confirm the change."
+            self.dialog_error = tr(
+                self.lang, "This move changes your visit as listed above: tick the box to confirm the change."
+            )
             return None
         self.busy = True
         self.dialog_error = ""
@@ -830,26 +864,31 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
                     booking.confirm_hold(actor, uow, uuid.UUID(self._hold_id), version=self._hold_version)
                 uow.commit()
         except Conflict as exc:
-            self._taken(actor, exc.message)
+            self._taken(actor, words_for(exc, self.lang))
             return None
         except DomainError as exc:
             self.busy = False
-            self.dialog_error = exc.message
+            self.dialog_error = words_for(exc, self.lang)
             return None
         self.busy = False
         if self._reschedule_id:
             self.dialog_open = False
-            moved_to = self.sel_when + (f" at {self.sel_clinic}" if self.change_rows and self.sel_clinic else "")
+            if self.change_rows and self.sel_clinic:
+                moved = tr(
+                    self.lang, "Appointment moved to {when} at {clinic}.", when=self.sel_when, clinic=self.sel_clinic
+                )
+            else:
+                moved = tr(self.lang, "Appointment moved to {when}.", when=self.sel_when)
             self._reset_selection()
             self._reschedule_id = ""
             self.reschedule_from = ""
-            yield rx.toast.success(f"Appointment moved to {moved_to}.")
+            yield rx.toast.success(moved)
             yield rx.redirect("/patient/appointments")
             return None
         self._hold_id = ""
         self.step = "done"
-        self.done_title = "Appointment confirmed"
-        self.done_text = f"{self.sel_when} with {self.provider_name}."
+        self.done_title = tr(self.lang, "Appointment confirmed")
+        self.done_text = tr(self.lang, "{when} with {provider}.", when=self.sel_when, provider=self.provider_name)
         self._load_week(actor)
         return None
 
@@ -908,7 +947,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         """Show each date of the series with a tick or the reason it cannot be booked."""
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if not self._sel_start or not self._provider_id:
             return None
         self.dialog_error = ""
@@ -916,16 +955,18 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
             with UnitOfWork(actor) as uow:
                 occurrences = series.preview_series(actor, uow, **self._series_args())  # type: ignore[arg-type]
         except DomainError as exc:
-            self.dialog_error = exc.message
+            self.dialog_error = words_for(exc, self.lang)
             return None
         zone = self._sel_tz or self._anchor_zone
         first = datetime.fromisoformat(self._sel_start)
         self.series_preview = [
             SeriesRow(
-                when=fmt.when(o.start, o.end, zone),
+                when=fmt.when(o.start, o.end, zone, self.lang),
                 # The first date is the one this patient holds right now.
                 ok=bool(o.available) or (o.start == first and self._hold_id != ""),
-                reason="" if o.available or o.start == first else (o.reason or "Not available"),
+                reason=""
+                if o.available or o.start == first
+                else (series_reason(o.reason, self.lang) if o.reason else tr(self.lang, "Not available")),
             )
             for o in occurrences
         ]
@@ -937,7 +978,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         """Give back the single hold and book the series, skipping the dates the patient saw were unavailable."""
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if self.busy or not self.series_checked or not self._sel_start or limited(self, BOOKING, actor):
             return None
         self.busy = True
@@ -958,11 +999,11 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
                 )
                 uow.commit()
         except Conflict as exc:
-            self._taken(actor, exc.message)
+            self._taken(actor, words_for(exc, self.lang))
             return None
         except DomainError as exc:
             self.busy = False
-            self.dialog_error = exc.message
+            self.dialog_error = words_for(exc, self.lang)
             return None
         self.busy = False
         self._hold_id = ""
@@ -970,11 +1011,22 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         booked = len(result.booked)
         total = booked + len(result.skipped)
         self.step = "done"
-        self.done_title = "Weekly series booked" if booked else "No session could be booked"
-        self.done_text = (
-            f"{booked} of {total} sessions with {self.provider_name}, "
-            f"every {'week' if self.every_weeks == '1' else '2 weeks'}, from {self.sel_when}."
+        lang = self.lang
+        self.done_title = tr(lang, "Weekly series booked") if booked else tr(lang, "No session could be booked")
+        every = tr(lang, "every week") if self.every_weeks == "1" else tr(lang, "every 2 weeks")
+        self.done_text = tr(
+            lang,
+            "{booked} of {total} sessions with {provider}, {every}, from {when}.",
+            booked=booked,
+            total=total,
+            provider=self.provider_name,
+            every=every,
+            when=self.sel_when,
         )
-        self.done_skipped = [f"{fmt.when(o.start, o.end, zone)}: {o.reason or 'not available'}" for o in result.skipped]
+        self.done_skipped = [
+            f"{fmt.when(o.start, o.end, zone, lang)}: "
+            + (series_reason(o.reason, lang) if o.reason else tr(lang, "not available"))
+            for o in result.skipped
+        ]
         self._load_week(actor)
         return None

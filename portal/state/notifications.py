@@ -12,26 +12,29 @@ from sqlmodel import select
 from backend.db import UnitOfWork
 from backend.errors import DomainError
 from backend.identity.models import Patient
+from backend.notifications import preferences as prefs
 from backend.notifications import reminders, reports
 from backend.notifications import service as notes
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic
 from backend.types import utcnow
+from portal import i18n
 from portal.components import format as fmt
+from portal.i18n import N_, tr, trn
 from portal.state.admin import AdminState
 from portal.state.live import LivePatient, LiveRefreshMixin
 from portal.state.options import option_or
 from portal.state.session import SESSION_ENDED, SessionState
 
 ALL = "all"
-CHANNEL_LABELS = {"email": "E-mail", "sms": "SMS", "whatsapp": "WhatsApp", "console": "In-app outbox"}
+CHANNEL_LABELS = {"email": N_("E-mail"), "sms": N_("SMS"), "whatsapp": N_("WhatsApp"), "console": N_("In-app outbox")}
 STATUS_LABELS = {
-    "pending": "Waiting to send",
-    "sending": "Sending",
-    "sent": "Sent",
-    "failed": "Failed, will retry",
-    "dead": "Dead letter",
-    "unknown": "Checking with provider",
+    "pending": N_("Waiting to send"),
+    "sending": N_("Sending"),
+    "sent": N_("Sent"),
+    "failed": N_("Failed, will retry"),
+    "dead": N_("Dead letter"),
+    "unknown": N_("Checking with provider"),
 }
 STATUS_COLORS = {"sent": "green", "pending": "gray", "sending": "blue", "failed": "amber", "dead": "red"}
 STATUS_FILTERS = [
@@ -81,8 +84,25 @@ def _sentence(message: str) -> str:
     return (message[:1].upper() + message[1:]) if message else message
 
 
-def _when(moment: datetime | None, zone: str) -> str:
-    return fmt.moment(moment, zone) if moment is not None else ""
+# The preferences service's refusals (backend/notifications/service.py update_preferences), as sentences, for the
+# patient's language; any other message is shown as the service worded it.
+PREFERENCE_ERRORS = {
+    N_("Give both the start and the end of your quiet hours, or neither"),
+    N_("Quiet hours must not start and end at the same time"),
+    N_("Add a mobile number to your record before choosing text messages"),
+    N_("Add an e-mail address to your record before choosing e-mail"),
+    N_("Quiet hours start must be a time like 21:00"),
+    N_("Quiet hours end must be a time like 21:00"),
+}
+
+
+def _preference_error(message: str, lang: str) -> str:
+    said = _sentence(message)
+    return tr(lang, said) if said in PREFERENCE_ERRORS else said
+
+
+def _when(moment: datetime | None, zone: str, lang: str = "en") -> str:
+    return fmt.moment(moment, zone, lang) if moment is not None else ""
 
 
 def _zone_for_patient(uow: UnitOfWork, patient_id: uuid.UUID | None) -> str:
@@ -95,39 +115,76 @@ def _zone_for_patient(uow: UnitOfWork, patient_id: uuid.UUID | None) -> str:
 
 
 # The patient reads their own history in plain words; the admin outbox keeps the operational ones.
-PATIENT_STATUS_LABELS = {**STATUS_LABELS, "failed": "Trying again", "dead": "Not delivered", "unknown": "Sending"}
+PATIENT_STATUS_LABELS = {
+    **STATUS_LABELS,
+    "failed": N_("Trying again"),
+    "dead": N_("Not delivered"),
+    "unknown": N_("Sending"),
+}
+# What a message was about, as the patient reads it in their language (backend EVENT_LABELS words it in English).
+PATIENT_EVENT_LABELS = {
+    "appointment_booked": N_("Appointment booked"),
+    "appointment_cancelled": N_("Appointment cancelled"),
+    "appointment_rescheduled": N_("Appointment moved"),
+    "appointment_reminder": N_("Appointment reminder"),
+    "waitlist_offer": N_("Waitlist offer"),
+    "waitlist_offer_expired": N_("Offer expired"),
+    "waitlist_entry_expired": N_("Waitlist entry expired"),
+    "waitlist_reconfirm": N_("Still interested?"),
+    "waitlist_entry_moved": N_("Waitlist moved (clinic archived)"),
+    "waitlist_entry_closed": N_("Waitlist closed (clinic archived)"),
+    "account_invite": N_("Invitation to set a password"),
+    "password_reset": N_("Password reset link"),
+}
+# What the provider reported after a send (backend/notifications/reports.py LABELS), for the patient's language.
+REPORT_LABELS = {
+    "accepted": N_("Accepted by the provider"),
+    "deferred": N_("Delayed by the receiving server"),
+    "sent": N_("Sent to the carrier"),
+    "delivered": N_("Delivered"),
+    "read": N_("Read"),
+    "undelivered": N_("Not delivered"),
+    "failed": N_("Failed at the provider"),
+    "bounce": N_("Bounced"),
+    "dropped": N_("Dropped by SendGrid"),
+}
 
 
-def note_row(view: notes.NotificationView, zone: str, *, for_patient: bool = False) -> dict[str, str]:
+def note_row(
+    view: notes.NotificationView, zone: str, *, for_patient: bool = False, lang: str = "en"
+) -> dict[str, str]:
     status = view.status
     if status == "failed":
-        detail = f"Attempt {view.attempts}; next try {_when(view.next_attempt_at, zone)}"
+        when = _when(view.next_attempt_at, zone, lang)
+        detail = tr(lang, "Attempt {n}; next try {when}", n=view.attempts, when=when)
     elif status == "pending" and view.next_attempt_at > utcnow():
-        detail = f"Held for quiet hours until {_when(view.next_attempt_at, zone)}"
+        detail = tr(lang, "Held for quiet hours until {when}", when=_when(view.next_attempt_at, zone, lang))
     elif status == "sent":
-        detail = f"Sent {_when(view.sent_at, zone)}"
+        detail = tr(lang, "Sent {when}", when=_when(view.sent_at, zone, lang))
     elif status == "dead" and for_patient:
-        detail = "We could not deliver this message."
+        detail = tr(lang, "We could not deliver this message.")
     elif status == "dead" and view.provider_status in reports.NEGATIVE:
-        detail = f"Reported by the provider {_when(view.provider_status_at, zone)}"  # the error line says what
+        # the error line says what
+        detail = tr(lang, "Reported by the provider {when}", when=_when(view.provider_status_at, zone, lang))
     elif status == "dead":
-        detail = f"Gave up after {view.attempts} attempt{'s' if view.attempts != 1 else ''}"
+        detail = trn(lang, "Gave up after {n} attempt", "Gave up after {n} attempts", view.attempts)
     else:
         detail = ""
     # After a send, what the provider later reported (Delivered, Read, Delayed ...), from its callbacks.
     report = ""
     if status == "sent" and view.provider_status:
-        report = f"{view.provider_status_label} {_when(view.provider_status_at, zone)}"
+        said = fmt.label(lang, REPORT_LABELS, view.provider_status, view.provider_status_label)
+        report = f"{said} {_when(view.provider_status_at, zone, lang)}"
     return {
         "id": str(view.id),
         "patient_id": str(view.patient_id) if view.patient_id else "",
         "patient": view.patient_name,
-        "event": view.event_label,
-        "channel": CHANNEL_LABELS.get(view.channel, view.channel),
-        "status": (PATIENT_STATUS_LABELS if for_patient else STATUS_LABELS).get(status, status),
+        "event": fmt.label(lang, PATIENT_EVENT_LABELS, view.event_type, view.event_label),
+        "channel": fmt.label(lang, CHANNEL_LABELS, view.channel),
+        "status": fmt.label(lang, PATIENT_STATUS_LABELS if for_patient else STATUS_LABELS, status),
         "status_key": status,
         "status_color": STATUS_COLORS.get(status, "gray"),
-        "created": _when(view.created_at, zone),
+        "created": _when(view.created_at, zone, lang),
         "detail": detail,
         "report": report,
         "report_color": "green" if view.provider_status in ("delivered", "read") else "gray",
@@ -152,23 +209,25 @@ class MessageMixin(rx.State, mixin=True):
     @rx.event
     def open_message(self, notification_id: str):
         actor = self._message_actor()
+        lang = self.lang
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(lang, SESSION_ENDED))
         try:
             with UnitOfWork(actor) as uow:
                 message = notes.read_message(actor, uow, uuid.UUID(notification_id))
                 zone = _zone_for_patient(uow, message.notification.patient_id)
         except (DomainError, ValueError) as exc:
-            return rx.toast.error(_sentence(getattr(exc, "message", "This message cannot be shown.")))
+            if isinstance(exc, DomainError) and lang == "en":
+                return rx.toast.error(_sentence(exc.message))
+            return rx.toast.error(tr(lang, "This message cannot be shown."))
         view = message.notification
-        self.message_title = view.event_label
+        self.message_title = fmt.label(lang, PATIENT_EVENT_LABELS, view.event_type, view.event_label)
         self.message_to = message.to
         self.message_subject = message.subject
         self.message_text = message.text
-        channel = CHANNEL_LABELS.get(view.channel, view.channel)
-        self.message_meta = (
-            f"{channel} · {STATUS_LABELS.get(view.status, view.status)} · {_when(view.created_at, zone)}"
-        )
+        channel = fmt.label(lang, CHANNEL_LABELS, view.channel)
+        status = fmt.label(lang, STATUS_LABELS, view.status)
+        self.message_meta = f"{channel} · {status} · {_when(view.created_at, zone, lang)}"
         self.message_open = True
         return None
 
@@ -196,6 +255,8 @@ class PatientNotificationsState(MessageMixin, LiveRefreshMixin, SessionState):
     form_key: int = 0
     history: list[dict[str, str]] = []
     loaded: bool = False
+    # Said under the language select once a choice is saved (in the language chosen).
+    language_saved: str = ""
 
     def _message_actor(self) -> Actor | None:
         return self._actor(Role.PATIENT)
@@ -226,7 +287,7 @@ class PatientNotificationsState(MessageMixin, LiveRefreshMixin, SessionState):
         with UnitOfWork(actor) as uow:
             views = notes.list_notifications(actor, uow, limit=50)
             self.zone = _zone_for_patient(uow, actor.patient_id)
-        self.history = [note_row(v, self.zone, for_patient=True) for v in views]
+        self.history = [note_row(v, self.zone, for_patient=True, lang=self.lang) for v in views]
 
     @rx.event
     async def load(self):
@@ -238,7 +299,9 @@ class PatientNotificationsState(MessageMixin, LiveRefreshMixin, SessionState):
         with UnitOfWork(actor) as uow:
             view = notes.get_preferences(actor, uow)
         self._apply(view)
-        self.errors, self.saved = {}, ""
+        # The language as saved now (another tab may have changed it since this page's guard ran).
+        self.lang = i18n.normalise(view.language)
+        self.errors, self.saved, self.language_saved = {}, "", ""
         self._load_history(actor)
         self.loaded = True
 
@@ -262,7 +325,7 @@ class PatientNotificationsState(MessageMixin, LiveRefreshMixin, SessionState):
     def save(self, form: dict[str, Any]):
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         start = str(form.get("quiet_hours_start") or "").strip() if self.quiet_enabled else ""
         end = str(form.get("quiet_hours_end") or "").strip() if self.quiet_enabled else ""
         update = notes.PreferencesUpdate(
@@ -279,13 +342,40 @@ class PatientNotificationsState(MessageMixin, LiveRefreshMixin, SessionState):
                 view = notes.update_preferences(actor, uow, update)
                 uow.commit()
         except DomainError as exc:
-            self.errors = {exc.field or "form": _sentence(exc.message)}
+            self.errors = {exc.field or "form": _preference_error(exc.message, self.lang)}
             self.saved = ""
             return None
         self.errors = {}
         self._apply(view)
-        self.saved = "Saved. New messages follow these choices."
+        self.saved = tr(self.lang, "Saved. New messages follow these choices.")
         return None
+
+    @rx.event
+    def choose_language(self, value: str):
+        """Save the language of the pages and messages; the pages switch at once, this one included."""
+        actor = self._actor(Role.PATIENT)
+        if actor is None:
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
+        try:
+            with UnitOfWork(actor) as uow:
+                chosen = prefs.set_language(actor, uow, value)
+                uow.commit()
+        except DomainError as exc:
+            self.errors = {**self.errors, "language": _sentence(exc.message)}
+            self.language_saved = ""
+            return None
+        self.errors = {k: v for k, v in self.errors.items() if k != "language"}
+        self.lang = i18n.normalise(chosen)
+        # The texts this page built on the server follow too; the browser's follow `lang` by themselves.
+        self.saved = ""
+        self.language_saved = tr(self.lang, "Saved: your pages and messages are now in {language}.",
+                                 language=i18n.languages()[self.lang])  # fmt: skip
+        self._load_history(actor)
+        return None
+
+    @rx.var
+    def language_options(self) -> list[dict[str, str]]:
+        return [{"id": code, "name": name} for code, name in i18n.languages().items()]
 
     @rx.var
     def nothing_chosen(self) -> bool:
@@ -293,7 +383,7 @@ class PatientNotificationsState(MessageMixin, LiveRefreshMixin, SessionState):
 
     @rx.var
     def zone_label(self) -> str:
-        return fmt.zone_label(self.zone)
+        return fmt.zone_label(self.zone, self.lang)
 
 
 class OutboxState(MessageMixin, LiveRefreshMixin, AdminState):

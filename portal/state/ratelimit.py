@@ -15,16 +15,17 @@ import reflex as rx
 from backend import ratelimit
 from backend.ratelimit import BOOKING, SEARCH, SLOTS, WAITLIST_JOIN
 from backend.tenancy.context import Actor
+from portal.i18n import tr
 
 __all__ = ["BOOKING", "SEARCH", "SLOTS", "WAITLIST_JOIN", "limit_message", "limited", "rate_limit_callout"]
 
 
-def limit_message(limit_class: str, *, address: str | None, practice: str | None) -> str:
-    """Count one page action; "" when allowed, else the text the page shows."""
+def limit_message(limit_class: str, *, address: str | None, practice: str | None, lang: str = "en") -> str:
+    """Count one page action; "" when allowed, else the text the page shows (in the page's language)."""
     decision = ratelimit.check(limit_class, address=address or None, practice=practice)
     if decision is None or decision.allowed:
         return ""
-    return f"Too many requests — try again in {decision.retry_after} s."
+    return tr(lang, "Too many requests — try again in {seconds} s.", seconds=decision.retry_after)
 
 
 def client_address(state: Any) -> str | None:
@@ -37,7 +38,9 @@ def client_address(state: Any) -> str | None:
 
 def limited(state: Any, limit_class: str, actor: Actor) -> bool:
     """True when this action is over the limit (the state's `rate_limited` then says how long to wait)."""
-    message = limit_message(limit_class, address=client_address(state), practice=str(actor.tenant_id))
+    lang = getattr(state, "lang", "en")
+    lang = lang if isinstance(lang, str) else "en"
+    message = limit_message(limit_class, address=client_address(state), practice=str(actor.tenant_id), lang=lang)
     state.rate_limited = message
     return bool(message)
 

@@ -16,11 +16,12 @@ from backend.identity import service as identity
 from backend.identity.sso import MESSAGES as SSO_MESSAGES
 from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
+from portal import i18n
 from portal.state.client import FORGET_CLIENT_TOKEN_JS, owner_key, reset_client_tree
 
-SESSION_ENDED = "Your session has ended. Sign in again."
+SESSION_ENDED = i18n.N_("Your session has ended. Sign in again.")
 HOME_BY_ROLE = {"patient": "/patient", "doctor": "/doctor", "admin": "/admin"}
-ROLE_LABELS = {"patient": "Patient", "doctor": "Clinician", "admin": "Administrator"}
+ROLE_LABELS = {"patient": i18n.N_("Patient"), "doctor": "Clinician", "admin": "Administrator"}
 
 
 def session_token(state: rx.State) -> str | None:
@@ -75,6 +76,8 @@ class SessionState(rx.State):
     user_email: str = ""
     role: str = ""
     practice_name: str = ""
+    # The language of the pages (portal/i18n.py `t`): the signed-in patient's preference; staff see English.
+    lang: str = "en"
     # The role the last guard admitted for the current page; pages render only when it matches.
     admitted_role: str = ""
     # The page's role when the last guard turned a signed-in person of another role away (the shell then says
@@ -146,6 +149,7 @@ class SessionState(rx.State):
         self.user_email = profile.email
         self.role = str(profile.role)
         self.practice_name = profile.practice_name
+        self.lang = i18n.normalise(profile.language) if actor.role == Role.PATIENT else "en"
         self.home_path = HOME_BY_ROLE.get(str(actor.role), "/")
         if role and actor.role != role:
             # No redirect: the page says it is for someone else and links this person's own home. Its own load
@@ -165,7 +169,7 @@ class SessionState(rx.State):
 
     @rx.var
     def role_label(self) -> str:
-        return ROLE_LABELS.get(self.role, "")
+        return i18n.tr(self.lang, ROLE_LABELS.get(self.role, ""))
 
     @rx.var
     def initials(self) -> str:

@@ -17,6 +17,7 @@ import reflex as rx
 
 from backend.db import UnitOfWork
 from backend.errors import Conflict, DomainError
+from backend.notifications import formatting
 from backend.scheduling import search
 from backend.tenancy import service as tenancy
 from backend.tenancy.context import Actor, Role
@@ -25,22 +26,27 @@ from backend.waitlist import offers as wl_offers
 from backend.waitlist import service as wl
 from backend.waitlist.policy import effective_policy
 from portal.components import format as fmt
+from portal.i18n import N_, tr, trn
 from portal.state.errors import words_for
 from portal.state.live import LivePatient, LiveRefreshMixin
 from portal.state.ratelimit import WAITLIST_JOIN, limited
 from portal.state.session import SESSION_ENDED, SessionState
 
 ANY = "any"
-ALREADY_ON = "You are already on this waitlist."
-GONE = "That waitlist entry is no longer available. The list has been refreshed."
-OFFER_GONE = "This offer is no longer available. The list has been refreshed."
+ALREADY_ON = N_("You are already on this waitlist.")
+GONE = N_("That waitlist entry is no longer available. The list has been refreshed.")
+OFFER_GONE = N_("This offer is no longer available. The list has been refreshed.")
 MAX_REASON = 500
-URGENCY_CHOICES = [("1", "Routine"), ("2", "Soon"), ("3", "Priority")]
+URGENCY_CHOICES = [("1", N_("Routine")), ("2", N_("Soon")), ("3", N_("Priority"))]
 URGENCY_HINTS = {
-    "1": "Any time in the coming weeks is fine.",
-    "2": "You would like to be seen in the next couple of weeks.",
-    "3": "Your care team asked you to be seen soon.",
+    "1": N_("Any time in the coming weeks is fine."),
+    "2": N_("You would like to be seen in the next couple of weeks."),
+    "3": N_("Your care team asked you to be seen soon."),
 }
+# The service's name for an entry open to anyone at the clinic (backend/waitlist/service.py).
+ANY_PROVIDER = "Any provider"
+# Where the patient stands, as the ranking words it (backend/waitlist/ranking.py position_band), for translation.
+BANDS = {N_("Near the top"), N_("In the top 10"), N_("In the top 25"), N_("Further down")}
 # name -> (weekdays, start, end), all in the clinic's local time.
 PRESETS: dict[str, tuple[tuple[int, ...], str, str]] = {
     "mornings": ((0, 1, 2, 3, 4), "08:00", "12:00"),
@@ -51,11 +57,11 @@ DEFAULT_START, DEFAULT_END = "09:00", "17:00"
 ACTIVE = ("waiting", "offered")
 REMIND_BEFORE_EXPIRY = timedelta(days=14)
 OFFER_OUTCOMES = {
-    "pending": "Waiting for your answer",
-    "accepted": "Accepted",
-    "declined": "Declined",
-    "expired": "Expired (no answer in time)",
-    "withdrawn": "Withdrawn by the clinic",
+    "pending": N_("Waiting for your answer"),
+    "accepted": N_("Accepted"),
+    "declined": N_("Declined"),
+    "expired": N_("Expired (no answer in time)"),
+    "withdrawn": N_("Withdrawn by the clinic"),
 }
 # Which form field a service error names (DomainError.field) -> the field the form shows it beside.
 FIELD_KEYS = {
@@ -105,14 +111,19 @@ def _zone_name(zone: str) -> str:
     return fmt.local(utcnow(), zone).tzname() or zone if zone else ""
 
 
-def clock(dt: datetime, zone: str) -> str:
-    local = fmt.local(dt, zone)
-    return f"{local:%H:%M} {local.tzname()}"
+def clock(dt: datetime, zone: str, lang: str = "en") -> str:
+    return fmt.clock(dt, zone, lang)
 
 
-def short_when(dt: datetime, zone: str) -> str:
-    local = fmt.local(dt, zone)
-    return f"{local:%a %d %b}, {local:%H:%M} {local.tzname()}"
+def short_when(dt: datetime, zone: str, lang: str = "en") -> str:
+    return fmt.short_when(dt, zone, lang)
+
+
+def any_provider_label(lang: str, provider_name: str, clinic_name: str = "") -> str:
+    """The provider an entry waits for; an entry open to anyone says so ('Any provider at Harbor Downtown')."""
+    if provider_name != ANY_PROVIDER:
+        return provider_name
+    return tr(lang, "Any provider at {clinic}", clinic=clinic_name) if clinic_name else tr(lang, "Any provider")
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -131,10 +142,10 @@ def _as_dt(value: Any) -> datetime | None:
         return None
 
 
-HARD_TO_ESTIMATE = "Hard to estimate yet"
+HARD_TO_ESTIMATE = N_("Hard to estimate yet")
 
 
-def wait_label(days: Any) -> str:
+def wait_label(days: Any, lang: str = "en") -> str:
     if days is None or days == "":
         return ""
     try:
@@ -142,11 +153,10 @@ def wait_label(days: Any) -> str:
     except (TypeError, ValueError):
         return str(days)
     if n <= 1:
-        return "About a day"
+        return tr(lang, "About a day")
     if n < 14:
-        return f"About {n} days"
-    weeks = round(n / 7)
-    return f"About {weeks} weeks"
+        return trn(lang, "About {n} day", "About {n} days", n)
+    return trn(lang, "About {n} week", "About {n} weeks", round(n / 7))
 
 
 # --- the join form -------------------------------------------------------------------------------------
@@ -165,8 +175,11 @@ class DayWindow:
 DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
-def _blank_days() -> list[DayWindow]:
-    return [DayWindow(weekday=i, label=fmt.WEEKDAYS[i], name=DAY_NAMES[i]) for i in range(7)]
+def _blank_days(lang: str = "en") -> list[DayWindow]:
+    if lang == "en":
+        return [DayWindow(weekday=i, label=fmt.WEEKDAYS[i], name=DAY_NAMES[i]) for i in range(7)]
+    short, wide = formatting.weekday_names(lang), formatting.weekday_names(lang, "wide")
+    return [DayWindow(weekday=i, label=short[i], name=wide[i]) for i in range(7)]
 
 
 class PatientWaitlistJoinState(SessionState):
@@ -207,7 +220,7 @@ class PatientWaitlistJoinState(SessionState):
 
     @rx.var
     def urgency_hint(self) -> str:
-        return URGENCY_HINTS.get(self.j_urgency, "")
+        return tr(self.lang, URGENCY_HINTS.get(self.j_urgency, ""))
 
     @rx.event
     def load(self):
@@ -215,7 +228,7 @@ class PatientWaitlistJoinState(SessionState):
         actor = self._actor(Role.PATIENT)
         if actor is None:
             # A person of another role is told by the page itself whom it is for (SessionState.guard).
-            return None if self.denied_role else rx.toast.error(SESSION_ENDED)
+            return None if self.denied_role else rx.toast.error(tr(self.lang, SESSION_ENDED))
         params = self.router.url.query_parameters
         with UnitOfWork(actor) as uow:
             clinics = tenancy.list_clinics(actor, uow)
@@ -246,7 +259,7 @@ class PatientWaitlistJoinState(SessionState):
         self.j_provider = wanted_card["id"] if wanted_card else ANY
         self.j_specialty = self.j_modality = ANY
         self.j_urgency = "2"
-        self.days = _blank_days()
+        self.days = _blank_days(self.lang)
         self.preset = ""
         self.min_date = utcnow().date().isoformat()
         self.field_errors = {}
@@ -262,7 +275,7 @@ class PatientWaitlistJoinState(SessionState):
         zone = info.get("timezone", "")
         self.clinic_name = info.get("name", "")
         self.clinic_phone = info.get("phone", "")
-        self.clinic_zone = f"{fmt.zone_label(zone)} ({_zone_name(zone)})" if zone else ""
+        self.clinic_zone = f"{fmt.zone_label(zone, self.lang)} ({_zone_name(zone)})" if zone else ""
         here = [p for p in self._providers if self.j_clinic in p["clinics"]]
         self.provider_options = [{"id": p["id"], "name": p["name"]} for p in here]
         self.specialty_options = sorted({s for p in here for s in p["specialties"]})
@@ -347,35 +360,36 @@ class PatientWaitlistJoinState(SessionState):
 
     @rx.event
     def clear_days(self):
-        self.days = _blank_days()
+        self.days = _blank_days(self.lang)
         self.preset = ""
 
     def _local_checks(self, earliest: str, latest: str, reason: str) -> dict[str, str]:
         errors: dict[str, str] = {}
+        lang = self.lang
         if self.j_clinic not in self._clinics:
-            errors["clinic"] = "Choose a clinic."
+            errors["clinic"] = tr(lang, "Choose a clinic.")
         chosen = [d for d in self.days if d.on]
         if not chosen:
-            errors["windows"] = "Choose at least one day, or a quick choice, with the times that suit you."
+            errors["windows"] = tr(lang, "Choose at least one day, or a quick choice, with the times that suit you.")
         for d in chosen:
             if not d.start or not d.end:
-                errors["windows"] = f"Enter a start and an end time for {d.name}."
+                errors["windows"] = tr(lang, "Enter a start and an end time for {day}.", day=d.name)
                 break
             if d.end <= d.start:
-                errors["windows"] = f"On {d.name}, the end time must be after the start time."
+                errors["windows"] = tr(lang, "On {day}, the end time must be after the start time.", day=d.name)
                 break
         try:
             first, last = _date(earliest), _date(latest)
         except ValueError:
-            errors["dates"] = "Enter the dates as calendar dates, e.g. 2026-03-31."
+            errors["dates"] = tr(lang, "Enter the dates as calendar dates, e.g. 2026-03-31.")
         else:
             today = utcnow().date()
             if last is not None and last < today:
-                errors["dates"] = "The latest date has already passed."
+                errors["dates"] = tr(lang, "The latest date has already passed.")
             elif first is not None and last is not None and last < first:
-                errors["dates"] = "The latest date must be on or after the earliest date."
+                errors["dates"] = tr(lang, "The latest date must be on or after the earliest date.")
         if len(reason) > MAX_REASON:
-            errors["reason"] = f"Keep the reason to {MAX_REASON} characters or fewer."
+            errors["reason"] = tr(lang, "Keep the reason to {limit} characters or fewer.", limit=MAX_REASON)
         return errors
 
     @rx.event
@@ -383,7 +397,7 @@ class PatientWaitlistJoinState(SessionState):
         """Join the waitlist; errors appear beside their fields, a duplicate as an alert with a link."""
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         if self.busy:
             return None
         earliest = str(form.get("earliest_date", "") or "")
@@ -415,24 +429,28 @@ class PatientWaitlistJoinState(SessionState):
         except Conflict as exc:
             self.busy = False
             self.duplicate = True
-            self.form_error = exc.message or ALREADY_ON
+            self.form_error = (words_for(exc, self.lang) if exc.message else "") or tr(self.lang, ALREADY_ON)
             return None
         except DomainError as exc:
             self.busy = False
             key = FIELD_KEYS.get(str(exc.field or ""), "")
             if key:
-                self.field_errors = {key: words_for(exc)}
+                self.field_errors = {key: words_for(exc, self.lang)}
             else:
-                self.form_error = words_for(exc)
+                self.form_error = words_for(exc, self.lang)
             return None
         self.busy = False
-        target = self.wanted_name if not any_provider and self.wanted_name else "the waitlist"
+        lang = self.lang
         name = next((p["name"] for p in self.provider_options if p["id"] == self.j_provider), "")
         if not any_provider and name:
-            target = f"the waitlist for {name}"
+            joined = tr(lang, "You joined the waitlist for {name}.", name=name)
         elif any_provider:
-            target = f"the waitlist at {self.clinic_name}"
-        yield rx.toast.success(f"You joined {target}. We will offer you the first time that fits.")
+            joined = tr(lang, "You joined the waitlist at {clinic}.", clinic=self.clinic_name)
+        elif self.wanted_name:
+            joined = tr(lang, "You joined the waitlist for {name}.", name=self.wanted_name)
+        else:
+            joined = tr(lang, "You joined the waitlist.")
+        yield rx.toast.success(joined + " " + tr(lang, "We will offer you the first time that fits."))
         yield rx.redirect("/patient/waitlist")
         return None
 
@@ -491,52 +509,50 @@ def needs_reconfirm(e: Any, expires_at: datetime | None, now: datetime, reconfir
     return bool(confirmed and interval and now - confirmed >= interval)
 
 
-def entry_card(e: Any, offers: list[Any], now: datetime, reconfirm: dict[str, timedelta]) -> EntryCard:
+def entry_card(
+    e: Any, offers: list[Any], now: datetime, reconfirm: dict[str, timedelta], lang: str = "en"
+) -> EntryCard:
     """One card of the My waitlist page from a service EntryView and the entry's offers."""
     zone = e.timezone
+    modality_key = _get(e, "modality") or ""
     detail = " · ".join(
-        x
-        for x in (
-            _get(e, "specialty") or "",
-            fmt.MODALITY_LABELS.get(_get(e, "modality") or "", _get(e, "modality") or ""),
-        )
-        if x
+        x for x in (_get(e, "specialty") or "", fmt.label(lang, fmt.MODALITY_LABELS, modality_key)) if x
     )
     first, last = _get(e, "earliest_date"), _get(e, "latest_date")
+
+    def on(day: date) -> str:
+        return fmt.date_label(day, lang, weekday=False)
+
     if first and last:
-        dates = f"Between {first:%d %b %Y} and {last:%d %b %Y}"
+        dates = tr(lang, "Between {first} and {last}", first=on(first), last=on(last))
     elif first:
-        dates = f"From {first:%d %b %Y}"
+        dates = tr(lang, "From {first}", first=on(first))
     elif last:
-        dates = f"Until {last:%d %b %Y}"
+        dates = tr(lang, "Until {last}", last=on(last))
     else:
         dates = ""
     expires_at = _as_dt(_get(e, "expires_at"))
     live = _get(e, "live_offer")
     card = EntryCard(
         id=str(e.id),
-        target=e.provider_name if e.provider_name != "Any provider" else f"Any provider at {e.clinic_name}",
+        target=any_provider_label(lang, e.provider_name, e.clinic_name),
         clinic=e.clinic_name,
         detail=detail,
         status=str(e.status),
-        status_label=fmt.STATUS_LABELS.get(str(e.status), str(e.status).title())
+        status_label=fmt.label(lang, fmt.STATUS_LABELS, str(e.status), str(e.status).title())
         if str(e.status) != "cancelled"
-        else "Left",
+        else tr(lang, "Left"),
         tone={"waiting": "amber", "offered": "teal", "booked": "green"}.get(str(e.status), "gray"),
-        urgency=fmt.URGENCY_LABELS.get(int(e.urgency), str(e.urgency)),
-        band=str(_get(e, "position_band") or ""),
-        wait=wait_label(_get(e, "estimated_wait_days"))
-        or (HARD_TO_ESTIMATE if str(e.status) == "waiting" and _get(e, "position") else ""),
-        windows=fmt.windows_label(e.preferred_windows),
-        zone=f"{fmt.zone_label(zone)} ({_zone_name(zone)})",
-        since=fmt.day_label(e.created_at, zone),
+        urgency=fmt.label(lang, fmt.URGENCY_LABELS, int(e.urgency)),
+        band=band if (band := str(_get(e, "position_band") or "")) not in BANDS else tr(lang, band),
+        wait=wait_label(_get(e, "estimated_wait_days"), lang)
+        or (tr(lang, HARD_TO_ESTIMATE) if str(e.status) == "waiting" and _get(e, "position") else ""),
+        windows=fmt.windows_label(e.preferred_windows, lang),
+        zone=f"{fmt.zone_label(zone, lang)} ({_zone_name(zone)})",
+        since=fmt.day_label(e.created_at, zone, lang),
         dates=dates,
         reason=_get(e, "reason") or "",
-        expires=(
-            f"{fmt.day_label(expires_at, zone)}, {clock(expires_at, zone)}"
-            if expires_at and str(e.status) in ACTIVE
-            else ""
-        ),
+        expires=fmt.moment(expires_at, zone, lang) if expires_at and str(e.status) in ACTIVE else "",
         reconfirm=str(e.status) == "waiting" and needs_reconfirm(e, expires_at, now, reconfirm),
     )
     if live and str(_get(live, "status", "pending")) == "pending":
@@ -544,14 +560,15 @@ def entry_card(e: Any, offers: list[Any], now: datetime, reconfirm: dict[str, ti
         until = _as_dt(_get(live, "expires_at"))
         if start and end and until:
             card.offer_id = str(_get(live, "offer_id") or _get(live, "id") or "")
-            card.offer_day = fmt.day_label(start, zone)
-            card.offer_time = fmt.time_range(start, end, zone)
-            card.offer_zone = fmt.zone_label(zone)
+            card.offer_day = fmt.day_label(start, zone, lang)
+            card.offer_time = fmt.time_range(start, end, zone, lang)
+            card.offer_zone = fmt.zone_label(zone, lang)
             modality = str(_get(live, "modality") or "")
-            card.offer_modality = fmt.MODALITY_LABELS.get(modality, modality.replace("_", " ").capitalize())
-            card.offer_until = clock(until, zone)
+            fallback = modality.replace("_", " ").capitalize()
+            card.offer_modality = fmt.label(lang, fmt.MODALITY_LABELS, modality, fallback)
+            card.offer_until = clock(until, zone, lang)
             card.offer_until_iso = until.isoformat()
-            card.offer_expired_note = f"This offer expired at {card.offer_until}."
+            card.offer_expired_note = tr(lang, "This offer expired at {time}.", time=card.offer_until)
     history = sorted(
         (o for o in offers if str(o.status) != "pending"),
         key=lambda o: o.created_at,
@@ -559,24 +576,30 @@ def entry_card(e: Any, offers: list[Any], now: datetime, reconfirm: dict[str, ti
     )
     card.history = [
         OfferRow(
-            when=short_when(o.slot_start, zone),
-            outcome=OFFER_OUTCOMES.get(str(o.status), str(o.status).title()),
-            at=f"Offered {short_when(o.created_at, zone)}"
-            + (f", answered {short_when(o.responded_at, zone)}" if o.responded_at else ""),
+            when=short_when(o.slot_start, zone, lang),
+            outcome=fmt.label(lang, OFFER_OUTCOMES, str(o.status), str(o.status).title()),
+            at=tr(
+                lang,
+                "Offered {offered}, answered {answered}",
+                offered=short_when(o.created_at, zone, lang),
+                answered=short_when(o.responded_at, zone, lang),
+            )
+            if o.responded_at
+            else tr(lang, "Offered {offered}", offered=short_when(o.created_at, zone, lang)),
             tone={"accepted": "green", "declined": "gray", "expired": "amber", "withdrawn": "gray"}.get(
                 str(o.status), "gray"
             ),
         )
         for o in history
     ]
-    card.notice = expired_offer_notice(str(e.status), history, now, zone) if not card.offer_id else ""
+    card.notice = expired_offer_notice(str(e.status), history, now, zone, lang) if not card.offer_id else ""
     return card
 
 
 EXPIRED_NOTICE_FOR = timedelta(days=1)
 
 
-def expired_offer_notice(status: str, history: list[Any], now: datetime, zone: str) -> str:
+def expired_offer_notice(status: str, history: list[Any], now: datetime, zone: str, lang: str = "en") -> str:
     """'Your offer of Tue 12 Mar 10:00 expired at 14:32. ...' when the latest answered offer lapsed within a day."""
     if not history or str(history[0].status) != "expired":
         return ""
@@ -584,11 +607,16 @@ def expired_offer_notice(status: str, history: list[Any], now: datetime, zone: s
     expired_at = _as_dt(_get(latest, "expires_at"))
     if expired_at is None or now - expired_at > EXPIRED_NOTICE_FOR:
         return ""
-    text = f"Your offer of {short_when(latest.slot_start, zone)} expired at {clock(expired_at, zone)}."
+    text = tr(
+        lang,
+        "Your offer of {when} expired at {time}.",
+        when=short_when(latest.slot_start, zone, lang),
+        time=clock(expired_at, zone, lang),
+    )
     if status == "waiting":
-        return text + " You keep your place on the waitlist."
+        return text + " " + tr(lang, "You keep your place on the waitlist.")
     if status == "expired":
-        return text + " Your place on this waitlist ended with it."
+        return text + " " + tr(lang, "Your place on this waitlist ended with it.")
     return text
 
 
@@ -638,7 +666,7 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
         active: list[EntryCard] = []
         past: list[EntryCard] = []
         for e in entries:
-            card = entry_card(e, by_entry.get(str(e.id), []), now, self._reconfirm)
+            card = entry_card(e, by_entry.get(str(e.id), []), now, self._reconfirm, self.lang)
             (active if e.status in ACTIVE else past).append(card)
         # Offers first, then the rest as the service ordered them.
         active.sort(key=lambda c: 0 if c.offer_id else 1)
@@ -654,7 +682,7 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
         self.just_booked = ""
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         await self._mark_live_seen()
         self._refresh(actor)
         return None
@@ -687,7 +715,7 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
     def confirm_interest(self, entry_id: str):
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         entry = _uuid(entry_id)
         if entry is None or self.busy:
             return None
@@ -700,11 +728,11 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
         except DomainError as exc:
             self.busy = ""
             self._refresh(actor)
-            yield rx.toast.error(exc.message)
+            yield rx.toast.error(words_for(exc, self.lang))
             return None
         self.busy = ""
         self._refresh(actor)
-        yield rx.toast.success("Thanks, you stay on the waitlist.")
+        yield rx.toast.success(tr(self.lang, "Thanks, you stay on the waitlist."))
         return None
 
     # --- leave -----------------------------------------------------------------------------------------
@@ -727,7 +755,7 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
     def leave(self):
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         entry = _uuid(self.leave_id)
         if entry is None or self.busy:
             return None
@@ -741,12 +769,12 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
             self.busy = ""
             self.leave_open = False
             self._refresh(actor)
-            yield rx.toast.error(exc.message)
+            yield rx.toast.error(words_for(exc, self.lang))
             return None
         self.busy = ""
         self.leave_open = False
         self._refresh(actor)
-        yield rx.toast.success("You left the waitlist.")
+        yield rx.toast.success(tr(self.lang, "You left the waitlist."))
         return None
 
     # --- offers ----------------------------------------------------------------------------------------
@@ -755,7 +783,7 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
     def accept(self, offer_id: str):
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         offer = _uuid(offer_id)
         card = next((c for c in self.active if c.offer_id == offer_id), None)
         if offer is None or card is None or self.busy:
@@ -769,12 +797,14 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
         except DomainError as exc:
             self.busy = ""
             self._refresh(actor)
-            yield rx.toast.error(exc.message or OFFER_GONE)
+            yield rx.toast.error((words_for(exc, self.lang) if exc.message else "") or tr(self.lang, OFFER_GONE))
             return None
         self.busy = ""
-        self.just_booked = f"{card.offer_day}, {card.offer_time} with {card.target}"
+        self.just_booked = tr(
+            self.lang, "{day}, {time} with {provider}", day=card.offer_day, time=card.offer_time, provider=card.target
+        )
         self._refresh(actor)
-        yield rx.toast.success(f"Booked: {self.just_booked}. It is now under My appointments.")
+        yield rx.toast.success(tr(self.lang, "Booked: {what}. It is now under My appointments.", what=self.just_booked))
         return None
 
     @rx.event
@@ -795,7 +825,7 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
     def decline(self):
         actor = self._actor(Role.PATIENT)
         if actor is None:
-            return rx.toast.error(SESSION_ENDED)
+            return rx.toast.error(tr(self.lang, SESSION_ENDED))
         offer = _uuid(self.decline_offer_id)
         if offer is None or self.busy:
             return None
@@ -809,10 +839,10 @@ class MyWaitlistState(LiveRefreshMixin, SessionState):
             self.busy = ""
             self.decline_open = False
             self._refresh(actor)
-            yield rx.toast.error(exc.message or OFFER_GONE)
+            yield rx.toast.error((words_for(exc, self.lang) if exc.message else "") or tr(self.lang, OFFER_GONE))
             return None
         self.busy = ""
         self.decline_open = False
         self._refresh(actor)
-        yield rx.toast.success("Offer declined. We will offer you another time when one fits.")
+        yield rx.toast.success(tr(self.lang, "Offer declined. We will offer you another time when one fits."))
         return None

@@ -69,6 +69,10 @@ def concrete(route: str, app_url: str) -> list[str]:
         ((tenant_id, patient_id),) = _sql("SELECT tenant_id, id FROM patients WHERE email = %s", LOGINS["patient"])
         valid = unsubscribe_token(uuid.UUID(str(tenant_id)), uuid.UUID(str(patient_id)))
         return [route.replace("[unsubscribe_token]", valid), route.replace("[unsubscribe_token]", "not-a-real-link")]
+    if "[practice]" in route:
+        # A practice that does not take registrations (the default), and an unknown one; the open form and the
+        # verification page are scanned by test_self_registration_pages.
+        return [route.replace("[practice]", "harbor"), route.replace("[practice]", "not-a-real-link")]
     # Any other dynamic segment (a token in a link): the page for a link that does not work.
     return [re.sub(r"\[[^\]]+\]", "not-a-real-link", route)]
 
@@ -168,6 +172,53 @@ def test_every_page_has_no_serious_or_critical_violations(
         f"\n{role}: {len(urls)} pages x {len(WIDTHS)} widths: {sum(len(v.targets) for v in blocking)} critical/serious "
         f"elements, {minor} minor/moderate",
     )
+    for v in blocking:
+        say(pytestconfig, f"  {v}")
+    assert not blocking, "\n".join(str(v) for v in blocking)
+
+
+def test_self_registration_pages(
+    browser: Browser, app_url: str, axe: str, report: dict[str, list[Violation]], pytestconfig: pytest.Config
+) -> None:
+    """The registration form of a practice that takes registrations (with a field error shown) and a working
+    verification link's page, at both widths; the practice's registration is off again afterwards."""
+    from tests.e2e.test_self_registration import set_registration, verify_link_in_outbox
+
+    token = api_token(app_url, LOGINS["admin"])
+    set_registration(app_url, token, True)
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, bypass_csp=True)
+    context.set_default_timeout(20_000)
+    found: list[Violation] = []
+    try:
+        page = context.new_page()
+        name = f"Axe Newcomer {uuid.uuid4().hex[:6]}"
+        page.goto(f"{app_url}/register/harbor")
+        settle(page)
+        page.get_by_label("Full name").fill(name)
+        page.get_by_label("Email (you will sign in with it)").fill(f"axe.{uuid.uuid4().hex[:6]}@example.org")
+        page.get_by_label("I accept the terms of use and the privacy notice.").check()
+        page.get_by_label("Choose a password").fill("Password2026!")
+        page.get_by_role("button", name="Create account").click()
+        expect(page.locator("#err-register-password")).not_to_be_empty()
+        for width, (w, h) in WIDTHS.items():
+            page.set_viewport_size({"width": w, "height": h})
+            found += scan(page, axe, f"/register/harbor, form with an error ({width}, public)")
+        page.get_by_label("Choose a password").fill("juniper lantern orbit 88")
+        page.get_by_role("button", name="Create account").click()
+        expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
+        for width, (w, h) in WIDTHS.items():
+            page.set_viewport_size({"width": w, "height": h})
+            found += scan(page, axe, f"/register/harbor, sent ({width}, public)")
+        page.goto(app_url + verify_link_in_outbox(app_url, token, name))
+        settle(page)
+        for width, (w, h) in WIDTHS.items():
+            page.set_viewport_size({"width": w, "height": h})
+            found += scan(page, axe, f"/verify/… ({width}, public)")
+    finally:
+        context.close()
+        set_registration(app_url, api_token(app_url, LOGINS["admin"]), False)
+    report["registration"] = found
+    blocking = [v for v in found if v.impact in BLOCKING]
     for v in blocking:
         say(pytestconfig, f"  {v}")
     assert not blocking, "\n".join(str(v) for v in blocking)

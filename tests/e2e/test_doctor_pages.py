@@ -209,7 +209,12 @@ def test_time_off_form_explains_what_is_missing_and_saves_nothing(page: Page, ap
     page.get_by_label("End date").fill(day.isoformat())
     page.get_by_label("End time").fill("11:00")
     page.get_by_role("button", name="Add time off").click()
-    expect(page.get_by_role("alert").filter(has_text="The end must be after the start.")).to_be_visible()
+    expect(page.locator("#err-time-off-end_date")).to_have_text("The end must be after the start.")
+    expect(page.get_by_label("End date")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("End date")).to_have_attribute("aria-describedby", "err-time-off-end_date")
+    from tests.e2e.test_onboarding import shot
+
+    shot(page, "doctor-time-off-error")
     # The typed values stay for correcting.
     expect(page.get_by_label("Start time")).to_have_value("15:00")
     listed = page.get_by_role("list", name="Upcoming time off").get_by_role("listitem")

@@ -39,9 +39,10 @@ def test_notes_are_tokens_in_the_database_and_words_on_the_pages(app_url: str, p
     sign_in(page, app_url, "chloe@harbor.example")
     expect(page).to_have_url(re.compile(r"/patient/?$"))
     page.goto(f"{app_url}/patient/waitlist")
-    expect(page.get_by_role("heading", name="My waitlist")).to_be_visible()
+    # Chloe reads her pages in Spanish (her preference in the demo data).
+    expect(page.get_by_role("heading", name="Mi lista de espera")).to_be_visible()
     expect(page.get_by_text(NOTE)).to_be_visible()
-    expect(page.get_by_text("Your note to the care team:")).to_be_visible()
+    expect(page.get_by_text("Su nota para el equipo de atención:")).to_be_visible()
     _shot(page, "patient-waitlist")
 
     page.context.clear_cookies()

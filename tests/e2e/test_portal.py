@@ -108,7 +108,15 @@ def test_admin_manages_clinics_with_form_errors_and_a_refused_delete(page: Page,
     dialog.get_by_label("Name").fill("Summit Pearl Street")
     dialog.get_by_label("Time zone (IANA)").fill("Mars/Olympus")
     dialog.get_by_role("button", name="Save clinic").click()
-    expect(dialog.get_by_role("alert")).to_contain_text("Unknown time zone")
+    # The error is the field's own: announced (a live region), its description, and the field marked invalid.
+    expect(dialog.locator("#err-clinic-timezone")).to_contain_text("Unknown time zone")
+    expect(dialog.locator("#err-clinic-timezone")).to_have_attribute("aria-live", "assertive")
+    zone = dialog.get_by_label("Time zone (IANA)")
+    expect(zone).to_have_attribute("aria-invalid", "true")
+    expect(zone).to_have_attribute("aria-describedby", "err-clinic-timezone")
+    from tests.e2e.test_onboarding import shot  # here: that module imports this one
+
+    shot(page, "admin-clinic-error")
     expect(page.get_by_role("rowheader", name="Summit Pearl Street")).to_have_count(0)
 
     dialog.get_by_label("Time zone (IANA)").fill("America/Denver")

@@ -22,6 +22,7 @@ from playwright.sync_api import Page, expect
 
 from portal.components import format as fmt
 from tests.e2e.test_booking_pages import api_get, api_token, book_via_api, card_label, upcoming
+from tests.e2e.test_languages import reads_in
 from tests.e2e.test_portal import sign_in
 
 pytestmark = pytest.mark.e2e
@@ -40,6 +41,7 @@ def test_reschedule_offers_the_same_clinic_first_and_a_clinic_change_needs_an_ex
     assert fmt.local(datetime.fromisoformat(booked["start_at"]), DENVER).weekday() == 0, "a Monday, as planned"
     old_label = card_label(booked["start_at"], booked["end_at"], DENVER)
 
+    reads_in(app_url, CARLA, "en")  # Carla prefers Spanish in the demo data; this test reads the English pages
     sign_in(page, app_url, CARLA)
     expect(page).to_have_url(re.compile(r"/patient/?$"))
     page.goto(f"{app_url}/patient/appointments")

@@ -12,6 +12,7 @@ import psycopg
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import TEST_DB_NAME, _db_url
+from tests.e2e.test_onboarding import shot
 from tests.e2e.test_portal import sign_in
 
 XSS = '<img src="x" onerror="window.__xss = 1">'
@@ -36,17 +37,26 @@ def test_an_unknown_address_gets_the_apps_404_page_with_a_way_home(page: Page, a
     page.goto(f"{app_url}/no/such/page")
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
     expect(page).to_have_title(re.compile("Page not found"))
-    # Not signed in: home is the sign-in page.
-    page.get_by_role("link", name="Go to your home").click()
+    # Not signed in: the way on is the sign-in page, one control (a link drawn as a button, not a button in a link).
+    expect(page.get_by_role("link", name="Go to your home")).to_have_count(0)
+    expect(page.locator("a button, button a")).to_have_count(0)
+    shot(page, "404-visitor")
+    page.get_by_role("link", name="Sign in").click()
     expect(page).to_have_url(re.compile(r"/login/?"))
 
     sign_in(page, app_url, "chloe@harbor.example")
     expect(page).to_have_url(re.compile(r"/patient/?$"))
     page.goto(f"{app_url}/patient/no-such-page")
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    # Signed in: their own home, and no "Sign in" (they are).
+    expect(page.get_by_role("link", name="Go to your home")).to_have_attribute("href", re.compile(r"/patient/?$"))
+    expect(page.get_by_role("link", name="Sign in")).to_have_count(0)
+    expect(page.locator("a button, button a")).to_have_count(0)
+    shot(page, "404-signed-in")
     page.get_by_role("link", name="Go to your home").click()
     expect(page).to_have_url(re.compile(r"/patient/?$"))
-    expect(page.get_by_role("heading", name=re.compile("Hello, Chloe"))).to_be_visible()
+    # Chloe reads her pages in Spanish (her preference in the demo data).
+    expect(page.get_by_role("heading", name=re.compile("Hola, Chloe"))).to_be_visible()
 
 
 # -- a page for another role ----------------------------------------------------------------------------------
@@ -74,6 +84,8 @@ def test_an_admin_on_a_doctor_page_is_told_it_is_for_clinic_staff(page: Page, ap
     page.goto(f"{app_url}/doctor/schedule")
     expect(page.get_by_role("heading", name="This page is for clinic staff")).to_be_visible()
     expect(page.get_by_role("link", name="Go to your home")).to_have_attribute("href", re.compile(r"/admin/?$"))
+    expect(page.get_by_role("main").locator("a button, button a")).to_have_count(0)  # one control, one tab stop
+    shot(page, "wrong-role")
 
 
 # -- Terms and Privacy ----------------------------------------------------------------------------------------

@@ -170,6 +170,8 @@ def test_admin_policy_shows_a_field_error_then_saves_and_reverts_a_clinic_overri
     hold.fill("2")
     page.get_by_role("button", name="Save policy").click()
     expect(page.locator("#err-offer_hold_minutes")).to_have_text("Offer hold must be from 5 to 1440")
+    expect(hold).to_have_attribute("aria-invalid", "true")
+    expect(hold).to_have_attribute("aria-describedby", "bounds-offer_hold_minutes err-offer_hold_minutes")
     expect(page.get_by_text("Following the practice default")).to_be_visible()  # nothing saved
     _shot(page, "admin-policy-error")
 
@@ -177,7 +179,8 @@ def test_admin_policy_shows_a_field_error_then_saves_and_reverts_a_clinic_overri
     page.get_by_role("button", name="Save policy").click()
     expect(page.get_by_text("Waitlist policy saved.")).to_be_visible()
     expect(page.get_by_text("This clinic's own policy")).to_be_visible()
-    expect(page.locator("#err-offer_hold_minutes")).to_have_count(0)
+    expect(page.locator("#err-offer_hold_minutes")).to_have_text("")  # the live region stays, empty
+    expect(hold).to_have_attribute("aria-invalid", "false")
     expect(page.get_by_label("Offer hold")).to_have_value("30")
 
     page.get_by_role("button", name="Use practice default").click()

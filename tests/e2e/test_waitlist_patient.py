@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.test_booking_pages import api_get, api_token, card_label, free_slots, monday_in, provider_id
+from tests.e2e.test_languages import reads_in
 from tests.e2e.test_portal import sign_in
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +40,7 @@ def _api(base: str, token: str, method: str, path: str, **body: Any) -> httpx.Re
 
 
 def test_patient_joins_from_find_care_with_two_windows_and_a_duplicate_is_refused(page: Page, app_url: str) -> None:
+    reads_in(app_url, "carla@summit.example", "en")  # Carla prefers Spanish in the demo data; this test reads English
     sign_in(page, app_url, "carla@summit.example")
     expect(page).to_have_url(re.compile(r"/patient/?$"))
     page.get_by_role("link", name="Find care").first.click()

@@ -18,7 +18,7 @@ from backend.identity.models import User, UserSession
 from backend.identity.service import BAD_LOGIN, actor_from_session
 from backend.settings import get_settings
 from backend.tenancy.context import Role
-from tests.factories import TEST_PASSWORD, Practice, bearer, make_practice, rows
+from tests.factories import TEST_PASSWORD, Practice, bearer, make_practice, rows, token_request
 
 
 @pytest.fixture
@@ -51,7 +51,8 @@ def slow_backoff(monkeypatch: pytest.MonkeyPatch) -> float:
 
 
 def _token(client: TestClient, email: str, password: str) -> tuple[int, dict[str, object], dict[str, str]]:
-    response = client.post("/api/v1/auth/token", json={"email": email, "password": password})
+    # With the account's next MFA code (tests/factories.py: admins have MFA); it counts only after the password.
+    response = client.post("/api/v1/auth/token", json=token_request(email, password))
     return response.status_code, response.json(), dict(response.headers)
 
 

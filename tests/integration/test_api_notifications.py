@@ -187,7 +187,7 @@ def test_preferences_round_trip_is_audited(client: httpx.Client, scene: Scene) -
     assert first.json() == {
         "patient_id": str(h.patient.id), "email_opt_in": True, "sms_opt_in": False, "whatsapp_opt_in": False,
         "quiet_hours_start": None, "quiet_hours_end": None, "unsubscribed": False, "has_email": True,
-        "has_phone": False, "channel_mode": "console", "updated_at": None,
+        "has_phone": False, "channel_mode": "console", "updated_at": None, "language": "en",
     }  # fmt: skip
 
     set_phone(h, h.patient.id)
@@ -210,6 +210,42 @@ def test_preferences_round_trip_is_audited(client: httpx.Client, scene: Scene) -
     assert audit(h, "notification.preferences_changed")[-1].data == {
         "fields": ["email_opt_in", "quiet_hours_end", "quiet_hours_start", "sms_opt_in"]
     }
+
+
+def locale_of(p: Practice, patient_id: uuid.UUID) -> str:
+    (patient,) = rows(p, Patient, id=patient_id)
+    return patient.locale
+
+
+def test_the_patient_chooses_the_language_of_pages_and_messages(client: httpx.Client, scene: Scene) -> None:
+    h = scene.harbor
+    put = client.put(PREFS, json=body(language="es"), headers=scene.auth["patient"])
+    assert put.status_code == 200, put.text
+    assert put.json()["language"] == "es"
+    assert client.get(PREFS, headers=scene.auth["patient"]).json()["language"] == "es"
+    assert locale_of(h, h.patient.id) == "es"
+    (event,) = audit(h, "patient.language_changed")
+    assert (event.entity_id, event.actor_role, event.data) == (h.patient.id, "patient", {"from": "en", "to": "es"})
+    # Leaving it out keeps it; the same language again writes no second audit row.
+    assert client.put(PREFS, json=body(), headers=scene.auth["patient"]).json()["language"] == "es"
+    assert client.put(PREFS, json=body(language="es"), headers=scene.auth["patient"]).status_code == 200
+    assert len(audit(h, "patient.language_changed")) == 1
+    # The admin reads it with the rest of the preferences.
+    staff = client.get(f"/api/v1/patients/{h.patient.id}/notification-preferences", headers=scene.auth["admin"])
+    assert staff.status_code == 200 and staff.json()["language"] == "es"
+
+
+@pytest.mark.parametrize("language", ["fr", "", "ES-ES", "english", "e\u0000s", "x" * 11])
+def test_a_language_we_do_not_ship_is_422_and_changes_nothing(
+    client: httpx.Client, scene: Scene, language: str
+) -> None:
+    h = scene.harbor
+    sent = body(language=language, quiet_hours_start="21:00", quiet_hours_end="07:00")
+    response = client.put(PREFS, json=sent, headers=scene.auth["patient"])
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"]
+    assert locale_of(h, h.patient.id) == "en"
+    assert prefs(h) == [] and audit(h, "patient.language_changed") == []
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,8 @@ from backend.identity.models import MfaRecoveryCode, User, UserSession
 from backend.identity.service import actor_from_session
 from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
-from tests.factories import TEST_PASSWORD, Practice, bearer, make_practice, rows
+from backend.tenancy.models import Clinic
+from tests.factories import TEST_PASSWORD, Practice, bearer, make_practice, remove_mfa, rows
 
 
 @pytest.fixture
@@ -33,7 +34,10 @@ def client() -> Iterator[TestClient]:
 
 @pytest.fixture
 def harbor(db: sa.Engine) -> Practice:
-    return make_practice("Harbor Mental Health", "harbor")
+    """Harbor, whose admin has not set up MFA (the factories enrol every admin): the tests here set it up."""
+    practice = make_practice("Harbor Mental Health", "harbor")
+    remove_mfa(practice, practice.admin_user)
+    return practice
 
 
 @pytest.fixture
@@ -312,7 +316,8 @@ def test_recovery_codes_can_be_replaced(client: TestClient, harbor: Practice) ->
 def test_an_admin_resets_a_clinicians_mfa_audited(client: TestClient, harbor: Practice) -> None:
     enrolled = enrol(harbor.doctor)
     doctor_headers = bearer(client, harbor.doctor_user.email, totp=enrolled.code(mfa.current_step()))
-    admin_headers = bearer(client, harbor.admin_user.email)  # not enrolled yet: the API still answers it
+    enrol(harbor.admin)
+    admin_headers = bearer(client, harbor.admin_user.email)  # with the admin's next code
     assert client.post(f"/api/v1/users/{harbor.doctor_user.id}/mfa/reset", headers=doctor_headers).status_code == 403
 
     response = client.post(f"/api/v1/users/{harbor.doctor_user.id}/mfa/reset", headers=admin_headers)
@@ -330,6 +335,7 @@ def test_an_admin_resets_a_clinicians_mfa_audited(client: TestClient, harbor: Pr
 
 def test_a_reset_never_reaches_another_practice(client: TestClient, harbor: Practice, summit: Practice) -> None:
     enrol(summit.doctor)
+    enrol(harbor.admin)
     admin_headers = bearer(client, harbor.admin_user.email)
     foreign = client.post(f"/api/v1/users/{summit.doctor_user.id}/mfa/reset", headers=admin_headers)
     missing = client.post(f"/api/v1/users/{uuid.uuid4()}/mfa/reset", headers=admin_headers)
@@ -341,6 +347,7 @@ def test_a_reset_never_reaches_another_practice(client: TestClient, harbor: Prac
 
 
 def test_a_practice_can_require_mfa_of_its_clinicians(client: TestClient, harbor: Practice, summit: Practice) -> None:
+    enrol(harbor.admin)
     admin_headers = bearer(client, harbor.admin_user.email)
     assert client.get("/api/v1/mfa-policy", headers=admin_headers).json() == {"clinicians_required": False}
     doctor_login = {"email": harbor.doctor_user.email, "password": TEST_PASSWORD}
@@ -363,3 +370,104 @@ def test_a_practice_can_require_mfa_of_its_clinicians(client: TestClient, harbor
     assert (
         client.put("/api/v1/mfa-policy", json={"clinicians_required": False}, headers=doctor_headers).status_code == 403
     )
+
+
+# -- the API token of someone who must use MFA and has not set it up ---------------------------------------------
+
+
+def _refused_for_enrolment(response: httpx.Response) -> bool:
+    return response.status_code == 403 and response.json()["code"] == "mfa_enrolment_required"
+
+
+def test_an_unenrolled_admins_password_only_token_can_only_enrol(client: TestClient, harbor: Practice) -> None:
+    granted = _token(client, harbor.admin_user.email)
+    assert granted.status_code == 200, granted.text
+    headers = {"Authorization": f"Bearer {granted.json()['access_token']}"}
+
+    # Admin data, admin writes, and even the all-roles listings: refused with a code and a way forward.
+    audit = client.get("/api/v1/audit-events", headers=headers)
+    assert _refused_for_enrolment(audit), audit.text
+    assert "POST /api/v1/me/mfa/enrol" in audit.json()["detail"]
+    assert granted.json()["mfa_enrolment_required"] is True
+    assert _refused_for_enrolment(client.get("/api/v1/clinics", headers=headers))
+    created = client.post("/api/v1/clinics", json={"name": "Sneaky", "timezone": "UTC"}, headers=headers)
+    assert _refused_for_enrolment(created)
+    assert _refused_for_enrolment(client.put("/api/v1/mfa-policy", json={"clinicians_required": True}, headers=headers))
+    password = {"current_password": TEST_PASSWORD, "new_password": "another long password"}
+    assert _refused_for_enrolment(client.post("/api/v1/me/password", json=password, headers=headers))
+    assert len(rows(harbor, Clinic)) == 2
+    # A refreshed token is bound to the same session, so it is just as limited.
+    refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": granted.json()["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    headers = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    assert _refused_for_enrolment(client.get("/api/v1/audit-events", headers=headers))
+
+    # What it can do: say who it is, show the MFA status, and set MFA up.
+    me = client.get("/api/v1/me", headers=headers)
+    assert (me.status_code, me.json()["role"]) == (200, "admin")
+    status = client.get("/api/v1/me/mfa", headers=headers)
+    assert status.status_code == 200 and status.json()["required"] is True and status.json()["enrolled"] is False
+    started = client.post("/api/v1/me/mfa/enrol", headers=headers)
+    assert started.status_code == 200, started.text
+    secret = started.json()["secret"]
+    confirmed = client.post("/api/v1/me/mfa/confirm", json={"code": pyotp.TOTP(secret).now()}, headers=headers)
+    assert confirmed.status_code == 200, confirmed.text
+
+    # Once set up, the same token works fully; a new sign-in needs the code.
+    assert client.get("/api/v1/audit-events", headers=headers).status_code == 200
+    assert client.get("/api/v1/clinics", headers=headers).status_code == 200
+    again = _token(client, harbor.admin_user.email)
+    assert (again.status_code, again.json()["code"]) == (401, "mfa_required")
+
+
+def test_a_token_limited_to_enrolment_can_sign_out(client: TestClient, harbor: Practice) -> None:
+    granted = _token(client, harbor.admin_user.email).json()
+    headers = {"Authorization": f"Bearer {granted['access_token']}"}
+    assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    assert client.get("/api/v1/me", headers=headers).status_code == 401
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": granted["refresh_token"]}).status_code == 401
+
+
+def test_a_clinician_who_must_use_mfa_gets_a_token_only_for_enrolment(
+    client: TestClient, harbor: Practice, summit: Practice
+) -> None:
+    with UnitOfWork(summit.admin) as uow:
+        mfa.set_mfa_policy(summit.admin, uow, clinicians_required=True)
+        uow.commit()
+    limited = _token(client, summit.doctor_user.email)
+    assert limited.status_code == 200 and limited.json()["mfa_enrolment_required"] is True
+    headers = {"Authorization": f"Bearer {limited.json()['access_token']}"}
+    assert _refused_for_enrolment(client.get("/api/v1/waitlists", headers=headers))
+    assert client.get("/api/v1/me/mfa", headers=headers).json()["required"] is True
+    # Where the practice does not ask it of clinicians, and for patients, the password alone is a full sign-in.
+    for email in (harbor.doctor_user.email, summit.patient_user.email):
+        full = _token(client, email)
+        assert full.json()["mfa_enrolment_required"] is False
+        listing = client.get("/api/v1/waitlists", headers={"Authorization": f"Bearer {full.json()['access_token']}"})
+        assert listing.status_code == 200, listing.text
+
+
+def test_the_enrolment_only_browser_session_reaches_no_api_route(client: TestClient, harbor: Practice) -> None:
+    # The web sign-in of the same admin: its cookie opens only /account/mfa, and the REST API takes bearer tokens only.
+    response = client.post(
+        "/auth/login", data={"email": harbor.admin_user.email, "password": TEST_PASSWORD}, headers=_origin(client)
+    )
+    assert response.headers["location"] == "/account/mfa"
+    name = get_settings().session_cookie
+    token = _cookies(response)[name].value
+    assert mfa.enrolment_actor_from_session(token) is not None
+    client.cookies.clear()
+    sent = {"Cookie": f"{name}={token}", **_origin(client)}
+    for path in ("/api/v1/audit-events", "/api/v1/me", "/api/v1/me/mfa"):
+        refused = client.get(path, headers=sent)
+        assert (refused.status_code, refused.json()["detail"]) == (401, "missing bearer token"), path
+
+
+def test_the_factories_sign_an_enrolled_admin_in_again_and_again(client: TestClient, summit: Practice) -> None:
+    # tests/factories.py enrols every admin; bearer() must find a code the server has not accepted yet, every time,
+    # without weakening the replay check: two TOTP steps, then recovery codes (more once those are spent).
+    tokens = {bearer(client, summit.admin_user.email)["Authorization"] for _ in range(14)}
+    assert len(tokens) == 14
+    methods = [e.data["mfa"] for e in _actions(summit, "user.login")]
+    assert len(methods) == 14 and set(methods) == {"totp", "recovery"}
+    assert _actions(summit, "user.mfa_failed") == []

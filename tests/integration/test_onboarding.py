@@ -29,7 +29,7 @@ from backend.notifications.models import Notification
 from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
 from backend.types import utcnow
-from tests.factories import TEST_PASSWORD, Practice, call, make_practice, rows
+from tests.factories import TEST_PASSWORD, Practice, bearer, call, make_practice, rows
 
 GOOD_PASSWORD = "lantern orchard velvet 42"
 NEW_PASSWORD = "quiet harbor copper kettle"
@@ -59,9 +59,8 @@ def summit(db: sa.Engine) -> Practice:
 
 
 def _bearer(client: TestClient, email: str, password: str = TEST_PASSWORD) -> dict[str, str]:
-    response = client.post("/api/v1/auth/token", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+    # With the MFA code an enrolled account (the admins) needs (tests/factories.py).
+    return bearer(client, email, password)
 
 
 def _message_text(practice: Practice, notification_id: uuid.UUID) -> str:

@@ -24,7 +24,7 @@ from backend.identity.service import actor_from_session
 from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
 from tests.conftest import free_port
-from tests.factories import Practice, add_user, bearer, call, make_practice, rows
+from tests.factories import Practice, add_user, bearer, call, make_practice, remove_mfa, rows
 from tests.oidc_provider import LocalProvider, OidcUser, serve_provider
 
 PUBLIC_URL = "http://localhost:3000"
@@ -410,6 +410,7 @@ def test_untrusted_provider_admin_without_totp_must_enrol(
     client: TestClient, provider: LocalProvider, harbor: Practice
 ) -> None:
     """Admins always need MFA: with the provider's not trusted, the sign-in leads to our enrolment only."""
+    remove_mfa(harbor, harbor.admin_user)  # an admin who has not set it up yet (the factories enrol admins)
     configure(harbor, provider.issuer, trust_idp_mfa=False)
     _as(provider, harbor.emails["admin"])
     response = sign_in(client, provider)

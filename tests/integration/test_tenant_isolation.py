@@ -305,8 +305,9 @@ def _forged_as_foreign_users(me: Practice, other: Practice) -> list[Actor]:
 
 @case("backend.identity.mfa.get_mfa_status")
 def _get_mfa_status(me: Practice, other: Practice) -> None:
-    for actor in (me.admin, me.doctor, me.patient_actor):
-        assert _call("backend.identity.mfa.get_mfa_status", actor).enrolled is False
+    # The factories enrol every admin (admins must use MFA); the others have not set it up.
+    statuses = [_call("backend.identity.mfa.get_mfa_status", a) for a in (me.admin, me.doctor, me.patient_actor)]
+    assert [status.enrolled for status in statuses] == [True, False, False]
     for forged in _forged_as_foreign_users(me, other):
         with pytest.raises(NotFound):
             _call("backend.identity.mfa.get_mfa_status", forged)
@@ -773,6 +774,116 @@ def _list_people(me: Practice, other: Practice) -> None:
     for actor in (me.doctor, me.patient_actor):
         with pytest.raises(PermissionDenied):
             _call(name, actor)
+
+
+def _registration_setting(p: Practice) -> bool:
+    with UnitOfWork(p.system) as uow:
+        tenant = uow.session.get(Tenant, p.tenant_id)
+        assert tenant is not None
+        return tenant.self_registration_enabled
+
+
+def _set_registration(p: Practice, enabled: bool) -> None:
+    _call("backend.identity.onboarding.set_self_registration", p.admin, enabled=enabled)
+
+
+@case("backend.identity.onboarding.get_self_registration")
+def _get_self_registration(me: Practice, other: Practice) -> None:
+    name = "backend.identity.onboarding.get_self_registration"
+    _set_registration(other, True)
+    try:
+        for actor in (me.admin, me.system):
+            setting = _call(name, actor)
+            assert (setting.enabled, setting.practice_slug) == (False, me.tenant.slug)
+        for actor in (me.doctor, me.patient_actor):
+            with pytest.raises(PermissionDenied):
+                _call(name, actor)
+    finally:
+        _set_registration(other, False)
+
+
+@case("backend.identity.onboarding.set_self_registration")
+def _set_self_registration(me: Practice, other: Practice) -> None:
+    name = "backend.identity.onboarding.set_self_registration"
+    before = _snapshot(other)
+    try:
+        assert _call(name, me.admin, enabled=True).enabled is True
+        assert _registration_setting(me) is True and _registration_setting(other) is False
+        for actor in (me.doctor, me.patient_actor):
+            with pytest.raises(PermissionDenied):
+                _call(name, actor, enabled=False)
+    finally:
+        _set_registration(me, False)
+    # Its audit rows are the practice's own.
+    assert _snapshot(other) == before
+
+
+@case("backend.identity.onboarding.request_registration")
+def _request_registration(me: Practice, other: Practice) -> None:
+    from backend.identity.models import Registration
+    from backend.identity.onboarding import RegistrationClosed
+
+    name = "backend.identity.onboarding.request_registration"
+    form = {"full_name": "Nora Newcomer", "password": "lantern orchard velvet 42", "accept_terms": True}
+    _set_registration(other, True)
+    try:
+        # The other practice's setting opens nothing here.
+        with pytest.raises(RegistrationClosed):
+            _call(name, me.system, email="nora@example.org", **form)
+        _set_registration(me, True)
+        before = (sorted(u.id for u in rows(other, User)), sorted(r.id for r in rows(other, Registration)),
+                  _snapshot(other))  # fmt: skip
+        # An e-mail with an account only at the other practice is a new one here (and its owner there hears nothing).
+        receipt = _call(name, me.system, email=other.patient_user.email, **form)
+        assert receipt.kind == "verify"
+        assert receipt.registration_id in {r.id for r in rows(me, Registration)}
+        # Staff and patients do not register people: the anonymous visitor acts as the practice's system actor.
+        for actor in (me.admin, me.doctor, me.patient_actor):
+            with pytest.raises(PermissionDenied):
+                _call(name, actor, email="nora2@example.org", **form)
+        after = (sorted(u.id for u in rows(other, User)), sorted(r.id for r in rows(other, Registration)),
+                 _snapshot(other))  # fmt: skip
+        assert after == before
+    finally:
+        _set_registration(other, False)
+        _set_registration(me, False)
+
+
+@case("backend.identity.onboarding.verify_registration")
+def _verify_registration(me: Practice, other: Practice) -> None:
+    from backend.identity import onboarding
+    from backend.identity.models import Registration
+
+    name = "backend.identity.onboarding.verify_registration"
+    password = "lantern orchard velvet 42"
+    _set_registration(me, True)
+    _set_registration(other, True)
+    try:
+        theirs = _call("backend.identity.onboarding.request_registration", other.system, full_name="Their Newcomer",
+                       email="newcomer@example.org", password=password, accept_terms=True)  # fmt: skip
+        before = (sorted(u.id for u in rows(other, User)), sorted((r.id, r.used_at) for r in rows(other, Registration)))
+        # Another practice's registration is refused exactly like a missing one.
+        answers = []
+        for registration_id in (theirs.registration_id, uuid.uuid4()):
+            with pytest.raises(onboarding.LinkInvalid) as refused:
+                _call(name, me.system, registration_id, password=password)
+            answers.append((refused.value.status_code, refused.value.message))
+        assert answers[0] == answers[1]
+        for actor in (me.admin, me.doctor, me.patient_actor):
+            with pytest.raises(PermissionDenied):
+                _call(name, actor, theirs.registration_id, password=password)
+        assert (sorted(u.id for u in rows(other, User)),
+                sorted((r.id, r.used_at) for r in rows(other, Registration))) == before  # fmt: skip
+        # Its own registration makes a patient of its own practice only.
+        mine = _call("backend.identity.onboarding.request_registration", me.system, full_name="My Newcomer",
+                     email="newcomer@example.org", password=password, accept_terms=True)  # fmt: skip
+        actor = _call(name, me.system, mine.registration_id, password=password)
+        assert actor.tenant_id == me.tenant_id and actor.role == Role.PATIENT
+        assert actor.user_id in {u.id for u in rows(me, User)}
+        assert actor.user_id not in {u.id for u in rows(other, User)}
+    finally:
+        _set_registration(me, False)
+        _set_registration(other, False)
 
 
 # -- the registry walk ---------------------------------------------------------------------------------
@@ -1453,6 +1564,27 @@ def _update_preferences(me: Practice, other: Practice) -> None:
     assert (view.patient_id, view.email_opt_in, view.quiet_hours_start) == (me.patient.id, False, "21:00")
     assert (_notification_rows(other), _snapshot(other)) == before
     assert [r[0] for r in _notification_rows(me)[2]] == [me.patient.id]
+
+
+@case("backend.notifications.preferences.set_language")
+def _set_language(me: Practice, other: Practice) -> None:
+    name = "backend.notifications.preferences.set_language"
+
+    def locales(p: Practice) -> list[tuple[uuid.UUID, str]]:
+        return sorted((pt.id, pt.locale) for pt in rows(p, Patient))
+
+    before = (locales(other), _snapshot(other))
+    for actor in (me.admin, me.doctor, me.system):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, "es")
+    # A patient actor naming the other practice's patient still reaches only their own row in their own practice.
+    stray = Actor(tenant_id=me.tenant.id, role=Role.PATIENT, user_id=me.patient_actor.user_id,
+                  patient_id=other.patient.id)  # fmt: skip
+    with pytest.raises(NotFound):
+        _call(name, stray, "es")
+    assert _call(name, me.patient_actor, "es") == "es"
+    assert dict(locales(me))[me.patient.id] == "es"
+    assert (locales(other), _snapshot(other)) == before
 
 
 @case("backend.notifications.service.unsubscribe")

@@ -16,7 +16,7 @@ from backend.identity import security
 from backend.identity.models import User, UserSession
 from backend.identity.service import actor_from_session, start_session
 from backend.settings import get_settings
-from tests.factories import TEST_PASSWORD, Practice, make_practice, rows
+from tests.factories import TEST_PASSWORD, Practice, make_practice, rows, token_request
 
 NEW_PASSWORD = "a much longer passphrase"
 
@@ -44,7 +44,8 @@ def summit(db: sa.Engine) -> Practice:
 
 
 def _login(client: TestClient, email: str, password: str = TEST_PASSWORD) -> dict[str, Any]:
-    response = client.post("/api/v1/auth/token", json={"email": email, "password": password})
+    # With the account's next MFA code (tests/factories.py: admins have MFA).
+    response = client.post("/api/v1/auth/token", json=token_request(email, password))
     assert response.status_code == 200, response.text
     return dict(response.json())
 

@@ -49,6 +49,10 @@ PUBLIC_OPERATIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/auth/password-reset"): "forgot password: one answer whether or not the e-mail has an account",
     ("POST", "/api/v1/auth/password-reset/confirm"): "reset link: the single-use, expiring token is the credential",
     ("POST", "/api/v1/auth/invitation/accept"): "invitation link: the single-use, expiring token is the credential",
+    ("POST", "/api/v1/auth/register"): "self-registration (off unless the practice turns it on): one answer whether "
+    "or not the e-mail has an account; nothing usable until the e-mailed link is opened",
+    ("POST", "/api/v1/auth/register/verify"): "registration link: the single-use, expiring token (and the password "
+    "chosen) is the credential",
     ("POST", "/api/v1/unsubscribe/{token}"): "e-mail unsubscribe link: the signed token is the credential",
     ("POST", "/api/v1/webhooks/twilio/inbound"): "Twilio callback: X-Twilio-Signature checked",
     ("POST", "/api/v1/webhooks/twilio/status"): "Twilio callback: X-Twilio-Signature checked",
@@ -519,8 +523,13 @@ def build_practice(label: str, name: str) -> tuple[Any, dict[str, uuid.UUID]]:
 
 
 def login(client: TestClient, email: str, password: str) -> str:
-    response = client.post(f"{API_PREFIX}/auth/token", json={"email": email, "password": password})
+    """A full sign-in: with an MFA code for an account that has MFA (every admin the factories make)."""
+    from tests.factories import token_request
+
+    response = client.post(f"{API_PREFIX}/auth/token", json=token_request(email, password))
     assert response.status_code == 200, response.text
+    # A token limited to MFA enrolment would be refused everywhere (403) and so pass every probe for nothing.
+    assert response.json()["mfa_enrolment_required"] is False, f"{email} has not set up MFA"
     return str(response.json()["access_token"])
 
 

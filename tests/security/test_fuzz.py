@@ -36,6 +36,7 @@ from tests.factories import (
     local_start,
     make_practice,
     set_booking_policy,
+    token_request,
 )
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
@@ -78,7 +79,7 @@ def scene(engine: sa.Engine, server: str) -> Iterator[dict[str, Any]]:
 
 def token(server: str, email: str) -> str:
     with httpx.Client(base_url=server) as client:
-        response = client.post("/api/v1/auth/token", json={"email": email, "password": TEST_PASSWORD})
+        response = client.post("/api/v1/auth/token", json=token_request(email, TEST_PASSWORD))
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 

@@ -35,6 +35,7 @@ from tests.factories import (
     local_start,
     make_practice,
     set_booking_policy,
+    token_request,
 )
 
 CANARY = "CANARY-PHI-7f3a"
@@ -99,7 +100,7 @@ def scene(engine: sa.Engine, server: str) -> Iterator[dict[str, Any]]:
 
 def login(server: str, email: str) -> dict[str, str]:
     with httpx.Client(base_url=server) as client:
-        r = client.post("/api/v1/auth/token", json={"email": email, "password": TEST_PASSWORD})
+        r = client.post("/api/v1/auth/token", json=token_request(email, TEST_PASSWORD))
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 

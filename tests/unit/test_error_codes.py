@@ -251,7 +251,7 @@ def _join_page_after(monkeypatch: pytest.MonkeyPatch, error: DomainError) -> Any
     monkeypatch.setattr(wl, "join_waitlist", refuse)
     actor = Actor(tenant_id=uuid.uuid4(), role=Role.PATIENT, user_id=uuid.uuid4(), patient_id=uuid.uuid4())
     page = SimpleNamespace(
-        busy=False, form_error="", duplicate=False, field_errors={}, j_clinic=str(uuid.uuid4()),
+        busy=False, form_error="", duplicate=False, field_errors={}, lang="en", j_clinic=str(uuid.uuid4()),
         j_provider=str(uuid.uuid4()), j_specialty="any", j_modality="any", j_urgency="2", days=[],
         _actor=lambda *_r: actor, _local_checks=lambda *_a: {},
     )  # fmt: skip

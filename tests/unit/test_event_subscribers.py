@@ -85,8 +85,9 @@ def test_every_notice_but_reminders_comes_from_a_domain_event(monkeypatch: pytes
         assert all(isinstance(v, str) for _, _, payload in written for v in payload.values())
         written.clear()
     notices = sorted(t for types in by_event.values() for t in types)
-    # Account messages (invitations, password resets) are written by backend/identity/onboarding.py itself.
-    assert notices == sorted(set(EVENT_TYPES) - {"appointment_reminder", "account_invite", "password_reset"})
+    # Account messages (invitations, password resets, registrations) are written by backend/identity/onboarding.py.
+    account = {"account_invite", "password_reset", "registration_verify", "registration_exists"}
+    assert notices == sorted(set(EVENT_TYPES) - {"appointment_reminder", *account})
     for name, extra in (("appointment.booked", "rescheduled_from"), ("appointment.booked", "offer_id"),
                         ("appointment.cancelled", "rescheduled_to")):  # fmt: skip
         for handler in subscriber.HANDLERS[name]:

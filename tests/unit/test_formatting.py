@@ -1,4 +1,6 @@
-"""Dates in notifications: the clinic's zone, the patient's language, the year only when it is not this one."""
+"""Dates in notifications: the clinic's zone, the patient's language, the year only when it is not this one.
+
+Spanish follows CLDR through Babel ('mar, 25 nov 2031, 15:00 EST', 'H:mm' hours); English keeps the house style."""
 
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ THIS_YEAR = datetime.now(UTC).year
     ("locale", "expected"),
     [
         ("en", "Tue 25 Nov 2031, 15:00 EST"),
-        ("es", "mar 25 nov 2031, 15:00 EST"),
-        ("es-MX", "mar 25 nov 2031, 15:00 EST"),
-        ("fr", "Tue 25 Nov 2031, 15:00 EST"),  # a language we have no names for: English
+        ("es", "mar, 25 nov 2031, 15:00 EST"),
+        ("es-MX", "mar, 25 nov 2031, 15:00 EST"),
+        ("fr", "Tue 25 Nov 2031, 15:00 EST"),  # a language we do not ship (no templates, no pages): English
         ("", "Tue 25 Nov 2031, 15:00 EST"),
     ],
 )
@@ -39,7 +41,7 @@ def test_the_zone_is_the_clinics_and_is_named_across_dst() -> None:
 def test_another_years_date_carries_its_year() -> None:
     later = datetime(THIS_YEAR + 1, 2, 1, 17, 0, tzinfo=UTC)
     assert format_local(later, "America/Los_Angeles", "en").endswith(f"01 Feb {THIS_YEAR + 1}, 09:00 PST")
-    assert format_local(later, "America/Los_Angeles", "es").endswith(f"01 feb {THIS_YEAR + 1}, 09:00 PST")
+    assert format_local(later, "America/Los_Angeles", "es").endswith(f" 1 feb {THIS_YEAR + 1}, 9:00 PST")
 
 
 def test_none_is_empty() -> None:

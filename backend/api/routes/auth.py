@@ -11,7 +11,15 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
-from backend.api.deps import ActorDep, ClientAddressDep, SessionDep, UowDep, client_address
+from backend.api.deps import (
+    ActorDep,
+    ClientAddressDep,
+    EnrolmentActorDep,
+    EnrolmentSessionDep,
+    EnrolmentUowDep,
+    UowDep,
+    client_address,
+)
 from backend.errors import AuthenticationFailed, PracticeRequired, RateLimited
 from backend.identity import mfa
 from backend.identity import service as identity
@@ -41,6 +49,12 @@ class TokenResponse(BaseModel):
     token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int
     refresh_token: str = Field(description="Opaque, single use: POST it to /api/v1/auth/refresh for new tokens")
+    mfa_enrolment_required: bool = Field(
+        default=False,
+        description="True: your account must use MFA and has not set it up. Until you do (POST /api/v1/me/mfa/enrol, "
+        "then /api/v1/me/mfa/confirm) this token reaches only those routes, GET /api/v1/me, GET /api/v1/me/mfa and "
+        "POST /api/v1/auth/logout; every other route answers 403 `mfa_enrolment_required`",
+    )
 
 
 class RefreshRequest(BaseModel):
@@ -69,13 +83,24 @@ class MeResponse(BaseModel):
 
 def _token_response(grant: identity.TokenGrant) -> TokenResponse:
     return TokenResponse(
-        access_token=grant.access_token, expires_in=grant.expires_in, refresh_token=grant.refresh_token
+        access_token=grant.access_token,
+        expires_in=grant.expires_in,
+        refresh_token=grant.refresh_token,
+        mfa_enrolment_required=grant.mfa_enrolment_only,
     )
 
 
 @router.post("/api/v1/auth/token", response_model=TokenResponse)
 def create_token(body: TokenRequest, address: ClientAddressDep) -> TokenResponse:
-    """Exchange email and password for a bearer token and a refresh token (401 when wrong, 429 when throttled)."""
+    """Exchange email and password for a bearer token and a refresh token (401 when wrong, 429 when throttled).
+
+    An account with MFA also sends `totp` (401 `mfa_required` without it). An account that must use MFA (admins;
+    clinicians where the practice says so) and has not set it up gets a token limited to setting it up
+    (`mfa_enrolment_required: true`): it reaches GET /me, GET /me/mfa, POST /me/mfa/enrol, POST /me/mfa/confirm
+    and POST /auth/logout, and every other route answers 403 `mfa_enrolment_required`. Confirming enrolment lifts
+    the limit on that same token (and its refresh token): the confirming code proves the second factor, as in the
+    browser; every later sign-in needs a code.
+    """
     if body.role == Role.SYSTEM:
         raise AuthenticationFailed("invalid role")
     actor = identity.authenticate(
@@ -98,8 +123,9 @@ def refresh_token(body: RefreshRequest) -> TokenResponse:
 
 
 @router.post("/api/v1/auth/logout", status_code=204)
-def api_logout(session: SessionDep) -> Response:
-    """End the bearer token's session: its access token and refresh token stop working."""
+def api_logout(session: EnrolmentSessionDep) -> Response:
+    """End the bearer token's session: its access token and refresh token stop working (also a token limited to
+    MFA enrolment)."""
     identity.end_api_session(session.actor, session.session_id)
     return Response(status_code=204)
 
@@ -140,8 +166,8 @@ class MfaPolicy(BaseModel):
 
 
 @router.get("/api/v1/me/mfa", response_model=MfaStatusResponse)
-def mfa_status(actor: ActorDep, uow: UowDep) -> MfaStatusResponse:
-    """Your MFA status (never the secret)."""
+def mfa_status(actor: EnrolmentActorDep, uow: EnrolmentUowDep) -> MfaStatusResponse:
+    """Your MFA status (never the secret). Also with a token limited to MFA enrolment."""
     status = mfa.get_mfa_status(actor, uow)
     return MfaStatusResponse(
         enrolled=status.enrolled,
@@ -152,8 +178,9 @@ def mfa_status(actor: ActorDep, uow: UowDep) -> MfaStatusResponse:
 
 
 @router.post("/api/v1/me/mfa/enrol", response_model=MfaEnrolmentResponse)
-def mfa_enrol(actor: ActorDep, uow: UowDep) -> MfaEnrolmentResponse:
-    """Start setting up MFA: a new secret for your authenticator app (confirm it with POST /me/mfa/confirm)."""
+def mfa_enrol(actor: EnrolmentActorDep, uow: EnrolmentUowDep) -> MfaEnrolmentResponse:
+    """Start setting up MFA: a new secret for your authenticator app (confirm it with POST /me/mfa/confirm).
+    Also with a token limited to MFA enrolment."""
     enrolment = mfa.begin_enrolment(actor, uow)
     uow.commit()
     return MfaEnrolmentResponse(
@@ -162,8 +189,12 @@ def mfa_enrol(actor: ActorDep, uow: UowDep) -> MfaEnrolmentResponse:
 
 
 @router.post("/api/v1/me/mfa/confirm", response_model=RecoveryCodesResponse)
-def mfa_confirm(body: MfaCode, actor: ActorDep, uow: UowDep) -> RecoveryCodesResponse:
-    """Confirm MFA with a first code from the app; returns ten one-time recovery codes, shown this once."""
+def mfa_confirm(body: MfaCode, actor: EnrolmentActorDep, uow: EnrolmentUowDep) -> RecoveryCodesResponse:
+    """Confirm MFA with a first code from the app; returns ten one-time recovery codes, shown this once.
+
+    A token limited to MFA enrolment (and its refresh token) works fully from now on: the code just confirmed is
+    the second factor of that sign-in, as in the browser.
+    """
     codes = mfa.confirm_enrolment(actor, uow, code=body.code)
     uow.commit()
     return RecoveryCodesResponse(recovery_codes=codes)
@@ -208,8 +239,8 @@ def disable_user(user_id: uuid.UUID, actor: ActorDep, uow: UowDep) -> UserStatus
 
 
 @router.get("/api/v1/me", response_model=MeResponse)
-def me(actor: ActorDep, uow: UowDep) -> MeResponse:
-    """Who the token belongs to."""
+def me(actor: EnrolmentActorDep, uow: EnrolmentUowDep) -> MeResponse:
+    """Who the token belongs to (also a token limited to MFA enrolment)."""
     profile = identity.get_profile(actor, uow)
     return MeResponse(
         user_id=str(profile.user_id),

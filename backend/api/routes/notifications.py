@@ -17,7 +17,7 @@ from backend.api.ratelimit import rate_limit
 from backend.db import UnitOfWork
 from backend.errors import NotFound, PermissionDenied, ValidationFailed
 from backend.notifications.models import Channel, NotificationStatus
-from backend.notifications.preferences import read_unsubscribe_token
+from backend.notifications.preferences import read_unsubscribe_token, set_language
 from backend.notifications.service import (
     MAX_PAGE,
     PreferencesUpdate,
@@ -50,6 +50,9 @@ class PreferencesBody(BaseModel):
     whatsapp_opt_in: bool
     quiet_hours_start: ApiText | None = Field(default=None, max_length=8, description=HHMM_HELP)
     quiet_hours_end: ApiText | None = Field(default=None, max_length=8, description=HHMM_HELP)
+    language: ApiText | None = Field(
+        default=None, max_length=10, description='the language of pages and messages ("en", "es"); null keeps it'
+    )
 
 
 class PreferencesOut(BaseModel):
@@ -64,6 +67,7 @@ class PreferencesOut(BaseModel):
     has_phone: bool
     channel_mode: str = Field(description='"console": nothing leaves the system; the outbox is the message')
     updated_at: datetime | None
+    language: str = Field(description="the language of the patient's pages and messages")
 
 
 class NotificationOut(BaseModel):
@@ -121,7 +125,9 @@ def get_my_preferences(actor: ActorDep, uow: UowDep) -> PreferencesOut:
 @router.put("/me/notification-preferences", response_model=PreferencesOut)
 def put_my_preferences(body: PreferencesBody, actor: ActorDep, uow: UowDep) -> PreferencesOut:
     """Change the signed-in patient's preferences (patients only; 422 changes nothing)."""
-    view = update_preferences(actor, uow, PreferencesUpdate(**body.model_dump()))
+    if body.language is not None:
+        set_language(actor, uow, body.language)
+    view = update_preferences(actor, uow, PreferencesUpdate(**body.model_dump(exclude={"language"})))
     uow.commit()
     return PreferencesOut.model_validate(view.as_dict())
 

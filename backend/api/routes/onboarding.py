@@ -1,5 +1,6 @@
 """Onboarding and recovery: invitations (admin), the people of the practice, accepting an invitation, forgotten
-passwords; and the form posts of the pages /invite/<token>, /forgot and /reset/<token>.
+passwords, self-registration (the practice's setting, registering, verifying the e-mail); and the form posts of the
+pages /invite/<token>, /forgot, /reset/<token> and /verify/<token>.
 
 The anonymous routes are under /api/v1/auth/ and /auth/, so the auth rate limit applies to them per address
 (backend/api/ratelimit.py) on top of the password-reset limits of backend/identity/onboarding.py.
@@ -14,11 +15,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from backend.api.deps import ActorDep, ClientAddressDep, UowDep, client_address
 from backend.api.routes.auth import signed_in_response
-from backend.errors import RateLimited, ValidationFailed
+from backend.errors import DomainError, RateLimited, ValidationFailed
 from backend.identity import onboarding
 from backend.tenancy.context import Role
 from backend.types import ApiText
@@ -72,6 +73,34 @@ class InvitationAccept(BaseModel):
     token: ApiText = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=1024)
     accept_terms: bool = Field(description="Must be true: the person accepts the terms of use")
+
+
+class SelfRegistrationBody(BaseModel):
+    enabled: StrictBool = Field(description="Patients may create their own account (verified by e-mail)")
+
+
+class SelfRegistrationResponse(BaseModel):
+    enabled: bool
+    register_path: str = Field(description="The practice's registration page, e.g. /register/harbor")
+
+
+class RegistrationRequest(BaseModel):
+    practice: ApiText = Field(min_length=1, max_length=60, description="The practice's short name, e.g. harbor")
+    full_name: ApiText = Field(min_length=1, max_length=200)
+    email: ApiText = Field(min_length=1, max_length=320, description="Sign-in name; the verification link goes here")
+    phone: ApiText = Field(default="", max_length=40, description="Optional mobile with country code")
+    password: str = Field(min_length=1, max_length=1024, description="The password policy of invitations applies")
+    accept_terms: bool = Field(description="Must be true: the person accepts the practice's terms of use")
+    locale: ApiText = Field(default="en", max_length=10, description="Language of the messages: en or es")
+
+
+class RegistrationAnswer(BaseModel):
+    detail: str
+
+
+class RegistrationVerify(BaseModel):
+    token: ApiText = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024, description="The password chosen when registering")
 
 
 def _invitation(result: onboarding.Invitation) -> InvitationResponse:
@@ -158,6 +187,52 @@ def accept_invitation(body: InvitationAccept) -> Response:
     return Response(status_code=204)
 
 
+def _self_registration(setting: onboarding.SelfRegistrationSetting) -> SelfRegistrationResponse:
+    return SelfRegistrationResponse(enabled=setting.enabled, register_path=setting.register_path)
+
+
+@router.get("/api/v1/self-registration", response_model=SelfRegistrationResponse)
+def read_self_registration(actor: ActorDep, uow: UowDep) -> SelfRegistrationResponse:
+    """Whether patients may create their own account in the practice (admin)."""
+    return _self_registration(onboarding.get_self_registration(actor, uow))
+
+
+@router.put("/api/v1/self-registration", response_model=SelfRegistrationResponse)
+def write_self_registration(body: SelfRegistrationBody, actor: ActorDep, uow: UowDep) -> SelfRegistrationResponse:
+    """Let patients create their own account, verified by e-mail, or stop it (admin; off by default; audited)."""
+    setting = onboarding.set_self_registration(actor, uow, enabled=body.enabled)
+    uow.commit()
+    return _self_registration(setting)
+
+
+@router.post("/api/v1/auth/register", response_model=RegistrationAnswer, status_code=202)
+def register(body: RegistrationRequest, address: ClientAddressDep) -> RegistrationAnswer:
+    """Create a patient account at a practice that takes registrations: the answer is always "check your e-mail"
+    (a new e-mail gets a single-use verification link; one with an account here gets a message saying so instead).
+    404 for an unknown practice, 403 when it does not take registrations, 422 with `field` for bad input, 429 when
+    one address asks too often. Nothing is usable before the link is opened (POST /api/v1/auth/register/verify)."""
+    detail = onboarding.register_patient(
+        practice=body.practice,
+        full_name=body.full_name,
+        email=body.email,
+        password=body.password,
+        accept_terms=body.accept_terms,
+        phone=body.phone,
+        locale=body.locale,
+        client_address=address,
+    )
+    return RegistrationAnswer(detail=detail)
+
+
+@router.post("/api/v1/auth/register/verify", status_code=204)
+def verify_registration(body: RegistrationVerify) -> Response:
+    """Verify the e-mail with the token of the registration's link and the password chosen when registering: the
+    patient's account exists from now on (410 when the link expired, was used or replaced; 422 for another
+    password; 403 when the practice no longer takes registrations). Then sign in with POST /api/v1/auth/token."""
+    onboarding.complete_registration(token=body.token, password=body.password)
+    return Response(status_code=204)
+
+
 # -- the pages' form posts (the browser follows the redirect) ------------------------------------------------
 
 
@@ -214,4 +289,21 @@ def browser_accept_invitation(
         return _back(_token_path("/invite/", token))
     except ValidationFailed as exc:
         return _back(_token_path("/invite/", token), error=exc.code if exc.field != "accept_terms" else "terms")
+    return signed_in_response(actor, None)
+
+
+@router.post("/auth/register/verify", include_in_schema=False)
+def browser_verify_registration(
+    token: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+) -> RedirectResponse:
+    """The verification page's form: the password chosen when registering, then signed in to the patient's home."""
+    try:
+        actor = onboarding.complete_registration(token=token, password=password)
+    except onboarding.LinkInvalid:
+        return _back(_token_path("/verify/", token))
+    except RateLimited as exc:
+        return _back(_token_path("/verify/", token), error="throttled", retry=exc.retry_after)
+    except DomainError as exc:
+        return _back(_token_path("/verify/", token), error=exc.code)
     return signed_in_response(actor, None)

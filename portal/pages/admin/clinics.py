@@ -6,21 +6,23 @@ import reflex as rx
 
 from portal.components import responsive as stack
 from portal.components.clinic_selector import clinic_selector
-from portal.components.fields import field_label
+from portal.components.fields import error_attrs, field_error, field_label
 from portal.components.shell import APP_NAME, page_header, shell
 from portal.state.admin import ClinicFormState
 from portal.state.session import SessionState
 
 
 def _error(field: str) -> rx.Component:
-    message = ClinicFormState.form_errors.get(field, "")
-    return rx.cond(message != "", rx.text(message, color_scheme="red", size="1", role="alert"))
+    """The field's error (#err-clinic-<field>), announced; "form" for one that belongs to no field."""
+    return field_error(f"clinic-{field}", ClinicFormState.form_errors.get(field, ""))
 
 
 def _field(label: str, name: str, value: rx.Var, **props) -> rx.Component:
+    ident = f"clinic-{name}"
+    message = ClinicFormState.form_errors.get(name, "")
     return rx.vstack(
-        field_label(label, f"clinic-{name}"),
-        rx.input(id=f"clinic-{name}", name=name, default_value=value, width="100%", **props),
+        field_label(label, ident),
+        rx.input(id=ident, name=name, default_value=value, width="100%", **props, **error_attrs(ident, message)),
         _error(name),
         spacing="1",
         width="100%",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from portal.components import responsive as stack
+from portal.components.button_link import button_link
 from portal.components.fields import field_label, labelled_select
 from portal.components.message_dialog import message_dialog
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
@@ -74,9 +75,11 @@ def _patient_card() -> rx.Component:
                 spacing="2",
             ),
             rx.spacer(),
-            rx.link(
-                rx.button(rx.icon("shield-check", size=14), "Who looked at this patient", variant="soft"),
+            button_link(
+                rx.icon("shield-check", size=14),
+                "Who looked at this patient",
                 href="/admin/audit?patient=" + S.patient_filter,
+                variant="soft",
             ),
             rx.button("All patients", variant="soft", color_scheme="gray", on_click=S.show_patient("")),
             align="center",

@@ -5,25 +5,25 @@ from __future__ import annotations
 
 import reflex as rx
 
-from portal.components.fields import field_label
+from portal.components.fields import error_attrs, field_error, field_label
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
 from portal.state.onboarding import PeopleState as S
+from portal.state.registration import SelfRegistrationAdminState as R
 from portal.state.session import SessionState
 
 STATUS_COLORS = {"active": "green", "invited": "blue", "invite expired": "amber", "deactivated": "gray"}
 
 
 def _error(field: str) -> rx.Component:
-    message = S.form_errors.get(field, "")
-    return rx.cond(
-        message != "", rx.text(message, color_scheme="red", size="1", role="alert", id=f"invite-{field}-error")
-    )
+    """The field's error (#err-invite-<field>), announced; "form" for one that belongs to no field."""
+    return field_error(f"invite-{field}", S.form_errors.get(field, ""))
 
 
 def _field(label: str, name: str, **props) -> rx.Component:
+    ident = f"invite-{name}"
     return rx.vstack(
-        field_label(label, f"invite-{name}"),
-        rx.input(id=f"invite-{name}", name=name, width="100%", **props),
+        field_label(label, ident),
+        rx.input(id=ident, name=name, width="100%", **props, **error_attrs(ident, S.form_errors.get(name, ""))),
         _error(name),
         spacing="1",
         width="100%",
@@ -37,6 +37,7 @@ def _native_select(label: str | rx.Var, name: str, options: list[rx.Component], 
             *options,
             id=f"invite-{name}",
             name=name,
+            **error_attrs(f"invite-{name}", S.form_errors.get(name, "")),
             style={
                 "width": "100%",
                 "height": "32px",
@@ -248,6 +249,63 @@ def _status_badges() -> list[tuple[str, str, str]]:
     ]
 
 
+def _self_registration() -> rx.Component:
+    """The practice's setting: patients may create their own account (off by default; audited)."""
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.switch(
+                    id="self-registration",
+                    checked=R.registration_enabled,
+                    on_change=R.set_registration,
+                    disabled=~R.registration_loaded,
+                    aria_describedby="self-registration-hint",
+                ),
+                rx.el.label(
+                    "Patients may create their own account",
+                    html_for="self-registration",
+                    font_weight="500",
+                    font_size="var(--font-size-2)",
+                ),
+                align="center",
+                spacing="2",
+            ),
+            rx.text(
+                rx.cond(
+                    R.registration_enabled,
+                    "On: a new patient registers with their name, e-mail and a password, and their account exists "
+                    "once they open the link we e-mail them. Every change is recorded in the audit trail.",
+                    "Off: only people you invite get an account. Turn it on to let new patients register "
+                    "themselves, verified by e-mail.",
+                ),
+                id="self-registration-hint",
+                size="1",
+                color_scheme="gray",
+            ),
+            rx.cond(
+                R.registration_enabled,
+                rx.text(
+                    "Share your registration page: ",
+                    rx.link(
+                        R.register_url,
+                        href=R.register_path,
+                        is_external=True,
+                        underline="always",
+                        word_break="break-all",
+                    ),
+                    ". Your sign-in link ",
+                    rx.code("/login?practice=" + R.registration_slug),
+                    " offers it too.",
+                    size="2",
+                ),
+            ),
+            spacing="2",
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
 def _filter() -> rx.Component:
     return rx.vstack(
         field_label("Show", "people-filter"),
@@ -275,7 +333,7 @@ def _filter() -> rx.Component:
 @rx.page(
     route="/admin/people",
     title=f"People · {APP_NAME}",
-    on_load=[SessionState.guard("admin"), S.load_people],
+    on_load=[SessionState.guard("admin"), S.load_people, R.load_registration],
 )
 def admin_people() -> rx.Component:
     return shell(
@@ -285,6 +343,7 @@ def admin_people() -> rx.Component:
             "Invite patients and staff; deactivate accounts that should end",
             rx.button(rx.icon("user-plus", size=16), "Invite someone", on_click=S.open_invite),
         ),
+        _self_registration(),
         _filter(),
         rx.cond(
             S.visible_people.length() > 0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from portal.components.fields import field_label
+from portal.components.fields import error_attrs, field_error, field_label
 from portal.components.shell import APP_NAME, page_header, shell
 from portal.state.session import SessionState
 from portal.state.waitlist_admin import INT_FIELDS, POLICY_GROUPS, PolicyState, _bound_label
@@ -13,8 +13,8 @@ S = PolicyState
 
 
 def _error(field: str) -> rx.Component:
-    message = S.errors.get(field, "")
-    return rx.cond(message != "", rx.text(message, color_scheme="red", size="1", role="alert", id=f"err-{field}"))
+    """The field's error (#err-<field>), in a live region: announced, and the field's description."""
+    return field_error(field, S.errors.get(field, ""))
 
 
 def _number_field(name: str, label: str, unit: str) -> rx.Component:
@@ -29,8 +29,7 @@ def _number_field(name: str, label: str, unit: str) -> rx.Component:
                 step="1" if name in INT_FIELDS else "any",
                 default_value=S.values.get(name, ""),
                 width="140px",
-                aria_describedby=f"bounds-{name}",
-                aria_invalid=rx.cond(S.errors.contains(name), "true", "false"),
+                **error_attrs(name, S.errors.get(name, ""), f"bounds-{name}"),
             ),
             rx.text(unit, size="2", color_scheme="gray"),
             align="center",
@@ -67,6 +66,7 @@ def _time_field(name: str, label: str) -> rx.Component:
             default_value=S.values.get(name, ""),
             width="140px",
             disabled=~S.quiet_enabled,
+            **error_attrs(name, S.errors.get(name, "")),
         ),
         _error(name),
         spacing="1",
@@ -79,7 +79,11 @@ def _behaviour() -> rx.Component:
             rx.heading("Offers and quiet hours", size="3", as_="h2"),
             rx.hstack(
                 rx.switch(
-                    checked=S.auto_offer, on_change=S.set_auto_offer, id="policy-auto_offer", name="auto_offer_switch"
+                    checked=S.auto_offer,
+                    on_change=S.set_auto_offer,
+                    id="policy-auto_offer",
+                    name="auto_offer_switch",
+                    **error_attrs("auto_offer", S.errors.get("auto_offer", "")),
                 ),
                 rx.el.label("Offer freed slots automatically", html_for="policy-auto_offer"),
                 align="center",
@@ -121,6 +125,7 @@ def _behaviour() -> rx.Component:
                 value=S.decline_value,
                 on_change=S.set_decline,
                 aria_label="When a patient declines an offer",
+                **error_attrs("expire_entry_on_decline", S.errors.get("expire_entry_on_decline", "")),
             ),
             _error("expire_entry_on_decline"),
             spacing="3",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from portal.components.fields import field_label
+from portal.components.fields import error_attrs, field_error, field_label
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
 from portal.state.availability import AvailabilityState
 from portal.state.session import SessionState
@@ -226,21 +226,23 @@ def _hours() -> rx.Component:
 
 
 def _to_error(field: str) -> rx.Component:
-    message = AvailabilityState.to_errors.get(field, "")
-    return rx.cond(message != "", rx.text(message, color_scheme="red", size="1", role="alert"))
+    """The field's error (#err-time-off-<field>), announced; "form" for one that belongs to no field."""
+    return field_error(f"time-off-{field}", AvailabilityState.to_errors.get(field, ""))
 
 
 def _to_field(label: str, field: str, **props) -> rx.Component:
+    ident = f"time-off-{field}"
     return rx.vstack(
-        field_label(label, f"time-off-{field}"),
+        field_label(label, ident),
         rx.input(
-            id=f"time-off-{field}",
+            id=ident,
             name=field,
             value=AvailabilityState.to_form.get(field, ""),
             on_change=lambda v: AvailabilityState.set_time_off_field(field, v),
             force_notify_on_blur=True,
             width="100%",
             **props,
+            **error_attrs(ident, AvailabilityState.to_errors.get(field, "")),
         ),
         _to_error(field),
         spacing="1",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import reflex as rx
 
 from portal.components.fields import field_label
+from portal.components.format import HISTORY_COLUMNS
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
+from portal.i18n import t
 from portal.state.live import LivePatient, live_refresh
 from portal.state.my_appointments import MyAppointmentsState as S
 from portal.state.session import SessionState
@@ -29,7 +31,7 @@ def _upcoming_card(row: rx.Var) -> rx.Component:
                     rx.badge(row["modality"], variant="soft"),
                     rx.cond(
                         row["series"] == "1",
-                        rx.badge(rx.icon("repeat", size=12), "Weekly series", variant="soft", color_scheme="blue"),
+                        rx.badge(rx.icon("repeat", size=12), t("Weekly series"), variant="soft", color_scheme="blue"),
                     ),
                     align="center",
                     spacing="2",
@@ -43,7 +45,7 @@ def _upcoming_card(row: rx.Var) -> rx.Component:
             rx.hstack(
                 rx.button(
                     rx.icon("calendar-sync", size=16),
-                    "Reschedule",
+                    t("Reschedule"),
                     variant="soft",
                     # Inside the window a move needs a call (the service refuses it too); the rule below says so.
                     disabled=row["late"] == "1",
@@ -52,7 +54,7 @@ def _upcoming_card(row: rx.Var) -> rx.Component:
                 ),
                 rx.button(
                     rx.icon("x", size=16),
-                    "Cancel",
+                    t("Cancel"),
                     variant="soft",
                     color_scheme="red",
                     on_click=S.open_cancel(row["id"]),
@@ -111,9 +113,9 @@ def _past_item(row: rx.Var) -> rx.Component:
 def _cancel_dialog() -> rx.Component:
     return rx.alert_dialog.root(
         rx.alert_dialog.content(
-            rx.alert_dialog.title("Cancel this appointment?"),
+            rx.alert_dialog.title(t("Cancel this appointment?")),
             rx.alert_dialog.description(
-                rx.text(rx.text.strong(S.cancel_when), " with ", S.cancel_provider, "."),
+                rx.text(rx.text.strong(S.cancel_when), " ", t("with {provider}.", provider=S.cancel_provider)),
                 size="2",
             ),
             rx.vstack(
@@ -124,20 +126,22 @@ def _cancel_dialog() -> rx.Component:
                 rx.cond(
                     S.cancel_in_series,
                     rx.text(
-                        "This appointment is part of a weekly series. Cancel just this one, or this one and every "
-                        "later one of the series.",
+                        t(
+                            "This appointment is part of a weekly series. Cancel just this one, or this one and every "
+                            "later one of the series."
+                        ),
                         size="2",
                         color_scheme="gray",
                     ),
                 ),
                 rx.vstack(
-                    field_label("Reason (optional)", "cancel-reason"),
+                    field_label(t("Reason (optional)"), "cancel-reason"),
                     rx.text_area(
                         id="cancel-reason",
                         value=S.cancel_reason,
                         on_change=S.set_cancel_reason,
                         max_length=500,
-                        placeholder="Let the clinic know why, if you like",
+                        placeholder=t("Let the clinic know why, if you like"),
                         width="100%",
                     ),
                     spacing="1",
@@ -148,26 +152,26 @@ def _cancel_dialog() -> rx.Component:
                     rx.callout(S.cancel_error, icon="circle-alert", color_scheme="red", role="alert", width="100%"),
                 ),
                 rx.flex(
-                    rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
+                    rx.alert_dialog.cancel(rx.button(t("Keep it"), variant="soft", color_scheme="gray")),
                     rx.cond(
                         S.cancel_in_series,
                         rx.fragment(
                             rx.button(
-                                "Cancel this and following",
+                                t("Cancel this and following"),
                                 color_scheme="red",
                                 variant="soft",
                                 on_click=S.confirm_cancel("following"),
                                 loading=S.cancel_busy,
                             ),
                             rx.button(
-                                "Cancel this one",
+                                t("Cancel this one"),
                                 color_scheme="red",
                                 on_click=S.confirm_cancel("this"),
                                 loading=S.cancel_busy,
                             ),
                         ),
                         rx.button(
-                            "Cancel appointment",
+                            t("Cancel appointment"),
                             color_scheme="red",
                             on_click=S.confirm_cancel("this"),
                             loading=S.cancel_busy,
@@ -191,7 +195,7 @@ def _cancel_dialog() -> rx.Component:
 
 @rx.page(
     route="/patient/appointments",
-    title=f"My appointments · {APP_NAME}",
+    title=t("My appointments") + f" · {APP_NAME}",
     on_load=[SessionState.guard("patient"), LivePatient.link, S.load],
 )
 def my_appointments() -> rx.Component:
@@ -199,9 +203,9 @@ def my_appointments() -> rx.Component:
         "patient",
         live_refresh(S.live_update, LivePatient),
         page_header(
-            "My appointments",
-            "Times are shown in each clinic's time zone",
-            rx.link(rx.button(rx.icon("search", size=16), "Book a new appointment"), href="/patient/find"),
+            t("My appointments"),
+            t("Times are shown in each clinic's time zone"),
+            rx.link(rx.button(rx.icon("search", size=16), t("Book a new appointment")), href="/patient/find"),
         ),
         rx.cond(
             S.page_error != "",
@@ -212,13 +216,13 @@ def my_appointments() -> rx.Component:
             loading(),
             rx.vstack(
                 rx.vstack(
-                    rx.heading("Upcoming", size="4", as_="h2"),
+                    rx.heading(t("Upcoming"), size="4", as_="h2"),
                     rx.cond(
                         S.upcoming.length() > 0,
                         rx.vstack(rx.foreach(S.upcoming, _upcoming_card), width="100%", spacing="2"),
                         rx.vstack(
-                            empty_state("calendar", "You have no upcoming appointments."),
-                            rx.link("Find a provider", href="/patient/find"),
+                            empty_state("calendar", t("You have no upcoming appointments.")),
+                            rx.link(t("Find a provider"), href="/patient/find"),
                             align="center",
                             width="100%",
                         ),
@@ -226,10 +230,10 @@ def my_appointments() -> rx.Component:
                     width="100%",
                     spacing="3",
                     role="region",
-                    aria_label="Upcoming",
+                    aria_label=t("Upcoming"),
                 ),
                 rx.vstack(
-                    rx.heading("Past and cancelled", size="4", as_="h2"),
+                    rx.heading(t("Past and cancelled"), size="4", as_="h2"),
                     rx.cond(
                         S.past.length() > 0,
                         rx.fragment(
@@ -237,10 +241,7 @@ def my_appointments() -> rx.Component:
                                 rx.table.root(
                                     rx.table.header(
                                         rx.table.row(
-                                            *[
-                                                rx.table.column_header_cell(h)
-                                                for h in ("Date", "Time", "With", "Clinic", "Status")
-                                            ]
+                                            *[rx.table.column_header_cell(t(h)) for h in HISTORY_COLUMNS]
                                         )
                                     ),
                                     rx.table.body(rx.foreach(S.past, _past_row)),
@@ -259,12 +260,12 @@ def my_appointments() -> rx.Component:
                                 border_radius="8px",
                             ),
                         ),
-                        empty_state("history", "No past appointments yet."),
+                        empty_state("history", t("No past appointments yet.")),
                     ),
                     width="100%",
                     spacing="3",
                     role="region",
-                    aria_label="Past and cancelled",
+                    aria_label=t("Past and cancelled"),
                 ),
                 spacing="6",
                 width="100%",

@@ -6,14 +6,15 @@ import reflex as rx
 
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
+from portal.i18n import N_, t
 from portal.state.booking import ANY, FindCareState
 from portal.state.ratelimit import rate_limit_callout
 from portal.state.session import SessionState
 
-MODALITY_OPTIONS = [(ANY, "Any way"), ("in_person", "In person"), ("telehealth", "Telehealth")]
+MODALITY_OPTIONS = [(ANY, N_("Any way")), ("in_person", N_("In person")), ("telehealth", N_("Telehealth"))]
 
 
-def _select(label: str, field_id: str, value: rx.Var, on_change, items: rx.Component) -> rx.Component:
+def _select(label: str | rx.Var, field_id: str, value: rx.Var, on_change, items: rx.Component) -> rx.Component:
     return rx.vstack(
         field_label(label, field_id),
         rx.select.root(
@@ -33,46 +34,46 @@ def _filters() -> rx.Component:
             rx.vstack(
                 rx.grid(
                     _select(
-                        "Clinic",
+                        t("Clinic"),
                         "find-clinic",
                         FindCareState.f_clinic,
                         FindCareState.set_f_clinic,
                         rx.foreach(FindCareState.clinic_options, lambda c: rx.select.item(c["name"], value=c["id"])),
                     ),
                     _select(
-                        "Specialty",
+                        t("Specialty"),
                         "find-specialty",
                         FindCareState.f_specialty,
                         FindCareState.set_f_specialty,
                         rx.fragment(
-                            rx.select.item("Any specialty", value=ANY),
+                            rx.select.item(t("Any specialty"), value=ANY),
                             rx.foreach(FindCareState.specialty_options, lambda s: rx.select.item(s, value=s)),
                         ),
                     ),
                     _select(
-                        "Seen",
+                        t("Seen"),
                         "find-modality",
                         FindCareState.f_modality,
                         FindCareState.set_f_modality,
-                        rx.fragment(*[rx.select.item(label, value=value) for value, label in MODALITY_OPTIONS]),
+                        rx.fragment(*[rx.select.item(t(label), value=value) for value, label in MODALITY_OPTIONS]),
                     ),
                     _select(
-                        "Language",
+                        t("Language"),
                         "find-language",
                         FindCareState.f_language,
                         FindCareState.set_f_language,
                         rx.fragment(
-                            rx.select.item("Any language", value=ANY),
+                            rx.select.item(t("Any language"), value=ANY),
                             rx.foreach(FindCareState.language_options, lambda s: rx.select.item(s, value=s)),
                         ),
                     ),
                     rx.vstack(
-                        field_label("Name", "find-q"),
+                        field_label(t("Name"), "find-q"),
                         rx.input(
                             id="find-q",
                             name="q",
                             default_value=FindCareState.f_q,
-                            placeholder="e.g. Rivera",
+                            placeholder=t("e.g. Rivera"),
                             type="search",
                             max_length=100,
                             width="100%",
@@ -81,7 +82,7 @@ def _filters() -> rx.Component:
                         width="100%",
                     ),
                     rx.vstack(
-                        field_label("Free before", "find-free-before"),
+                        field_label(t("Free before"), "find-free-before"),
                         rx.input(
                             id="find-free-before",
                             name="free_before",
@@ -105,13 +106,15 @@ def _filters() -> rx.Component:
                 ),
                 rx.hstack(
                     rx.button(
-                        "Clear filters",
+                        t("Clear filters"),
                         type="button",
                         variant="soft",
                         color_scheme="gray",
                         on_click=FindCareState.clear,
                     ),
-                    rx.button(rx.icon("search", size=16), "Search", type="submit", loading=FindCareState.searching),
+                    rx.button(
+                        rx.icon("search", size=16), t("Search"), type="submit", loading=FindCareState.searching
+                    ),
                     justify="end",
                     width="100%",
                     spacing="3",
@@ -133,7 +136,7 @@ def _badges(items: rx.Var, color: str) -> rx.Component:
 
 def _waitlist_button(provider_id: rx.Var, **props) -> rx.Component:
     return rx.link(
-        rx.button(rx.icon("list-plus", size=16), "Join waitlist", color_scheme="amber", **props),
+        rx.button(rx.icon("list-plus", size=16), t("Join waitlist"), color_scheme="amber", **props),
         href=rx.cond(
             FindCareState.f_clinic != ANY,
             "/patient/waitlist/join?provider_id=" + provider_id + "&clinic_id=" + FindCareState.f_clinic,
@@ -164,7 +167,7 @@ def _result(card: rx.Var) -> rx.Component:
                 rx.foreach(
                     card.modalities,
                     lambda m: rx.badge(
-                        rx.icon(rx.cond(m == "Telehealth", "video", "map-pin"), size=12), m, variant="outline"
+                        rx.icon(rx.cond(m == t("Telehealth"), "video", "map-pin"), size=12), m, variant="outline"
                     ),
                 ),
                 wrap="wrap",
@@ -175,12 +178,12 @@ def _result(card: rx.Var) -> rx.Component:
                 has_free,
                 rx.hstack(
                     rx.icon("calendar-check", size=18, color=rx.color("teal", 10)),
-                    rx.text(rx.text.strong("Next free: "), card.next_free, size="2"),
+                    rx.text(rx.text.strong(t("Next free:")), " ", card.next_free, size="2"),
                     align="center",
                     spacing="2",
                 ),
                 rx.callout(
-                    "No free time in this search. Join the waitlist and we will offer you the first time that fits.",
+                    t("No free time in this search. Join the waitlist and we will offer you the first time that fits."),
                     icon="calendar-x",
                     color_scheme="amber",
                     size="1",
@@ -191,14 +194,14 @@ def _result(card: rx.Var) -> rx.Component:
                 rx.cond(
                     has_free,
                     rx.link(
-                        rx.button("See times", rx.icon("arrow-right", size=16)),
+                        rx.button(t("See times"), rx.icon("arrow-right", size=16)),
                         href="/patient/provider/" + card.id,
                         underline="none",
                     ),
                     rx.fragment(
                         _waitlist_button(card.id),
                         rx.link(
-                            rx.button("See times", variant="soft"),
+                            rx.button(t("See times"), variant="soft"),
                             href="/patient/provider/" + card.id,
                             underline="none",
                         ),
@@ -225,8 +228,10 @@ def _no_free() -> rx.Component:
             rx.icon("calendar-x", size=32, color=rx.color("amber", 10)),
             rx.heading(FindCareState.empty_title, size="4", as_="h2", text_align="center"),
             rx.text(
-                "Join the waitlist with the times that suit you: when a time frees up, we offer it to you first. "
-                "Or clear some filters to see more providers.",
+                t(
+                    "Join the waitlist with the times that suit you: when a time frees up, we offer it to you first. "
+                    "Or clear some filters to see more providers."
+                ),
                 color_scheme="gray",
                 size="2",
                 text_align="center",
@@ -234,7 +239,7 @@ def _no_free() -> rx.Component:
             ),
             rx.hstack(
                 rx.link(
-                    rx.button(rx.icon("list-plus", size=16), "Join waitlist", color_scheme="amber", size="3"),
+                    rx.button(rx.icon("list-plus", size=16), t("Join waitlist"), color_scheme="amber", size="3"),
                     href=rx.cond(
                         FindCareState.f_clinic != ANY,
                         "/patient/waitlist/join?clinic_id=" + FindCareState.f_clinic,
@@ -242,7 +247,9 @@ def _no_free() -> rx.Component:
                     ),
                     underline="none",
                 ),
-                rx.button("Clear filters", variant="soft", color_scheme="gray", size="3", on_click=FindCareState.clear),
+                rx.button(
+                    t("Clear filters"), variant="soft", color_scheme="gray", size="3", on_click=FindCareState.clear
+                ),
                 spacing="3",
                 wrap="wrap",
                 justify="center",
@@ -278,19 +285,19 @@ def _results() -> rx.Component:
             spacing="4",
             width="100%",
         ),
-        rx.cond(FindCareState.rate_limited == "", empty_state("search", "Searching…")),
+        rx.cond(FindCareState.rate_limited == "", empty_state("search", t("Searching…"))),
     )
 
 
 @rx.page(
     route="/patient/find",
-    title=f"Find care · {APP_NAME}",
+    title=t("Find care") + f" · {APP_NAME}",
     on_load=[SessionState.guard("patient"), FindCareState.load],
 )
 def find_care() -> rx.Component:
     return shell(
         "patient",
-        page_header("Find care", "Search the practice's providers and book a free time"),
+        page_header(t("Find care"), t("Search the practice's providers and book a free time")),
         _filters(),
         rate_limit_callout(FindCareState.rate_limited),
         _results(),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.format import HISTORY_COLUMNS
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
+from portal.i18n import t
 from portal.state.live import LivePatient, live_refresh
 from portal.state.patient import PatientHomeState
 from portal.state.session import SessionState
@@ -61,14 +63,14 @@ def _entry_row(row: rx.Var) -> rx.Component:
                 spacing="1",
             ),
             rx.vstack(
-                rx.text("Preferred times", size="1", color_scheme="gray"),
+                rx.text(t("Preferred times"), size="1", color_scheme="gray"),
                 rx.text(row["windows"], size="2"),
                 spacing="1",
             ),
             rx.spacer(),
             rx.vstack(
                 rx.badge(row["status"], color_scheme="amber", size="2"),
-                rx.text("Since ", row["since"], size="1", color_scheme="gray"),
+                rx.text(t("Since {day}", day=row["since"]), size="1", color_scheme="gray"),
                 align="end",
                 spacing="1",
             ),
@@ -83,7 +85,7 @@ def _entry_row(row: rx.Var) -> rx.Component:
 
 @rx.page(
     route="/patient",
-    title=f"My care · {APP_NAME}",
+    title=t("My care") + f" · {APP_NAME}",
     on_load=[SessionState.guard("patient"), LivePatient.link, PatientHomeState.live_mark, PatientHomeState.load],
 )
 def patient_home() -> rx.Component:
@@ -91,24 +93,24 @@ def patient_home() -> rx.Component:
         "patient",
         live_refresh(PatientHomeState.live_update, LivePatient),
         page_header(
-            f"Hello, {SessionState.user_name}",
-            "Your appointments and waitlist at " + SessionState.practice_name,
-            rx.link(rx.button(rx.icon("search", size=16), "Find a provider", size="3"), href="/patient/find"),
+            t("Hello, {name}", name=SessionState.user_name),
+            t("Your appointments and waitlist at {practice}", practice=SessionState.practice_name),
+            rx.link(rx.button(rx.icon("search", size=16), t("Find a provider"), size="3"), href="/patient/find"),
         ),
         rx.vstack(
-            rx.heading("Upcoming appointments", size="4"),
+            rx.heading(t("Upcoming appointments"), size="4"),
             rx.cond(
                 PatientHomeState.upcoming.length() > 0,
                 rx.vstack(rx.foreach(PatientHomeState.upcoming, _appointment_row), width="100%", spacing="2"),
-                empty_state("calendar", "You have no upcoming appointments."),
+                empty_state("calendar", t("You have no upcoming appointments.")),
             ),
             width="100%",
             spacing="3",
         ),
         rx.vstack(
             rx.hstack(
-                rx.heading("On the waitlist", size="4"),
-                rx.link("My waitlist", rx.icon("arrow-right", size=14), href="/patient/waitlist", size="2"),
+                rx.heading(t("On the waitlist"), size="4"),
+                rx.link(t("My waitlist"), rx.icon("arrow-right", size=14), href="/patient/waitlist", size="2"),
                 justify="between",
                 align="center",
                 width="100%",
@@ -116,26 +118,26 @@ def patient_home() -> rx.Component:
             rx.cond(
                 PatientHomeState.entries.length() > 0,
                 rx.vstack(rx.foreach(PatientHomeState.entries, _entry_row), width="100%", spacing="2"),
-                empty_state("list-checks", "You are not on any waitlist."),
+                empty_state("list-checks", t("You are not on any waitlist.")),
             ),
             width="100%",
             spacing="3",
         ),
         rx.vstack(
-            rx.heading("Past appointments", size="4"),
+            rx.heading(t("Past appointments"), size="4"),
             rx.cond(
                 PatientHomeState.past.length() > 0,
                 rx.table.root(
                     rx.table.header(
                         rx.table.row(
-                            *[rx.table.column_header_cell(h) for h in ("Date", "Time", "With", "Clinic", "Status")]
+                            *[rx.table.column_header_cell(t(h)) for h in HISTORY_COLUMNS]
                         )
                     ),
                     rx.table.body(rx.foreach(PatientHomeState.past, _past_row)),
                     variant="surface",
                     width="100%",
                 ),
-                empty_state("history", "No past appointments yet."),
+                empty_state("history", t("No past appointments yet.")),
             ),
             width="100%",
             spacing="3",

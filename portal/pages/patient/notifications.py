@@ -1,4 +1,5 @@
-"""Messages: how the patient wants to be told (channels, quiet hours) and what they were told."""
+"""Messages: the language of the pages and messages, how the patient wants to be told (channels, quiet hours),
+and what they were told."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import reflex as rx
 from portal.components.fields import field_label
 from portal.components.message_dialog import message_dialog
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
+from portal.i18n import t
 from portal.state.live import LivePatient, live_refresh
 from portal.state.notifications import PatientNotificationsState as S
 from portal.state.session import SessionState
@@ -21,7 +23,7 @@ def _error(field: str) -> rx.Component:
 
 
 def _channel(
-    ident: str, label: str, hint: rx.Var | str, checked: rx.Var, on_change, disabled: rx.Var | bool
+    ident: str, label: str | rx.Var, hint: rx.Var | str, checked: rx.Var, on_change, disabled: rx.Var | bool
 ) -> rx.Component:
     return rx.vstack(
         rx.hstack(
@@ -43,16 +45,51 @@ def _channel(
     )
 
 
+def _language() -> rx.Component:
+    """The language of the pages and messages; saved as soon as it is chosen. Its label is in both languages,
+    so that someone who cannot read the page's current one still finds it."""
+    return rx.card(
+        rx.vstack(
+            rx.heading(t("Language"), size="4", as_="h2"),
+            rx.vstack(
+                field_label("Language / Idioma", "pref-language"),
+                rx.select.root(
+                    rx.select.trigger(id="pref-language", min_width="200px"),
+                    rx.select.content(
+                        rx.foreach(
+                            S.language_options,
+                            lambda o: rx.select.item(o["name"], value=o["id"], custom_attrs={"lang": o["id"]}),
+                        )
+                    ),
+                    value=SessionState.lang,
+                    on_change=S.choose_language,
+                ),
+                _error("language"),
+                spacing="1",
+            ),
+            rx.text(t("Your pages and the messages we send you use this language."), size="1", color_scheme="gray"),
+            rx.cond(
+                S.language_saved != "",
+                rx.text(S.language_saved, size="2", color_scheme="green", role="status", id="language-saved"),
+            ),
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+        max_width="640px",
+    )
+
+
 def _preferences() -> rx.Component:
     no_phone = ~S.has_phone
     return rx.card(
         rx.form(
             rx.vstack(
-                rx.heading("How we reach you", size="4", as_="h2"),
+                rx.heading(t("How we reach you"), size="4", as_="h2"),
                 rx.cond(
                     S.console_mode,
                     rx.callout(
-                        "This practice runs in demo mode: messages stay in the app (below) and nothing is sent.",
+                        t("This practice runs in demo mode: messages stay in the app (below) and nothing is sent."),
                         icon="info",
                         color_scheme="blue",
                         size="1",
@@ -61,26 +98,26 @@ def _preferences() -> rx.Component:
                 rx.cond(
                     S.unsubscribed,
                     rx.callout(
-                        "You unsubscribed from all messages. Choose a channel and save to hear from us again.",
+                        t("You unsubscribed from all messages. Choose a channel and save to hear from us again."),
                         icon="bell-off",
                         color_scheme="amber",
                     ),
                 ),
                 _channel(
                     "pref-email_opt_in",
-                    "E-mail",
-                    "Confirmations, reminders and waitlist offers, with the details.",
+                    t("E-mail"),
+                    t("Confirmations, reminders and waitlist offers, with the details."),
                     S.email_opt_in,
                     S.set_email_opt_in,
                     ~S.has_email,
                 ),
                 _channel(
                     "pref-sms_opt_in",
-                    "Text message (SMS)",
+                    t("Text message (SMS)"),
                     rx.cond(
                         no_phone,
-                        "Add a mobile number at the front desk to use this.",
-                        "Short texts with a link; no details of your care. Reply STOP to end them.",
+                        t("Add a mobile number at the front desk to use this."),
+                        t("Short texts with a link; no details of your care. Reply STOP to end them."),
                     ),
                     S.sms_opt_in,
                     S.set_sms_opt_in,
@@ -88,11 +125,11 @@ def _preferences() -> rx.Component:
                 ),
                 _channel(
                     "pref-whatsapp_opt_in",
-                    "WhatsApp",
+                    t("WhatsApp"),
                     rx.cond(
                         no_phone,
-                        "Add a mobile number at the front desk to use this.",
-                        "The same short messages on WhatsApp.",
+                        t("Add a mobile number at the front desk to use this."),
+                        t("The same short messages on WhatsApp."),
                     ),
                     S.whatsapp_opt_in,
                     S.set_whatsapp_opt_in,
@@ -101,7 +138,7 @@ def _preferences() -> rx.Component:
                 rx.cond(
                     S.nothing_chosen,
                     rx.callout(
-                        "With no channel chosen you will not hear about waitlist offers. Check this page instead.",
+                        t("With no channel chosen you will not hear about waitlist offers. Check this page instead."),
                         icon="info",
                         color_scheme="gray",
                         size="1",
@@ -112,14 +149,16 @@ def _preferences() -> rx.Component:
                     rx.switch(
                         id="pref-quiet", name="quiet_hours", checked=S.quiet_enabled, on_change=S.set_quiet_enabled
                     ),
-                    rx.el.label("Quiet hours", html_for="pref-quiet", font_weight="500"),
+                    rx.el.label(t("Quiet hours"), html_for="pref-quiet", font_weight="500"),
                     align="center",
                     spacing="3",
                 ),
                 rx.text(
-                    "Waitlist offers and reminders wait until your quiet hours end (",
-                    S.zone_label,
-                    "). Confirmations and cancellations still arrive at once.",
+                    t(
+                        "Waitlist offers and reminders wait until your quiet hours end ({zone}). "
+                        "Confirmations and cancellations still arrive at once.",
+                        zone=S.zone_label,
+                    ),
                     size="1",
                     color_scheme="gray",
                 ),
@@ -127,7 +166,7 @@ def _preferences() -> rx.Component:
                     S.quiet_enabled,
                     rx.hstack(
                         rx.vstack(
-                            field_label("From", "pref-quiet-start"),
+                            field_label(t("From"), "pref-quiet-start"),
                             rx.input(
                                 id="pref-quiet-start",
                                 name="quiet_hours_start",
@@ -139,7 +178,7 @@ def _preferences() -> rx.Component:
                             spacing="1",
                         ),
                         rx.vstack(
-                            field_label("Until", "pref-quiet-end"),
+                            field_label(t("Until"), "pref-quiet-end"),
                             rx.input(
                                 id="pref-quiet-end",
                                 name="quiet_hours_end",
@@ -160,7 +199,7 @@ def _preferences() -> rx.Component:
                 rx.hstack(
                     rx.cond(S.saved != "", rx.text(S.saved, size="2", color_scheme="green", role="status")),
                     rx.spacer(),
-                    rx.button(rx.icon("save", size=16), "Save preferences", type="submit"),
+                    rx.button(rx.icon("save", size=16), t("Save preferences"), type="submit"),
                     align="center",
                     width="100%",
                 ),
@@ -193,23 +232,23 @@ def _history_row(row: rx.Var) -> rx.Component:
                 spacing="1",
             )
         ),
-        rx.table.cell(rx.button("Read", size="1", variant="soft", on_click=S.open_message(row["id"]))),
+        rx.table.cell(rx.button(t("Read"), size="1", variant="soft", on_click=S.open_message(row["id"]))),
         data_notification_id=row["id"],
     )
 
 
 def _history() -> rx.Component:
     return rx.vstack(
-        rx.heading("Messages we sent you", size="4", as_="h2"),
+        rx.heading(t("Messages we sent you"), size="4", as_="h2"),
         rx.cond(
             S.history.length() > 0,
             rx.table.root(
                 rx.table.header(
                     rx.table.row(
-                        rx.table.column_header_cell("When"),
-                        rx.table.column_header_cell("About"),
-                        rx.table.column_header_cell("Channel", display=WIDE_ONLY),
-                        rx.table.column_header_cell("Status"),
+                        rx.table.column_header_cell(t("When")),
+                        rx.table.column_header_cell(t("About")),
+                        rx.table.column_header_cell(t("Channel"), display=WIDE_ONLY),
+                        rx.table.column_header_cell(t("Status")),
                         rx.table.column_header_cell(""),
                     )
                 ),
@@ -217,7 +256,7 @@ def _history() -> rx.Component:
                 variant="surface",
                 width="100%",
             ),
-            rx.card(empty_state("mail", "No messages yet."), width="100%"),
+            rx.card(empty_state("mail", t("No messages yet.")), width="100%"),
         ),
         spacing="3",
         width="100%",
@@ -226,14 +265,14 @@ def _history() -> rx.Component:
 
 @rx.page(
     route="/patient/notifications",
-    title=f"Messages · {APP_NAME}",
+    title=t("Messages") + f" · {APP_NAME}",
     on_load=[SessionState.guard("patient"), LivePatient.link, S.load],
 )
 def patient_notifications() -> rx.Component:
     return shell(
         "patient",
         live_refresh(S.live_update, LivePatient),
-        page_header("Messages", "How we reach you, and what we sent"),
-        rx.cond(S.loaded, rx.vstack(_preferences(), _history(), spacing="6", width="100%"), loading()),
+        page_header(t("Messages"), t("Your language, how we reach you, and what we sent")),
+        rx.cond(S.loaded, rx.vstack(_language(), _preferences(), _history(), spacing="6", width="100%"), loading()),
         message_dialog(S),
     )

@@ -6,6 +6,7 @@ import reflex as rx
 
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
+from portal.i18n import t
 from portal.state.booking import ClinicTab, SeriesRow, WeekDay, WeekSlot
 from portal.state.booking import ProviderWeekState as S
 from portal.state.live import LiveProvider, live_refresh
@@ -66,7 +67,7 @@ def _slot(slot: WeekSlot) -> rx.Component:
                 height="auto",
                 padding_y="6px",
                 aria_label=slot.aria,
-                title="Held for someone right now; it becomes free again if they do not book it",
+                title=t("Held for someone right now; it becomes free again if they do not book it"),
                 # Amber even though disabled (Radix greys disabled buttons): held is not taken.
                 background=rx.color("amber", 3),
                 color=rx.color("amber", 11),
@@ -119,7 +120,7 @@ def _day(day: WeekDay) -> rx.Component:
                 gap="8px",
                 width="100%",
             ),
-            rx.text("No times", size="1", color_scheme="gray", padding_y="8px"),
+            rx.text(t("No times"), size="1", color_scheme="gray", padding_y="8px"),
         ),
         spacing="2",
         width="100%",
@@ -133,7 +134,7 @@ def _day(day: WeekDay) -> rx.Component:
 
 
 def _legend() -> rx.Component:
-    def item(color: str, text: str) -> rx.Component:
+    def item(color: str, text: str | rx.Var) -> rx.Component:
         return rx.hstack(
             rx.box(width="12px", height="12px", border_radius="3px", background=rx.color(color, 5)),
             rx.text(text, size="1", color_scheme="gray"),
@@ -142,11 +143,11 @@ def _legend() -> rx.Component:
         )
 
     return rx.flex(
-        item("teal", "Free"),
-        item("amber", "Held (may free up)"),
-        item("gray", "Unavailable"),
-        item("blue", "Yours"),
-        rx.hstack(rx.icon("video", size=12), rx.text("Telehealth", size="1", color_scheme="gray"), spacing="1"),
+        item("teal", t("Free")),
+        item("amber", t("Held (may free up)")),
+        item("gray", t("Unavailable")),
+        item("blue", t("Yours")),
+        rx.hstack(rx.icon("video", size=12), rx.text(t("Telehealth"), size="1", color_scheme="gray"), spacing="1"),
         wrap="wrap",
         spacing="4",
         align="center",
@@ -160,7 +161,7 @@ def _week_nav() -> rx.Component:
             on_click=S.prev_week,
             disabled=~S.can_prev,
             variant="soft",
-            aria_label="Previous week",
+            aria_label=t("Previous week"),
         ),
         rx.vstack(
             rx.heading(S.week_label, size="4", as_="h2", white_space="nowrap", id="week-label"),
@@ -171,7 +172,11 @@ def _week_nav() -> rx.Component:
             min_width="0",
         ),
         rx.icon_button(
-            rx.icon("chevron-right"), on_click=S.next_week, disabled=~S.can_next, variant="soft", aria_label="Next week"
+            rx.icon("chevron-right"),
+            on_click=S.next_week,
+            disabled=~S.can_next,
+            variant="soft",
+            aria_label=t("Next week"),
         ),
         align="center",
         spacing="3",
@@ -187,7 +192,7 @@ def _week() -> rx.Component:
                 _week_nav(),
                 rx.spacer(),
                 rx.flex(
-                    rx.cond(S.can_prev, rx.button("This week", variant="ghost", size="1", on_click=S.this_week)),
+                    rx.cond(S.can_prev, rx.button(t("This week"), variant="ghost", size="1", on_click=S.this_week)),
                     _legend(),
                     align="center",
                     spacing="4",
@@ -215,8 +220,8 @@ def _week() -> rx.Component:
                 rx.callout(
                     rx.cond(
                         S.clinic_tabs.length() > 1,
-                        "No free times at this clinic this week. Try another week, or another clinic above.",
-                        "No free times this week. Try another week.",
+                        t("No free times at this clinic this week. Try another week, or another clinic above."),
+                        t("No free times this week. Try another week."),
                     ),
                     icon="calendar-x",
                     color_scheme="amber",
@@ -227,9 +232,9 @@ def _week() -> rx.Component:
                 (S.free_count == 0) & ~S.is_reschedule & S.provider_has_free,
                 rx.callout(
                     rx.hstack(
-                        rx.text("No free times this week. Try the next week, or join the waitlist."),
+                        rx.text(t("No free times this week. Try the next week, or join the waitlist.")),
                         rx.link(
-                            "Join waitlist",
+                            t("Join waitlist"),
                             href="/patient/waitlist/join?provider_id=" + S.provider_ref,
                             weight="bold",
                         ),
@@ -258,8 +263,8 @@ def _series_row(row: SeriesRow) -> rx.Component:
     return rx.hstack(
         rx.cond(
             row.ok,
-            rx.icon("circle-check", size=16, color=rx.color("teal", 10), aria_label="Available"),
-            rx.icon("circle-x", size=16, color=rx.color("red", 10), aria_label="Not available"),
+            rx.icon("circle-check", size=16, color=rx.color("teal", 10), aria_label=t("Available")),
+            rx.icon("circle-x", size=16, color=rx.color("red", 10), aria_label=t("Not available")),
         ),
         rx.text(row.when, size="2"),
         rx.cond(~row.ok, rx.text("— ", row.reason, size="2", color_scheme="red")),
@@ -275,7 +280,7 @@ def _repeat_section() -> rx.Component:
         rx.el.label(
             rx.hstack(
                 rx.checkbox(checked=S.repeat, on_change=S.set_repeat, id="repeat-weekly"),
-                rx.text("Repeat weekly", size="2", weight="medium"),
+                rx.text(t("Repeat weekly"), size="2", weight="medium"),
                 align="center",
                 spacing="2",
             ),
@@ -286,11 +291,12 @@ def _repeat_section() -> rx.Component:
             rx.vstack(
                 rx.hstack(
                     rx.vstack(
-                        field_label("Every", "series-every"),
+                        field_label(t("Every"), "series-every"),
                         rx.select.root(
-                            rx.select.trigger(id="series-every", aria_label="Every"),
+                            rx.select.trigger(id="series-every", aria_label=t("Every")),
                             rx.select.content(
-                                rx.select.item("Every week", value="1"), rx.select.item("Every 2 weeks", value="2")
+                                rx.select.item(t("Every week"), value="1"),
+                                rx.select.item(t("Every 2 weeks"), value="2"),
                             ),
                             value=S.every_weeks,
                             on_change=S.set_every_weeks,
@@ -298,16 +304,16 @@ def _repeat_section() -> rx.Component:
                         spacing="1",
                     ),
                     rx.vstack(
-                        field_label("Sessions", "series-sessions"),
+                        field_label(t("Sessions"), "series-sessions"),
                         rx.select.root(
-                            rx.select.trigger(id="series-sessions", aria_label="Sessions"),
+                            rx.select.trigger(id="series-sessions", aria_label=t("Sessions")),
                             rx.select.content(rx.foreach(S.series_sizes, lambda n: rx.select.item(n, value=n))),
                             value=S.sessions,
                             on_change=S.set_sessions,
                         ),
                         spacing="1",
                     ),
-                    rx.button("Check dates", variant="soft", on_click=S.check_dates, disabled=S.busy),
+                    rx.button(t("Check dates"), variant="soft", on_click=S.check_dates, disabled=S.busy),
                     align="end",
                     spacing="3",
                     wrap="wrap",
@@ -339,16 +345,23 @@ def _change_section() -> rx.Component:
         rx.callout.root(
             rx.callout.icon(rx.icon("triangle-alert")),
             rx.vstack(
-                rx.text("This move changes your visit", weight="bold", size="2"),
+                rx.text(t("This move changes your visit"), weight="bold", size="2"),
                 rx.el.ul(
                     rx.foreach(S.change_rows, lambda row: rx.el.li(rx.text(row, size="2"))),
-                    aria_label="Changes",
+                    aria_label=t("Changes"),
                     style={"margin": "0", "padding_left": "1.2em"},
                 ),
                 rx.el.label(
                     rx.hstack(
                         rx.checkbox(checked=S.change_ack, on_change=S.set_change_ack, id="confirm-change"),
-                        rx.text("Yes, move my appointment to ", S.sel_clinic, " (", S.sel_modality, ")", size="2"),
+                        rx.text(
+                            t(
+                                "Yes, move my appointment to {clinic} ({modality})",
+                                clinic=S.sel_clinic,
+                                modality=S.sel_modality,
+                            ),
+                            size="2",
+                        ),
                         align="center",
                         spacing="2",
                     ),
@@ -358,7 +371,7 @@ def _change_section() -> rx.Component:
             ),
             color_scheme="amber",
             role="group",
-            aria_label="Change of clinic or visit type",
+            aria_label=t("Change of clinic or visit type"),
             width="100%",
         ),
     )
@@ -366,20 +379,22 @@ def _change_section() -> rx.Component:
 
 def _confirm_step() -> rx.Component:
     return rx.vstack(
-        rx.dialog.title(rx.cond(S.is_reschedule, "Move appointment", "Confirm your appointment")),
+        rx.dialog.title(rx.cond(S.is_reschedule, t("Move appointment"), t("Confirm your appointment"))),
         rx.dialog.description(
             rx.cond(
                 S.is_reschedule,
                 rx.cond(
                     S.has_change,
-                    "This time is at another clinic or of another visit type. Your appointment moves only when you "
-                    "confirm the change below; until then it stays as it is.",
-                    "Your appointment moves only when you confirm; until then it stays as it is.",
+                    t(
+                        "This time is at another clinic or of another visit type. Your appointment moves only when "
+                        "you confirm the change below; until then it stays as it is."
+                    ),
+                    t("Your appointment moves only when you confirm; until then it stays as it is."),
                 ),
                 rx.cond(
                     S.hold_until != "",
-                    rx.text("We're holding this time for you until ", rx.text.strong(S.hold_until), "."),
-                    "Confirm to book this time.",
+                    rx.text(t("We're holding this time for you until {time}.", time=S.hold_until)),
+                    t("Confirm to book this time."),
                 ),
             ),
             size="2",
@@ -388,12 +403,12 @@ def _confirm_step() -> rx.Component:
             _detail("user-round", S.provider_name),
             rx.cond(
                 S.is_reschedule,
-                _detail("calendar-x", "From: " + S.reschedule_from + " · " + S.reschedule_where),
+                _detail("calendar-x", t("From: {when} · {where}", when=S.reschedule_from, where=S.reschedule_where)),
             ),
-            _detail("calendar-clock", rx.cond(S.is_reschedule, "To: " + S.sel_when, S.sel_when)),
+            _detail("calendar-clock", rx.cond(S.is_reschedule, t("To: {when}", when=S.sel_when), S.sel_when)),
             _detail("globe", S.sel_zone),
             _detail("map-pin", S.sel_clinic),
-            _detail(rx.cond(S.sel_modality == "Telehealth", "video", "building-2"), S.sel_modality),
+            _detail(rx.cond(S.sel_modality == t("Telehealth"), "video", "building-2"), S.sel_modality),
             spacing="2",
             padding="12px",
             border_radius="8px",
@@ -419,17 +434,17 @@ def _confirm_step() -> rx.Component:
         ),
         rate_limit_callout(S.rate_limited),
         rx.flex(
-            rx.button("Cancel", variant="soft", color_scheme="gray", on_click=S.dismiss),
+            rx.button(t("Cancel"), variant="soft", color_scheme="gray", on_click=S.dismiss),
             rx.cond(
                 S.repeat,
                 rx.button(
-                    "Book series",
+                    t("Book series"),
                     on_click=S.book_series,
                     disabled=~S.series_checked | (S.series_bookable == 0),
                     loading=S.busy,
                 ),
                 rx.button(
-                    rx.cond(S.is_reschedule, S.move_label, "Confirm booking"),
+                    rx.cond(S.is_reschedule, S.move_label, t("Confirm booking")),
                     on_click=S.confirm,
                     loading=S.busy,
                     disabled=S.has_change & ~S.change_ack,
@@ -458,14 +473,14 @@ def _done_step() -> rx.Component:
         rx.cond(
             S.done_skipped.length() > 0,
             rx.vstack(
-                rx.text("Not booked:", size="2", weight="medium"),
+                rx.text(t("Not booked:"), size="2", weight="medium"),
                 rx.foreach(S.done_skipped, lambda t: rx.text(t, size="2", color_scheme="gray")),
                 spacing="1",
             ),
         ),
         rx.flex(
-            rx.button("Book another time", variant="soft", color_scheme="gray", on_click=S.dismiss),
-            rx.link(rx.button("My appointments"), href="/patient/appointments", underline="none"),
+            rx.button(t("Book another time"), variant="soft", color_scheme="gray", on_click=S.dismiss),
+            rx.link(rx.button(t("My appointments")), href="/patient/appointments", underline="none"),
             justify="end",
             spacing="3",
             wrap="wrap",
@@ -509,7 +524,7 @@ def _clinic_chooser() -> rx.Component:
     return rx.cond(
         S.clinic_tabs.length() > 1,
         rx.vstack(
-            rx.text("Clinic", size="2", weight="medium", id="clinic-choice-label"),
+            rx.text(t("Clinic"), size="2", weight="medium", id="clinic-choice-label"),
             rx.flex(
                 rx.foreach(S.clinic_tabs, _clinic_button),
                 wrap="wrap",
@@ -536,11 +551,11 @@ def _reschedule_banner() -> rx.Component:
             S.is_reschedule,
             rx.callout(
                 rx.text(
-                    "Choose a new time for your appointment of ",
-                    rx.text.strong(S.reschedule_from),
-                    " (",
-                    S.reschedule_where,
-                    "). It is marked “Current” below.",
+                    t(
+                        "Choose a new time for your appointment of {when} ({where}). It is marked “Current” below.",
+                        when=S.reschedule_from,
+                        where=S.reschedule_where,
+                    ),
                 ),
                 icon="calendar-sync",
                 color_scheme="blue",
@@ -559,12 +574,14 @@ def _fully_booked() -> rx.Component:
     return rx.callout(
         rx.vstack(
             rx.text(
-                S.provider_name,
-                " has no free time in the weeks open for booking. Join the waitlist: when a time frees up, "
-                "you can be offered it first.",
+                t(
+                    "{provider} has no free time in the weeks open for booking. Join the waitlist: when a time "
+                    "frees up, you can be offered it first.",
+                    provider=S.provider_name,
+                ),
             ),
             rx.link(
-                rx.button(rx.icon("list-plus", size=16), "Join waitlist", color_scheme="amber"),
+                rx.button(rx.icon("list-plus", size=16), t("Join waitlist"), color_scheme="amber"),
                 href="/patient/waitlist/join?provider_id=" + S.provider_ref,
                 underline="none",
             ),
@@ -579,8 +596,8 @@ def _fully_booked() -> rx.Component:
 
 def _not_found() -> rx.Component:
     return rx.vstack(
-        empty_state("user-x", "This provider is not available for online booking."),
-        rx.link("Back to Find care", href="/patient/find"),
+        empty_state("user-x", t("This provider is not available for online booking.")),
+        rx.link(t("Back to Find care"), href="/patient/find"),
         align="center",
         width="100%",
     )
@@ -588,7 +605,7 @@ def _not_found() -> rx.Component:
 
 @rx.page(
     route="/patient/provider/[provider_id]",
-    title=f"Book a time · {APP_NAME}",
+    title=t("Book a time") + f" · {APP_NAME}",
     on_load=[SessionState.guard("patient"), LiveProvider.link, S.live_mark, S.load],
 )
 def provider_week() -> rx.Component:
@@ -596,7 +613,7 @@ def provider_week() -> rx.Component:
         "patient",
         live_refresh(S.live_update, LiveProvider),
         rx.link(
-            rx.hstack(rx.icon("arrow-left", size=14), rx.text("Find care", size="2"), align="center", spacing="1"),
+            rx.hstack(rx.icon("arrow-left", size=14), rx.text(t("Find care"), size="2"), align="center", spacing="1"),
             href="/patient/find",
         ),
         rx.cond(

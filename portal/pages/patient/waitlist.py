@@ -6,12 +6,13 @@ import reflex as rx
 
 from portal.components.countdown import countdown, expiry_gate
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
+from portal.i18n import t
 from portal.state.live import LivePatient, live_refresh
 from portal.state.session import SessionState
 from portal.state.waitlist_patient import MyWaitlistState as S
 
 
-def _fact(label: str, value: rx.Var, icon: str) -> rx.Component:
+def _fact(label: str | rx.Var, value: rx.Var, icon: str) -> rx.Component:
     return rx.cond(
         value != "",
         rx.hstack(
@@ -34,7 +35,7 @@ def _offer(card: rx.Var) -> rx.Component:
         rx.vstack(
             rx.hstack(
                 rx.icon("bell-ring", size=20, color=rx.color("teal", 11)),
-                rx.heading("A time is held for you", size="4", as_="h3", color=rx.color("teal", 12)),
+                rx.heading(t("A time is held for you"), size="4", as_="h3", color=rx.color("teal", 12)),
                 align="center",
                 spacing="2",
             ),
@@ -47,7 +48,7 @@ def _offer(card: rx.Var) -> rx.Component:
                         card.offer_modality != "",
                         rx.hstack(
                             rx.cond(
-                                card.offer_modality == "Telehealth",
+                                card.offer_modality == t("Telehealth"),
                                 rx.icon("video", size=16, color=rx.color("teal", 11)),
                                 rx.icon("map-pin", size=16, color=rx.color("teal", 11)),
                             ),
@@ -59,7 +60,7 @@ def _offer(card: rx.Var) -> rx.Component:
                     spacing="1",
                 ),
                 rx.vstack(
-                    rx.text("Held for you until ", rx.text.strong(card.offer_until), size="2"),
+                    rx.text(t("Held for you until {time}", time=card.offer_until), size="2", weight="medium"),
                     rx.hstack(
                         rx.icon("timer", size=18, color=rx.color("amber", 11)),
                         countdown(
@@ -73,7 +74,7 @@ def _offer(card: rx.Var) -> rx.Component:
                             color=rx.color("amber", 11),
                             class_name="offer-countdown",
                         ),
-                        rx.text("left", size="2", color_scheme="gray"),
+                        rx.text(t("left"), size="2", color_scheme="gray"),
                         align="center",
                         spacing="2",
                     ),
@@ -85,8 +86,10 @@ def _offer(card: rx.Var) -> rx.Component:
                 width="100%",
             ),
             rx.text(
-                "No one else is offered this time while it is held for you. If you do not answer in time, "
-                "it goes to the next patient and you keep your place on the waitlist.",
+                t(
+                    "No one else is offered this time while it is held for you. If you do not answer in time, "
+                    "it goes to the next patient and you keep your place on the waitlist."
+                ),
                 size="2",
                 color_scheme="gray",
             ),
@@ -96,7 +99,7 @@ def _offer(card: rx.Var) -> rx.Component:
                 rx.flex(
                     rx.button(
                         rx.icon("check", size=16),
-                        "Accept",
+                        t("Accept"),
                         size="3",
                         color_scheme="teal",
                         on_click=S.accept(card.offer_id),
@@ -104,7 +107,7 @@ def _offer(card: rx.Var) -> rx.Component:
                         disabled=S.busy != "",
                     ),
                     rx.button(
-                        "Decline",
+                        t("Decline"),
                         size="3",
                         variant="soft",
                         color_scheme="gray",
@@ -126,7 +129,7 @@ def _offer(card: rx.Var) -> rx.Component:
         background=rx.color("teal", 2),
         width="100%",
         role="region",
-        aria_label="Offer",
+        aria_label=t("Offer"),
     )
 
 
@@ -135,7 +138,7 @@ def _history(card: rx.Var) -> rx.Component:
         card.history.length() > 0,
         rx.el.details(
             rx.el.summary(
-                "Earlier offers (" + card.history.length().to_string() + ")",
+                t("Earlier offers ({n})", n=card.history.length().to_string()),
                 cursor="pointer",
                 font_size="var(--font-size-2)",
                 color=rx.color("gray", 11),
@@ -197,11 +200,11 @@ def _entry(card: rx.Var) -> rx.Component:
                 ),
             ),
             rx.flex(
-                _fact("Your place", card.band, "list-ordered"),
-                _fact("Estimated wait", card.wait, "hourglass"),
-                _fact("Times that suit you (" + card.zone + ")", card.windows, "clock"),
-                _fact("Dates", card.dates, "calendar-range"),
-                _fact("On the list since", card.since, "calendar-plus"),
+                _fact(t("Your place"), card.band, "list-ordered"),
+                _fact(t("Estimated wait"), card.wait, "hourglass"),
+                _fact(t("Times that suit you ({zone})", zone=card.zone), card.windows, "clock"),
+                _fact(t("Dates"), card.dates, "calendar-range"),
+                _fact(t("On the list since"), card.since, "calendar-plus"),
                 spacing="5",
                 wrap="wrap",
                 width="100%",
@@ -209,7 +212,8 @@ def _entry(card: rx.Var) -> rx.Component:
             rx.cond(
                 card.reason != "",
                 rx.text(
-                    rx.text.strong("Your note to the care team: ", weight="medium"),
+                    rx.text.strong(t("Your note to the care team:"), weight="medium"),
+                    " ",
                     card.reason,
                     size="2",
                     color_scheme="gray",
@@ -220,13 +224,18 @@ def _entry(card: rx.Var) -> rx.Component:
                 rx.callout(
                     rx.flex(
                         rx.text(
-                            "Still interested? Let us know to keep your place",
-                            rx.cond(card.expires != "", " (otherwise it ends " + card.expires + ")", ""),
-                            ".",
+                            rx.cond(
+                                card.expires != "",
+                                t(
+                                    "Still interested? Let us know to keep your place (otherwise it ends {when}).",
+                                    when=card.expires,
+                                ),
+                                t("Still interested? Let us know to keep your place."),
+                            ),
                             size="2",
                         ),
                         rx.button(
-                            "Yes, keep me on the list",
+                            t("Yes, keep me on the list"),
                             size="2",
                             on_click=S.confirm_interest(card.id),
                             loading=S.busy == card.id,
@@ -243,7 +252,7 @@ def _entry(card: rx.Var) -> rx.Component:
                 ),
                 rx.cond(
                     card.expires != "",
-                    rx.text("Your place is kept until ", card.expires, ".", size="1", color_scheme="gray"),
+                    rx.text(t("Your place is kept until {when}.", when=card.expires), size="1", color_scheme="gray"),
                 ),
             ),
             rx.flex(
@@ -251,7 +260,7 @@ def _entry(card: rx.Var) -> rx.Component:
                 rx.spacer(),
                 rx.button(
                     rx.icon("log-out", size=14),
-                    "Leave waitlist",
+                    t("Leave waitlist"),
                     variant="ghost",
                     color_scheme="red",
                     size="2",
@@ -278,7 +287,7 @@ def _past_entry(card: rx.Var) -> rx.Component:
             rx.flex(
                 rx.vstack(
                     rx.text(card.target, weight="medium"),
-                    rx.text(card.clinic, " · since ", card.since, size="1", color_scheme="gray"),
+                    rx.text(card.clinic, " · ", t("since {day}", day=card.since), size="1", color_scheme="gray"),
                     spacing="0",
                 ),
                 rx.spacer(),
@@ -302,7 +311,7 @@ def _past() -> rx.Component:
         rx.vstack(
             rx.button(
                 rx.icon(rx.cond(S.show_past, "chevron-down", "chevron-right"), size=16),
-                "Past entries (" + S.past.length().to_string() + ")",
+                t("Past entries ({n})", n=S.past.length().to_string()),
                 variant="ghost",
                 color_scheme="gray",
                 on_click=S.toggle_past,
@@ -321,15 +330,17 @@ def _past() -> rx.Component:
 def _leave_dialog() -> rx.Component:
     return rx.alert_dialog.root(
         rx.alert_dialog.content(
-            rx.alert_dialog.title("Leave this waitlist?"),
+            rx.alert_dialog.title(t("Leave this waitlist?")),
             rx.alert_dialog.description(
-                "You will no longer be offered times with ",
-                rx.text.strong(S.leave_target),
-                ". If you join again later, you start again at the back.",
+                t(
+                    "You will no longer be offered times with {provider}. If you join again later, you start again "
+                    "at the back.",
+                    provider=S.leave_target,
+                ),
             ),
             rx.flex(
-                rx.alert_dialog.cancel(rx.button("Stay on it", variant="soft", color_scheme="gray")),
-                rx.button("Leave waitlist", color_scheme="red", on_click=S.leave, loading=S.busy != ""),
+                rx.alert_dialog.cancel(rx.button(t("Stay on it"), variant="soft", color_scheme="gray")),
+                rx.button(t("Leave waitlist"), color_scheme="red", on_click=S.leave, loading=S.busy != ""),
                 justify="end",
                 spacing="3",
                 margin_top="16px",
@@ -344,14 +355,16 @@ def _leave_dialog() -> rx.Component:
 def _decline_dialog() -> rx.Component:
     return rx.alert_dialog.root(
         rx.alert_dialog.content(
-            rx.alert_dialog.title("Decline this time?"),
+            rx.alert_dialog.title(t("Decline this time?")),
             rx.alert_dialog.description(
-                rx.text.strong(S.decline_when),
-                " will be offered to someone else. You stay on the waitlist for another time.",
+                t(
+                    "{when} will be offered to someone else. You stay on the waitlist for another time.",
+                    when=S.decline_when,
+                ),
             ),
             rx.flex(
-                rx.alert_dialog.cancel(rx.button("Keep the offer", variant="soft", color_scheme="gray")),
-                rx.button("Decline offer", color_scheme="red", on_click=S.decline, loading=S.busy != ""),
+                rx.alert_dialog.cancel(rx.button(t("Keep the offer"), variant="soft", color_scheme="gray")),
+                rx.button(t("Decline offer"), color_scheme="red", on_click=S.decline, loading=S.busy != ""),
                 justify="end",
                 spacing="3",
                 margin_top="16px",
@@ -365,7 +378,7 @@ def _decline_dialog() -> rx.Component:
 
 @rx.page(
     route="/patient/waitlist",
-    title=f"My waitlist · {APP_NAME}",
+    title=t("My waitlist") + f" · {APP_NAME}",
     on_load=[SessionState.guard("patient"), LivePatient.link, S.load],
 )
 def my_waitlist() -> rx.Component:
@@ -373,18 +386,17 @@ def my_waitlist() -> rx.Component:
         "patient",
         live_refresh(S.live_update, LivePatient),
         page_header(
-            "My waitlist",
-            "We offer you a time as soon as one fits. Times are in each clinic's time zone.",
-            rx.link(rx.button(rx.icon("list-plus", size=16), "Join a waitlist"), href="/patient/waitlist/join"),
+            t("My waitlist"),
+            t("We offer you a time as soon as one fits. Times are in each clinic's time zone."),
+            rx.link(rx.button(rx.icon("list-plus", size=16), t("Join a waitlist")), href="/patient/waitlist/join"),
         ),
         rx.cond(
             S.just_booked != "",
             rx.callout(
                 rx.text(
-                    "Booked: ",
-                    rx.text.strong(S.just_booked),
-                    ". ",
-                    rx.link("See My appointments", href="/patient/appointments"),
+                    t("Booked: {what}.", what=S.just_booked),
+                    " ",
+                    rx.link(t("See My appointments"), href="/patient/appointments"),
                 ),
                 icon="calendar-check",
                 color_scheme="green",
@@ -400,8 +412,8 @@ def my_waitlist() -> rx.Component:
                     S.active.length() > 0,
                     rx.vstack(rx.foreach(S.active, _entry), spacing="3", width="100%"),
                     rx.vstack(
-                        empty_state("list-checks", "You are not on any waitlist right now."),
-                        rx.link("Find care and join a waitlist", href="/patient/find"),
+                        empty_state("list-checks", t("You are not on any waitlist right now.")),
+                        rx.link(t("Find care and join a waitlist"), href="/patient/find"),
                         align="center",
                         width="100%",
                     ),

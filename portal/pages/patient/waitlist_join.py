@@ -6,17 +6,18 @@ import reflex as rx
 
 from portal.components.fields import error_attrs, field_error, field_label
 from portal.components.shell import APP_NAME, loading, page_header, shell
+from portal.i18n import N_, t
 from portal.state.booking import ANY
 from portal.state.ratelimit import rate_limit_callout
 from portal.state.session import SessionState
 from portal.state.waitlist_patient import URGENCY_CHOICES
 from portal.state.waitlist_patient import PatientWaitlistJoinState as S
 
-MODALITY_OPTIONS = [(ANY, "Any way"), ("in_person", "In person"), ("telehealth", "Telehealth")]
+MODALITY_OPTIONS = [(ANY, N_("Any way")), ("in_person", N_("In person")), ("telehealth", N_("Telehealth"))]
 PRESET_BUTTONS = [
-    ("mornings", "Weekday mornings", "Mon–Fri 08:00–12:00"),
-    ("afternoons", "Weekday afternoons", "Mon–Fri 12:00–17:00"),
-    ("evenings", "Evenings", "Mon–Fri 17:00–20:00"),
+    ("mornings", N_("Weekday mornings"), N_("Mon–Fri 08:00–12:00")),
+    ("afternoons", N_("Weekday afternoons"), N_("Mon–Fri 12:00–17:00")),
+    ("evenings", N_("Evenings"), N_("Mon–Fri 17:00–20:00")),
 ]
 
 
@@ -33,7 +34,9 @@ def _invalid(key: str, *described_by: str) -> dict:
     return error_attrs(key, _message(key), *described_by)
 
 
-def _select(label: str, field_id: str, value: rx.Var, on_change, items: rx.Component, error: str) -> rx.Component:
+def _select(
+    label: str | rx.Var, field_id: str, value: rx.Var, on_change, items: rx.Component, error: str
+) -> rx.Component:
     return rx.vstack(
         field_label(label, field_id),
         rx.select.root(
@@ -48,11 +51,15 @@ def _select(label: str, field_id: str, value: rx.Var, on_change, items: rx.Compo
     )
 
 
-def _section(title: str, *children: rx.Component, hint: rx.Component | str = "") -> rx.Component:
+def _section(title: str | rx.Var, *children: rx.Component, hint: rx.Component | rx.Var | str = "") -> rx.Component:
+    if isinstance(hint, rx.Var) or (isinstance(hint, str) and hint):
+        said: rx.Component = rx.text(hint, size="2", color_scheme="gray")
+    else:
+        said = hint or rx.fragment()
     return rx.card(
         rx.vstack(
             rx.heading(title, size="4", as_="h2"),
-            rx.text(hint, size="2", color_scheme="gray") if isinstance(hint, str) and hint else hint or rx.fragment(),
+            said,
             *children,
             spacing="3",
             width="100%",
@@ -63,10 +70,10 @@ def _section(title: str, *children: rx.Component, hint: rx.Component | str = "")
 
 def _target() -> rx.Component:
     return _section(
-        "Who you want to see",
+        t("Who you want to see"),
         rx.grid(
             _select(
-                "Clinic",
+                t("Clinic"),
                 "wl-clinic",
                 S.j_clinic,
                 S.set_j_clinic,
@@ -74,12 +81,12 @@ def _target() -> rx.Component:
                 "clinic",
             ),
             _select(
-                "Provider",
+                t("Provider"),
                 "wl-provider",
                 S.j_provider,
                 S.set_j_provider,
                 rx.fragment(
-                    rx.select.item("Any provider at this clinic", value=ANY),
+                    rx.select.item(t("Any provider at this clinic"), value=ANY),
                     rx.foreach(S.provider_options, lambda p: rx.select.item(p["name"], value=p["id"])),
                 ),
                 "provider",
@@ -87,12 +94,12 @@ def _target() -> rx.Component:
             rx.cond(
                 S.any_provider,
                 _select(
-                    "Specialty",
+                    t("Specialty"),
                     "wl-specialty",
                     S.j_specialty,
                     S.set_j_specialty,
                     rx.fragment(
-                        rx.select.item("Any specialty", value=ANY),
+                        rx.select.item(t("Any specialty"), value=ANY),
                         rx.foreach(S.specialty_options, lambda s: rx.select.item(s, value=s)),
                     ),
                     "specialty",
@@ -101,11 +108,11 @@ def _target() -> rx.Component:
             rx.cond(
                 S.any_provider,
                 _select(
-                    "Seen",
+                    t("Seen"),
                     "wl-modality",
                     S.j_modality,
                     S.set_j_modality,
-                    rx.fragment(*[rx.select.item(label, value=value) for value, label in MODALITY_OPTIONS]),
+                    rx.fragment(*[rx.select.item(t(label), value=value) for value, label in MODALITY_OPTIONS]),
                     "modality",
                 ),
             ),
@@ -113,7 +120,7 @@ def _target() -> rx.Component:
             spacing="4",
             width="100%",
         ),
-        hint="Waiting for anyone at the clinic usually gets you an offer sooner.",
+        hint=t("Waiting for anyone at the clinic usually gets you an offer sooner."),
     )
 
 
@@ -141,7 +148,7 @@ def _day_row(day: rx.Var) -> rx.Component:
         rx.flex(
             rx.text(day.name, weight="medium", size="2", min_width="96px", aria_hidden="true"),
             rx.hstack(
-                rx.el.label("From", html_for=start_id, font_size="var(--font-size-2)"),
+                rx.el.label(t("From"), html_for=start_id, font_size="var(--font-size-2)"),
                 rx.input(
                     id=start_id,
                     type="time",
@@ -149,7 +156,7 @@ def _day_row(day: rx.Var) -> rx.Component:
                     on_change=lambda v: S.set_day_start(day.weekday, v),
                     width="120px",
                 ),
-                rx.el.label("to", html_for=end_id, font_size="var(--font-size-2)"),
+                rx.el.label(t("to"), html_for=end_id, font_size="var(--font-size-2)"),
                 rx.input(
                     id=end_id,
                     type="time",
@@ -176,15 +183,15 @@ def _day_row(day: rx.Var) -> rx.Component:
 
 def _windows() -> rx.Component:
     return _section(
-        "When suits you",
+        t("When suits you"),
         rx.vstack(
-            rx.text("Quick choices", size="2", weight="medium"),
+            rx.text(t("Quick choices"), size="2", weight="medium"),
             rx.flex(
                 *[
                     rx.button(
                         rx.vstack(
-                            rx.text(label, size="2", weight="medium"),
-                            rx.text(detail, size="1", color_scheme="gray"),
+                            rx.text(t(label), size="2", weight="medium"),
+                            rx.text(t(detail), size="1", color_scheme="gray"),
                             spacing="0",
                             align="start",
                         ),
@@ -205,7 +212,7 @@ def _windows() -> rx.Component:
             width="100%",
         ),
         rx.vstack(
-            rx.text("Or pick days", size="2", weight="medium", id="wl-days-label"),
+            rx.text(t("Or pick days"), size="2", weight="medium", id="wl-days-label"),
             rx.flex(
                 rx.foreach(S.days, _chip),
                 spacing="2",
@@ -222,7 +229,7 @@ def _windows() -> rx.Component:
             rx.vstack(
                 rx.foreach(S.days, _day_row),
                 rx.button(
-                    "Clear days",
+                    t("Clear days"),
                     type="button",
                     variant="ghost",
                     color_scheme="gray",
@@ -237,11 +244,7 @@ def _windows() -> rx.Component:
         hint=rx.hstack(
             rx.icon("globe", size=14, color=rx.color("gray", 10)),
             rx.text(
-                "Times are local to ",
-                rx.text.strong(S.clinic_name),
-                ": ",
-                rx.text.strong(S.clinic_zone),
-                ".",
+                t("Times are local to {clinic}: {zone}.", clinic=S.clinic_name, zone=S.clinic_zone),
                 size="2",
                 color_scheme="gray",
             ),
@@ -253,10 +256,10 @@ def _windows() -> rx.Component:
 
 def _dates() -> rx.Component:
     return _section(
-        "Dates",
+        t("Dates"),
         rx.grid(
             rx.vstack(
-                field_label("Earliest date (optional)", "wl-earliest"),
+                field_label(t("Earliest date (optional)"), "wl-earliest"),
                 rx.input(
                     id="wl-earliest",
                     name="earliest_date",
@@ -269,7 +272,7 @@ def _dates() -> rx.Component:
                 width="100%",
             ),
             rx.vstack(
-                field_label("Latest date (optional)", "wl-latest"),
+                field_label(t("Latest date (optional)"), "wl-latest"),
                 rx.input(
                     id="wl-latest", name="latest_date", type="date", min=S.min_date, width="100%", **_invalid("dates")
                 ),
@@ -281,19 +284,19 @@ def _dates() -> rx.Component:
             width="100%",
         ),
         _error("dates"),
-        hint="Leave empty to take the first time that fits.",
+        hint=t("Leave empty to take the first time that fits."),
     )
 
 
 def _urgency() -> rx.Component:
     return _section(
-        "How soon",
+        t("How soon"),
         rx.radio_group.root(
             rx.flex(
                 *[
                     rx.el.label(
                         rx.radio_group.item(value=value, id=f"wl-urgency-{value}"),
-                        rx.text(label, size="2", weight="medium"),
+                        rx.text(t(label), size="2", weight="medium"),
                         html_for=f"wl-urgency-{value}",
                         display="flex",
                         align_items="center",
@@ -310,16 +313,21 @@ def _urgency() -> rx.Component:
             ),
             value=S.j_urgency,
             on_change=S.set_j_urgency,
-            aria_label="How soon",
+            aria_label=t("How soon"),
             **_invalid("urgency"),
         ),
         rx.text(S.urgency_hint, size="2", color_scheme="gray"),
         _error("urgency"),
         rx.callout(
             rx.text(
-                "If this is urgent, call the clinic",
-                rx.cond(S.clinic_phone != "", rx.fragment(" at ", rx.text.strong(S.clinic_phone)), ""),
-                ". In an emergency, call 911.",
+                rx.cond(
+                    S.clinic_phone != "",
+                    t(
+                        "If this is urgent, call the clinic at {phone}. In an emergency, call 911.",
+                        phone=S.clinic_phone,
+                    ),
+                    t("If this is urgent, call the clinic. In an emergency, call 911."),
+                ),
             ),
             icon="phone",
             color_scheme="blue",
@@ -331,20 +339,20 @@ def _urgency() -> rx.Component:
 
 def _reason() -> rx.Component:
     return _section(
-        "Reason (optional)",
+        t("Reason (optional)"),
         rx.vstack(
-            field_label("What would you like help with?", "wl-reason"),
+            field_label(t("What would you like help with?"), "wl-reason"),
             rx.text_area(
                 id="wl-reason",
                 name="reason",
                 max_length=500,
                 rows="3",
-                placeholder="A few words, if you like",
+                placeholder=t("A few words, if you like"),
                 width="100%",
                 **_invalid("reason", "wl-reason-hint"),
             ),
             rx.text(
-                "Up to 500 characters. Visible to your care team only.",
+                t("Up to 500 characters. Visible to your care team only."),
                 size="1",
                 color_scheme="gray",
                 id="wl-reason-hint",
@@ -362,7 +370,7 @@ def _form_alert() -> rx.Component:
         rx.callout(
             rx.text(
                 S.form_error,
-                rx.cond(S.duplicate, rx.fragment(". ", rx.link("See My waitlist", href="/patient/waitlist")), ""),
+                rx.cond(S.duplicate, rx.fragment(". ", rx.link(t("See My waitlist"), href="/patient/waitlist")), ""),
             ),
             icon="circle-alert",
             color_scheme=rx.cond(S.duplicate, "amber", "red"),
@@ -380,12 +388,16 @@ def _form() -> rx.Component:
             _dates(),
             _urgency(),
             _reason(),
-            rx.cond(S.field_errors.length() > 0, rx.text("Please check the fields marked above.", color_scheme="red")),
+            rx.cond(
+                S.field_errors.length() > 0, rx.text(t("Please check the fields marked above."), color_scheme="red")
+            ),
             _form_alert(),
             rate_limit_callout(S.rate_limited),
             rx.flex(
-                rx.link(rx.button("Cancel", type="button", variant="soft", color_scheme="gray"), href="/patient/find"),
-                rx.button(rx.icon("list-plus", size=16), "Join waitlist", type="submit", loading=S.busy, size="3"),
+                rx.link(
+                    rx.button(t("Cancel"), type="button", variant="soft", color_scheme="gray"), href="/patient/find"
+                ),
+                rx.button(rx.icon("list-plus", size=16), t("Join waitlist"), type="submit", loading=S.busy, size="3"),
                 justify="end",
                 spacing="3",
                 width="100%",
@@ -402,22 +414,22 @@ def _form() -> rx.Component:
 
 @rx.page(
     route="/patient/waitlist/join",
-    title=f"Join a waitlist · {APP_NAME}",
+    title=t("Join a waitlist") + f" · {APP_NAME}",
     on_load=[SessionState.guard("patient"), S.load],
 )
 def waitlist_join() -> rx.Component:
     return shell(
         "patient",
         rx.link(
-            rx.hstack(rx.icon("arrow-left", size=14), rx.text("Find care", size="2"), align="center", spacing="1"),
+            rx.hstack(rx.icon("arrow-left", size=14), rx.text(t("Find care"), size="2"), align="center", spacing="1"),
             href="/patient/find",
         ),
         page_header(
-            "Join a waitlist",
+            t("Join a waitlist"),
             rx.cond(
                 S.wanted_name != "",
-                "No time suits you yet with " + S.wanted_name + "? We will offer you the first one that fits.",
-                "Tell us when suits you: we will offer you the first time that fits.",
+                t("No time suits you yet with {name}? We will offer you the first one that fits.", name=S.wanted_name),
+                t("Tell us when suits you: we will offer you the first time that fits."),
             ),
         ),
         rx.cond(~S.loaded, loading(), _form()),
