@@ -954,6 +954,43 @@ def test_orm_query_in_a_session_without_tenant_raises(world: dict[str, Practice]
     assert len(rows(world["A"], ProviderClinic)) == 1
 
 
+def test_the_orm_hook_alone_scopes_every_shape_of_statement(world: dict[str, Practice], engine: sa.Engine) -> None:
+    """The ORM wall without the database's: on the owner's engine (a superuser, which row-level security does not
+    stop), a unit of work of practice A sees and changes only A's rows, wherever a tenant table sits in a statement:
+    selected, joined, in a subquery, a CTE, an EXISTS, counted, updated, deleted."""
+    a, b = world["A"], world["B"]
+    mine = {c.id for c in rows(a, Clinic)}
+    theirs = {c.id for c in rows(b, Clinic)}
+    linked = {pc.clinic_id for pc in rows(a, ProviderClinic)}
+    assert mine and theirs and linked and not mine & theirs
+    b_links = len(rows(b, ProviderClinic))
+    sub = select(Clinic.id).subquery()
+    cte = select(Clinic.id).cte()
+    with UnitOfWork(a.system, engine=engine) as uow:
+        session = uow.session
+        assert set(session.exec(select(Clinic.id))) == mine
+        joined = select(ProviderClinic.clinic_id).join(Clinic, Clinic.id == ProviderClinic.clinic_id)
+        assert set(session.exec(joined)) == linked
+        assert set(session.exec(select(Clinic.id).where(Clinic.id.in_(select(ProviderClinic.clinic_id))))) == linked
+        assert (
+            set(session.exec(select(ProviderClinic.clinic_id).join(sub, sub.c.id == ProviderClinic.clinic_id)))
+            == linked
+        )
+        assert (
+            set(session.exec(select(ProviderClinic.clinic_id).join(cte, cte.c.id == ProviderClinic.clinic_id)))
+            == linked
+        )
+        exists_b = sa.exists().where(Clinic.id.in_(theirs))
+        assert session.exec(select(sa.literal(1)).where(exists_b)).first() is None
+        assert session.exec(select(sa.func.count()).select_from(Clinic)).one() == len(mine)
+        assert session.execute(update(Clinic).values(name=Clinic.name + " (A)")).rowcount == len(mine)  # type: ignore[attr-defined]
+        gone = session.execute(delete(ProviderClinic).where(ProviderClinic.clinic_id.in_(theirs)))
+        assert gone.rowcount == 0  # type: ignore[attr-defined]
+        uow.commit()
+    assert not any(c.name.endswith(" (A)") for c in rows(b, Clinic))
+    assert len(rows(b, ProviderClinic)) == b_links
+
+
 def test_unscoped_unit_of_work_sees_every_tenant(world: dict[str, Practice]) -> None:
     # The control for the refusals: the data of both practices is really there.
     with UnitOfWork(system=True) as uow:
