@@ -6,6 +6,8 @@ from typing import Any
 
 import reflex as rx
 
+from portal.i18n import t
+
 
 def message_dialog(state: Any) -> rx.Component:
     return rx.dialog.root(
@@ -13,9 +15,10 @@ def message_dialog(state: Any) -> rx.Component:
             rx.dialog.title(state.message_title),
             rx.dialog.description(state.message_meta, size="2", color_scheme="gray"),
             rx.vstack(
-                rx.cond(state.message_to != "", rx.text("To: ", state.message_to, size="2")),
+                rx.cond(state.message_to != "", rx.text(t("To: {to}", to=state.message_to), size="2")),
                 rx.cond(
-                    state.message_subject != "", rx.text("Subject: ", state.message_subject, size="2", weight="medium")
+                    state.message_subject != "",
+                    rx.text(t("Subject: {subject}", subject=state.message_subject), size="2", weight="medium"),
                 ),
                 rx.box(
                     rx.text(state.message_text, size="2", white_space="pre-wrap", overflow_wrap="anywhere"),
@@ -32,7 +35,7 @@ def message_dialog(state: Any) -> rx.Component:
                 width="100%",
             ),
             rx.hstack(
-                rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray")),
+                rx.dialog.close(rx.button(t("Close"), variant="soft", color_scheme="gray")),
                 justify="end",
                 margin_top="16px",
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.button_link import button_link
 from portal.components.fields import field_label
 from portal.components.format import HISTORY_COLUMNS
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
@@ -205,7 +206,7 @@ def my_appointments() -> rx.Component:
         page_header(
             t("My appointments"),
             t("Times are shown in each clinic's time zone"),
-            rx.link(rx.button(rx.icon("search", size=16), t("Book a new appointment")), href="/patient/find"),
+            button_link(rx.icon("search", size=16), t("Book a new appointment"), href="/patient/find"),
         ),
         rx.cond(
             S.page_error != "",
@@ -240,9 +241,7 @@ def my_appointments() -> rx.Component:
                             rx.box(
                                 rx.table.root(
                                     rx.table.header(
-                                        rx.table.row(
-                                            *[rx.table.column_header_cell(t(h)) for h in HISTORY_COLUMNS]
-                                        )
+                                        rx.table.row(*[rx.table.column_header_cell(t(h)) for h in HISTORY_COLUMNS])
                                     ),
                                     rx.table.body(rx.foreach(S.past, _past_row)),
                                     variant="surface",

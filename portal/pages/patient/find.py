@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.button_link import button_link
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
 from portal.i18n import N_, t
@@ -112,9 +113,7 @@ def _filters() -> rx.Component:
                         color_scheme="gray",
                         on_click=FindCareState.clear,
                     ),
-                    rx.button(
-                        rx.icon("search", size=16), t("Search"), type="submit", loading=FindCareState.searching
-                    ),
+                    rx.button(rx.icon("search", size=16), t("Search"), type="submit", loading=FindCareState.searching),
                     justify="end",
                     width="100%",
                     spacing="3",
@@ -135,14 +134,16 @@ def _badges(items: rx.Var, color: str) -> rx.Component:
 
 
 def _waitlist_button(provider_id: rx.Var, **props) -> rx.Component:
-    return rx.link(
-        rx.button(rx.icon("list-plus", size=16), t("Join waitlist"), color_scheme="amber", **props),
+    return button_link(
+        rx.icon("list-plus", size=16),
+        t("Join waitlist"),
         href=rx.cond(
             FindCareState.f_clinic != ANY,
             "/patient/waitlist/join?provider_id=" + provider_id + "&clinic_id=" + FindCareState.f_clinic,
             "/patient/waitlist/join?provider_id=" + provider_id,
         ),
-        underline="none",
+        color_scheme="amber",
+        **props,
     )
 
 
@@ -193,18 +194,10 @@ def _result(card: rx.Var) -> rx.Component:
             rx.hstack(
                 rx.cond(
                     has_free,
-                    rx.link(
-                        rx.button(t("See times"), rx.icon("arrow-right", size=16)),
-                        href="/patient/provider/" + card.id,
-                        underline="none",
-                    ),
+                    button_link(t("See times"), rx.icon("arrow-right", size=16), href="/patient/provider/" + card.id),
                     rx.fragment(
                         _waitlist_button(card.id),
-                        rx.link(
-                            rx.button(t("See times"), variant="soft"),
-                            href="/patient/provider/" + card.id,
-                            underline="none",
-                        ),
+                        button_link(t("See times"), href="/patient/provider/" + card.id, variant="soft"),
                     ),
                 ),
                 spacing="3",
@@ -238,14 +231,16 @@ def _no_free() -> rx.Component:
                 max_width="520px",
             ),
             rx.hstack(
-                rx.link(
-                    rx.button(rx.icon("list-plus", size=16), t("Join waitlist"), color_scheme="amber", size="3"),
+                button_link(
+                    rx.icon("list-plus", size=16),
+                    t("Join waitlist"),
                     href=rx.cond(
                         FindCareState.f_clinic != ANY,
                         "/patient/waitlist/join?clinic_id=" + FindCareState.f_clinic,
                         "/patient/waitlist/join",
                     ),
-                    underline="none",
+                    color_scheme="amber",
+                    size="3",
                 ),
                 rx.button(
                     t("Clear filters"), variant="soft", color_scheme="gray", size="3", on_click=FindCareState.clear

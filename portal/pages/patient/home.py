@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.button_link import button_link
 from portal.components.format import HISTORY_COLUMNS
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
 from portal.i18n import t
@@ -95,7 +96,7 @@ def patient_home() -> rx.Component:
         page_header(
             t("Hello, {name}", name=SessionState.user_name),
             t("Your appointments and waitlist at {practice}", practice=SessionState.practice_name),
-            rx.link(rx.button(rx.icon("search", size=16), t("Find a provider"), size="3"), href="/patient/find"),
+            button_link(rx.icon("search", size=16), t("Find a provider"), href="/patient/find", size="3"),
         ),
         rx.vstack(
             rx.heading(t("Upcoming appointments"), size="4"),
@@ -128,11 +129,7 @@ def patient_home() -> rx.Component:
             rx.cond(
                 PatientHomeState.past.length() > 0,
                 rx.table.root(
-                    rx.table.header(
-                        rx.table.row(
-                            *[rx.table.column_header_cell(t(h)) for h in HISTORY_COLUMNS]
-                        )
-                    ),
+                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(t(h)) for h in HISTORY_COLUMNS])),
                     rx.table.body(rx.foreach(PatientHomeState.past, _past_row)),
                     variant="surface",
                     width="100%",

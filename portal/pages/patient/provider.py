@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.button_link import button_link
 from portal.components.fields import field_label
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
 from portal.i18n import t
@@ -580,10 +581,11 @@ def _fully_booked() -> rx.Component:
                     provider=S.provider_name,
                 ),
             ),
-            rx.link(
-                rx.button(rx.icon("list-plus", size=16), t("Join waitlist"), color_scheme="amber"),
+            button_link(
+                rx.icon("list-plus", size=16),
+                t("Join waitlist"),
                 href="/patient/waitlist/join?provider_id=" + S.provider_ref,
-                underline="none",
+                color_scheme="amber",
             ),
             spacing="3",
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.button_link import button_link
 from portal.components.countdown import countdown, expiry_gate
 from portal.components.shell import APP_NAME, empty_state, loading, page_header, shell
 from portal.i18n import t
@@ -388,7 +389,7 @@ def my_waitlist() -> rx.Component:
         page_header(
             t("My waitlist"),
             t("We offer you a time as soon as one fits. Times are in each clinic's time zone."),
-            rx.link(rx.button(rx.icon("list-plus", size=16), t("Join a waitlist")), href="/patient/waitlist/join"),
+            button_link(rx.icon("list-plus", size=16), t("Join a waitlist"), href="/patient/waitlist/join"),
         ),
         rx.cond(
             S.just_booked != "",

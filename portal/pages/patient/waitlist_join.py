@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components.button_link import button_link
 from portal.components.fields import error_attrs, field_error, field_label
 from portal.components.shell import APP_NAME, loading, page_header, shell
 from portal.i18n import N_, t
@@ -394,9 +395,7 @@ def _form() -> rx.Component:
             _form_alert(),
             rate_limit_callout(S.rate_limited),
             rx.flex(
-                rx.link(
-                    rx.button(t("Cancel"), type="button", variant="soft", color_scheme="gray"), href="/patient/find"
-                ),
+                button_link(t("Cancel"), href="/patient/find", variant="soft", color_scheme="gray"),
                 rx.button(rx.icon("list-plus", size=16), t("Join waitlist"), type="submit", loading=S.busy, size="3"),
                 justify="end",
                 spacing="3",
