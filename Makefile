@@ -18,7 +18,7 @@ export TEST_POSTGRES_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 export TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
 
-.PHONY: run test venv migrate seed lint typecheck bench clean chromium audit-verify
+.PHONY: run test venv migrate seed lint typecheck bench clean chromium audit-verify backup restore
 
 venv: $(STAMP)
 
@@ -42,10 +42,10 @@ run: seed
 	@bash scripts/serve.sh $(PORT)
 
 chromium:
-	@command -v chromium >/dev/null || { \
-	  echo "Installing Debian's chromium for Playwright (one time)"; \
+	@command -v chromium >/dev/null && test -x /usr/sbin/nginx && command -v promtool >/dev/null || { \
+	  echo "Installing Debian's chromium for Playwright, nginx for the two-backend test and prometheus (promtool, for the alert-rule tests) (one time)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium nginx prometheus >/dev/null; }
 
 test: venv chromium
 	$(BIN)/ruff check .
@@ -57,6 +57,16 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+
+# Backups (backend/backup.py, docs/runbooks/restore-from-backup.md): the database (pg_dump -Fc of DATABASE_OWNER_URL,
+# else DATABASE_URL; SQLite's online backup in the embedded mode) and, in a separate 0600 file, the keys, into
+# BACKUP_DIR (data/backups). Restore: make restore FILE=<dump> [TARGET_URL=<fresh or empty database>].
+backup: venv
+	$(BIN)/python -m backend.backup backup
+
+restore: venv
+	@test -n "$(FILE)" || { echo "usage: make restore FILE=<dump> [TARGET_URL=<database URL>]"; exit 2; }
+	$(BIN)/python -m backend.backup restore "$(FILE)" $(if $(TARGET_URL),--target-url "$(TARGET_URL)")
 
 # Walk the audit trail's hash chains; exits non-zero and names the first broken row if one was tampered with.
 audit-verify: venv

@@ -14,17 +14,28 @@ What can carry PHI into a log, and what happens to it here:
 The redaction runs in the log record factory, so it covers every logger and every handler, including
 handlers added later; `PhiFilter` does the same for records built elsewhere and is put on the root
 handlers and uvicorn's. Call `configure_logging()` once at start-up; calling it again changes nothing.
+
+On top of the redaction, one output for every process: structlog renders each record, from
+`logging.getLogger(__name__)` and from `structlog.get_logger()` alike, as one JSON object a line (LOG_FORMAT=json,
+the default on PostgreSQL) or as a line for people (LOG_FORMAT=console, the default in the embedded SQLite mode),
+at LOG_LEVEL, to stderr. Each line carries what is bound for the request, Reflex event or Celery task
+(backend.observability.logs: request_id, practice_id, actor_id); an exception is written as the redacted
+traceback above, under "exception". The same call starts error tracking when SENTRY_DSN is set
+(backend.observability.sentry) and carries request ids into Celery tasks.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 import traceback
+from collections.abc import MutableMapping
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
-REDACTED = "<message redacted>"
+from backend.observability.redaction import REDACTED, redact_url
+
 _SQL_LIMIT = 2000
 _installed = False
 
@@ -78,23 +89,6 @@ def redact_exception(
     return "".join(parts).rstrip("\n")
 
 
-_PLAIN_SEGMENT = re.compile(r"^(?:[a-z][a-z0-9-]{0,39}|[0-9a-fA-F-]{32,36}|[0-9]{1,6})$")
-
-
-def redact_url(url: Any) -> Any:
-    """A URL or path as logged: no query string, and no path segment that could be free text or a token
-    (route words, ids and small numbers stay, e.g. /api/v1/unsubscribe/<redacted>)."""
-    text = str(url)
-    path, has_query, _query = text.partition("?")
-    scheme, sep, rest = path.rpartition("://")
-    host, slash, tail = rest.partition("/") if sep else ("", "", rest)
-    segments = [s if not s or _PLAIN_SEGMENT.match(s) else "<redacted>" for s in tail.split("/")]
-    cleaned = (f"{scheme}{sep}{host}{slash}" if sep else "") + "/".join(segments)
-    if cleaned == text:
-        return url
-    return cleaned + ("?<query redacted>" if has_query else "")
-
-
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     """Make one record safe to write (idempotent)."""
     if getattr(record, "_phi_redacted", False):
@@ -105,7 +99,7 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         record.exc_info = None  # no handler may render the original messages
     elif record.exc_text and ("[parameters:" in record.exc_text or "DETAIL:" in record.exc_text):
         record.exc_text = REDACTED
-    name = record.name
+    name = record.name or ""  # logging.makeLogRecord builds a blank record first (name None)
     if name.startswith("sqlalchemy.engine") and record.levelno <= logging.DEBUG:
         record.msg, record.args = "%s", ("[result row redacted]",)
     elif name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) >= 3:
@@ -114,7 +108,43 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         record.args = tuple(args)
     elif name.startswith(("httpx", "httpcore")) and isinstance(record.args, tuple):
         record.args = tuple(redact_url(a) if "://" in str(a) else a for a in record.args)
+    elif name == "reflex.app" and isinstance(record.msg, str):
+        # Reflex's default handler of a page handler's exception logs the formatted traceback as the message,
+        # exception messages included; the browser's error reports may quote the page.
+        if record.msg.startswith("[Reflex Backend Exception]"):
+            record.msg, record.args = redact_traceback_text(record.msg), ()
+        elif record.msg.startswith("[Reflex Frontend Exception]"):
+            record.msg, record.args = f"[Reflex Frontend Exception] {REDACTED}", ()
     return record
+
+
+_TRACEBACK_HEADERS = (
+    "Traceback (most recent call last):",
+    "The above exception was the direct cause of the following exception:",
+    "During handling of the above exception, another exception occurred:",
+)
+_EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::.*)?$")
+
+
+def redact_traceback_text(text: str) -> str:
+    """A traceback already formatted as text, without the exception messages: the frames (indented lines) and
+    the chain's headers stay; each exception line keeps its type only, and the lines of its message after it go."""
+    kept: list[str] = []
+    in_message = False
+    for index, line in enumerate(text.split("\n")):
+        stripped = line.strip()
+        if stripped in _TRACEBACK_HEADERS:
+            in_message = False
+            kept.append(line)
+        elif in_message:
+            continue
+        elif not stripped or line.startswith((" ", "\t")) or (index == 0 and stripped.startswith("[Reflex ")):
+            kept.append(line)
+        else:
+            match = _EXCEPTION_LINE.match(stripped)
+            kept.append(f"{match['type'] if match else 'Exception'}: {REDACTED}")
+            in_message = True
+    return "\n".join(kept)
 
 
 class PhiFilter(logging.Filter):
@@ -130,10 +160,88 @@ def _add_filter(handler: logging.Handler) -> None:
         handler.addFilter(PhiFilter())
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (pytest swaps it), or the real stderr when Celery has redirected
+    sys.stderr into a logger (writing there would log each line again)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        current = sys.stderr
+        if current is None or type(current).__name__ == "LoggingProxy":
+            return sys.__stderr__ or sys.stdout
+        return current
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass  # always resolved at write time (see above)
+
+
+def _redact_exc_info(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: `exc_info` (log.exception, exc_info=True) becomes the redacted traceback."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info:
+        if isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        elif not isinstance(exc_info, tuple):
+            exc_info = sys.exc_info()
+        if exc_info[1] is not None:
+            event_dict["exception"] = redact_exception(exc_info)
+    return event_dict
+
+
+def _foreign_exception(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor for stdlib records: their traceback, already redacted by the record factory."""
+    record = event_dict.get("_record")
+    exc_text = getattr(record, "exc_text", None)
+    if exc_text and "exception" not in event_dict:
+        event_dict["exception"] = exc_text
+    return event_dict
+
+
+def _structlog_formatter(log_format: str) -> logging.Formatter:
+    """Install structlog over stdlib logging; return the formatter for the root handler."""
+    import structlog
+
+    from backend.observability.logs import merge_late_fields
+
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        merge_late_fields,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact_exc_info,
+    ]
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if log_format == "console"
+        else structlog.processors.JSONRenderer(ensure_ascii=False)
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, _foreign_exception],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+
+
+# Loggers that servers configure with handlers of their own: their records go to the root handler instead.
+_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task", "celery.redirected")
+
+
 def configure_logging(level: int | None = None) -> None:
-    """Install the redaction for this process (API, Reflex backend, Celery worker). Idempotent."""
+    """Install the redaction and the JSON (or console) rendering for this process (API, Reflex backend, Celery
+    worker and beat), request-id propagation into Celery tasks, and error tracking if configured. Idempotent."""
     global _installed
-    if not _installed:
+    first = not _installed
+    if first:
         _installed = True
         previous = logging.getLogRecordFactory()
 
@@ -142,8 +250,27 @@ def configure_logging(level: int | None = None) -> None:
 
         logging.setLogRecordFactory(factory)
     root = logging.getLogger()
-    if level is not None:
+    settings = None
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        from backend.settings import LogSettings
+
+        settings = LogSettings()  # not get_settings(): that would fix every setting at import (see LogSettings)
+        handler = _StderrHandler()
+        handler.setFormatter(_structlog_formatter(settings.resolved_log_format))
+        root.addHandler(handler)
+        root.setLevel(level if level is not None else settings.log_level)
+        for name in _SERVER_LOGGERS:  # one format: uvicorn's and Celery's own lines go through the root handler
+            server_logger = logging.getLogger(name)
+            server_logger.handlers = []
+            server_logger.propagate = True
+    elif level is not None:
         root.setLevel(level)
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task"):
-        for handler in logging.getLogger(name).handlers:
-            _add_filter(handler)
+        for existing in logging.getLogger(name).handlers:
+            _add_filter(existing)
+    if first:
+        from backend.observability.logs import install_task_propagation
+        from backend.observability.sentry import init_sentry
+
+        install_task_propagation()
+        init_sentry(settings)

@@ -24,6 +24,7 @@ from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from backend.identity import throttle  # the login throttle counts its own refusals
+from backend.observability import metrics
 from backend.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -237,8 +238,15 @@ def set_limiter(limiter: RateLimiter | None) -> None:
     _limiter = limiter
 
 
-def check(limit_class: str, *, address: str | None, practice: str | None = None) -> Decision | None:
-    return get_limiter().check(limit_class, address=address, practice=practice)
+def check(
+    limit_class: str, *, address: str | None, practice: str | None = None, route: str = "page"
+) -> Decision | None:
+    """Count one request; a refusal is also counted for the metrics by `route` (a route template, or "page" for the
+    pages' handlers) and practice."""
+    decision = get_limiter().check(limit_class, address=address, practice=practice)
+    if decision is not None and not decision.allowed:
+        metrics.record_rate_limited(limit_class, route=route, practice=practice)
+    return decision
 
 
 def breach_counts() -> dict[str, int]:

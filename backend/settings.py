@@ -38,7 +38,42 @@ def _load_or_create_secret() -> str:
     return value
 
 
-class Settings(BaseSettings):
+class LogSettings(BaseSettings):
+    """The settings a process reads when it sets up logging and error tracking, at import (backend.logging_config):
+    the same environment as Settings, read without caching, so a test or script that chooses its database after
+    importing the app still gets it in Settings."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # --- Logs and error tracking (backend/logging_config.py, backend/observability) --------------------------------
+    # LOG_FORMAT: "json" (one JSON object a line) or "console" (for people). Empty: json on PostgreSQL, console in
+    # the embedded SQLite mode. LOG_LEVEL: a standard level name.
+    log_format: Literal["json", "console"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Optional error tracking: the Sentry (or compatible) DSN. Empty: off. Events are scrubbed of health data
+    # before they leave the process (backend/observability/sentry.py).
+    sentry_dsn: str | None = None
+    sentry_environment: str | None = None
+    database_url: str = Field(default_factory=_default_database_url)
+    # --- end logs and error tracking -------------------------------------------------------------------------------
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", "sentry_dsn", "sentry_environment", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def resolved_log_format(self) -> Literal["json", "console"]:
+        """LOG_FORMAT, else json in production (PostgreSQL) and console in the embedded mode."""
+        return self.log_format or ("console" if self.database_url.startswith("sqlite") else "json")
+
+
+class Settings(LogSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     # Embedded default: a SQLite file; set DATABASE_URL=postgresql+psycopg://... for the real service.
@@ -66,6 +101,9 @@ class Settings(BaseSettings):
     # still able to decrypt (key rotation). Empty: one key derived from SECRET_KEY (fine for development only).
     encryption_keys: str = ""
     jwt_algorithm: str = "HS256"
+    # Where `make backup` (python -m backend.backup) writes database dumps and, in separate files, the keys.
+    # Empty: data/backups. Keep copies off this machine; keep the key files apart from the dumps.
+    backup_dir: Path = Field(default_factory=lambda: DATA_DIR / "backups")
 
     # ---- Identity: tokens, sessions, cookies, login throttling (backend/identity, backend/api/routes/auth.py) ----
     # Bearer access tokens are short-lived and bound to a revocable session row; clients renew them with the
@@ -267,6 +305,25 @@ class Settings(BaseSettings):
     rate_limit_practice_booking: str = "600/minute"
     rate_limit_practice_waitlist_join: str = "300/minute"
     # --- end rate limiting ----------------------------------------------------------------------------------------
+
+    # --- Metrics (backend/observability/metrics.py) ---------------------------------------------------------------
+    # GET /metrics (Prometheus text) answers only `Authorization: Bearer <METRICS_TOKEN>`; unset: 404 (off).
+    metrics_token: str | None = Field(default=None, min_length=16)
+    # Several processes on one machine (web workers, Celery workers) count together through PROMETHEUS_MULTIPROC_DIR,
+    # a directory they share, emptied when the machine boots. prometheus_client reads it from the process environment
+    # at import, so it is not a setting here (an .env file does not set it). Unset: each process counts alone.
+    # The stand-alone exporter (python -m backend.observability.metrics), for machines that serve no /metrics
+    # (Celery workers): it serves the aggregate of PROMETHEUS_MULTIPROC_DIR on METRICS_HOST:METRICS_PORT.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=1, le=65535)
+    # Scrape-time readings (outbox by status, queue depths, backing services up) are reused for this long.
+    metrics_scrape_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    # --- end metrics ----------------------------------------------------------------------------------------------
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _blank_metrics_setting_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url", "database_owner_url", "system_database_url")
     @classmethod

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import setup_logging
 
 import backend.notifications.tasks
 import backend.waitlist.tasks  # noqa: F401 - the worker runs every task: register them all
@@ -28,15 +28,20 @@ from backend.celery_app import (
     make_celery,
 )
 from backend.logging_config import configure_logging
+from backend.observability import metrics
 from backend.settings import get_settings
 
 # The tasks change the domain; the notices their domain events cause are written by the notifications subscriber.
 composition.install()
+# Task outcomes, run and queue times (Celery signals); bookings and offers from the domain events the tasks record.
+metrics.install_celery_metrics()
+metrics.install_event_metrics()
 
 __all__ = [
     "BEAT_SCHEDULE",
     "DB_RETRY_MAX",
     "DB_RETRY_MAX_DELAY",
+    "beat_heartbeat",
     "celery_app",
     "database_unavailable",
     "db_retry_delay",
@@ -78,18 +83,26 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    # Proves beat runs: waitwell_beat_heartbeat_timestamp_seconds (alert WaitwellBeatNotRunning past 5 minutes).
+    "ops-beat-heartbeat": {
+        "task": "ops.beat_heartbeat",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
 }
 
 
 logger = logging.getLogger(__name__)
-# No health data in the worker's logs either: the same redaction as the API (record factory + handler filters).
+# No health data in the worker's logs either: the same redaction and JSON lines as the API, request ids carried
+# into tasks, error tracking if configured (backend.logging_config).
 configure_logging()
 
 
-@after_setup_logger.connect
-@after_setup_task_logger.connect
-def _redact_worker_logs(**_kwargs: Any) -> None:
-    configure_logging()  # Celery installed its handlers: put the PHI filter on them too
+@setup_logging.connect
+def _keep_our_logging(**_kwargs: Any) -> None:
+    """Celery (worker and beat) configures logging only when nobody answers this signal: keep ours (LOG_LEVEL,
+    LOG_FORMAT), so Celery's own lines are JSON lines with the rest."""
+    configure_logging()
 
 
 celery_app.add_defaults({"beat_schedule": BEAT_SCHEDULE})
@@ -99,6 +112,12 @@ celery_app.add_defaults({"beat_schedule": BEAT_SCHEDULE})
 def ping() -> str:
     """Answer 'pong' (used by readiness checks and tests of the worker wiring)."""
     return "pong"
+
+
+@celery_app.task(name="ops.beat_heartbeat")
+def beat_heartbeat() -> None:
+    """Record that beat's schedule is running (read by the metrics scrape)."""
+    metrics.record_beat_heartbeat()
 
 
 def run_schedule_in_process(

@@ -38,6 +38,7 @@ from sqlmodel import select
 from backend.db import UnitOfWork, reads_only
 from backend.events import DomainEvent, add_local_listener
 from backend.identity.models import ProviderClinic
+from backend.observability import metrics
 from backend.settings import get_settings
 from backend.tenancy.context import Actor
 from portal.state.live import (
@@ -354,6 +355,21 @@ def _offer(queue: asyncio.Queue[DomainEvent], event: DomainEvent) -> None:
         queue.put_nowait(event)
 
 
+LIVE_SESSIONS_SAMPLE_SECONDS = 5.0
+
+
+async def sample_live_sessions(app: Any) -> None:
+    """Lifespan task: publish this process's open page sockets as waitwell_live_sessions (summed over processes)."""
+    try:
+        while True:
+            namespace = app.event_namespace
+            metrics.set_live_sessions(len(namespace.sid_to_token) if namespace is not None else 0)
+            await asyncio.sleep(LIVE_SESSIONS_SAMPLE_SECONDS)
+    finally:
+        metrics.set_live_sessions(0)
+
+
 def register(app: rx.App) -> None:
     """Start the relay with the app (call once, where the app is created)."""
     app.register_lifespan_task(relay_domain_events)
+    app.register_lifespan_task(sample_live_sessions)

@@ -8,12 +8,15 @@ import reflex as rx
 
 from backend.api.app import api
 from backend.api.edge import edge_transformer, socket_origin_allowed
+from backend.logging_config import configure_logging
+from backend.observability.logs import request_log_transformer
 from portal import background, live_bridge
+from portal.observability import EventRequestIdMiddleware
 from portal.pages import account_mfa, index, login, unsubscribe  # noqa: F401 - importing registers the pages
 from portal.pages import legal as legal_pages  # noqa: F401
 from portal.pages import not_found as page_not_found  # noqa: F401
 from portal.pages import onboarding as onboarding_pages  # noqa: F401
-from portal.pages.admin import audit, clinics, home, outbox, policy, waitlists  # noqa: F401
+from portal.pages.admin import audit, clinics, home, insights, outbox, policy, waitlists  # noqa: F401
 from portal.pages.admin import people as admin_people  # noqa: F401
 from portal.pages.doctor import availability as doctor_availability  # noqa: F401
 from portal.pages.doctor import home as doctor_home  # noqa: F401
@@ -22,6 +25,9 @@ from portal.pages.doctor import waitlist as doctor_waitlist  # noqa: F401
 from portal.pages.patient import appointments, find, notifications, provider, waitlist, waitlist_join  # noqa: F401
 from portal.pages.patient import home as patient_home  # noqa: F401
 from portal.state import outage
+
+# Before anything logs: JSON lines (or console lines in the embedded mode), request ids, error tracking if configured.
+configure_logging()
 
 
 class _EdgeApp(rx.App):
@@ -33,7 +39,7 @@ class _EdgeApp(rx.App):
     """
 
     def __call__(self) -> Any:
-        return edge_transformer(super().__call__())
+        return request_log_transformer(edge_transformer(super().__call__()))  # outside the edge: its refusals too
 
     def _apply_decorated_pages(self) -> None:
         """Register the @rx.page pages once per app, not once per compile.
@@ -62,5 +68,7 @@ if app.sio is not None:
     app.sio.eio.cors_allowed_origins = socket_origin_allowed
 # Committed domain events -> each tenant's LiveTenant revision -> every open page of that tenant.
 live_bridge.register(app)
+# A request id (and, once the session is read, the actor's ids) on the log lines of every event.
+app.add_middleware(EventRequestIdMiddleware())
 # Without a broker (the embedded default), offer expiry and the other beat ticks run in-process.
 background.register(app)

@@ -15,6 +15,7 @@ from backend.api.routes import (
     auth,
     clinics,
     health,
+    insights,
     listings,
     notification_settings,
     notifications,
@@ -27,6 +28,8 @@ from backend.api.routes import (
     waitlists,
     webhooks,
 )
+from backend.observability.logs import install_request_logging
+from backend.observability.metrics import install_metrics
 
 
 def create_api() -> FastAPI:
@@ -42,7 +45,9 @@ def create_api() -> FastAPI:
     install_error_handlers(app)
     install_input_guards(app)
     install_rate_limiting(app)
+    install_metrics(app)  # requests by route, GET /metrics for operators (backend/observability/metrics.py)
     install_edge(app)  # last, so outermost: CORS, cross-site refusal, security headers on every response
+    install_request_logging(app)  # around all of it: request id, access line (backend/observability/logs.py)
     app.include_router(providers.router)  # before appointments: /providers/facets is a path of its own
     for router in (
         health.router,
@@ -52,6 +57,7 @@ def create_api() -> FastAPI:
         clinics.router,
         listings.router,
         audit.router,
+        insights.router,
         waitlists.router,
         offers.router,
         series.router,

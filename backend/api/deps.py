@@ -14,6 +14,7 @@ from backend.db import UnitOfWork
 from backend.errors import AuthenticationFailed
 from backend.identity.mfa import MfaEnrolmentRequired
 from backend.identity.service import BearerSession, session_from_token
+from backend.observability.logs import bind_actor
 from backend.tenancy.context import Actor
 
 _bearer = HTTPBearer(auto_error=False, description="The access token from POST /api/v1/auth/token")
@@ -26,7 +27,9 @@ def bearer_session(
     current_session (or enrolment_session on the few routes an unenrolled account may use), never this directly."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("missing bearer token")
-    return session_from_token(credentials.credentials)
+    session = session_from_token(credentials.credentials)
+    bind_actor(session.actor)  # practice and account ids (never names) on this request's log lines
+    return session
 
 
 def current_session(session: Annotated[BearerSession, Depends(bearer_session)]) -> BearerSession:

@@ -60,10 +60,12 @@ def rate_limit(limit_class: str) -> Any:
 
     # A plain function: FastAPI runs it in the thread pool, so the Redis round trips never block the loop.
     def _rate_limited(request: Request) -> None:
+        route = getattr(request.scope.get("route"), "path", None)
         decision = ratelimit.check(
             limit_class,
             address=client_address(request.scope),
             practice=practice_of(request.headers.get("authorization")),
+            route=route if isinstance(route, str) else "<unmatched>",
         )
         if decision is None:
             return
@@ -92,6 +94,8 @@ class RateLimitMiddleware:
                 ratelimit.AUTH,
                 address=client_address(scope),
                 practice=practice_of(headers.get("authorization")),
+                # Not routed yet: the prefix, never the raw path (any path under it would make a series).
+                route=next(prefix for prefix in AUTH_PATH_PREFIXES if path.startswith(prefix)) + "*",
             )
             if decision is not None and not decision.allowed:
                 await _refusal(path, headers, decision)(scope, receive, send)

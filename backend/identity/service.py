@@ -21,6 +21,7 @@ from backend.errors import (
 )
 from backend.identity import idle, mfa, passwords, security, throttle
 from backend.identity.models import Membership, Patient, Provider, User, UserSession
+from backend.observability import metrics
 from backend.service import require_role, service_function
 from backend.settings import get_settings
 from backend.tenancy.context import ROLE_PRIORITY, Actor, Role
@@ -58,6 +59,7 @@ def _throttle_or_raise(client_address: str | None, email: str) -> None:
     wait = throttle.check_attempt(client_address, email)
     if wait:
         throttle.record_breach("login")
+        metrics.record_rate_limited("login", route="login", practice=None)
         raise RateLimited(throttled_message(wait), retry_after=wait)
 
 
@@ -88,6 +90,7 @@ def authenticate(
         candidates = list(uow.session.exec(query))
         if not candidates:
             security.verify_password(None, password)  # same cost as a wrong password
+            metrics.record_login_failure()
             raise AuthenticationFailed(BAD_LOGIN)
         matched = [u for u in candidates if security.verify_password(u.password_hash, password)]
         if not matched:
@@ -95,6 +98,7 @@ def authenticate(
                 # No e-mail in the data: the entity id names the account.
                 record(_system_in(user), uow, action="user.login_failed", entity_type="user", entity_id=user.id)
             uow.commit()
+            metrics.record_login_failure()
             raise AuthenticationFailed(BAD_LOGIN)
         if len(matched) > 1:
             # The right password: not a failed attempt.
@@ -116,6 +120,7 @@ def authenticate(
             if method is None:
                 record(_system_in(user), uow, action="user.mfa_failed", entity_type="user", entity_id=user.id)
                 uow.commit()
+                metrics.record_mfa_failure()
                 raise mfa.MfaInvalid(mfa.BAD_CODE)
             data["mfa"] = method
         throttle.record_success(client_address, email)
@@ -151,6 +156,7 @@ def complete_mfa_login(*, pending_token: str | None, code: str, client_address: 
         if method is None:
             record(_system_in(user), uow, action="user.mfa_failed", entity_type="user", entity_id=user.id)
             uow.commit()
+            metrics.record_mfa_failure()
             raise mfa.MfaInvalid(mfa.BAD_CODE)
         user.last_login_at = utcnow()
         uow.session.add(user)

