@@ -9,8 +9,10 @@ change still commits, but no notice is written for it.
 from __future__ import annotations
 
 from backend.notifications import subscriber
+from backend.payments import subscriber as payments_subscriber
 
 
 def install() -> None:
-    """Subscribe the notifications package to the domain events (idempotent)."""
+    """Subscribe the notifications and payments packages to the domain events (idempotent)."""
     subscriber.register()
+    payments_subscriber.register()

@@ -179,7 +179,26 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
 
 
 def _tables_of(statement: Any) -> frozenset[str]:
-    """The names of the tables a statement reads or writes anywhere: its entities, joins, subqueries and CTEs."""
+    """The names of the tables a statement reads or writes anywhere: its entities, joins, subqueries and CTEs.
+
+    Remembered by the statement's cache key (its structure without the values: the same key, the same tables),
+    which costs half of walking the statement again; a statement that has no key is walked."""
+    key = statement._generate_cache_key()
+    if key is None:
+        return _find_tables(statement)
+    tables = _TABLES_BY_KEY.get(key.key)
+    if tables is None:
+        if len(_TABLES_BY_KEY) >= _TABLES_BY_KEY_MAX:
+            _TABLES_BY_KEY.clear()  # a bound, not an LRU: the app has a few hundred statement shapes
+        tables = _TABLES_BY_KEY[key.key] = _find_tables(statement)
+    return tables
+
+
+_TABLES_BY_KEY: dict[Any, frozenset[str]] = {}
+_TABLES_BY_KEY_MAX = 4096
+
+
+def _find_tables(statement: Any) -> frozenset[str]:
     found = sql_util.find_tables(
         statement, check_columns=True, include_aliases=True, include_joins=True, include_selects=True, include_crud=True
     )

@@ -21,6 +21,7 @@ from backend.notifications.models import (
     NotificationPreference,
     NotificationSettings,
 )
+from backend.payments.models import FeePolicy, Payment, PaymentMethod, PolicyAcceptance
 from backend.scheduling.models import Appointment, AvailabilityRule, BookingPolicy, TimeOff
 from backend.tenancy.models import Clinic, PracticeText, Tenant, TenantMixin
 from backend.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistPolicy
@@ -35,6 +36,7 @@ __all__ = [
     "AvailabilityRule",
     "BookingPolicy",
     "Clinic",
+    "FeePolicy",
     "Membership",
     "Notification",
     "NotificationDelivery",
@@ -42,6 +44,9 @@ __all__ = [
     "NotificationSettings",
     "OnboardingLink",
     "Patient",
+    "Payment",
+    "PaymentMethod",
+    "PolicyAcceptance",
     "PracticeSSO",
     "PracticeText",
     "Provider",

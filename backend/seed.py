@@ -7,6 +7,11 @@
 Everything is fixed (names, emails, weekly hours) except times, which are relative to "now": appointments
 sit on the providers' weekly availability in each clinic's own time zone, stored as aware UTC datetimes.
 All people, emails (.example) and phone numbers (555-01xx) are fictional.
+
+History for the admin's Insights page (`_history`): the HISTORY_WEEKS weeks before this one hold completed visits
+and no-shows, and one cancellation per provider a week whose slot goes through the waitlist as the services would
+have done it (offers declined, expired or accepted, the released holds, a direct booking), and two dead-lettered
+messages at Harbor. Deterministic: the same outcomes every time, only the dates follow today.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import argparse
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -27,11 +33,25 @@ from backend.crypto import encrypt_text
 from backend.db import UnitOfWork
 from backend.identity.models import Membership, Patient, Provider, ProviderClinic, User
 from backend.identity.security import hash_password
-from backend.notifications.models import NotificationPreference
+from backend.notifications.models import (
+    Channel,
+    Notification,
+    NotificationDelivery,
+    NotificationPreference,
+    NotificationStatus,
+)
 from backend.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic, Tenant
-from backend.waitlist.models import EntryStatus, WaitlistEntry, WaitlistPolicy, target_key
+from backend.waitlist.models import (
+    EntryStatus,
+    OfferStatus,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistPolicy,
+    target_key,
+)
+from backend.waitlist.ranking import Candidate, OpenSlot, Weights, score
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - the published password of the fictional demo logins
 # Admins must use MFA: the demo admins are enrolled with this published TOTP secret (add it to an authenticator
@@ -45,6 +65,10 @@ PAST_PER_PRACTICE = 4
 UPCOMING_DAYS = 21
 PAST_DAYS = 14
 WEEKDAYS = (0, 1, 2, 3, 4)  # Monday .. Friday
+# Insights history: the weeks before this one (the Insights page shows this week and the 11 before), and per
+# provider and week, the completed or missed visits.
+HISTORY_WEEKS = 11
+HISTORY_VISITS = 3
 
 
 # --- the demo practices, declared --------------------------------------------------------------------
@@ -494,6 +518,8 @@ def _fill_practice(spec: PracticeSpec, tenant_id: uuid.UUID, engine: Engine | No
             )
 
         # Logins: the admin, every provider, every patient.
+        patient_users: dict[uuid.UUID, uuid.UUID] = {}
+
         def login(
             email: str,
             full_name: str,
@@ -515,6 +541,8 @@ def _fill_practice(spec: PracticeSpec, tenant_id: uuid.UUID, engine: Engine | No
                     tenant_id=tenant_id, user_id=user.id, role=role, provider_id=provider_id, patient_id=patient_id
                 )
             )
+            if patient_id is not None:
+                patient_users[patient_id] = user.id
 
         login(spec.admin_email, spec.admin_name, Role.ADMIN)
         for p in spec.providers:
@@ -525,6 +553,11 @@ def _fill_practice(spec: PracticeSpec, tenant_id: uuid.UUID, engine: Engine | No
 
         appointments = _appointments(spec, tenant_id, providers, patients, clinics, zones, now)
         session.add_all(appointments)
+        history = _history(spec, tenant_id, providers, patients, clinics, zones, now, appointments, patient_users)
+        # In the order the foreign keys need: appointments, entries, offers (both), notifications, their ledger.
+        for rows in (history.appointments, history.entries, history.offers, history.notifications, history.deliveries):
+            session.add_all(rows)
+            uow.flush()
 
         policy = WaitlistPolicy(tenant_id=tenant_id)  # the practice default (clinic_id None), model defaults
         session.add(policy)
@@ -562,6 +595,9 @@ def _fill_practice(spec: PracticeSpec, tenant_id: uuid.UUID, engine: Engine | No
             "patients": len(patients),
             "appointments": len(appointments),
             "waitlist_entries": len(spec.waitlist),
+            "history_appointments": len(history.appointments),
+            "history_offers": len(history.offers),
+            "dead_letters": len(history.notifications),
         }
         # Ids and counts only, like every audit event.
         session.add(
@@ -644,6 +680,259 @@ def _appointments(
     spread(UPCOMING_PER_PRACTICE, 1, UPCOMING_DAYS, AppointmentStatus.BOOKED, patient_offset=2)
     spread(PAST_PER_PRACTICE, -PAST_DAYS, -1, AppointmentStatus.COMPLETED, patient_offset=0)
     return result
+
+
+# --- history for the Insights page ------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    appointments: list[Appointment] = field(default_factory=list)
+    entries: list[WaitlistEntry] = field(default_factory=list)
+    offers: list[WaitlistOffer] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)
+    deliveries: list[NotificationDelivery] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What happens to one cancelled slot: when it is cancelled (so many days before, at a local time outside the
+    quiet hours, so offers go out at once), the waitlist offers made for it in turn (each answered within the
+    30-minute hold after so many minutes; None: left to expire), and whether someone books it directly afterwards
+    (hours after the cancellation)."""
+
+    days_before: int
+    at: str
+    offers: tuple[tuple[OfferStatus, float | None], ...]
+    booked_directly_after_hours: float | None = None
+
+
+# One cancellation per provider and week, taking these in turn: 4 of 6 slots filled, 3 of them from the waitlist;
+# 2 late cancellations (the evening before: inside the 24-hour cancellation window of every daytime slot).
+CHAINS = (
+    Chain(3, "10:15", ((OfferStatus.ACCEPTED, 12),)),
+    Chain(1, "19:40", ((OfferStatus.DECLINED, 15), (OfferStatus.EXPIRED, None))),
+    Chain(2, "12:05", ((OfferStatus.DECLINED, 9), (OfferStatus.ACCEPTED, 25))),
+    Chain(1, "08:45", ((OfferStatus.EXPIRED, None),), booked_directly_after_hours=5),
+    Chain(1, "20:05", ((OfferStatus.ACCEPTED, 18),)),
+    Chain(4, "16:30", ((OfferStatus.EXPIRED, None),)),
+)
+OFFER_HOLD = timedelta(minutes=30)  # WaitlistPolicy.offer_hold_minutes, the default
+# Messages that failed for good (error texts as backend.notifications.delivery writes them: class, code, no body).
+DEAD_LETTERS = {
+    "harbor": (
+        (Channel.EMAIL, "ChannelError (sendgrid-550): mailbox unavailable"),
+        (Channel.SMS, "ChannelError (twilio-21610): Attempt to send to unsubscribed recipient"),
+    ),
+}
+MAX_ATTEMPTS = 5  # backend.notifications.delivery.MAX_ATTEMPTS
+
+
+def _history(
+    spec: PracticeSpec,
+    tenant_id: uuid.UUID,
+    providers: dict[str, Provider],
+    patients: dict[str, Patient],
+    clinics: dict[str, Clinic],
+    zones: dict[str, ZoneInfo],
+    now: datetime,
+    appointments: Sequence[Appointment],
+    patient_users: dict[uuid.UUID, uuid.UUID],
+) -> History:
+    """The HISTORY_WEEKS weeks before this one, written as the services would have left them (see CHAINS)."""
+    writer = _HistoryWriter(spec, tenant_id, clinics, patients, patient_users, appointments)
+    this_monday = now.date() - timedelta(days=now.date().weekday())
+    for week in range(HISTORY_WEEKS, 0, -1):
+        first = (this_monday - timedelta(weeks=week) - now.date()).days
+        for index, spec_provider in enumerate(spec.providers):
+            slots = [s for s in _slots(spec_provider, zones, first, first + 6) if s.end < now - timedelta(days=1)]
+            if len(slots) < HISTORY_VISITS + 1:
+                continue
+            turn = week * len(spec.providers) + index
+            stride = len(slots) // (HISTORY_VISITS + 1)
+            picks = [slots[(k * stride + turn) % len(slots)] for k in range(HISTORY_VISITS + 1)]
+            provider = providers[spec_provider.email]
+            for k, slot in enumerate(picks[:HISTORY_VISITS]):
+                writer.visit(provider, slot, missed=(turn + k) % 7 == 3, booked_days_before=14 + k)
+            # Each provider goes through every chain over the weeks (not the same few forever).
+            chain = CHAINS[(week * (len(spec.providers) + 2) + index) % len(CHAINS)]
+            writer.cancellation(provider, picks[-1], chain, turn)
+    writer.close_open_entries()
+    writer.dead_letters(DEAD_LETTERS.get(spec.slug, ()))
+    return writer.history
+
+
+class _HistoryWriter:
+    """Writes the history's rows as the services would have: bookings, cancellations, offers and their holds,
+    waitlist entries (one per patient and provider, offered again after a decline or an expiry, booked when an offer
+    is accepted), and dead letters."""
+
+    def __init__(
+        self,
+        spec: PracticeSpec,
+        tenant_id: uuid.UUID,
+        clinics: dict[str, Clinic],
+        patients: dict[str, Patient],
+        patient_users: dict[uuid.UUID, uuid.UUID],
+        appointments: Sequence[Appointment],
+    ) -> None:
+        self.history = History()
+        self.tenant_id = tenant_id
+        self.clinics = clinics
+        self.patient_users = patient_users
+        self.calendar = _Calendar()
+        for a in appointments:
+            if a.patient_id is not None:
+                self.calendar.take(a.provider_id, a.patient_id, start=a.start_at, end=a.end_at)
+        # Not the first two patients (the ones the demo walks through): their pages stay short.
+        self.pool = [patients[p.email] for p in spec.patients[2:]]
+        self.sms_ok = {patients[p.email].id for p in spec.patients if p.sms_opt_in}
+        self.turn = 0
+        # (patient, provider, clinic) -> the entry still on the list after its offers so far.
+        self.open_entries: dict[tuple[uuid.UUID, uuid.UUID, uuid.UUID], WaitlistEntry] = {}
+
+    def _free_patient(self, slot: Slot, skip: set[uuid.UUID]) -> Patient | None:
+        for i in range(len(self.pool)):
+            patient = self.pool[(self.turn + i) % len(self.pool)]
+            if patient.id not in skip and self.calendar.free(patient.id, start=slot.start, end=slot.end):
+                self.turn += i + 1
+                return patient
+        return None
+
+    def _appointment(self, provider: Provider, patient: Patient, slot: Slot, status: AppointmentStatus,
+                     created: datetime, **fields: Any) -> Appointment:  # fmt: skip
+        if status not in (AppointmentStatus.CANCELLED, AppointmentStatus.LATE_CANCELLED):
+            self.calendar.take(provider.id, patient.id, start=slot.start, end=slot.end)
+            fields.setdefault("booked_by_user_id", self.patient_users[patient.id])
+        row = Appointment(
+            tenant_id=self.tenant_id, provider_id=provider.id, patient_id=patient.id,
+            clinic_id=self.clinics[slot.clinic].id, start_at=slot.start, end_at=slot.end, modality=slot.modality,
+            status=status, created_at=created, updated_at=fields.pop("updated_at", slot.end), **fields,
+        )  # fmt: skip
+        self.history.appointments.append(row)
+        return row
+
+    def visit(self, provider: Provider, slot: Slot, *, missed: bool, booked_days_before: int) -> None:
+        """A visit booked a couple of weeks ahead, then attended or missed."""
+        patient = self._free_patient(slot, set())
+        if patient is None or not self.calendar.free(provider.id, start=slot.start, end=slot.end):
+            return
+        attended = AppointmentStatus.NO_SHOW if missed else AppointmentStatus.COMPLETED
+        self._appointment(provider, patient, slot, attended, slot.start - timedelta(days=booked_days_before))
+
+    def _entry(self, patient: Patient, provider: Provider, slot: Slot, at: datetime, urgency: int) -> WaitlistEntry:
+        clinic = self.clinics[slot.clinic]
+        key = (patient.id, provider.id, clinic.id)
+        entry = self.open_entries.get(key)
+        if entry is None:
+            joined = at - timedelta(days=20 + self.turn % 40)
+            entry = WaitlistEntry(
+                tenant_id=self.tenant_id, patient_id=patient.id, clinic_id=clinic.id, provider_id=provider.id,
+                target_key=target_key(clinic.id, provider.id, None, None), timezone=clinic.timezone, urgency=urgency,
+                status=EntryStatus.WAITING, created_at=joined, updated_at=joined, last_confirmed_at=joined,
+                expires_at=joined + timedelta(days=90),
+            )  # fmt: skip
+            self.open_entries[key] = entry
+            self.history.entries.append(entry)
+        return entry
+
+    def cancellation(self, provider: Provider, slot: Slot, chain: Chain, turn: int) -> None:
+        """One booked slot cancelled, then offered from the waitlist in turn (or booked directly), as `chain` says."""
+        if not self.calendar.free(provider.id, start=slot.start, end=slot.end):
+            return
+        first = self._free_patient(slot, set())
+        if first is None:
+            return
+        clinic = self.clinics[slot.clinic]
+        zone = ZoneInfo(clinic.timezone)
+        day = slot.start.astimezone(zone).date() - timedelta(days=chain.days_before)
+        cancelled_at = _local(day, _hm(chain.at), zone)
+        # BookingPolicy.cancellation_window_hours (24, the default) decides whether it is late.
+        late = slot.start - cancelled_at < timedelta(hours=24)
+        status = AppointmentStatus.LATE_CANCELLED if late else AppointmentStatus.CANCELLED
+        self._appointment(provider, first, slot, status, cancelled_at - timedelta(days=21), cancelled_at=cancelled_at,
+                          updated_at=cancelled_at, booked_by_user_id=self.patient_users[first.id])  # fmt: skip
+        offered: set[uuid.UUID] = {first.id}
+        at = cancelled_at + timedelta(minutes=1)  # the freed-slot task runs right after the cancellation commits
+        for n, (outcome, answer_minutes) in enumerate(chain.offers):
+            patient = self._free_patient(slot, offered)
+            if patient is None:
+                return
+            offered.add(patient.id)
+            answered = at + (timedelta(minutes=answer_minutes) if answer_minutes is not None else OFFER_HOLD)
+            entry = self._entry(patient, provider, slot, at, urgency=1 + (turn + n) % 4)
+            ranked = score(
+                Candidate(entry.id, patient.id, entry.urgency, entry.created_at, entry.timezone,
+                          provider_id=provider.id, clinic_id=clinic.id),
+                OpenSlot(slot.start, slot.end, provider.id, clinic.id, slot.modality), Weights(), at,
+            )  # fmt: skip
+            accepted = outcome == OfferStatus.ACCEPTED
+            if accepted:
+                attended = AppointmentStatus.NO_SHOW if turn % 5 == 2 else AppointmentStatus.COMPLETED
+                hold = self._appointment(provider, patient, slot, attended, at)
+                entry.status = EntryStatus.BOOKED
+                del self.open_entries[(patient.id, provider.id, clinic.id)]
+            else:  # the hold is released and the entry goes back to waiting
+                hold = self._appointment(provider, patient, slot, AppointmentStatus.CANCELLED, at,
+                                         cancelled_at=answered, updated_at=answered,
+                                         cancel_reason=f"offer {outcome}")  # fmt: skip
+            entry.version += 2
+            entry.updated_at = answered
+            self.history.offers.append(
+                WaitlistOffer(
+                    tenant_id=self.tenant_id, entry_id=entry.id, appointment_id=hold.id, provider_id=provider.id,
+                    clinic_id=clinic.id, slot_start=slot.start, slot_end=slot.end, status=outcome, kind="auto",
+                    score=ranked.total, reasons=list(ranked.reasons), expires_at=at + OFFER_HOLD, responded_at=answered,
+                    created_at=at,
+                )
+            )  # fmt: skip
+            if accepted:
+                return
+            at = answered + timedelta(minutes=1)  # the next candidate is offered as soon as this one is closed
+        if chain.booked_directly_after_hours is not None:
+            patient = self._free_patient(slot, offered)
+            if patient is not None:
+                booked_at = cancelled_at + timedelta(hours=chain.booked_directly_after_hours)
+                self._appointment(provider, patient, slot, AppointmentStatus.COMPLETED, booked_at)
+        else:
+            self.calendar.take(provider.id, start=slot.start, end=slot.end)  # stays free: nothing else goes there
+
+    def close_open_entries(self) -> None:
+        """Entries still waiting after their last offer: the patient left the list a few days later."""
+        for entry in self.open_entries.values():
+            entry.status = EntryStatus.CANCELLED
+            entry.version += 1
+            entry.updated_at = entry.updated_at + timedelta(days=3)
+        self.open_entries.clear()
+
+    def dead_letters(self, failures: Sequence[tuple[Channel, str]]) -> None:
+        """The offer messages of the first offers made (an SMS only to a patient who takes texts) failed for good."""
+        entries = {e.id: e for e in self.history.entries}
+        unused = list(self.history.offers)
+        for channel, error in failures:
+            wanted = [o for o in unused if channel != Channel.SMS or entries[o.entry_id].patient_id in self.sms_ok]
+            if not wanted:
+                continue
+            offer = wanted[0]
+            unused.remove(offer)
+            entry = entries[offer.entry_id]
+            last_try = offer.created_at + timedelta(minutes=31)  # five tries with backoff, the last half an hour on
+            note = Notification(
+                tenant_id=self.tenant_id, patient_id=entry.patient_id, event_type="waitlist_offer", channel=channel,
+                payload={"offer_id": str(offer.id), "entry_id": str(entry.id),
+                         "appointment_id": str(offer.appointment_id), "clinic_id": str(offer.clinic_id),
+                         "provider_id": str(offer.provider_id)},
+                status=NotificationStatus.DEAD, attempts=MAX_ATTEMPTS, last_error=error, next_attempt_at=last_try,
+                created_at=offer.created_at,
+            )  # fmt: skip
+            self.history.notifications.append(note)
+            self.history.deliveries.append(
+                NotificationDelivery(
+                    tenant_id=self.tenant_id, notification_id=note.id, status=NotificationStatus.DEAD,
+                    attempts=MAX_ATTEMPTS, last_error=error, next_attempt_at=last_try, created_at=offer.created_at,
+                    updated_at=last_try, claim_generation=MAX_ATTEMPTS,
+                )
+            )  # fmt: skip
 
 
 # --- entry points ------------------------------------------------------------------------------------

@@ -93,6 +93,10 @@ class Settings(LogSettings):
     celery_broker_url: str | None = None
     # Run tasks in-process even with a broker configured (tests, and an app served without a worker).
     celery_eager: bool = False
+    # Threads per web process for live pages' re-reads (portal/state/live.py): apart from the handlers' own, so a
+    # burst of re-reads never queues a person's click; few, since they share one interpreter lock (bench.live:
+    # 2 beat 6 at 500 sessions on 2 cores).
+    live_read_threads: int = Field(default=2, ge=1, le=32)
     # The queue tasks go to and workers read (separate runs may share one broker).
     celery_queue: str = "celery"
 
@@ -253,6 +257,22 @@ class Settings(LogSettings):
     # 'sending' rows).
     notifications_sweep_seconds: float = Field(default=30.0, ge=1)
 
+    # --- Payments (backend/payments) -------------------------------------------------------------------------
+    # "fake" (the default): cards and charges are simulated in-process, nothing leaves the machine. "stripe":
+    # through the official SDK with the secret key below (environment only, never the repository).
+    payments_mode: Literal["fake", "stripe"] = "fake"
+    stripe_secret_key: str | None = None
+    stripe_publishable_key: str | None = None
+    # The webhook endpoint's signing secret (whsec_...). Without it the webhook refuses every request.
+    stripe_webhook_secret: str | None = None
+    # Set only to point the SDK at a local test server.
+    stripe_api_base: str = "https://api.stripe.com"
+    # How often beat sweeps charges a lost enqueue or a dead worker left 'requested'.
+    payments_sweep_seconds: float = Field(default=60.0, ge=1)
+    # A charge claimed longer ago than this belonged to a worker that died between request and result: it is
+    # asked for again with the same idempotency key (the gateway answers with the charge it already made).
+    payments_lease_seconds: int = Field(default=120, ge=5)
+
     # --- Edge: CORS, cross-site request checks and security headers (backend/api/edge.py) -------------------
     # Extra origins (scheme://host[:port]) trusted for CORS with credentials, cookie-authenticated POSTs and the
     # event socket, comma-separated or a JSON list. The origin of public_url is always trusted, and so is the
@@ -369,7 +389,7 @@ class Settings(LogSettings):
 
         return ",".join(str(offset) for offset in parse_offsets(value))
 
-    @field_validator("sendgrid_base_url", "twilio_base_url")
+    @field_validator("sendgrid_base_url", "twilio_base_url", "stripe_api_base")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):

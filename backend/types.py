@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,9 +29,32 @@ def valid_timezone(name: str) -> str:
     raise ValueError(f"unknown time zone {name!r}: use an IANA name such as America/New_York")
 
 
+# A virtual clock, set only by the waitlist simulator (bench/simulate) around the work it drives. A context variable:
+# it is seen by that context alone (a new thread or another request keeps the real time), and unset by default.
+_VIRTUAL_CLOCK: contextvars.ContextVar[Callable[[], datetime] | None] = contextvars.ContextVar(
+    "waitwell_virtual_clock", default=None
+)
+
+
 def utcnow() -> datetime:
-    """Return the current time, aware, in UTC."""
-    return datetime.now(UTC)
+    """Return the current time, aware, in UTC (the virtual clock's, inside `virtual_clock`)."""
+    read = _VIRTUAL_CLOCK.get()
+    if read is None:
+        return datetime.now(UTC)
+    moment = read()
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("the virtual clock returned a naive datetime")
+    return moment.astimezone(UTC)
+
+
+@contextlib.contextmanager
+def virtual_clock(read: Callable[[], datetime]) -> Iterator[None]:
+    """Make utcnow() return `read()` inside this block, in this context only (for simulations, never the app)."""
+    token = _VIRTUAL_CLOCK.set(read)
+    try:
+        yield
+    finally:
+        _VIRTUAL_CLOCK.reset(token)
 
 
 def new_id() -> uuid.UUID:

@@ -17,6 +17,7 @@ from typing import Any
 from celery.signals import setup_logging
 
 import backend.notifications.tasks
+import backend.payments.tasks
 import backend.waitlist.tasks  # noqa: F401 - the worker runs every task: register them all
 from backend import composition
 from backend.celery_app import (
@@ -83,6 +84,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "payments-sweep": {
+        "task": "payments.sweep_tick",
+        "schedule": get_settings().payments_sweep_seconds,
+        "options": {"expires": get_settings().payments_sweep_seconds},
+    },
     # Proves beat runs: waitwell_beat_heartbeat_timestamp_seconds (alert WaitwellBeatNotRunning past 5 minutes).
     "ops-beat-heartbeat": {
         "task": "ops.beat_heartbeat",
@@ -105,7 +111,8 @@ def _keep_our_logging(**_kwargs: Any) -> None:
     configure_logging()
 
 
-celery_app.add_defaults({"beat_schedule": BEAT_SCHEDULE})
+# Beat exactly once: a beat sends ticks only while it holds a Redis lock; a second one stands by (backend.beat_lock).
+celery_app.add_defaults({"beat_schedule": BEAT_SCHEDULE, "beat_scheduler": "backend.beat_lock:LockedScheduler"})
 
 
 @celery_app.task(name="clinic.ping")

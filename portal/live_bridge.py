@@ -46,7 +46,6 @@ from portal.state.live import (
     LivePatient,
     LiveProvider,
     LiveTenant,
-    _LocalWatchers,
     known_tokens,
     patient_token,
     provider_token,
@@ -63,12 +62,17 @@ BURST_SECONDS = 0.2
 CLINIC_CACHE_SECONDS = 30.0
 # Queued by the Redis reader when its subscription is back after a drop: events may have been missed.
 RESYNC = DomainEvent(tenant_id="", name=RESYNC_NAME)
-LEASE_KEY = "clinic:live:relay-leader"
 LEASE_MS = 6000
 RENEW_SECONDS = 2.0
 
 
 ClinicProviders = Callable[[str, str], Awaitable[Iterable[str]]]
+
+
+def lease_key() -> str:
+    """The relay lease's Redis key, under REDIS_KEY_PREFIX: deployments (or test runs) sharing one Redis each have
+    their own relaying worker."""
+    return f"{get_settings().redis_key_prefix}:live:relay-leader"
 
 
 def _audience_class(token: str) -> type[rx.State]:
@@ -147,12 +151,7 @@ async def bump(app: Any, token: str, event_name: str, names: Iterable[str] = ())
     burst_names = sorted({event_name, *names})
     cls = _audience_class(token)
     registry = watchers()
-    # The in-process registry is a dict: advanced on the loop, not behind page re-reads queued in the threads (a
-    # re-read that starts after this covers the new revision, see LiveRefreshMixin._live_read_covering).
-    if isinstance(registry, _LocalWatchers):
-        revision, clients = registry.advance(token)
-    else:
-        revision, clients = await asyncio.to_thread(registry.advance, token)
+    revision, clients = await registry.advance_from_loop(token)
     if not clients:
         return
     namespace = app.event_namespace
@@ -200,18 +199,19 @@ class _Lease:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self.key = lease_key()
         self.ident = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
         self.held = False
 
     async def renew(self) -> None:
         try:
-            if await self.client.set(LEASE_KEY, self.ident, nx=True, px=LEASE_MS):
+            if await self.client.set(self.key, self.ident, nx=True, px=LEASE_MS):
                 self.held = True
                 return
-            current = await self.client.get(LEASE_KEY)
+            current = await self.client.get(self.key)
             self.held = current is not None and current.decode() == self.ident
             if self.held:
-                await self.client.pexpire(LEASE_KEY, LEASE_MS)
+                await self.client.pexpire(self.key, LEASE_MS)
         except Exception:
             logger.warning("live relay: cannot renew the lease", exc_info=True)
             self.held = False
@@ -223,8 +223,8 @@ class _Lease:
 
     async def release(self) -> None:
         with contextlib.suppress(Exception):
-            if (await self.client.get(LEASE_KEY) or b"").decode() == self.ident:
-                await self.client.delete(LEASE_KEY)
+            if (await self.client.get(self.key) or b"").decode() == self.ident:
+                await self.client.delete(self.key)
 
 
 def _state_is_shared(app: Any) -> bool:
@@ -290,27 +290,33 @@ async def _relay(
     app: Any, queue: asyncio.Queue[DomainEvent], lease: _Lease | None, clinic_providers: ClinicProviders | None = None
 ) -> None:
     providers = clinic_providers or ClinicProvidersCache()
+    # The bumps in flight (each drops out when done): cancelled when the relay ends, so none outlives it.
     running: set[asyncio.Task[None]] = set()
-    while True:
-        first = await queue.get()
-        burst = [first]
-        closes = time.monotonic() + BURST_SECONDS
-        while (left := closes - time.monotonic()) > 0:
-            try:
-                burst.append(await asyncio.wait_for(queue.get(), min(QUIET_SECONDS, left)))
-            except TimeoutError:
-                break
-        if lease is not None and not lease.held:
-            continue
-        audiences: dict[str, list[str]] = {}
-        for event in burst:
-            for token in await audience_tokens(event, providers):
-                audiences.setdefault(token, []).append(event.name)
-        # Not awaited: a tab busy re-reading holds its state, and the next burst must not wait for it. Two bumps of
-        # one tab in flight commute (the revision only grows, the noted names only add up).
-        task = asyncio.create_task(_bump_burst(app, audiences))
-        running.add(task)
-        task.add_done_callback(running.discard)
+    try:
+        while True:
+            first = await queue.get()
+            burst = [first]
+            closes = time.monotonic() + BURST_SECONDS
+            while (left := closes - time.monotonic()) > 0:
+                try:
+                    burst.append(await asyncio.wait_for(queue.get(), min(QUIET_SECONDS, left)))
+                except TimeoutError:
+                    break
+            if lease is not None and not lease.held:
+                continue
+            audiences: dict[str, list[str]] = {}
+            for event in burst:
+                for token in await audience_tokens(event, providers):
+                    audiences.setdefault(token, []).append(event.name)
+            # Not awaited: a tab busy re-reading holds its state, and the next burst must not wait for it. Two bumps
+            # of one tab in flight commute (the revision only grows, the noted names only add up).
+            task = asyncio.create_task(_bump_burst(app, audiences))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 async def relay_domain_events(app: Any) -> None:

@@ -17,6 +17,7 @@ from portal.pages import legal as legal_pages  # noqa: F401
 from portal.pages import not_found as page_not_found  # noqa: F401
 from portal.pages import onboarding as onboarding_pages  # noqa: F401
 from portal.pages.admin import audit, clinics, home, insights, outbox, policy, waitlists  # noqa: F401
+from portal.pages.admin import payments as admin_payments  # noqa: F401 - and /doctor/payments
 from portal.pages.admin import people as admin_people  # noqa: F401
 from portal.pages.doctor import availability as doctor_availability  # noqa: F401
 from portal.pages.doctor import home as doctor_home  # noqa: F401
@@ -24,6 +25,7 @@ from portal.pages.doctor import schedule as doctor_schedule  # noqa: F401
 from portal.pages.doctor import waitlist as doctor_waitlist  # noqa: F401
 from portal.pages.patient import appointments, find, notifications, provider, waitlist, waitlist_join  # noqa: F401
 from portal.pages.patient import home as patient_home  # noqa: F401
+from portal.pages.patient import payments as patient_payments  # noqa: F401
 from portal.state import outage
 
 # Before anything logs: JSON lines (or console lines in the embedded mode), request ids, error tracking if configured.

@@ -8,6 +8,7 @@ clean-up); the app runs on `app_engine` (backend.db.get_engine()).
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -123,14 +124,22 @@ def pytest_configure(config: pytest.Config) -> None:
     global _created_database
     _created_database = True
 
-    from alembic import command
-    from alembic.config import Config
+    # Logging is configured by now (backend.logging_config): alembic's INFO lines (its plugins at import, each
+    # revision) would flood the output.
+    alembic_logger = logging.getLogger("alembic")
+    level = alembic_logger.level
+    alembic_logger.setLevel(logging.WARNING)
+    try:
+        from alembic import command
+        from alembic.config import Config
 
-    from backend.settings import PROJECT_ROOT
+        from backend.settings import PROJECT_ROOT
 
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-    cfg.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"])
-    command.upgrade(cfg, "head")
+        cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+        cfg.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"])
+        command.upgrade(cfg, "head")
+    finally:
+        alembic_logger.setLevel(level)
 
     # From here on the app (this process, and the workers and servers it starts) connects as the app's role.
     global _created_roles

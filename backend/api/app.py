@@ -21,6 +21,7 @@ from backend.api.routes import (
     notifications,
     offers,
     onboarding,
+    payments,
     practice_texts,
     providers,
     series,
@@ -66,6 +67,8 @@ def create_api() -> FastAPI:
         notification_settings.router,
         practice_texts.router,
         webhooks.router,
+        payments.router,
+        payments.webhook_router,
     ):
         app.include_router(router)
     return app

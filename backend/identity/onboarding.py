@@ -33,6 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import func, update
 from sqlmodel import col, select
@@ -825,12 +826,13 @@ def request_registration(
     now = utcnow()
     existing = uow.session.exec(select(User).where(func.lower(User.email) == email)).first()
     registration_id = new_id()
-    token_hash = hash_token(link_token(registration_id))
+    # What either kind of request records; each kind adds its own fields below.
+    new_registration = partial(
+        Registration, id=registration_id, tenant_id=tenant.id, email=email, locale=locale,
+        token_hash=hash_token(link_token(registration_id)), created_at=now,
+    )  # fmt: skip
     if existing is not None:
-        registration = Registration(
-            id=registration_id, tenant_id=tenant.id, kind="exists", email=email, locale=locale, token_hash=token_hash,
-            user_id=existing.id, expires_at=now, created_at=now,
-        )  # fmt: skip
+        registration = new_registration(kind="exists", user_id=existing.id, expires_at=now)
         uow.session.add(registration)
         uow.flush()
         ids = _write_account_messages(
@@ -856,10 +858,9 @@ def request_registration(
         )
         .values(revoked_at=now, password_hash="")
     )
-    registration = Registration(
-        id=registration_id, tenant_id=tenant.id, kind="verify", email=email, full_name=full_name, phone=phone,
-        locale=locale, password_hash=password_hash, token_hash=token_hash, expires_at=now + _lifetime(VERIFY),
-        terms_accepted_at=now, created_at=now,
+    registration = new_registration(
+        kind="verify", full_name=full_name, phone=phone, password_hash=password_hash,
+        expires_at=now + _lifetime(VERIFY), terms_accepted_at=now,
     )  # fmt: skip
     uow.session.add(registration)
     uow.flush()

@@ -112,8 +112,14 @@ def short_when(moment: datetime, zone: str, locale: str = "en") -> str:
 
 def weekday_names(locale: str = "en", width: Literal["abbreviated", "wide"] = "abbreviated") -> list[str]:
     """Monday first: ['Mon', ...] / ['lun', ...]; width 'wide' gives ['Monday', ...] / ['lunes', ...]."""
-    names = get_day_names(width, context="stand-alone", locale=language(locale))
-    return [str(names[i]) for i in range(7)]
+    return list(_weekday_names(language(locale), width))
+
+
+@cache  # a handful of languages x two widths
+def _weekday_names(lang: str, width: Literal["abbreviated", "wide"]) -> tuple[str, ...]:
+    # Babel builds the locale's name table on every call: a console labels each row's windows with these.
+    names = get_day_names(width, context="stand-alone", locale=lang)
+    return tuple(str(names[i]) for i in range(7))
 
 
 def week_range(first: date, last: date, locale: str = "en") -> str:

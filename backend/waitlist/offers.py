@@ -125,6 +125,18 @@ def _busy_patients(
     return {p for p in found if p is not None}
 
 
+def _patients_with_live_offer(uow: UnitOfWork, patient_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Patients among `patient_ids` with a pending offer on any of their entries: one slot at a time each."""
+    if not patient_ids:
+        return set()
+    found = uow.session.exec(
+        select(WaitlistEntry.patient_id)
+        .join(WaitlistOffer, col(WaitlistOffer.entry_id) == WaitlistEntry.id)
+        .where(col(WaitlistEntry.patient_id).in_(list(patient_ids)), WaitlistOffer.status == OfferStatus.PENDING)
+    )
+    return set(found)
+
+
 def _slot_at(uow: UnitOfWork, provider: Provider, start: datetime, now: datetime) -> Slot | None:
     """The provider's slot starting at `start` with its status (free/held/booked), or None when there is none."""
     if start.tzinfo is None or start.utcoffset() is None:
@@ -444,6 +456,7 @@ def offer_freed_slot(
         and (e.provider_id is not None or not e.specialty or e.specialty.strip().lower() in specialties)
     ]
     busy = _busy_patients(uow, [e.patient_id for e in entries], slot.start, slot.end, now)
+    busy |= _patients_with_live_offer(uow, [e.patient_id for e in entries])
     entries = [e for e in entries if e.patient_id not in busy]
     if not entries:
         return None

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import Bundle
 from sqlmodel import col, func, select
 
 from backend import events
@@ -164,9 +164,20 @@ def visible_entry(actor: Actor, uow: UnitOfWork, entry_id: uuid.UUID, *, lock: b
     return entry
 
 
+# What a view shows of an entry's patient, clinic and provider: these columns, not whole ORM objects (loading four
+# objects per row was most of a console re-read's CPU). `provider` is all None for an "any provider" entry.
+_PATIENT: Bundle[Any] = Bundle("patient", col(Patient.id), col(Patient.full_name))
+_CLINIC: Bundle[Any] = Bundle("clinic", col(Clinic.id), col(Clinic.name))
+_PROVIDER: Bundle[Any] = Bundle("provider", col(Provider.id), col(Provider.full_name))
+
+
+def _view_query() -> Any:
+    return select(WaitlistEntry, _PATIENT, _CLINIC, _PROVIDER)
+
+
 def _scoped_query(actor: Actor) -> Any:
     return (
-        select(WaitlistEntry, Patient, Clinic, Provider)
+        _view_query()
         .join(Patient, col(Patient.id) == WaitlistEntry.patient_id)
         .join(Clinic, col(Clinic.id) == WaitlistEntry.clinic_id)
         .outerjoin(Provider, col(Provider.id) == WaitlistEntry.provider_id)
@@ -180,8 +191,16 @@ def _scoped_query(actor: Actor) -> Any:
 Queue = tuple[uuid.UUID, uuid.UUID | None]
 
 
-def _queue(entry: WaitlistEntry) -> Queue:
+def _queue(entry: Any) -> Queue:
     return (entry.clinic_id, entry.provider_id)
+
+
+# What `candidate_of` and `_queue` read of an entry (its reason, the one encrypted column, is never among them).
+_RANKED_COLUMNS = tuple(
+    col(getattr(WaitlistEntry, name))
+    for name in ("id", "patient_id", "urgency", "created_at", "timezone", "preferred_windows", "provider_id",
+                 "clinic_id", "modality", "earliest_date", "latest_date")
+)  # fmt: skip
 
 
 class _Ranker:
@@ -206,14 +225,13 @@ class _Ranker:
         clinics = {c for c, _ in queues}
         # The rest of their queues, without what is already loaded (a console's rows are usually whole queues) and
         # without the reason (ranking never reads it; decrypting it per row was a third of a console's re-read).
+        # Only the columns ranking reads, as plain rows: no ORM object per entry of the queue.
         others = self.uow.session.exec(
-            select(WaitlistEntry)
-            .where(
+            select(*_RANKED_COLUMNS).where(
                 col(WaitlistEntry.clinic_id).in_(clinics),
                 col(WaitlistEntry.status).in_(ACTIVE_ENTRY_STATUSES),
                 col(WaitlistEntry.id).not_in(list(given)),
             )
-            .options(defer(WaitlistEntry.reason))  # type: ignore[arg-type]
         ).all()
         grouped: dict[Queue, list[Candidate]] = defaultdict(list)
         for entry in [*given.values(), *others]:
@@ -274,8 +292,9 @@ def _live_offers(uow: UnitOfWork, entry_ids: Sequence[uuid.UUID]) -> dict[uuid.U
 
 
 def _build_views(
-    actor: Actor, uow: UnitOfWork, rows: Sequence[tuple[WaitlistEntry, Patient, Clinic, Provider | None]]
+    actor: Actor, uow: UnitOfWork, rows: Sequence[tuple[WaitlistEntry, Any, Any, Any]]
 ) -> list[EntryView]:
+    """Views of (entry, patient, clinic, provider) rows of `_view_query` (the last three: bundles of columns)."""
     now = utcnow()
     ranker = _Ranker(uow, now)
     ranker.prepare(entry for entry, *_ in rows)
@@ -300,8 +319,8 @@ def _build_views(
                 created_at=entry.created_at,
                 patient_id=patient.id,
                 patient_name=patient.full_name,
-                provider_id=provider.id if provider else None,
-                provider_name=provider.full_name if provider else "Any provider",
+                provider_id=provider.id,
+                provider_name=provider.full_name if provider.id is not None else "Any provider",
                 clinic_id=clinic.id,
                 clinic_name=clinic.name,
                 timezone=entry.timezone,
@@ -327,7 +346,7 @@ def _build_views(
 def entry_view(actor: Actor, uow: UnitOfWork, entry: WaitlistEntry) -> EntryView:
     """The view of one entry the actor has just acted on (no visibility check: the caller made one)."""
     row = uow.session.exec(
-        select(WaitlistEntry, Patient, Clinic, Provider)
+        _view_query()
         .join(Patient, col(Patient.id) == WaitlistEntry.patient_id)
         .join(Clinic, col(Clinic.id) == WaitlistEntry.clinic_id)
         .outerjoin(Provider, col(Provider.id) == WaitlistEntry.provider_id)

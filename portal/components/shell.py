@@ -22,12 +22,14 @@ NAV: dict[str, list[tuple[str, str, str]]] = {
         (N_("My appointments"), "/patient/appointments", "calendar-check"),
         (N_("My waitlist"), "/patient/waitlist", "list-checks"),
         (N_("Messages"), "/patient/notifications", "bell"),
+        ("Payments", "/patient/payments", "credit-card"),
     ],
     "doctor": [
         ("Today", "/doctor", "calendar-days"),
         ("Schedule", "/doctor/schedule", "calendar-range"),
         ("Availability", "/doctor/availability", "clock"),
         ("Waitlist", "/doctor/waitlist", "list-ordered"),
+        ("Fees", "/doctor/payments", "receipt"),
     ],
     "admin": [
         ("Overview", "/admin", "layout-dashboard"),
@@ -37,6 +39,7 @@ NAV: dict[str, list[tuple[str, str, str]]] = {
         ("Terms and privacy", "/admin/texts", "file-text"),
         ("People", "/admin/people", "users"),
         ("Outbox", "/admin/outbox", "send"),
+        ("Payments", "/admin/payments", "credit-card"),
         ("Insights", "/admin/insights", "chart-line"),
         ("Audit", "/admin/audit", "shield-check"),
     ],

@@ -7,6 +7,9 @@ A link that expired, was used or replaced gets one clear page saying so and what
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import reflex as rx
 
 from portal.components.fields import error_attrs, field_error, field_label
@@ -51,40 +54,95 @@ def _alert(message: rx.Var) -> rx.Component:
     )
 
 
-def _password_field(label: str) -> rx.Component:
+def _heading(*parts: str | rx.Var, **props: Any) -> rx.Component:
+    return rx.heading(*parts, size="5", as_="h1", **props)
+
+
+def _text_field(label: str, name: str, *after: rx.Component, ident: str = "", **props: Any) -> rx.Component:
+    """A labelled input (its id `ident`, else its name) and what follows it: a hint, its error."""
+    ident = ident or name
     return rx.vstack(
-        field_label(label, "password"),
-        rx.input(
-            id="password",
-            name="password",
-            type="password",
-            required=True,
-            min_length=LinkState.min_length,
-            max_length=1024,
-            auto_complete="new-password",
-            auto_focus=True,
-            size="3",
-            width="100%",
-            aria_describedby="password-hint form-error",
-            aria_invalid=rx.cond(LinkState.error != "", "true", "false"),
-        ),
-        rx.text(
-            "At least ",
-            LinkState.min_length,
-            " characters. A few unrelated words make a password that is easy to remember and hard to guess; "
-            "there are no other rules, but very common passwords are refused.",
-            id="password-hint",
-            size="1",
-            color_scheme="gray",
-        ),
+        field_label(label, ident),
+        rx.input(id=ident, name=name, size="3", width="100%", **props),
+        *after,
         spacing="1",
         width="100%",
     )
 
 
+def _form_body(
+    *intro: rx.Component,
+    error: rx.Var,
+    fields: Sequence[rx.Component],
+    submit: str,
+    after: Sequence[rx.Component] = (),
+) -> rx.Component:
+    """A form's column: what it is for, the last try's error, its fields, the submit button and what follows."""
+    return rx.vstack(
+        *intro,
+        _alert(error),
+        *fields,
+        rx.button(submit, type="submit", size="3", width="100%"),
+        *after,
+        spacing="4",
+        width="100%",
+    )
+
+
+def _form_card(
+    *intro: rx.Component,
+    error: rx.Var,
+    fields: Sequence[rx.Component],
+    submit: str,
+    action: str,
+    token: rx.Var,
+    icon: str = "calendar-heart",
+) -> rx.Component:
+    """A page of a link (invite, reset, verify): its form, posted by the browser with the link's token; the page
+    it leads to starts with a new client (nothing of this one's state is kept)."""
+    hidden_token = rx.el.input(type="hidden", name="token", value=token)
+    return _card(
+        native_form(
+            _form_body(*intro, error=error, fields=[*fields, hidden_token], submit=submit),
+            action=action,
+            forget_client=True,
+        ),
+        icon=icon,
+    )
+
+
+CHOOSING_TIP = (
+    " characters. A few unrelated words make a password that is easy to remember and hard to guess; "
+    "there are no other rules, but very common passwords are refused."
+)
+
+
+def _password_field(label: str) -> rx.Component:
+    return _text_field(
+        label,
+        "password",
+        rx.text(
+            "At least ",
+            LinkState.min_length,
+            CHOOSING_TIP,
+            id="password-hint",
+            size="1",
+            color_scheme="gray",
+        ),
+        type="password",
+        required=True,
+        min_length=LinkState.min_length,
+        max_length=1024,
+        auto_complete="new-password",
+        auto_focus=True,
+        aria_describedby="password-hint form-error",
+        aria_invalid=rx.cond(LinkState.error != "", "true", "false"),
+    )
+
+
 def _expired(what_to_do: rx.Component) -> rx.Component:
     return _card(
-        rx.heading("This link has expired or was already used", size="5", as_="h1", id="link-invalid"),
+        _heading("This link has expired or was already used", id="link-invalid"),
         what_to_do,
         rx.hstack(
             rx.link("Sign in", href="/login", size="2"),
@@ -97,6 +155,17 @@ def _expired(what_to_do: rx.Component) -> rx.Component:
     )
 
 
+def _terms_text(terms_href: rx.Var, privacy_href: rx.Var) -> rx.Component:
+    return rx.text(
+        "Before you continue, read the practice's ",
+        rx.link("terms of use", href=terms_href, is_external=True, underline="always"),
+        " and ",
+        rx.link("privacy notice", href=privacy_href, is_external=True, underline="always"),
+        " (they open in a new tab).",
+        size="2",
+    )
+
+
 @rx.page(route="/invite/[invite_token]", title=f"Set your password · {APP_NAME}", on_load=LinkState.load_invite)
 def invite() -> rx.Component:
     return rx.cond(
@@ -104,54 +173,40 @@ def invite() -> rx.Component:
         _loading(),
         rx.cond(
             LinkState.valid,
-            _card(
-                native_form(
-                    rx.vstack(
-                        rx.heading("Welcome to ", LinkState.practice, size="5", as_="h1"),
-                        rx.text(
-                            "Hello ",
-                            LinkState.first_name,
-                            ". Choose a password for ",
-                            rx.text.strong(LinkState.email),
-                            ": you will sign in with this e-mail address and password.",
-                            size="2",
-                        ),
-                        _alert(LinkState.error),
-                        _password_field("Choose a password"),
-                        rx.text(
-                            "Before you continue, read the practice's ",
-                            rx.link("terms of use", href=LinkState.terms_href, is_external=True, underline="always"),
-                            " and ",
-                            rx.link(
-                                "privacy notice", href=LinkState.privacy_href, is_external=True, underline="always"
-                            ),
-                            " (they open in a new tab).",
-                            size="2",
-                        ),
-                        rx.el.label(
-                            rx.hstack(
-                                rx.el.input(
-                                    type="checkbox",
-                                    id="accept-terms",
-                                    name="accept_terms",
-                                    value="yes",
-                                    required=True,
-                                    style={"width": "18px", "height": "18px", "margin_top": "2px"},
-                                ),
-                                rx.text("I accept the terms of use and the privacy notice.", size="2"),
-                                spacing="2",
-                                align="start",
-                            ),
-                            html_for="accept-terms",
-                        ),
-                        rx.el.input(type="hidden", name="token", value=LinkState.token),
-                        rx.button("Set password and continue", type="submit", size="3", width="100%"),
-                        spacing="4",
-                        width="100%",
-                    ),
-                    action="/auth/invite",
-                    forget_client=True,
+            _form_card(
+                _heading("Welcome to ", LinkState.practice),
+                rx.text(
+                    "Hello ",
+                    LinkState.first_name,
+                    ". Choose a password for ",
+                    rx.text.strong(LinkState.email),
+                    ": you will sign in with this e-mail address and password.",
+                    size="2",
                 ),
+                error=LinkState.error,
+                fields=[
+                    _password_field("Choose a password"),
+                    _terms_text(LinkState.terms_href, LinkState.privacy_href),
+                    rx.el.label(
+                        rx.hstack(
+                            rx.el.input(
+                                type="checkbox",
+                                id="accept-terms",
+                                name="accept_terms",
+                                value="yes",
+                                required=True,
+                                style={"width": "18px", "height": "18px", "margin_top": "2px"},
+                            ),
+                            rx.text("I accept the terms of use and the privacy notice.", size="2"),
+                            spacing="2",
+                            align="start",
+                        ),
+                        html_for="accept-terms",
+                    ),
+                ],
+                submit="Set password and continue",
+                action="/auth/invite",
+                token=LinkState.token,
             ),
             _expired(
                 rx.text(
@@ -173,28 +228,21 @@ def reset() -> rx.Component:
         _loading(),
         rx.cond(
             LinkState.valid,
-            _card(
-                native_form(
-                    rx.vstack(
-                        rx.heading("Choose a new password", size="5", as_="h1"),
-                        rx.text(
-                            "For ",
-                            rx.text.strong(LinkState.email),
-                            " at ",
-                            LinkState.practice,
-                            ". Every device signed in to your account will be signed out.",
-                            size="2",
-                        ),
-                        _alert(LinkState.error),
-                        _password_field("New password"),
-                        rx.el.input(type="hidden", name="token", value=LinkState.token),
-                        rx.button("Save new password", type="submit", size="3", width="100%"),
-                        spacing="4",
-                        width="100%",
-                    ),
-                    action="/auth/reset",
-                    forget_client=True,
+            _form_card(
+                _heading("Choose a new password"),
+                rx.text(
+                    "For ",
+                    rx.text.strong(LinkState.email),
+                    " at ",
+                    LinkState.practice,
+                    ". Every device signed in to your account will be signed out.",
+                    size="2",
                 ),
+                error=LinkState.error,
+                fields=[_password_field("New password")],
+                submit="Save new password",
+                action="/auth/reset",
+                token=LinkState.token,
                 icon="key-round",
             ),
             _expired(
@@ -213,7 +261,7 @@ def reset() -> rx.Component:
 @rx.page(route="/forgot", title=f"Forgot your password · {APP_NAME}")
 def forgot() -> rx.Component:
     return _card(
-        rx.heading("Forgot your password?", size="5", as_="h1"),
+        _heading("Forgot your password?"),
         rx.cond(
             ForgotState.sent,
             rx.vstack(
@@ -230,32 +278,25 @@ def forgot() -> rx.Component:
                 width="100%",
             ),
             native_form(
-                rx.vstack(
+                _form_body(
                     rx.text(
                         "Enter the e-mail address you sign in with. We will send a link to choose a new password.",
                         size="2",
                     ),
-                    _alert(ForgotState.error),
-                    rx.vstack(
-                        field_label("Email", "email"),
-                        rx.input(
-                            id="email",
-                            name="email",
+                    error=ForgotState.error,
+                    fields=[
+                        _text_field(
+                            "Email",
+                            "email",
                             type="email",
                             required=True,
                             max_length=320,
                             auto_complete="username",
                             auto_focus=True,
-                            size="3",
-                            width="100%",
                         ),
-                        spacing="1",
-                        width="100%",
-                    ),
-                    rx.button("Send me a link", type="submit", size="3", width="100%"),
-                    rx.link("Back to sign in", href="/login", size="2"),
-                    spacing="4",
-                    width="100%",
+                    ],
+                    submit="Send me a link",
+                    after=[rx.link("Back to sign in", href="/login", size="2")],
                 ),
                 action="/auth/forgot",
             ),
@@ -267,21 +308,13 @@ def forgot() -> rx.Component:
 # -- self-registration ---------------------------------------------------------------------------------------------
 
 R = RegisterState
-CHOOSING_TIP = (
-    " characters. A few unrelated words make a password that is easy to remember and hard to guess; "
-    "there are no other rules, but very common passwords are refused."
-)
 
 
-def _register_field(label: str, name: str, *hints: str, **props) -> rx.Component:
+def _register_field(label: str, name: str, *hints: str, **props: Any) -> rx.Component:
     ident = f"register-{name}"
     message = R.errors.get(name, "")
-    return rx.vstack(
-        field_label(label, ident),
-        rx.input(id=ident, name=name, size="3", width="100%", **props, **error_attrs(ident, message, *hints)),
-        field_error(ident, message),
-        spacing="1",
-        width="100%",
+    return _text_field(
+        label, name, field_error(ident, message), ident=ident, **props, **error_attrs(ident, message, *hints)
     )
 
 
@@ -318,14 +351,7 @@ def _terms_checkbox() -> rx.Component:
     ident = "register-accept_terms"
     message = R.errors.get("accept_terms", "")
     return rx.vstack(
-        rx.text(
-            "Before you continue, read the practice's ",
-            rx.link("terms of use", href=R.terms_href, is_external=True, underline="always"),
-            " and ",
-            rx.link("privacy notice", href=R.privacy_href, is_external=True, underline="always"),
-            " (they open in a new tab).",
-            size="2",
-        ),
+        _terms_text(R.terms_href, R.privacy_href),
         rx.el.label(
             rx.hstack(
                 rx.el.input(
@@ -351,8 +377,8 @@ def _terms_checkbox() -> rx.Component:
 
 def _register_form() -> rx.Component:
     return rx.form(
-        rx.vstack(
-            rx.heading("Create your account", size="5", as_="h1"),
+        _form_body(
+            _heading("Create your account"),
             rx.text(
                 "New patients of ",
                 rx.text.strong(R.practice),
@@ -360,61 +386,63 @@ def _register_form() -> rx.Component:
                 "e-mail address to confirm it; your account exists once you open it.",
                 size="2",
             ),
-            _alert(R.form_error),
-            _register_field("Full name", "full_name", required=True, max_length=200, auto_complete="name"),
-            _register_field(
-                "Email (you will sign in with it)",
-                "email",
-                type="email",
-                required=True,
-                max_length=320,
-                auto_complete="email",
-            ),
-            _register_field(
-                "Mobile number (optional)",
-                "phone",
-                "register-phone-hint",
-                type="tel",
-                max_length=40,
-                auto_complete="tel",
-                placeholder="+1 555 010 0199",
-            ),
-            rx.text(
-                "With the country code. We use it for appointment reminders by text if you choose them.",
-                id="register-phone-hint",
-                size="1",
-                color_scheme="gray",
-                margin_top="-8px",
-            ),
-            _language_select(),
-            _register_field(
-                "Choose a password",
-                "password",
-                "register-password-hint",
-                type="password",
-                required=True,
-                min_length=R.min_length,
-                max_length=1024,
-                auto_complete="new-password",
-            ),
-            rx.text(
-                "At least ",
-                R.min_length,
-                CHOOSING_TIP,
-                id="register-password-hint",
-                size="1",
-                color_scheme="gray",
-                margin_top="-8px",
-            ),
-            _terms_checkbox(),
-            rx.button("Create account", type="submit", size="3", width="100%"),
-            rx.text(
-                "Already have an account? ",
-                rx.link("Sign in", href=R.login_href, underline="always"),
-                size="2",
-            ),
-            spacing="4",
-            width="100%",
+            error=R.form_error,
+            fields=[
+                _register_field("Full name", "full_name", required=True, max_length=200, auto_complete="name"),
+                _register_field(
+                    "Email (you will sign in with it)",
+                    "email",
+                    type="email",
+                    required=True,
+                    max_length=320,
+                    auto_complete="email",
+                ),
+                _register_field(
+                    "Mobile number (optional)",
+                    "phone",
+                    "register-phone-hint",
+                    type="tel",
+                    max_length=40,
+                    auto_complete="tel",
+                    placeholder="+1 555 010 0199",
+                ),
+                rx.text(
+                    "With the country code. We use it for appointment reminders by text if you choose them.",
+                    id="register-phone-hint",
+                    size="1",
+                    color_scheme="gray",
+                    margin_top="-8px",
+                ),
+                _language_select(),
+                _register_field(
+                    "Choose a password",
+                    "password",
+                    "register-password-hint",
+                    type="password",
+                    required=True,
+                    min_length=R.min_length,
+                    max_length=1024,
+                    auto_complete="new-password",
+                ),
+                rx.text(
+                    "At least ",
+                    R.min_length,
+                    CHOOSING_TIP,
+                    id="register-password-hint",
+                    size="1",
+                    color_scheme="gray",
+                    margin_top="-8px",
+                ),
+                _terms_checkbox(),
+            ],
+            submit="Create account",
+            after=[
+                rx.text(
+                    "Already have an account? ",
+                    rx.link("Sign in", href=R.login_href, underline="always"),
+                    size="2",
+                ),
+            ],
         ),
         on_submit=R.submit,
         reset_on_submit=False,
@@ -425,7 +453,7 @@ def _register_form() -> rx.Component:
 
 def _register_sent() -> rx.Component:
     return rx.vstack(
-        rx.heading("Check your e-mail", size="5", as_="h1"),
+        _heading("Check your e-mail"),
         rx.callout(R.sent_text, icon="mail-check", color_scheme="green", role="status", width="100%"),
         rx.text(
             "The link works once, for ",
@@ -442,10 +470,8 @@ def _register_sent() -> rx.Component:
 
 def _register_closed() -> rx.Component:
     return rx.vstack(
-        rx.heading(
+        _heading(
             rx.cond(R.found, "Online registration is not open", "We could not find that practice"),
-            size="5",
-            as_="h1",
             id="registration-closed",
         ),
         rx.text(
@@ -490,46 +516,34 @@ def verify() -> rx.Component:
         _loading(),
         rx.cond(
             V.valid,
-            _card(
-                native_form(
-                    rx.vstack(
-                        rx.heading("Confirm your e-mail", size="5", as_="h1"),
-                        rx.text(
-                            rx.cond(V.first_name != "", "Hello " + V.first_name + ". ", ""),
-                            "To finish your account at ",
-                            V.practice,
-                            " for ",
-                            rx.text.strong(V.email),
-                            ", enter the password you chose when you registered.",
-                            size="2",
-                        ),
-                        _alert(V.error),
-                        rx.vstack(
-                            field_label("Your password", "password"),
-                            rx.input(
-                                id="password",
-                                name="password",
-                                type="password",
-                                required=True,
-                                max_length=1024,
-                                auto_complete="current-password",
-                                auto_focus=True,
-                                size="3",
-                                width="100%",
-                                aria_describedby="form-error",
-                                aria_invalid=rx.cond(V.error != "", "true", "false"),
-                            ),
-                            spacing="1",
-                            width="100%",
-                        ),
-                        rx.el.input(type="hidden", name="token", value=V.token),
-                        rx.button("Confirm and sign in", type="submit", size="3", width="100%"),
-                        spacing="4",
-                        width="100%",
-                    ),
-                    action="/auth/register/verify",
-                    forget_client=True,
+            _form_card(
+                _heading("Confirm your e-mail"),
+                rx.text(
+                    rx.cond(V.first_name != "", "Hello " + V.first_name + ". ", ""),
+                    "To finish your account at ",
+                    V.practice,
+                    " for ",
+                    rx.text.strong(V.email),
+                    ", enter the password you chose when you registered.",
+                    size="2",
                 ),
+                error=V.error,
+                fields=[
+                    _text_field(
+                        "Your password",
+                        "password",
+                        type="password",
+                        required=True,
+                        max_length=1024,
+                        auto_complete="current-password",
+                        auto_focus=True,
+                        aria_describedby="form-error",
+                        aria_invalid=rx.cond(V.error != "", "true", "false"),
+                    ),
+                ],
+                submit="Confirm and sign in",
+                action="/auth/register/verify",
+                token=V.token,
                 icon="mail-check",
             ),
             _expired(

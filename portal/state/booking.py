@@ -16,6 +16,7 @@ import reflex as rx
 
 from backend.db import UnitOfWork
 from backend.errors import Conflict, DomainError
+from backend.payments.service import check_card_to_book
 from backend.scheduling import booking, search, series
 from backend.scheduling.policy import booking_rules
 from backend.scheduling.service import list_appointments, list_slots
@@ -805,6 +806,7 @@ class ProviderWeekState(LiveRefreshMixin, SessionState):
         try:
             with UnitOfWork(actor) as uow:
                 hold = booking.hold_slot(actor, uow, provider_id=provider_id, start=start)
+                check_card_to_book(actor, uow, clinic_id=hold.clinic_id)  # the fee policy's card on file
                 uow.commit()
                 hold_id, version = hold.id, hold.version
                 hold_start, hold_end, expires = hold.start_at, hold.end_at, hold.hold_expires_at

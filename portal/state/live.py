@@ -67,6 +67,9 @@ service layer and the viewer's own scope, what it may show.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import logging
 import uuid
 from typing import Any
@@ -166,6 +169,12 @@ class _LocalWatchers:
         self.revisions[audience] = revision = self.revisions.get(audience, 0) + 1
         return revision, set(self.watchers.get(audience, ()))
 
+    async def advance_from_loop(self, audience: str) -> tuple[int, set[str]]:
+        """`advance`, called on the event loop: a dict, so right there, not behind page re-reads queued in the
+        worker threads (a re-read that starts after this covers the new revision, see
+        LiveRefreshMixin._live_read_covering)."""
+        return self.advance(audience)
+
     def current(self, audiences: list[str]) -> list[int]:
         return [self.revisions.get(audience, 0) for audience in audiences]
 
@@ -217,6 +226,10 @@ class _RedisWatchers:
         pipe.smembers(self._key("w", audience))
         revision, clients = pipe.execute()
         return int(revision), {c.decode() if isinstance(c, bytes) else str(c) for c in clients}
+
+    async def advance_from_loop(self, audience: str) -> tuple[int, set[str]]:
+        """`advance`, called on the event loop: a blocking Redis round trip, so in a worker thread."""
+        return await asyncio.to_thread(self.advance, audience)
 
     def current(self, audiences: list[str]) -> list[int]:
         if not audiences:
@@ -340,6 +353,21 @@ class LivePatient(_Audience, rx.State):
 AUDIENCES: tuple[type[rx.State], ...] = (LiveTenant, LiveProvider, LivePatient)
 
 
+_LIVE_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+async def _in_live_pool(fn: Any, *args: Any) -> Any:
+    """Run a live re-read in the live pool (LIVE_READ_THREADS), with this context as asyncio.to_thread would. The
+    default pool stays free for what people do: fifty tabs re-reading after one event never delay a click."""
+    global _LIVE_POOL
+    if _LIVE_POOL is None:
+        _LIVE_POOL = concurrent.futures.ThreadPoolExecutor(
+            max_workers=get_settings().live_read_threads, thread_name_prefix="live-read"
+        )
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(_LIVE_POOL, functools.partial(context.run, fn, *args))
+
+
 class LiveRefreshMixin(rx.State, mixin=True):
     """For page states: remember which revisions of its audiences this client's data reflects."""
 
@@ -446,7 +474,7 @@ class LiveRefreshMixin(rx.State, mixin=True):
         watched, relevant = await self._live_watched()
         if not relevant:
             return None  # nothing this page shows changed: the revision is noted as seen (`_live_changed`)
-        covered = await asyncio.to_thread(self._live_read_covering, watched, self._live_seen)
+        covered = await _in_live_pool(self._live_read_covering, watched, self._live_seen)
         if covered is not None:
             self._live_seen = covered
         return None

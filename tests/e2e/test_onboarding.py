@@ -19,7 +19,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import ADMIN_URL, TEST_DB_NAME
-from tests.e2e.test_booking_pages import api_token, first_free, upcoming
+from tests.e2e.flows import book_with_brooks, sign_in_is_refused
+from tests.e2e.test_booking_pages import api_token
 from tests.e2e.test_portal import sign_in
 
 pytestmark = pytest.mark.e2e
@@ -127,26 +128,8 @@ def test_an_invited_patient_sets_a_password_from_the_outbox_link_and_books(brows
     page.get_by_role("button", name="Set password and continue").click()
     expect(page).to_have_url(re.compile(r"/patient/?$"))
 
-    # And books: a provider's week, six weeks on (past the seeded appointments and other tests' slots).
-    page.get_by_role("link", name="Find care").first.click()
-    page.get_by_label("Name").fill("Brooks")
-    page.get_by_role("button", name="Search").click()
-    card = page.get_by_role("article", name=re.compile("Jordan Brooks"))
-    card.get_by_role("link", name="See times").click()
-    week = page.locator("#week-label")
-    for _ in range(6):
-        shown = week.inner_text()
-        page.get_by_role("button", name="Next week").click()
-        expect(week).not_to_have_text(shown)
-    slot = first_free(page)
-    description = slot.get_attribute("aria-label") or ""
-    slot.click()
-    booking = page.get_by_role("dialog")
-    booking.get_by_role("button", name="Confirm booking").click()
-    expect(booking.get_by_text("Appointment confirmed")).to_be_visible()
-    booking.get_by_role("button", name="My appointments").click()
-    day, clock = description.split(", ")[:2]
-    expect(upcoming(page).get_by_role("article", name=re.compile(rf"^{re.escape(day)}, {clock[:5]}–"))).to_be_visible()
+    # And books: a provider's week, six weeks on.
+    book_with_brooks(page, weeks_ahead=6)
 
     # The link worked once: opened again, it says so clearly.
     page.goto(app_url + invite_path)
@@ -196,10 +179,7 @@ def test_a_forgotten_password_is_reset_from_its_link(browser: Browser, app_url: 
     expect(page.get_by_text("Your password was changed")).to_be_visible()
 
     # The old password is refused; the new one works.
-    page.fill("#email", email)
-    page.fill("#password", GOOD_PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.get_by_role("alert")).to_contain_text("Incorrect email or password")
+    sign_in_is_refused(page, email, GOOD_PASSWORD)
     sign_in(page, app_url, email, NEW_PASSWORD)
     expect(page).to_have_url(re.compile(r"/patient/?$"))
     # The session opened with the old password has ended.

@@ -62,7 +62,7 @@ PAGES: dict[str, tuple[str, list[str]]] = {
     "admin": (
         "admin@harbor.example",
         ["/admin", "/admin/clinics", "/admin/waitlists", "/admin/policy", "/admin/outbox", "/admin/audit",
-         "/admin/texts"],
+         "/admin/texts", "/admin/insights"],
     ),
 }  # fmt: skip
 # The pages with tables or long lists of actions: each must fit the phone exactly.
@@ -77,6 +77,7 @@ TABLE_PAGES = {
     "/admin/waitlists",
     "/admin/outbox",
     "/admin/audit",
+    "/admin/insights",
 }
 
 

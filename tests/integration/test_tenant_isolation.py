@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 import backend
 from backend.audit.models import AuditEvent
 from backend.db import UnitOfWork
-from backend.errors import NotFound, PermissionDenied, TenantScopeError
+from backend.errors import NotFound, PermissionDenied, TenantScopeError, ValidationFailed
 from backend.identity.models import Patient, ProviderClinic, User
 from backend.scheduling.models import Appointment
 from backend.service import SERVICE_FUNCTIONS
@@ -1724,3 +1724,178 @@ def _retry_notification(me: Practice, other: Practice) -> None:
     with _offers_eager():
         assert _call(name, me.admin, mine).status == "pending"
     assert (_notification_rows(other), _snapshot(other)) == before
+
+
+# -- payments ------------------------------------------------------------------------------------------
+
+
+def _fee_world(p: Practice) -> tuple[uuid.UUID, uuid.UUID]:
+    """A fee policy the patient accepted, a card on file and one failed no-show fee: (policy id, payment id)."""
+    from backend.payments.models import FeePolicy, Payment, PaymentMethod, PolicyAcceptance
+
+    (appointment_id,) = p.extra["appointments"]
+    payment_id = uuid.uuid4()
+    with UnitOfWork(p.system) as uow:
+        policy = FeePolicy(tenant_id=p.tenant_id, no_show_fee_minor=5000, policy_text=f"{p.tenant.name} fees.")
+        uow.session.add(policy)
+        uow.session.add(PaymentMethod(tenant_id=p.tenant_id, patient_id=p.patient.id, provider_customer_id="cus_x",
+                                      provider_method_id=f"pm_{p.tenant_id}", brand="visa", last4="4242"))  # fmt: skip
+        uow.session.add(Payment(id=payment_id, tenant_id=p.tenant_id, patient_id=p.patient.id,
+                                appointment_id=appointment_id, kind="no_show_fee", status="failed", amount_minor=5000,
+                                currency="usd", idempotency_key=f"payment:{payment_id}:1"))  # fmt: skip
+        uow.flush()
+        uow.session.add(PolicyAcceptance(tenant_id=p.tenant_id, patient_id=p.patient.id, policy_id=policy.id,
+                                         policy_version=1))  # fmt: skip
+        uow.commit()
+        return policy.id, payment_id
+
+
+def _payment_rows(p: Practice) -> list[tuple[Any, ...]]:
+    from backend.payments.models import FeePolicy, Payment, PaymentMethod, PolicyAcceptance
+
+    return [
+        sorted((r.id, r.status, r.waive_reason) for r in rows(p, Payment)),
+        sorted((r.id, r.version, r.no_show_fee_minor, r.policy_text) for r in rows(p, FeePolicy)),
+        sorted((r.id, r.removed_at) for r in rows(p, PaymentMethod)),
+        sorted(r.id for r in rows(p, PolicyAcceptance)),
+    ]
+
+
+@case("backend.payments.service.get_fee_policy")
+def _get_fee_policy(me: Practice, other: Practice) -> None:
+    name = "backend.payments.service.get_fee_policy"
+    _fee_world(other)
+    for actor in _all_actors(me):
+        assert _call(name, actor).source == "none"
+        with pytest.raises(NotFound):
+            _call(name, actor, clinic_id=other.clinic.id)
+
+
+@case("backend.payments.service.update_fee_policy")
+def _update_fee_policy(me: Practice, other: Practice) -> None:
+    name = "backend.payments.service.update_fee_policy"
+    _fee_world(other)
+    before = (_payment_rows(other), _snapshot(other))
+    with pytest.raises(NotFound):
+        _call(name, me.admin, clinic_id=other.clinic.id, changes={"no_show_fee_minor": 1})
+    assert _call(name, me.admin, changes={"no_show_fee_minor": 700}).no_show_fee_minor == 700
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, changes={"no_show_fee_minor": 1})
+    assert (_payment_rows(other), _snapshot(other)) == before
+
+
+@case("backend.payments.service.accept_fee_policy")
+def _accept_fee_policy(me: Practice, other: Practice) -> None:
+    name = "backend.payments.service.accept_fee_policy"
+    theirs, _ = _fee_world(other)
+    mine, _ = _fee_world(me)
+    before = (_payment_rows(other), _snapshot(other))
+    with pytest.raises(NotFound):
+        _call(name, me.patient_actor, policy_id=theirs, version=1)
+    assert _call(name, me.patient_actor, policy_id=mine, version=1).accepted_at is not None
+    with pytest.raises(PermissionDenied):
+        _call(name, me.admin, policy_id=mine, version=1)
+    assert (_payment_rows(other), _snapshot(other)) == before
+
+
+@case("backend.payments.service.list_payment_methods")
+def _list_payment_methods(me: Practice, other: Practice) -> None:
+    name = "backend.payments.service.list_payment_methods"
+    _fee_world(other)
+    assert _call(name, me.patient_actor) == []
+    with pytest.raises(PermissionDenied):
+        _call(name, me.admin)
+
+
+@case("backend.payments.service.start_card_setup")
+def _start_card_setup(me: Practice, other: Practice) -> None:
+    name = "backend.payments.service.start_card_setup"
+    _fee_world(other)
+    before = (_payment_rows(other), _snapshot(other))
+    setup = _call(name, me.patient_actor)
+    assert setup.mode == "fake" and setup.setup_intent_id.startswith("seti_")
+    with pytest.raises(PermissionDenied):
+        _call(name, me.doctor)
+    assert (_payment_rows(other), _snapshot(other)) == before
+
+
+@case("backend.payments.service.confirm_card_setup")
+def _confirm_card_setup(me: Practice, other: Practice) -> None:
+    name = "backend.payments.service.confirm_card_setup"
+    theirs = _call("backend.payments.service.start_card_setup", other.patient_actor).setup_intent_id
+    before = (_payment_rows(other), _snapshot(other))
+    with pytest.raises(NotFound):  # a SetupIntent of another practice's patient saves nothing here
+        _call(name, me.patient_actor, setup_intent_id=theirs)
+    assert (_payment_rows(other), _snapshot(other)) == before
+    mine = _call("backend.payments.service.start_card_setup", me.patient_actor).setup_intent_id
+    assert _call(name, me.patient_actor, setup_intent_id=mine).last4 == "4242"
+
+
+@case("backend.payments.service.check_card_to_book")
+def _check_card_to_book(me: Practice, other: Practice) -> None:
+    name = "backend.payments.service.check_card_to_book"
+    _fee_world(other)  # their patient has a card: it must not count for ours
+    _call("backend.payments.service.update_fee_policy", me.admin, changes={"card_required": True})
+    with pytest.raises(ValidationFailed):
+        _call(name, me.patient_actor, clinic_id=me.clinic.id)
+    _call(name, me.admin, clinic_id=me.clinic.id)  # staff booking for a patient are not held to it
+
+
+@case("backend.payments.service.list_payments")
+def _list_payments(me: Practice, other: Practice) -> None:
+    name = "backend.payments.service.list_payments"
+    _fee_world(other)
+    _, mine = _fee_world(me)
+    for actor in (me.admin, me.patient_actor, me.doctor):
+        assert [v.id for v in _call(name, actor)] == [mine]
+
+
+@case("backend.payments.service.export_payments_csv")
+def _export_payments_csv(me: Practice, other: Practice) -> None:
+    name = "backend.payments.service.export_payments_csv"
+    _, theirs = _fee_world(other)
+    _, mine = _fee_world(me)
+    body = _call(name, me.admin)
+    assert str(mine) in body and str(theirs) not in body and other.patient.full_name not in body
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor)
+
+
+@case("backend.payments.service.waive_payment")
+def _waive_payment(me: Practice, other: Practice) -> None:
+    name = "backend.payments.service.waive_payment"
+    _, theirs = _fee_world(other)
+    _, mine = _fee_world(me)
+    before = (_payment_rows(other), _snapshot(other))
+    for actor in (me.admin, me.doctor):
+        _like_missing(name, actor, theirs)
+    with pytest.raises(PermissionDenied):
+        _call(name, me.patient_actor, mine)
+    assert _call(name, me.admin, mine, reason="first visit").status == "waived"
+    assert (_payment_rows(other), _snapshot(other)) == before
+
+
+@case("backend.payments.service.refund_payment")
+def _refund_payment(me: Practice, other: Practice) -> None:
+    from backend.payments.models import Payment
+
+    name = "backend.payments.service.refund_payment"
+    _, theirs = _fee_world(other)
+    _, mine = _fee_world(me)
+    for p, payment_id in ((other, theirs), (me, mine)):
+        with UnitOfWork(p.system) as uow:
+            uow.session.execute(
+                update(Payment)
+                .where(Payment.id == payment_id)  # type: ignore[arg-type]
+                .values(status="succeeded", provider_payment_intent_id=f"pi_fake_{payment_id.hex}")
+            )
+            uow.commit()
+    before = (_payment_rows(other), _snapshot(other))
+    _like_missing(name, me.admin, theirs)
+    for actor in (me.doctor, me.patient_actor):
+        with pytest.raises(PermissionDenied):
+            _call(name, actor, mine)
+    assert _call(name, me.admin, mine).status == "refunded"
+    assert (_payment_rows(other), _snapshot(other)) == before

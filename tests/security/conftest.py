@@ -57,6 +57,7 @@ PUBLIC_OPERATIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/webhooks/twilio/inbound"): "Twilio callback: X-Twilio-Signature checked",
     ("POST", "/api/v1/webhooks/twilio/status"): "Twilio callback: X-Twilio-Signature checked",
     ("POST", "/api/v1/webhooks/sendgrid/events"): "SendGrid Event Webhook: ECDSA signature checked",
+    ("POST", "/api/v1/webhooks/stripe"): "Stripe webhook: Stripe-Signature (HMAC, timestamp) checked",
     ("GET", "/api/v1/practices/{practice}/texts/{kind}"): "a practice's public Terms/Privacy text: published "
     "for anyone, read-only, no patient data",
     ("GET", "/metrics"): "operators' Prometheus metrics: not a tenant route and no user token opens it; its own "
@@ -80,6 +81,8 @@ KIND_BY_PARAM: dict[str, str] = {
     "rule_id": "availability_rule",
     "audit_event_id": "audit_event",
     "entity_id": "audit_event",
+    "policy_id": "fee_policy",
+    "payment_id": "payment",
 }
 # Path segment before a generic `{id}` (or an unknown `{..._id}`) -> the kind of object. Add new collections here.
 KIND_BY_SEGMENT: dict[str, str] = {
@@ -97,6 +100,7 @@ KIND_BY_SEGMENT: dict[str, str] = {
     "time-off": "time_off",
     "availability": "availability_rule",
     "audit-events": "audit_event",
+    "payments": "payment",
 }
 
 
@@ -445,6 +449,7 @@ def build_practice(label: str, name: str) -> tuple[Any, dict[str, uuid.UUID]]:
         NotificationSettings,
         NotificationStatus,
     )
+    from backend.payments.models import FeePolicy, Payment, PaymentMethod, PolicyAcceptance
     from backend.scheduling.models import Appointment, AppointmentStatus
     from backend.tenancy.context import Role
     from backend.types import utcnow
@@ -505,6 +510,17 @@ def build_practice(label: str, name: str) -> tuple[Any, dict[str, uuid.UUID]]:
         s.flush()
         s.add(NotificationDelivery(tenant_id=p.tenant_id, notification_id=note.id, status=NotificationStatus.DEAD,
                                    attempts=5, last_error="probe"))  # fmt: skip
+        fee_policy = FeePolicy(tenant_id=p.tenant_id, late_cancel_fee_minor=2500, no_show_fee_minor=5000)
+        payment_id = uuid.uuid4()
+        payment = Payment(id=payment_id, tenant_id=p.tenant_id, patient_id=p.patient.id, appointment_id=first.id,
+                          kind="no_show_fee", status="failed", amount_minor=5000, currency="usd",
+                          idempotency_key=f"payment:{payment_id}:1", last_error="card_declined")  # fmt: skip
+        s.add_all([fee_policy, payment])
+        s.add(PaymentMethod(tenant_id=p.tenant_id, patient_id=p.patient.id, provider_customer_id="cus_probe",
+                            provider_method_id=f"pm_probe_{slug}", brand="visa", last4="4242"))  # fmt: skip
+        s.flush()
+        s.add(PolicyAcceptance(tenant_id=p.tenant_id, patient_id=p.patient.id, policy_id=fee_policy.id,
+                               policy_version=fee_policy.version))  # fmt: skip
         uow.commit()
     objects = {
         "clinic": p.clinic.id,
@@ -520,6 +536,8 @@ def build_practice(label: str, name: str) -> tuple[Any, dict[str, uuid.UUID]]:
         "time_off": time_off.id,
         "availability_rule": rules[0].id,
         "audit_event": audit.id,
+        "fee_policy": fee_policy.id,
+        "payment": payment.id,
     }
     return p, objects
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, StrictBool
 from backend.api.deps import ActorDep, UowDep
 from backend.api.ratelimit import rate_limit
 from backend.audit.service import record_access
+from backend.payments.service import check_card_to_book
 from backend.ratelimit import BOOKING, SLOTS
 from backend.scheduling import booking
 from backend.scheduling.models import Appointment
@@ -121,6 +122,7 @@ def book(
         patient_id=body.patient_id,
         idempotency_key=idempotency_key,
     )
+    check_card_to_book(actor, uow, clinic_id=result.appointment.clinic_id)  # the fee policy's card on file
     uow.commit()
     if result.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -169,6 +171,7 @@ def hold(body: BookRequest, actor: ActorDep, uow: UowDep) -> AppointmentOut:
     held = booking.hold_slot(
         actor, uow, provider_id=body.provider_id, start=body.start, modality=body.modality, patient_id=body.patient_id
     )
+    check_card_to_book(actor, uow, clinic_id=held.clinic_id)  # the fee policy's card on file
     uow.commit()
     return AppointmentOut.of(held)
 

@@ -1,0 +1,1 @@
+"""The waitlist simulator's command line and synthetic month (the engine is backend.waitlist.simulation)."""
