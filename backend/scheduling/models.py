@@ -74,6 +74,15 @@ class Appointment(TenantMixin, table=True):
         sa.CheckConstraint("start_at < end_at", name="order"),
         sa.Index("ix_appointments_provider_start", "tenant_id", "provider_id", "start_at"),
         sa.Index("ix_appointments_patient_start", "tenant_id", "patient_id", "start_at"),
+        # Only held rows, by practice and expiry: releasing expired holds reads those, never the practice's whole
+        # calendar (0021; the planner takes it without statistics too: tests/integration/test_query_plans.py).
+        sa.Index(
+            "ix_appointments_held_expiry",
+            "tenant_id",
+            "hold_expires_at",
+            postgresql_where=sa.text("status = 'held'"),
+            sqlite_where=sa.text("status = 'held'"),
+        ),
         # A retried request with the same Idempotency-Key books once (per tenant, not per slot).
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_appointments_idempotency"),
         tenant_key("appointments"),

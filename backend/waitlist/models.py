@@ -49,6 +49,7 @@ class WaitlistEntry(TenantMixin, table=True):
     __tablename__ = "waitlist_entries"
     __table_args__ = (
         sa.Index("ix_waitlist_entries_target", "tenant_id", "clinic_id", "provider_id", "status"),
+        sa.Index("ix_waitlist_entries_tenant_patient", "tenant_id", "patient_id"),  # a patient's entries (0021)
         sa.CheckConstraint("urgency BETWEEN 1 AND 4", name="urgency"),
         # One active entry per patient and target: a second join answers 409.
         partial_unique(
@@ -95,6 +96,7 @@ class WaitlistOffer(TenantMixin, table=True):
     __tablename__ = "waitlist_offers"
     __table_args__ = (
         sa.Index("ix_waitlist_offers_due", "status", "expires_at"),
+        sa.Index("ix_waitlist_offers_tenant_entry", "tenant_id", "entry_id"),  # an entry's offers (0021)
         # Invariant 3: a slot has at most one live offer at a time.
         partial_unique(
             "uq_waitlist_offers_live_slot", "tenant_id", "provider_id", "slot_start", where="status = 'pending'"

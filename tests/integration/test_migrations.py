@@ -28,7 +28,8 @@ from backend.settings import PROJECT_ROOT
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-HEAD = "0020_payments"
+HEAD = "0021_hot_query_indexes"
+PAYMENTS = "0020_payments"
 SELF_REGISTRATION = "0019_self_registration"
 AUDIT_CHAIN_SHARDS = "0018_audit_chain_shards"
 PRACTICE_TEXTS = "0017_practice_texts"
@@ -117,7 +118,7 @@ def test_revisions_are_linear_with_readable_ids() -> None:
     script = ScriptDirectory.from_config(_config("sqlite://"))
     assert script.get_heads() == [HEAD]
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == [HEAD, SELF_REGISTRATION, AUDIT_CHAIN_SHARDS, PRACTICE_TEXTS, ONBOARDING, RLS, SSO,
+    assert chain == [HEAD, PAYMENTS, SELF_REGISTRATION, AUDIT_CHAIN_SHARDS, PRACTICE_TEXTS, ONBOARDING, RLS, SSO,
                      ENCRYPT_FREE_TEXT, AUDIT_READS, IDLE_LOGOFF, MFA, DELIVERY_FENCING, REVOCABLE_TOKENS,
                      DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL, INITIAL]  # fmt: skip
 
