@@ -209,6 +209,7 @@ def _on_offer(outcome: str) -> Callable[[UnitOfWork, DomainEvent], None]:
 
 def _seconds_since_cancellation(uow: UnitOfWork, offer_id: uuid.UUID) -> float | None:
     """From the latest cancellation of a real appointment at the offer's slot (not another offer's hold) to now."""
+    from sqlalchemy import exists
     from sqlmodel import col, select
 
     from backend.scheduling.models import Appointment, AppointmentStatus
@@ -218,7 +219,9 @@ def _seconds_since_cancellation(uow: UnitOfWork, offer_id: uuid.UUID) -> float |
     offer = uow.session.get(WaitlistOffer, offer_id)
     if offer is None:
         return None
-    held = select(WaitlistOffer.appointment_id).where(col(WaitlistOffer.appointment_id).is_not(None))
+    # Not a hold of an offer: checked per cancelled appointment at this slot (a few), by the offers' appointment
+    # index, instead of listing every offer of the practice that ever held a slot.
+    an_offers_hold = exists().where(col(WaitlistOffer.appointment_id) == col(Appointment.id))
     cancelled_at = uow.session.exec(
         select(Appointment.cancelled_at)
         .where(
@@ -226,7 +229,7 @@ def _seconds_since_cancellation(uow: UnitOfWork, offer_id: uuid.UUID) -> float |
             Appointment.start_at == offer.slot_start,
             Appointment.status == AppointmentStatus.CANCELLED,
             col(Appointment.cancelled_at).is_not(None),
-            col(Appointment.id).not_in(held),
+            ~an_offers_hold,
         )
         .order_by(col(Appointment.cancelled_at).desc())
         .limit(1)

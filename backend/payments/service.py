@@ -616,17 +616,23 @@ def export_payments_csv(actor: Actor, uow: UnitOfWork, filters: PaymentFilters |
     return out.getvalue()
 
 
-@service_function
-def waive_payment(actor: Actor, uow: UnitOfWork, payment_id: uuid.UUID, *, reason: str = "") -> PaymentView:
-    """Waive a fee that is not charged (yet): requested or failed (doctor for their own appointments, admin).
-    One being charged right now is refused until its result is in; a charged one is refunded instead. Audited."""
-    require_role(actor, Role.DOCTOR, Role.ADMIN)
+def _locked_visible(actor: Actor, uow: UnitOfWork, payment_id: uuid.UUID) -> tuple[Payment, Patient, Any]:
+    """A payment the actor may see, with its patient and appointment, locked for the change (404 otherwise)."""
     found = uow.session.exec(
         _visible_query(actor).where(col(Payment.id) == payment_id).with_for_update(of=Payment)
     ).first()
     if found is None:
         raise NotFound("payment")
     payment, patient, appointment = found
+    return payment, patient, appointment
+
+
+@service_function
+def waive_payment(actor: Actor, uow: UnitOfWork, payment_id: uuid.UUID, *, reason: str = "") -> PaymentView:
+    """Waive a fee that is not charged (yet): requested or failed (doctor for their own appointments, admin).
+    One being charged right now is refused until its result is in; a charged one is refunded instead. Audited."""
+    require_role(actor, Role.DOCTOR, Role.ADMIN)
+    payment, patient, appointment = _locked_visible(actor, uow, payment_id)
     if payment.status == PaymentStatus.WAIVED:
         return _payment_view(uow, payment, patient, appointment)
     if payment.status not in (PaymentStatus.REQUESTED, PaymentStatus.FAILED):
@@ -657,12 +663,7 @@ def refund_payment(actor: Actor, uow: UnitOfWork, payment_id: uuid.UUID) -> Paym
     """Refund a charged fee in full (admin, audited). The gateway call carries the key `refund:<payment id>`, so a
     repeated refund (a retried request, a double click) is one refund; the `charge.refunded` webhook agrees."""
     require_role(actor, Role.ADMIN)
-    found = uow.session.exec(
-        _visible_query(actor).where(col(Payment.id) == payment_id).with_for_update(of=Payment)
-    ).first()
-    if found is None:
-        raise NotFound("payment")
-    payment, patient, appointment = found
+    payment, patient, appointment = _locked_visible(actor, uow, payment_id)
     if payment.status == PaymentStatus.REFUNDED:
         return _payment_view(uow, payment, patient, appointment)
     if payment.status != PaymentStatus.SUCCEEDED or not payment.provider_payment_intent_id:
