@@ -345,3 +345,8 @@ class UnitOfWork:
                 hook()
             except Exception:
                 logger.exception("after-commit hook failed")
+
+
+# Every process that can write users, memberships or sessions must tell the bearer-token cache (its listeners are
+# on the Session class): importing it here registers them wherever a unit of work exists.
+from backend.identity import actor_cache as _actor_cache  # noqa: E402,F401

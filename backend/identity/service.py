@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import cast
 
 from sqlalchemy import func, or_, update
 from sqlmodel import col, select
@@ -19,7 +22,7 @@ from backend.errors import (
     RateLimited,
     ValidationFailed,
 )
-from backend.identity import idle, mfa, passwords, security, throttle
+from backend.identity import actor_cache, idle, mfa, passwords, security, throttle
 from backend.identity.models import Membership, Patient, Provider, User, UserSession
 from backend.observability import metrics
 from backend.service import require_role, service_function
@@ -311,8 +314,15 @@ def _load_actor(
     A bearer request is activity: it moves the session's idle clock (in Redis, not the database), and a session
     idle past its timeout is revoked and refused (401 `session_idle`).
     """
+    gens = actor_cache.generations(tenant_id)
+    cached = actor_cache.get(session_id, gens)
+    if cached is not None and cached.actor.tenant_id == tenant_id and cached.user_id == user_id and cached.role == role:
+        if cached.expires_at > utcnow():
+            return _cached_actor(session_id, cached)
+        actor_cache.forget(session_id)
+        return None
     with UnitOfWork(Actor.system(tenant_id)) as uow:
-        # One round trip: this runs on every API request.
+        # One round trip: this runs on every API request whose answer is not cached (backend/identity/actor_cache).
         row = uow.session.exec(
             select(Membership, UserSession)
             .join(User, col(User.id) == Membership.user_id)
@@ -339,7 +349,52 @@ def _load_actor(
         if clock.persist_due:
             _persist_last_seen(uow, session.id, clock.last)
             uow.commit()
-        return _actor_for(membership), session.mfa_enrolment_only
+        actor = _actor_for(membership)
+        if gens is not None:
+            actor_cache.put(
+                session_id,
+                actor_cache.Entry(
+                    actor=actor,
+                    enrolment_only=session.mfa_enrolment_only,
+                    expires_at=session.expires_at,
+                    idle_timeout_seconds=session.idle_timeout_seconds,
+                    created_at=session.created_at,
+                    last_seen_at=session.last_seen_at,
+                    generations=gens,
+                    stored_at=time.monotonic(),
+                    user_id=user_id,
+                    role=role,
+                ),
+            )
+        return actor, session.mfa_enrolment_only
+
+
+def _cached_actor(session_id: uuid.UUID, cached: actor_cache.Entry) -> tuple[Actor, bool]:
+    """A cached answer still passes the idle clock (Redis, as for an uncached one); an idle session is revoked."""
+    # What the idle clock and an idle revocation read of a session (a real row object costs a validation).
+    stand_in = cast(
+        UserSession,
+        SimpleNamespace(
+            id=session_id,
+            tenant_id=cached.actor.tenant_id,
+            kind="api",
+            user_id=cached.user_id,
+            created_at=cached.created_at,
+            idle_timeout_seconds=cached.idle_timeout_seconds,
+            last_seen_at=cached.last_seen_at,
+        ),
+    )
+    clock = _idle_clock(stand_in, touch=True)
+    if not clock.alive or clock.persist_due:
+        with UnitOfWork(Actor.system(cached.actor.tenant_id)) as uow:
+            if not clock.alive:
+                _revoke_idle(uow, stand_in)
+                uow.commit()
+                actor_cache.forget(session_id)
+                raise idle.SessionIdle(idle.IDLE_MESSAGE)
+            _persist_last_seen(uow, session_id, clock.last)
+            uow.commit()
+    return cached.actor, cached.enrolment_only
 
 
 @dataclass(frozen=True)

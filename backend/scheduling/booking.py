@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import func, or_, text, update
+from sqlalchemy import exists, func, literal, or_, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
@@ -23,10 +23,10 @@ from backend.db import UnitOfWork
 from backend.errors import Code, Conflict, NotFound, PermissionDenied, ValidationFailed
 from backend.identity.models import Patient, Provider
 from backend.scheduling import cache, slot_marks
-from backend.scheduling.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus
+from backend.scheduling.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, BookingPolicy
 from backend.scheduling.policy import BookingRules, booking_rules, visible_appointment
 from backend.scheduling.service import time_off_intervals, weekly_rules
-from backend.scheduling.slots import Slot, find_slot
+from backend.scheduling.slots import Interval, Slot, WeeklyRule, find_slot
 from backend.service import require_role, service_function
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic
@@ -70,8 +70,11 @@ def _provider(uow: UnitOfWork, provider_id: uuid.UUID) -> Provider:
     return provider
 
 
-def _patient_for(actor: Actor, uow: UnitOfWork, patient_id: uuid.UUID | None) -> uuid.UUID:
-    """A patient books for themself; an admin names the patient; nobody else books."""
+def _patient_for(
+    actor: Actor, uow: UnitOfWork, patient_id: uuid.UUID | None, *, found: bool | None = None
+) -> uuid.UUID:
+    """A patient books for themself; an admin names the patient; nobody else books. `found`: whether the named
+    patient exists in the practice, when the caller already read it (booking_context)."""
     if actor.role == Role.PATIENT:
         if actor.patient_id is None or (patient_id is not None and patient_id != actor.patient_id):
             raise PermissionDenied("patients book for themselves only")
@@ -79,7 +82,9 @@ def _patient_for(actor: Actor, uow: UnitOfWork, patient_id: uuid.UUID | None) ->
     require_role(actor, Role.ADMIN)
     if patient_id is None:
         raise ValidationFailed("patient_id is required when staff book", field="patient_id")
-    if uow.session.get(Patient, patient_id) is None:
+    if found is None:
+        found = uow.session.get(Patient, patient_id) is not None
+    if not found:
         raise NotFound("patient")
     return patient_id
 
@@ -95,31 +100,131 @@ def _humanize(delta: timedelta) -> str:
     return f"{minutes} minutes"
 
 
+@dataclass(frozen=True)
+class BookingContext:
+    """What deciding a booking reads, loaded in one round trip on PostgreSQL (see `booking_context`)."""
+
+    provider_active: bool
+    patient_found: bool
+    rules: list[WeeklyRule]
+    time_off: list[Interval]  # around the start (a day either side)
+    policies: dict[uuid.UUID | None, BookingRules]  # by clinic; None: the practice's default
+
+    def booking_rules(self, clinic_id: uuid.UUID) -> BookingRules:
+        """The clinic's override, else the practice default, else the built-in defaults (as policy.booking_rules)."""
+        return self.policies.get(clinic_id) or self.policies.get(None) or BookingRules.of(None)
+
+
+# One statement instead of five (provider, patient, rules, time off, policies): booking's hottest reads. Scoped to the
+# practice explicitly (text() passes the ORM's tenant hook by; row-level security scopes it too).
+_CONTEXT_SQL = text(
+    """
+    SELECT
+      (SELECT p.active FROM providers p WHERE p.tenant_id = :tenant AND p.id = :provider) AS provider_active,
+      (SELECT count(*) FROM patients x WHERE x.tenant_id = :tenant AND x.id = :patient) AS patient_found,
+      (SELECT coalesce(json_agg(json_build_array(r.id, r.clinic_id, c.timezone, r.weekday, r.start_time, r.end_time,
+                                                 r.session_minutes, r.buffer_minutes, r.modality, r.valid_from,
+                                                 r.valid_until)), '[]')
+         FROM availability_rules r JOIN clinics c ON c.tenant_id = r.tenant_id AND c.id = r.clinic_id
+        WHERE r.tenant_id = :tenant AND r.provider_id = :provider AND c.archived_at IS NULL) AS rules,
+      (SELECT coalesce(json_agg(json_build_array(t.start_at, t.end_at)), '[]')
+         FROM time_off t
+        WHERE t.tenant_id = :tenant AND t.provider_id = :provider AND t.start_at < :until AND t.end_at > :since
+      ) AS time_off,
+      (SELECT coalesce(json_agg(json_build_array(b.clinic_id, b.min_notice_minutes, b.horizon_days,
+                                                 b.cancellation_window_hours, b.hold_minutes)), '[]')
+         FROM booking_policies b WHERE b.tenant_id = :tenant) AS policies
+    """
+)
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def booking_context(
+    uow: UnitOfWork, provider_id: uuid.UUID, start: datetime, patient_id: uuid.UUID | None = None
+) -> BookingContext:
+    """The provider (active?), the patient (exists in the practice?), the provider's weekly rules at open clinics,
+    its time off around `start`, and the practice's booking policies."""
+    since, until = start - timedelta(days=1), start + timedelta(days=1)
+    if uow.session.get_bind().dialect.name != "postgresql":
+        provider = uow.session.get(Provider, provider_id)
+        found = patient_id is not None and uow.session.get(Patient, patient_id) is not None
+        policies = {p.clinic_id: BookingRules.of(p) for p in uow.session.exec(select(BookingPolicy))}
+        return BookingContext(
+            provider_active=provider is not None and provider.active,
+            patient_found=found,
+            rules=weekly_rules(uow, provider_id),
+            time_off=time_off_intervals(uow, provider_id, since, until),
+            policies=policies,
+        )
+    row = uow.session.execute(
+        _CONTEXT_SQL,
+        {"tenant": uow.tenant_id, "provider": provider_id, "patient": patient_id, "since": since, "until": until},
+    ).one()
+    rules = [
+        WeeklyRule(
+            rule_id=uuid.UUID(r[0]),
+            clinic_id=uuid.UUID(r[1]),
+            timezone=r[2],
+            weekday=r[3],
+            start=time.fromisoformat(r[4]),
+            end=time.fromisoformat(r[5]),
+            session_minutes=r[6],
+            buffer_minutes=r[7],
+            modality=r[8],
+            valid_from=_day(r[9]),
+            valid_until=_day(r[10]),
+        )
+        for r in row.rules
+    ]
+    time_off = [Interval(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in row.time_off]
+    policies = {
+        (uuid.UUID(c) if c else None): BookingRules(
+            min_notice=timedelta(minutes=notice),
+            horizon=timedelta(days=horizon),
+            cancellation_window=timedelta(hours=window),
+            hold=timedelta(minutes=hold),
+        )
+        for c, notice, horizon, window, hold in row.policies
+    }
+    return BookingContext(
+        provider_active=bool(row.provider_active),
+        patient_found=bool(row.patient_found),
+        rules=rules,
+        time_off=time_off,
+        policies=policies,
+    )
+
+
 def bookable_slot(
     uow: UnitOfWork,
-    provider: Provider,
+    provider: Provider | uuid.UUID,
     start: datetime,
     *,
     modality: str | None = None,
     now: datetime | None = None,
+    context: BookingContext | None = None,
 ) -> tuple[Slot, BookingRules]:
     """Return the free-or-not slot of `provider` that starts at `start`, or say why there is none."""
     now = now or utcnow()
     start = _aware(start, "start")
     if start <= now:
         raise ValidationFailed("That time is in the past.", field="start")
-    rules = weekly_rules(uow, provider.id)
+    provider_id = provider if isinstance(provider, uuid.UUID) else provider.id
+    context = context or booking_context(uow, provider_id, start)
+    rules = context.rules
     if not rules:
         raise ValidationFailed("This provider has no bookable hours.", field="start")
     # Only time off matters here: whether the slot is taken is decided under the lock and by the constraints.
-    time_off = time_off_intervals(uow, provider.id, start - timedelta(days=1), start + timedelta(days=1))
-    slot = find_slot(rules, start, time_off=time_off, include_taken=True)
+    slot = find_slot(rules, start, time_off=context.time_off, include_taken=True)
     if slot is None:
         raise ValidationFailed(
             "No session starts at that time (outside the provider's availability). Choose one of the free slots.",
             field="start",
         )
-    booking = booking_rules(uow, slot.clinic_id)
+    booking = context.booking_rules(slot.clinic_id)
     if start < now + booking.min_notice:
         raise ValidationFailed(f"Bookings need at least {_humanize(booking.min_notice)} notice.", field="start")
     if start > now + booking.horizon:
@@ -138,10 +243,17 @@ def _lock_provider(uow: UnitOfWork, provider_id: uuid.UUID) -> None:
         )
 
 
-def _release_expired_holds(uow: UnitOfWork, start: datetime, end: datetime, now: datetime, who: object) -> None:
+def _release_expired_holds(
+    uow: UnitOfWork, start: datetime, end: datetime, now: datetime, who: object, *, lock_key: str | None = None
+) -> None:
+    statement = update(Appointment)
+    if lock_key is not None:  # PostgreSQL: take the provider's advisory lock in the same statement (guarded_insert)
+        # A CTE with a volatile function is never inlined, and the uncorrelated EXISTS over it becomes a one-time
+        # filter that PostgreSQL evaluates before it scans a single appointment (even when none matches).
+        lock = select(func.pg_advisory_xact_lock(func.hashtextextended(lock_key, 0))).cte("provider_lock")
+        statement = statement.add_cte(lock).where(exists(select(literal(1)).select_from(lock)))
     released = uow.session.execute(
-        update(Appointment)
-        .where(
+        statement.where(
             col(Appointment.status) == AppointmentStatus.HELD,
             col(Appointment.hold_expires_at) <= now,
             col(Appointment.start_at) < end,
@@ -173,11 +285,16 @@ def guarded_insert(uow: UnitOfWork, appointment: Appointment) -> Appointment:
     now = utcnow()
     start, end = appointment.start_at, appointment.end_at
     postgres = uow.session.get_bind().dialect.name == "postgresql"
-    _lock_provider(uow, appointment.provider_id)
     whose = col(Appointment.provider_id) == appointment.provider_id
     if appointment.patient_id is not None:
         whose = or_(whose, col(Appointment.patient_id) == appointment.patient_id)
-    _release_expired_holds(uow, start, end, now, whose)
+    if postgres:
+        # The provider's lock and the release of expired holds in one round trip: the lock is taken by the
+        # statement's own scan of the one-row lock subquery before any appointment row is looked at, and held to the
+        # end of the transaction, so the insert below runs under it exactly as with two statements.
+        _release_expired_holds(uow, start, end, now, whose, lock_key=f"{uow.tenant_id}:{appointment.provider_id}")
+    else:
+        _release_expired_holds(uow, start, end, now, whose)
     if not postgres:
         # PostgreSQL's exclusion constraints decide below; elsewhere the serialized transaction checks.
         if _overlaps(uow, start, end, Appointment.provider_id == appointment.provider_id):
@@ -245,9 +362,12 @@ def book_appointment(
     series_id: uuid.UUID | None = None,
 ) -> BookingResult:
     """Book a free slot for a patient (the patient themself, or an admin naming the patient)."""
-    patient = _patient_for(actor, uow, patient_id)
-    provider = _provider(uow, provider_id)
-    fingerprint = _fingerprint(provider_id, _aware(start, "start").timestamp(), modality or "", patient)
+    start = _aware(start, "start")
+    context = booking_context(uow, provider_id, start, patient_id if actor.role != Role.PATIENT else None)
+    patient = _patient_for(actor, uow, patient_id, found=context.patient_found)
+    if not context.provider_active:
+        raise NotFound("provider")
+    fingerprint = _fingerprint(provider_id, start.timestamp(), modality or "", patient)
     if idempotency_key is not None:
         idempotency_key = idempotency_key.strip()
         if not 1 <= len(idempotency_key) <= 100:
@@ -259,13 +379,13 @@ def book_appointment(
                     "This Idempotency-Key was already used for a different booking.", field="idempotency_key"
                 )
             return BookingResult(earlier, replayed=True)
-    slot, _ = bookable_slot(uow, provider, start, modality=modality)
-    slot_marks.take_mark(uow, provider.id, slot.start)
+    slot, _ = bookable_slot(uow, provider_id, start, modality=modality, context=context)
+    slot_marks.take_mark(uow, provider_id, slot.start)
     appointment = guarded_insert(
         uow,
         appointment_in_slot(
             actor,
-            provider.id,
+            provider_id,
             patient,
             slot,
             status=AppointmentStatus.BOOKED,
@@ -279,7 +399,7 @@ def book_appointment(
         uow,
         "appointment.booked",
         entity_id=appointment.id,
-        provider_id=provider.id,
+        provider_id=provider_id,
         clinic_id=slot.clinic_id,
         patient_id=appointment.patient_id,
     )

@@ -118,6 +118,32 @@ def test_booking_writes_the_appointment_and_its_audit_event_in_one_transaction(h
     assert footprint(harbor) == (1, 1)
 
 
+def test_the_providers_lock_is_held_from_the_guarded_path_to_the_end_of_the_transaction(
+    harbor: Practice, engine: sa.Engine
+) -> None:
+    """The advisory lock is taken inside the hold-release statement (one round trip): it must be held even when no
+    hold was released, until the transaction ends, so racing bookings of the provider queue behind it."""
+    key = f"{harbor.tenant_id}:{harbor.provider.id}"
+    probe = sa.text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))")
+    with UnitOfWork(harbor.patient_actor) as uow:
+        booking.book_appointment(harbor.patient_actor, uow, provider_id=harbor.provider.id, start=local_start(3, 10))
+        with engine.connect() as other:
+            assert other.execute(probe, {"key": key}).scalar() is False
+            other.rollback()
+        uow.commit()
+    with engine.connect() as other:
+        assert other.execute(probe, {"key": key}).scalar() is True
+        other.rollback()
+
+
+def test_a_clinics_own_policy_decides_over_the_practice_default(harbor: Practice) -> None:
+    set_booking_policy(harbor, min_notice_minutes=60)
+    set_booking_policy(harbor, clinic=harbor.clinic, min_notice_minutes=5 * 24 * 60)
+    with pytest.raises(ValidationFailed, match="5 days notice"):
+        book(harbor, start=local_start(3, 10))
+    assert book(harbor, start=local_start(6, 10)).status == AppointmentStatus.BOOKED
+
+
 def test_a_start_in_another_offset_books_the_same_slot(harbor: Practice) -> None:
     start = local_start(3, 10)
     appointment = book(harbor, start=start.astimezone(ZoneInfo("Asia/Tokyo")))
