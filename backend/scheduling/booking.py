@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import exists, func, literal, or_, text, update
+from sqlalchemy import bindparam, func, or_, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
@@ -243,29 +243,70 @@ def _lock_provider(uow: UnitOfWork, provider_id: uuid.UUID) -> None:
         )
 
 
-def _release_expired_holds(
-    uow: UnitOfWork, start: datetime, end: datetime, now: datetime, who: object, *, lock_key: str | None = None
-) -> None:
-    statement = update(Appointment)
-    if lock_key is not None:  # PostgreSQL: take the provider's advisory lock in the same statement (guarded_insert)
-        # A CTE with a volatile function is never inlined, and the uncorrelated EXISTS over it becomes a one-time
-        # filter that PostgreSQL evaluates before it scans a single appointment (even when none matches).
-        lock = select(func.pg_advisory_xact_lock(func.hashtextextended(lock_key, 0))).cte("provider_lock")
-        statement = statement.add_cte(lock).where(exists(select(literal(1)).select_from(lock)))
-    released = uow.session.execute(
-        statement.where(
-            col(Appointment.status) == AppointmentStatus.HELD,
-            col(Appointment.hold_expires_at) <= now,
-            col(Appointment.start_at) < end,
-            col(Appointment.end_at) > start,
-            who,  # type: ignore[arg-type]
+# PostgreSQL: the provider's advisory lock and the release of expired holds in one round trip, as plain SQL (the
+# ORM's RETURNING machinery cost more than the statement). A CTE with a volatile function is never inlined, and the
+# uncorrelated EXISTS over it becomes a one-time filter that PostgreSQL evaluates before it scans a single
+# appointment (even when none matches); the lock is then held to the end of the transaction, so the insert that
+# follows runs under it exactly as with two statements (tests/integration/test_booking.py checks it is held).
+_LOCK_AND_RELEASE_SQL = text(
+    """
+    WITH provider_lock AS (SELECT pg_advisory_xact_lock(hashtextextended(:lock_key, 0)))
+    UPDATE appointments
+       SET status = :cancelled, cancel_reason = :reason, cancelled_at = :now, updated_at = :now
+     WHERE EXISTS (SELECT 1 FROM provider_lock)
+       AND tenant_id = :tenant AND status = :held AND hold_expires_at <= :now
+       AND start_at < :end AND end_at > :start
+       AND (provider_id = :provider OR patient_id = :patient)
+    RETURNING id
+    """
+).bindparams(bindparam("reason", type_=Appointment.__table__.c.cancel_reason.type))  # type: ignore[attr-defined]
+
+
+def _release_expired_holds(uow: UnitOfWork, appointment: Appointment, now: datetime) -> None:
+    """Release the expired holds that overlap `appointment` (of its provider or patient); on PostgreSQL take the
+    provider's advisory lock first, in the same statement."""
+    start, end = appointment.start_at, appointment.end_at
+    if uow.session.get_bind().dialect.name == "postgresql":
+        released = list(
+            uow.session.execute(
+                _LOCK_AND_RELEASE_SQL,
+                {
+                    "lock_key": f"{uow.tenant_id}:{appointment.provider_id}",
+                    "cancelled": AppointmentStatus.CANCELLED.value,
+                    "reason": "hold expired",  # encrypted like every cancel reason (the column's type)
+                    "held": AppointmentStatus.HELD.value,
+                    "now": now,
+                    "tenant": uow.tenant_id,
+                    "start": start,
+                    "end": end,
+                    "provider": appointment.provider_id,
+                    "patient": appointment.patient_id,
+                },
+            ).scalars()
         )
-        .values(status=AppointmentStatus.CANCELLED, cancel_reason="hold expired", cancelled_at=now, updated_at=now)
-        .returning(col(Appointment.id))
-        .execution_options(synchronize_session=False)
-    ).scalars()
+    else:
+        whose = col(Appointment.provider_id) == appointment.provider_id
+        if appointment.patient_id is not None:
+            whose = or_(whose, col(Appointment.patient_id) == appointment.patient_id)
+        released = list(
+            uow.session.execute(
+                update(Appointment)
+                .where(
+                    col(Appointment.status) == AppointmentStatus.HELD,
+                    col(Appointment.hold_expires_at) <= now,
+                    col(Appointment.start_at) < end,
+                    col(Appointment.end_at) > start,
+                    whose,
+                )
+                .values(
+                    status=AppointmentStatus.CANCELLED, cancel_reason="hold expired", cancelled_at=now, updated_at=now
+                )
+                .returning(col(Appointment.id))
+                .execution_options(synchronize_session=False)
+            ).scalars()
+        )
     # A state change like any other: audited in the transaction that makes it (invariant 4).
-    for hold_id in released.all():
+    for hold_id in released:
         if uow.actor is not None:
             record(uow.actor, uow, action="appointment.hold_expired", entity_type="appointment", entity_id=hold_id)
 
@@ -285,16 +326,7 @@ def guarded_insert(uow: UnitOfWork, appointment: Appointment) -> Appointment:
     now = utcnow()
     start, end = appointment.start_at, appointment.end_at
     postgres = uow.session.get_bind().dialect.name == "postgresql"
-    whose = col(Appointment.provider_id) == appointment.provider_id
-    if appointment.patient_id is not None:
-        whose = or_(whose, col(Appointment.patient_id) == appointment.patient_id)
-    if postgres:
-        # The provider's lock and the release of expired holds in one round trip: the lock is taken by the
-        # statement's own scan of the one-row lock subquery before any appointment row is looked at, and held to the
-        # end of the transaction, so the insert below runs under it exactly as with two statements.
-        _release_expired_holds(uow, start, end, now, whose, lock_key=f"{uow.tenant_id}:{appointment.provider_id}")
-    else:
-        _release_expired_holds(uow, start, end, now, whose)
+    _release_expired_holds(uow, appointment, now)
     if not postgres:
         # PostgreSQL's exclusion constraints decide below; elsewhere the serialized transaction checks.
         if _overlaps(uow, start, end, Appointment.provider_id == appointment.provider_id):
