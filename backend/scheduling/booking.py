@@ -218,7 +218,7 @@ def bookable_slot(
     if not rules:
         raise ValidationFailed("This provider has no bookable hours.", field="start")
     # Only time off matters here: whether the slot is taken is decided under the lock and by the constraints.
-    slot = find_slot(rules, start, time_off=context.time_off, include_taken=True)
+    slot = find_slot(rules, start, time_off=context.time_off, include_taken=True, now=now)
     if slot is None:
         raise ValidationFailed(
             "No session starts at that time (outside the provider's availability). Choose one of the free slots.",
