@@ -7,8 +7,9 @@ trips before the route's own work). The answer only changes when a row of `users
 confirmed, a password reset ending every session). So:
 
 * every such write, through the ORM (an object flushed) or an ORM-enabled UPDATE/DELETE on those tables, marks its
-  unit of work; when that unit of work commits, the practice's *auth generation* is bumped (a Redis counter per
-  practice, shared by every process; this process's own counter without Redis). System-scope writes, whose
+  unit of work; when that unit of work commits, the practice's *auth generation* is bumped (a value in Redis per
+  practice, shared by every process, set to a new random value on every move so a value Redis lost never comes
+  back; this process's own counter without Redis). System-scope writes, whose
   practice is not known, bump the global generation;
 * a cached answer carries the generations read *before* the database was asked, and is used only while both are
   unchanged (one Redis MGET per request instead of a transaction). A change that commits after that read bumps
@@ -24,6 +25,7 @@ The session's expiry and idle clock are still checked on every request (the cloc
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 import uuid
@@ -45,7 +47,9 @@ MAX_AGE_SECONDS = 30.0
 MAX_ENTRIES = 20_000
 _AUTH_TABLES = frozenset({"users", "memberships", "user_sessions"})
 # Columns whose change alone does not change who a token is (see the module's docstring).
-_HARMLESS = frozenset({"last_seen_at", "refresh_hash", "refresh_generation", "updated_at"})
+_HARMLESS = frozenset(
+    {"last_seen_at", "refresh_hash", "refresh_generation", "updated_at", "last_login_at", "mfa_last_step"}
+)
 _DIRTY_KEY = "auth_cache_dirty"  # Session.info: the practices (None: unknown, global) whose generation must move
 _GLOBAL = "global"
 
@@ -80,11 +84,23 @@ def generations(tenant_id: uuid.UUID) -> tuple[str, str] | None:
     if not get_settings().redis_url:
         with _lock:
             return str(_memory_generations.get(str(tenant_id), 0)), str(_memory_generations.get(_GLOBAL, 0))
+    keys = [_key(str(tenant_id)), _key(_GLOBAL)]
     try:
-        tenant_value, global_value = get_redis().mget([_key(str(tenant_id)), _key(_GLOBAL)])  # type: ignore[misc]
+        client = get_redis()
+        values = client.mget(keys)
+        if None in values:  # type: ignore[operator]
+            # A generation Redis never had (or lost: a restart, a failover, an eviction) starts at a random value,
+            # never at one it had before: an answer cached under an old value must not become valid again.
+            for key, value in zip(keys, values, strict=True):  # type: ignore[arg-type]
+                if value is None:
+                    client.set(key, secrets.randbits(62), nx=True)
+            values = client.mget(keys)
     except redis.RedisError:
         return None
-    return (tenant_value or b"0").decode(), (global_value or b"0").decode()
+    if None in values:  # type: ignore[operator]
+        return None
+    tenant_value, global_value = values  # type: ignore[misc]
+    return tenant_value.decode(), global_value.decode()
 
 
 def bump(scopes: set[str]) -> None:
@@ -104,7 +120,7 @@ def bump(scopes: set[str]) -> None:
     try:
         with get_redis().pipeline(transaction=False) as pipe:
             for scope in scopes:
-                pipe.incr(_key(scope))
+                pipe.set(_key(scope), secrets.randbits(62))  # a new value, never an old one (see generations)
             pipe.execute()
     except redis.RedisError:
         # Other processes may keep a stale answer for at most MAX_AGE_SECONDS; say so loudly.
@@ -192,4 +208,6 @@ def _bump_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_marks(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint rolled back: the outer transaction's marks still hold for its commit
     session.info.pop(_DIRTY_KEY, None)

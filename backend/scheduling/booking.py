@@ -70,16 +70,23 @@ def _provider(uow: UnitOfWork, provider_id: uuid.UUID) -> Provider:
     return provider
 
 
-def _patient_for(
-    actor: Actor, uow: UnitOfWork, patient_id: uuid.UUID | None, *, found: bool | None = None
-) -> uuid.UUID:
-    """A patient books for themself; an admin names the patient; nobody else books. `found`: whether the named
-    patient exists in the practice, when the caller already read it (booking_context)."""
+def _may_book_for(actor: Actor, patient_id: uuid.UUID | None) -> None:
+    """A patient books for themself; an admin names the patient; nobody else books."""
     if actor.role == Role.PATIENT:
         if actor.patient_id is None or (patient_id is not None and patient_id != actor.patient_id):
             raise PermissionDenied("patients book for themselves only")
-        return actor.patient_id
+        return
     require_role(actor, Role.ADMIN)
+
+
+def _patient_for(
+    actor: Actor, uow: UnitOfWork, patient_id: uuid.UUID | None, *, found: bool | None = None
+) -> uuid.UUID:
+    """The patient a booking is for (see _may_book_for). `found`: whether the named patient exists in the practice,
+    when the caller already read it (booking_context)."""
+    _may_book_for(actor, patient_id)
+    if actor.role == Role.PATIENT and actor.patient_id is not None:  # (_may_book_for refused one without)
+        return actor.patient_id
     if patient_id is None:
         raise ValidationFailed("patient_id is required when staff book", field="patient_id")
     if found is None:
@@ -394,6 +401,7 @@ def book_appointment(
     series_id: uuid.UUID | None = None,
 ) -> BookingResult:
     """Book a free slot for a patient (the patient themself, or an admin naming the patient)."""
+    _may_book_for(actor, patient_id)  # who may book is said before anything is read or the input checked
     start = _aware(start, "start")
     context = booking_context(uow, provider_id, start, patient_id if actor.role != Role.PATIENT else None)
     patient = _patient_for(actor, uow, patient_id, found=context.patient_found)
