@@ -23,7 +23,9 @@ Content-Security-Policy: scripts are 'self' plus the sha256 of each inline <scri
 need 'unsafe-eval': Reflex's event protocol has the server send small scripts the client evaluates (every toast
 is one, and rx.call_script); without it no confirmation or error toast appears. Styles need
 'unsafe-inline': Emotion (Reflex's CSS-in-JS) injects <style> elements at runtime without a nonce, and Radix
-sets style="" attributes; neither can be hashed ahead of time.
+sets style="" attributes; neither can be hashed ahead of time. Only when Stripe is configured for the browser
+(PAYMENTS_MODE=stripe with STRIPE_PUBLISHABLE_KEY) may pages load Stripe.js from js.stripe.com, frame its card
+form (js.stripe.com, hooks.stripe.com for 3-D Secure) and let it talk to api.stripe.com; never otherwise.
 """
 
 from __future__ import annotations
@@ -226,15 +228,26 @@ def build_script_hashes(build_dir: Path) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-@lru_cache(maxsize=4)
-def _page_csp_header(build_dir: Path) -> bytes:
+@lru_cache(maxsize=8)
+def _page_csp_header(build_dir: Path, stripe: bool = False) -> bytes:
     """The pages' CSP header value, built once per process (like the script hashes it names)."""
-    return page_csp(build_script_hashes(build_dir)).encode("latin-1")
+    return page_csp(build_script_hashes(build_dir), stripe=stripe).encode("latin-1")
 
 
-def page_csp(script_hashes: Iterable[str]) -> str:
+# Stripe.js and its card form (Elements), allowed only when Stripe is configured for the browser.
+STRIPE_JS = "https://js.stripe.com"
+STRIPE_FRAMES = ("https://js.stripe.com", "https://hooks.stripe.com")
+STRIPE_API = "https://api.stripe.com"
+
+
+def stripe_in_browser(settings: Settings) -> bool:
+    """Whether pages may load Stripe.js: Stripe mode with a publishable key."""
+    return settings.payments_mode == "stripe" and bool(settings.stripe_publishable_key)
+
+
+def page_csp(script_hashes: Iterable[str], *, stripe: bool = False) -> str:
     # 'unsafe-eval': Reflex's client evaluates the scripts its server sends (toasts, call_script): see the module doc.
-    scripts = " ".join(["'self'", "'unsafe-eval'", *script_hashes])
+    scripts = " ".join(["'self'", "'unsafe-eval'", *([STRIPE_JS] if stripe else []), *script_hashes])
     return "; ".join(
         [
             "default-src 'self'",
@@ -244,7 +257,8 @@ def page_csp(script_hashes: Iterable[str]) -> str:
             "img-src 'self' data: blob:",
             "font-src 'self' data:",
             # 'self' covers the same-origin ws:/wss: event socket in CSP Level 3 browsers.
-            "connect-src 'self'",
+            "connect-src 'self'" + (f" {STRIPE_API}" if stripe else ""),
+            *([f"frame-src {' '.join(STRIPE_FRAMES)}"] if stripe else []),
             "object-src 'none'",
             "base-uri 'self'",
             "form-action 'self'",
@@ -375,7 +389,7 @@ class EdgeMiddleware:
         self, scope: Scope, settings: Settings, headers: dict[bytes, bytes], path: str
     ) -> list[tuple[bytes, bytes]]:
         out = [
-            (b"content-security-policy", _page_csp_header(self.build_dir)),
+            (b"content-security-policy", _page_csp_header(self.build_dir, stripe_in_browser(settings))),
             (b"x-frame-options", b"DENY"),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"strict-origin-when-cross-origin"),

@@ -167,9 +167,11 @@ class StripeGateway:
         return str(customer.id)
 
     def start_setup(self, *, customer_id: str, idempotency_key: str, metadata: dict[str, str]) -> SetupStart:
+        # A card (the browser's Stripe Elements form), kept for charges made later without the patient present.
         params: SetupIntentCreateParams = {
             "customer": customer_id,
             "usage": "off_session",
+            "allowed_payment_method_types": ["card"],
             "metadata": metadata,
         }
         intent = self._client.v1.setup_intents.create(

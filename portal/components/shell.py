@@ -22,7 +22,7 @@ NAV: dict[str, list[tuple[str, str, str]]] = {
         (N_("My appointments"), "/patient/appointments", "calendar-check"),
         (N_("My waitlist"), "/patient/waitlist", "list-checks"),
         (N_("Messages"), "/patient/notifications", "bell"),
-        ("Payments", "/patient/payments", "credit-card"),
+        (N_("Payments"), "/patient/payments", "credit-card"),
     ],
     "doctor": [
         ("Today", "/doctor", "calendar-days"),

@@ -23,11 +23,11 @@ def _row(row: rx.Var, admin: bool) -> rx.Component:
         else []
     )
     return rx.table.row(
-        rx.table.cell(row["created"]),
+        rx.table.cell(row["created"], white_space="nowrap"),
         rx.table.cell(row["patient"]),
         rx.table.cell(row["kind"]),
         rx.table.cell(row["appointment"]),
-        rx.table.cell(row["amount"]),
+        rx.table.cell(row["amount"], white_space="nowrap"),
         rx.table.cell(rx.badge(row["status"], color_scheme=row["color"], variant="soft")),
         rx.table.cell(row["note"]),
         rx.table.cell(
@@ -124,6 +124,14 @@ def _policy_form() -> rx.Component:
                 _money_field("Late cancellation fee", "pol-late", S.f_late_fee, S.set_f_late_fee),
                 _money_field("Within hours of the start", "pol-window", S.f_window_hours, S.set_f_window_hours),
                 _money_field("No-show fee", "pol-noshow", S.f_no_show_fee, S.set_f_no_show_fee),
+                _money_field("Session price (self-pay)", "pol-session", S.f_session_price, S.set_f_session_price),
+                rx.hstack(
+                    rx.switch(id="pol-copay-on", checked=S.f_copay_enabled, on_change=S.set_f_copay_enabled),
+                    rx.el.label("Collect a copay instead", html_for="pol-copay-on"),
+                    align="center",
+                    spacing="2",
+                ),
+                rx.cond(S.f_copay_enabled, _money_field("Copay", "pol-copay", S.f_copay, S.set_f_copay)),
                 rx.hstack(
                     rx.switch(id="pol-card", checked=S.f_card_required, on_change=S.set_f_card_required),
                     rx.el.label("A card on file is required to book", html_for="pol-card"),
@@ -140,7 +148,8 @@ def _policy_form() -> rx.Component:
             rx.cond(S.form_error != "", rx.text(S.form_error, color_scheme="red", size="2", role="alert")),
             rx.hstack(
                 rx.text(
-                    "A change of the terms makes a new version: patients accept it again before a fee is charged.",
+                    "Each attended session is charged its copay or price. A change of the terms makes a new "
+                    "version: patients accept it again before anything is charged.",
                     size="1",
                     color_scheme="gray",
                 ),
