@@ -16,6 +16,7 @@ long they have already waited. None ("hard to estimate yet") when those fills sa
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -815,7 +816,7 @@ def _clean_changes(changes: dict[str, Any]) -> dict[str, Any]:
             clean[name] = value
             continue
         low, high = POLICY_BOUNDS[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValidationFailed(f"{name} must be a number from {low:g} to {high:g}", field=name)
         if name in _INT_FIELDS and value != int(value):
             raise ValidationFailed(f"{name} must be a whole number", field=name)

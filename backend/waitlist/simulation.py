@@ -225,37 +225,38 @@ def answer(world: World, entry: SimEntry, provider: int, start: datetime, *, sen
 # -- a practice's own weeks -------------------------------------------------------------------------------------
 
 
-def world_from_practice(uow: UnitOfWork, *, start: datetime, end: datetime, seed: int = 1) -> World:
+def world_from_practice(uow: UnitOfWork, *, start: datetime, end: datetime, seed: int = 1,
+                        clinic_id: uuid.UUID | None = None) -> World:  # fmt: skip
     """The practice's weeks [start, end) as they were, for replaying under other settings: its clinics, active
     providers and their weekly hours, the appointments booked before `start` that fall in the weeks (with when each
     was cancelled), and the waitlist entries that were open at some time in them (each with the patient's next
     booked appointment after `end`, the one they wanted to move up). Ids only: no names, no notes. The patients'
-    answering habits are not recorded anywhere, so they are drawn (from `seed`) like the synthetic month's."""
+    answering habits are not recorded anywhere, so they are drawn (from `seed`) like the synthetic month's.
+    With `clinic_id`, that clinic alone: its providers' hours there, its appointments and its waitlists."""
     from backend.scheduling.models import Appointment, AppointmentStatus
     from backend.waitlist.models import EntryStatus, WaitlistEntry
 
     rng = random.Random(seed)  # noqa: S311 - a simulation's stream, not security
     clinics = [c for c in uow.session.exec(select(Clinic).order_by(col(Clinic.created_at), col(Clinic.id)))
-               if c.archived_at is None]  # fmt: skip
+               if c.archived_at is None and (clinic_id is None or c.id == clinic_id)]  # fmt: skip
     clinic_index = {c.id: i for i, c in enumerate(clinics)}
     rules = list(uow.session.exec(select(AvailabilityRule).order_by(col(AvailabilityRule.weekday),
                                                                     col(AvailabilityRule.start_time))))  # fmt: skip
     providers: list[SimProvider] = []
-    provider_index: dict[uuid.UUID, int] = {}
+    # One simulated provider per (provider, clinic) with hours there: a provider who works at two clinics keeps
+    # the appointments and the waitlists of both (their hours at one clinic never overlap those at the other).
+    provider_index: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
     for provider in uow.session.exec(select(Provider).where(col(Provider.active)).order_by(col(Provider.id))):
         own = [r for r in rules if r.provider_id == provider.id and r.clinic_id in clinic_index]
-        if not own:
-            continue
-        # One clinic per simulated provider: the clinic of most of their hours.
-        home = max({r.clinic_id for r in own}, key=lambda c: (sum(r.clinic_id == c for r in own), str(c)))
-        at_home = [r for r in own if r.clinic_id == home]
-        provider_index[provider.id] = len(providers)
-        providers.append(SimProvider(
-            name=f"Provider {len(providers) + 1}", clinic=clinic_index[home],
-            specialty=(provider.specialties or ["General"])[0],
-            hours=tuple((r.weekday, r.start_time, r.end_time) for r in at_home),
-            session_minutes=at_home[0].session_minutes, buffer_minutes=at_home[0].buffer_minutes,
-        ))  # fmt: skip
+        for clinic_id in sorted({r.clinic_id for r in own}, key=lambda c: clinic_index[c]):
+            there = [r for r in own if r.clinic_id == clinic_id]
+            provider_index[(provider.id, clinic_id)] = len(providers)
+            providers.append(SimProvider(
+                name=f"Provider {len(providers) + 1}", clinic=clinic_index[clinic_id],
+                specialty=(provider.specialties or ["General"])[0],
+                hours=tuple((r.weekday, r.start_time, r.end_time) for r in there),
+                session_minutes=there[0].session_minutes, buffer_minutes=there[0].buffer_minutes,
+            ))  # fmt: skip
     patient_index: dict[uuid.UUID, int] = {}
 
     def patient_of(patient_id: uuid.UUID) -> int:
@@ -271,38 +272,43 @@ def world_from_practice(uow: UnitOfWork, *, start: datetime, end: datetime, seed
         .order_by(col(Appointment.start_at), col(Appointment.id))
     )  # fmt: skip
     for row in rows:
-        if row.provider_id not in provider_index or row.patient_id is None:
+        if (row.provider_id, row.clinic_id) not in provider_index or row.patient_id is None:
             continue
         cancelled = row.status in (AppointmentStatus.CANCELLED, AppointmentStatus.LATE_CANCELLED)
         if cancelled and (row.cancelled_at is None or row.cancelled_at < start):
             continue  # cancelled before the weeks began: never in them
         appointments.append(SimAppointment(
-            provider=provider_index[row.provider_id], patient=patient_of(row.patient_id), start=row.start_at,
+            provider=provider_index[(row.provider_id, row.clinic_id)], patient=patient_of(row.patient_id),
+            start=row.start_at,
             booked_at=min(row.created_at, start - timedelta(minutes=1)),
             cancelled_at=row.cancelled_at if cancelled else None,
         ))  # fmt: skip
     entries: list[SimEntry] = []
     open_now = (EntryStatus.WAITING, EntryStatus.OFFERED)
+    originals: dict[uuid.UUID, int | None] = {}  # patient -> index of their next appointment after the weeks
     for entry in uow.session.exec(
         select(WaitlistEntry).where(WaitlistEntry.created_at < end).order_by(col(WaitlistEntry.created_at))
     ):
         if entry.clinic_id not in clinic_index or (entry.status not in open_now and entry.updated_at < start):
             continue
-        if entry.provider_id is not None and entry.provider_id not in provider_index:
+        if entry.provider_id is not None and (entry.provider_id, entry.clinic_id) not in provider_index:
             continue
-        later = uow.session.exec(
-            select(Appointment)
-            .where(Appointment.patient_id == entry.patient_id, Appointment.start_at >= end,
-                   Appointment.status == AppointmentStatus.BOOKED)
-            .order_by(col(Appointment.start_at))
-        ).first()  # fmt: skip
-        original = None
-        if later is not None and later.provider_id in provider_index:
-            original = len(appointments)
-            booked_at = min(later.created_at, start - timedelta(minutes=1))
-            appointments.append(SimAppointment(provider=provider_index[later.provider_id],
-                                               patient=patient_of(entry.patient_id), start=later.start_at,
-                                               booked_at=booked_at))  # fmt: skip
+        if entry.patient_id not in originals:
+            # Looked up once per patient: a patient on two waitlists moves up the same appointment.
+            later = uow.session.exec(
+                select(Appointment)
+                .where(Appointment.patient_id == entry.patient_id, Appointment.start_at >= end,
+                       Appointment.status == AppointmentStatus.BOOKED)
+                .order_by(col(Appointment.start_at))
+            ).first()  # fmt: skip
+            originals[entry.patient_id] = None
+            if later is not None and (later.provider_id, later.clinic_id) in provider_index:
+                originals[entry.patient_id] = len(appointments)
+                booked_at = min(later.created_at, start - timedelta(minutes=1))
+                appointments.append(SimAppointment(provider=provider_index[(later.provider_id, later.clinic_id)],
+                                                   patient=patient_of(entry.patient_id), start=later.start_at,
+                                                   booked_at=booked_at))  # fmt: skip
+        original = originals[entry.patient_id]
         windows = []
         for raw in entry.preferred_windows or []:
             try:
@@ -313,7 +319,7 @@ def world_from_practice(uow: UnitOfWork, *, start: datetime, end: datetime, seed
         entries.append(SimEntry(
             patient=patient_of(entry.patient_id), clinic=clinic_index[entry.clinic_id],
             joined_at=min(entry.created_at, end - timedelta(minutes=1)),
-            provider=provider_index[entry.provider_id] if entry.provider_id is not None else None,
+            provider=provider_index[(entry.provider_id, entry.clinic_id)] if entry.provider_id is not None else None,
             windows=tuple(windows), urgency=entry.urgency, earliest_date=entry.earliest_date,
             latest_date=entry.latest_date, original=original,
         ))  # fmt: skip
@@ -326,6 +332,34 @@ def world_from_practice(uow: UnitOfWork, *, start: datetime, end: datetime, seed
                                                        enumerate(clinics)),
         providers=tuple(providers), patients=patients, appointments=tuple(appointments), entries=tuple(entries),
     )  # fmt: skip
+
+
+def shift_world(world: World, weeks: int) -> World:
+    """The same weeks `weeks` whole weeks later on each clinic's wall clock: every weekday and local time stays
+    what it was (a Tuesday 09:00 session is still one after a clock change in between). Past weeks are replayed
+    moved past the present: the booking rules look for session starts after the real present."""
+
+    def move(moment: datetime, zone: str) -> datetime:
+        local = moment.astimezone(ZoneInfo(zone)).replace(tzinfo=None) + timedelta(weeks=weeks)
+        return local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+    def move_date(day: date | None) -> date | None:
+        return None if day is None else day + timedelta(weeks=weeks)
+
+    first = world.clinics[0].timezone if world.clinics else "UTC"
+    appointments = tuple(
+        replace(a, start=move(a.start, zone), booked_at=move(a.booked_at, zone),
+                cancelled_at=None if a.cancelled_at is None else move(a.cancelled_at, zone))
+        for a in world.appointments
+        for zone in [world.clinics[world.providers[a.provider].clinic].timezone]
+    )  # fmt: skip
+    entries = tuple(
+        replace(e, joined_at=move(e.joined_at, world.clinics[e.clinic].timezone),
+                earliest_date=move_date(e.earliest_date), latest_date=move_date(e.latest_date))
+        for e in world.entries
+    )  # fmt: skip
+    return replace(world, start=move(world.start, first), end=move(world.end, first), appointments=appointments,
+                   entries=entries)  # fmt: skip
 
 
 def policy_from_settings(name: str, policy: EffectivePolicy) -> Policy:
@@ -1010,6 +1044,7 @@ __all__ = [
     "migrate_sqlite",
     "policy_from_settings",
     "run_policy",
+    "shift_world",
     "simulate",
     "sqlite_copies",
     "world_from_practice",

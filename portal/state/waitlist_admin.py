@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -12,9 +14,11 @@ from backend.errors import DomainError
 from backend.scheduling.search import search_providers
 from backend.tenancy.context import Actor
 from backend.types import utcnow
+from backend.waitlist import preview as policy_preview
 from backend.waitlist import service as waitlist
 from backend.waitlist.models import EntryStatus
 from backend.waitlist.policy import POLICY_BOUNDS
+from portal.i18n import tr
 from portal.state.admin import ALL_CLINICS, AdminState
 from portal.state.live import LiveRefreshMixin
 from portal.state.options import option_or
@@ -231,6 +235,100 @@ def _fmt_number(name: str, value: Any) -> str:
     return str(int(value)) if name in INT_FIELDS else f"{float(value):g}"
 
 
+FLAG_FIELDS = ("quiet_enabled", "auto_offer", "expire_on_decline")
+TIME_FIELDS = ("quiet_hours_start", "quiet_hours_end")
+PREVIEW_POLL_SECONDS = 0.4
+PREVIEW_GIVE_UP_SECONDS = 300
+
+
+def _parse_form(form: dict[str, Any], quiet_enabled: bool) -> tuple[dict[str, str], dict[str, Any]]:
+    """(errors by field, the changes put_waitlist_policy takes) from the form's raw values."""
+    errors: dict[str, str] = {}
+    changes: dict[str, Any] = {}
+    for name in NUMBER_FIELDS:
+        raw = str(form.get(name, "")).strip()
+        try:
+            number = float(raw)
+        except ValueError:
+            errors[name] = "Enter a number."
+            continue
+        changes[name] = int(number) if name in INT_FIELDS and number == int(number) else number
+    if quiet_enabled:
+        for name in TIME_FIELDS:
+            raw = str(form.get(name, "")).strip()
+            if not raw:
+                errors[name] = "Enter a time, or switch quiet hours off."
+            changes[name] = raw
+    else:
+        changes["quiet_hours_start"] = changes["quiet_hours_end"] = None
+    return errors, changes
+
+
+def _same(name: str, a: str, b: str) -> bool:
+    """Whether two raw values of field `name` say the same ("30" and "30.0" do)."""
+    if name in NUMBER_FIELDS:
+        try:
+            return float(a) == float(b)
+        except ValueError:
+            return a.strip() == b.strip()
+    return a.strip() == b.strip()
+
+
+def _percent(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.0%}"
+
+
+def _minutes(lang: str, value: Any) -> str:
+    return "–" if value is None else tr(lang, "{n} min", n=f"{float(value):.0f}")
+
+
+def _ratio(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.1f}"
+
+
+def preview_lines(lang: str, result: dict[str, Any], clinic: bool) -> dict[str, str]:
+    """The preview's figures and the sentences around them, worded for the page."""
+    weeks = int(result.get("weeks", 0))
+    counts = {"n": weeks, "c": result.get("cancellations", 0), "e": result.get("entries", 0)}
+    if not result.get("enough"):
+        if result.get("too_large"):
+            text = tr(lang, "This practice is too large to preview in under a minute. Preview one clinic at a time.")
+        else:
+            text = tr(
+                lang,
+                "Too little history to preview: the last {n} weeks hold {c} cancelled appointments and {e} waitlist "
+                "entries. A preview needs at least 3 cancellations and someone on a waitlist.",
+                **counts,
+            )
+        return {"headline": "", "detail": text}
+    now, new = result["current"], result["proposed"]
+    headline = tr(
+        lang,
+        "Fill rate {a} → {b} · median time to fill {c} → {d} · offers per filled slot {e} → {f}",
+        a=_percent(now["fill_rate"]),
+        b=_percent(new["fill_rate"]),
+        c=_minutes(lang, now["median_minutes_to_fill"]),
+        d=_minutes(lang, new["median_minutes_to_fill"]),
+        e=_ratio(now["offers_per_fill"]),
+        f=_ratio(new["offers_per_fill"]),
+    )
+    if clinic:
+        detail = tr(
+            lang,
+            "A simulation of this clinic's last {n} weeks ({c} cancelled appointments, {e} waitlist entries) under "
+            "the saved and the proposed settings, with modelled patient replies. Nothing was saved or sent.",
+            **counts,
+        )
+    else:
+        detail = tr(
+            lang,
+            "A simulation of the practice's last {n} weeks ({c} cancelled appointments, {e} waitlist entries) "
+            "under the saved and the proposed settings, with modelled patient replies. Nothing was saved or sent.",
+            **counts,
+        )
+    return {"headline": headline, "detail": detail}
+
+
 class PolicyState(AdminState):
     """The waitlist policy of the practice and of each clinic; every save is audited by the service."""
 
@@ -245,6 +343,15 @@ class PolicyState(AdminState):
     loaded: bool = False
     # Bumped on each load so the uncontrolled inputs take the loaded values again.
     form_key: int = 0
+    # The form as saved and as typed now (each input reports its changes): the preview offers itself when they differ.
+    saved: dict[str, str] = {}
+    draft: dict[str, str] = {}
+    # The preview of the typed settings: "" (none), "running", "done" or "failed"; its progress in percent; its text.
+    preview_job: str = ""
+    preview_state: str = ""
+    preview_progress: int = 0
+    preview_headline: str = ""
+    preview_detail: str = ""
 
     def _load_policy(self, actor: Actor) -> None:
         clinic_id = None if self.scope == PRACTICE else uuid.UUID(self.scope)
@@ -260,7 +367,23 @@ class PolicyState(AdminState):
         self.updated = f"{view.updated_at:%d %b %Y %H:%M} UTC" if view.updated_at else ""
         self.errors = {}
         self.form_key += 1
+        self.saved = {name: self.values[name] for name in (*NUMBER_FIELDS, *TIME_FIELDS)} | {
+            "quiet_enabled": "1" if self.quiet_enabled else "",
+            "auto_offer": "1" if self.auto_offer else "",
+            "expire_on_decline": "1" if self.expire_on_decline else "",
+        }
+        self.draft = dict(self.saved)
+        self._clear_preview()
         self.loaded = True
+
+    def _clear_preview(self) -> None:
+        self.preview_job = self.preview_state = self.preview_headline = self.preview_detail = ""
+        self.preview_progress = 0
+
+    def _typed(self, name: str, value: str) -> None:
+        self.draft[name] = value
+        if self.preview_state in ("done", "failed"):
+            self._clear_preview()  # the figures were for other settings
 
     @rx.event
     def load(self):
@@ -292,14 +415,81 @@ class PolicyState(AdminState):
     @rx.event
     def set_auto_offer(self, value: bool):
         self.auto_offer = value
+        self._typed("auto_offer", "1" if value else "")
 
     @rx.event
     def set_decline(self, value: str):
         self.expire_on_decline = value == "expire"
+        self._typed("expire_on_decline", "1" if self.expire_on_decline else "")
 
     @rx.event
     def set_quiet_enabled(self, value: bool):
         self.quiet_enabled = value
+        self._typed("quiet_enabled", "1" if value else "")
+
+    @rx.event
+    def set_draft(self, name: str, value: str):
+        """An input changed: note it (the preview button shows while the form differs from what is saved)."""
+        if name in (*NUMBER_FIELDS, *TIME_FIELDS) and isinstance(value, str) and len(value) <= 40:
+            self._typed(name, value)
+
+    @rx.event
+    def preview(self):
+        """Check the typed settings as a save would and start simulating their effect; nothing is saved."""
+        actor = self._admin()
+        if actor is None:
+            return rx.toast.error(SESSION_ENDED)
+        if self.preview_state == "running":
+            return None
+        errors, changes = _parse_form(self.draft, self.quiet_enabled)
+        changes["auto_offer"] = self.auto_offer
+        changes["expire_entry_on_decline"] = self.expire_on_decline
+        if errors:
+            self.errors = errors
+            return None
+        clinic_id = None if self.scope == PRACTICE else uuid.UUID(self.scope)
+        try:
+            with UnitOfWork(actor) as uow:
+                job = policy_preview.preview_policy(actor, uow, clinic_id, changes)
+        except DomainError as exc:
+            self.errors = {exc.field or "form": _humanise(exc.message, exc.field)}
+            return None
+        self.errors = {}
+        self._clear_preview()
+        self.preview_job, self.preview_state = str(job), "running"
+        return PolicyState.watch_preview
+
+    @rx.event(background=True)
+    async def watch_preview(self):
+        """Follow the running preview: its progress, then its figures (the simulation runs elsewhere)."""
+        async with self:
+            job = self.preview_job
+        deadline = time.monotonic() + PREVIEW_GIVE_UP_SECONDS
+        while job:
+            await asyncio.sleep(PREVIEW_POLL_SECONDS)
+            async with self:
+                if self.preview_job != job:
+                    return  # cleared or replaced (another scope, a save, a new preview)
+                actor = self._admin()
+            status = None
+            if actor is not None:
+                try:
+                    status = await asyncio.to_thread(_preview_status, actor, uuid.UUID(job))
+                except DomainError:
+                    status = None
+            async with self:
+                if self.preview_job != job:
+                    return
+                if status is None or time.monotonic() > deadline or status.state == "failed":
+                    self.preview_state = "failed"
+                    self.preview_detail = tr(self.lang, "The preview could not be completed. Try again.")
+                    return
+                self.preview_progress = int(status.progress * 100)
+                if status.state == "done" and status.result is not None:
+                    lines = preview_lines(self.lang, status.result, clinic=self.scope != PRACTICE)
+                    self.preview_headline, self.preview_detail = lines["headline"], lines["detail"]
+                    self.preview_state = "done"
+                    return
 
     @rx.event
     def save(self, form: dict[str, Any]):
@@ -307,26 +497,9 @@ class PolicyState(AdminState):
         actor = self._admin()
         if actor is None:
             return rx.toast.error(SESSION_ENDED)
-        errors: dict[str, str] = {}
-        changes: dict[str, Any] = {}
-        for name in NUMBER_FIELDS:
-            raw = str(form.get(name, "")).strip()
-            self.values[name] = raw
-            try:
-                number = float(raw)
-            except ValueError:
-                errors[name] = "Enter a number."
-                continue
-            changes[name] = int(number) if name in INT_FIELDS and number == int(number) else number
-        if self.quiet_enabled:
-            for name in ("quiet_hours_start", "quiet_hours_end"):
-                raw = str(form.get(name, "")).strip()
-                self.values[name] = raw
-                if not raw:
-                    errors[name] = "Enter a time, or switch quiet hours off."
-                changes[name] = raw
-        else:
-            changes["quiet_hours_start"] = changes["quiet_hours_end"] = None
+        for name in (*NUMBER_FIELDS, *(TIME_FIELDS if self.quiet_enabled else ())):
+            self.values[name] = str(form.get(name, "")).strip()
+        errors, changes = _parse_form(form, self.quiet_enabled)
         changes["auto_offer"] = self.auto_offer
         changes["expire_entry_on_decline"] = self.expire_on_decline
         if errors:
@@ -375,5 +548,15 @@ class PolicyState(AdminState):
         return self.scope != PRACTICE and self.source == "clinic"
 
     @rx.var
+    def changed(self) -> bool:
+        """Whether the form differs from the saved policy."""
+        return any(not _same(name, self.draft.get(name, ""), value) for name, value in self.saved.items())
+
+    @rx.var
     def decline_value(self) -> str:
         return "expire" if self.expire_on_decline else "waiting"
+
+
+def _preview_status(actor: Actor, job_id: uuid.UUID) -> policy_preview.PreviewStatus:
+    with UnitOfWork(actor) as uow:
+        return policy_preview.preview_status(actor, uow, job_id)

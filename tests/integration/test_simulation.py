@@ -4,7 +4,7 @@ engine), and a practice's own weeks read back for replaying under its settings."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,7 @@ from backend.waitlist.simulation import (
     SimProvider,
     World,
     policy_from_settings,
+    shift_world,
     simulate,
     world_from_practice,
 )
@@ -191,3 +192,64 @@ def test_a_practice_s_own_weeks_replay_under_its_settings(db: sa.Engine) -> None
 
     (figures,) = simulate(world, [settings])
     assert figures.freed == 1 and figures.offers >= 1
+
+
+def test_a_provider_at_two_clinics_keeps_the_weeks_of_both(db: sa.Engine) -> None:
+    t0 = datetime(2030, 1, 7, 12, tzinfo=UTC)  # a Monday
+    berlin = ZoneInfo("Europe/Berlin")
+    with virtual_clock(lambda: t0):
+        p = make_practice("Harbor Mental Health", "harbor")  # Downtown in New York, Uptown in Berlin
+        add_availability(p, 1, 3, clinic=p.clinic)  # Tuesdays and Thursdays in New York
+        add_availability(p, 2, clinic=p.clinic2, start=time(9, 0), end=time(17, 0))  # Wednesdays in Berlin
+        in_berlin = datetime.combine(t0.date() + timedelta(days=2), time(10), tzinfo=berlin).astimezone(UTC)
+        there = add_appointment(p, in_berlin, clinic=p.clinic2, patient=add_patient(p, "Berlin Patient"))
+        here = add_appointment(p, t0 + timedelta(days=1, hours=3))  # Tuesday 10:00 in New York
+        waiting = add_patient(p, "Waits Twice")
+        add_waitlist_entry(p, patient=waiting, clinic=p.clinic)
+        add_waitlist_entry(p, patient=waiting, clinic=p.clinic2)
+        add_appointment(p, t0 + timedelta(days=15, hours=3), patient=waiting)  # after the weeks, once
+
+    with UnitOfWork(p.system) as uow:
+        world = world_from_practice(uow, start=t0 + timedelta(hours=1), end=t0 + timedelta(days=7), seed=2)
+        only_berlin = world_from_practice(uow, start=t0 + timedelta(hours=1), end=t0 + timedelta(days=7), seed=2,
+                                          clinic_id=p.clinic2.id)  # fmt: skip
+
+    # One simulated provider per clinic they work at, each with that clinic's hours and appointments.
+    assert sorted((world.clinics[s.clinic].timezone, s.hours[0][0]) for s in world.providers) == [
+        ("America/New_York", 1),
+        ("Europe/Berlin", 2),
+    ]
+    zone_of = {a.start: world.clinics[world.providers[a.provider].clinic].timezone for a in world.appointments}
+    assert zone_of[there.start_at] == "Europe/Berlin" and zone_of[here.start_at] == "America/New_York"
+    # The patient on two waitlists moves up one and the same later appointment.
+    originals = {e.original for e in world.entries}
+    assert len(world.entries) == 2 and len(originals) == 1 and None not in originals
+    # A clinic alone: its clinic, its provider's hours there, its appointments and its waitlist.
+    assert [c.timezone for c in only_berlin.clinics] == ["Europe/Berlin"]
+    assert [a.start for a in only_berlin.appointments] == [there.start_at]
+    assert len(only_berlin.entries) == 1
+
+
+def test_shifted_weeks_keep_every_weekday_and_local_time_across_a_clock_change() -> None:
+    ny = ZoneInfo("America/New_York")
+    # Tuesday 09:00 in New York, two weeks before the clocks go forward (Sunday March 10, 2030).
+    nine = datetime(2030, 2, 26, 9, tzinfo=ny).astimezone(UTC)
+    world = World(
+        start=nine - timedelta(days=1), end=nine + timedelta(days=1), seed=1,
+        clinics=(SimClinic("Clinic", "America/New_York"),),
+        providers=(SimProvider("Provider", clinic=0, specialty="Anxiety", hours=((1, time(9), time(17)),)),),
+        patients=(YES, YES),
+        appointments=(SimAppointment(provider=0, patient=0, start=nine, booked_at=nine - timedelta(days=9),
+                                     cancelled_at=nine - timedelta(hours=20)),),
+        entries=(SimEntry(patient=1, clinic=0, joined_at=nine - timedelta(days=3),
+                          earliest_date=date(2030, 2, 20)),),
+    )  # fmt: skip
+    moved = shift_world(world, 3)
+    (appointment,) = moved.appointments
+    local = appointment.start.astimezone(ny)
+    assert (local.date(), local.hour, local.minute) == (date(2030, 3, 19), 9, 0)  # still Tuesday 09:00
+    assert appointment.start - nine == timedelta(weeks=3, hours=-1)  # an hour less of real time: EST to EDT
+    assert appointment.cancelled_at is not None and appointment.cancelled_at.astimezone(ny).hour == 13
+    assert moved.entries[0].earliest_date == date(2030, 3, 13)
+    (figures,) = simulate(moved, [Policy("Ours", quiet_hours=None)])
+    assert (figures.freed, figures.filled) == (1, 1)  # the moved session is one the booking rules know

@@ -111,6 +111,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"entry_ttl_days": 1.5}, "entry_ttl_days"),
     ({"urgency_weight": 101}, "urgency_weight"),
     ({"fit_weight": "heavy"}, "fit_weight"),
+    ({"reconfirm_interval_days": float("nan")}, "reconfirm_interval_days"),  # not a 500: NaN has no int()
+    ({"wait_weight": float("inf")}, "wait_weight"),
     ({"offers_per_batch": None}, "offers_per_batch"),
     ({"auto_offer": "yes"}, "auto_offer"),
     ({"quiet_hours_start": "25:00"}, "quiet_hours_start"),

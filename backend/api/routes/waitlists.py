@@ -12,6 +12,7 @@ from backend.api.deps import ActorDep, UowDep
 from backend.api.ratelimit import rate_limit
 from backend.ratelimit import WAITLIST_JOIN
 from backend.types import ApiDate, ApiText, Int64
+from backend.waitlist import preview as policy_preview
 from backend.waitlist.models import EntryStatus
 from backend.waitlist.policy import POLICY_BOUNDS
 from backend.waitlist.service import (
@@ -84,6 +85,48 @@ class PolicyBody(BaseModel):
     def changes(self) -> dict[str, Any]:
         """The fields sent; null clears quiet hours and is refused (by the service) for anything else."""
         return self.model_dump(exclude_unset=True)
+
+
+class PreviewBody(PolicyBody):
+    """POST /waitlist-policy/preview: the proposed settings (as for PUT), for the practice or one clinic."""
+
+    clinic_id: uuid.UUID | None = Field(default=None, description="a clinic's policy; null for the practice default")
+    weeks: int = Field(default=policy_preview.DEFAULT_WEEKS, ge=1, le=policy_preview.MAX_WEEKS)
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True, exclude={"clinic_id", "weeks"})
+
+
+class PreviewStarted(BaseModel):
+    job_id: uuid.UUID
+
+
+class PreviewFigures(BaseModel):
+    freed: int
+    filled: int
+    fill_rate: float
+    median_minutes_to_fill: float | None
+    offers_per_fill: float | None
+    messages_per_fill: float | None
+
+
+class PreviewResult(BaseModel):
+    """What the replay found: figures for both settings, or why there are none (too little history, too large)."""
+
+    enough: bool
+    too_large: bool = False
+    weeks: int
+    cancellations: int
+    entries: int
+    current: PreviewFigures | None = None
+    proposed: PreviewFigures | None = None
+
+
+class PreviewStatusOut(BaseModel):
+    job_id: uuid.UUID
+    state: str = Field(description="queued, running, done or failed")
+    progress: float = Field(description="0..1")
+    result: PreviewResult | None
 
 
 @router.get("/waitlists", response_model=list[EntryView])
@@ -177,3 +220,19 @@ def delete_clinic_policy(clinic_id: uuid.UUID, actor: ActorDep, uow: UowDep) -> 
     delete_clinic_waitlist_policy(actor, uow, clinic_id)
     uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/waitlist-policy/preview", status_code=status.HTTP_202_ACCEPTED, response_model=PreviewStarted)
+def start_policy_preview(body: PreviewBody, actor: ActorDep, uow: UowDep) -> PreviewStarted:
+    """Simulate the practice's last weeks under its policy and under these settings, in the background (admin).
+    Nothing is saved; poll GET /waitlist-policy/preview/{job_id}. 409 while another preview of the practice runs."""
+    job_id = policy_preview.preview_policy(actor, uow, body.clinic_id, body.changes(), weeks=body.weeks)
+    return PreviewStarted(job_id=job_id)
+
+
+@router.get("/waitlist-policy/preview/{job_id}", response_model=PreviewStatusOut)
+def get_policy_preview(job_id: uuid.UUID, actor: ActorDep, uow: UowDep) -> PreviewStatusOut:
+    """A preview's state and progress, then its figures (admin; kept 30 minutes)."""
+    found = policy_preview.preview_status(actor, uow, job_id)
+    result = PreviewResult.model_validate(found.result) if found.result is not None else None
+    return PreviewStatusOut(job_id=found.job_id, state=found.state, progress=found.progress, result=result)

@@ -6,6 +6,7 @@ import reflex as rx
 
 from portal.components.fields import error_attrs, field_error, field_label
 from portal.components.shell import APP_NAME, page_header, shell
+from portal.i18n import t
 from portal.state.session import SessionState
 from portal.state.waitlist_admin import INT_FIELDS, POLICY_GROUPS, PolicyState, _bound_label
 
@@ -28,6 +29,7 @@ def _number_field(name: str, label: str, unit: str) -> rx.Component:
                 type="number",
                 step="1" if name in INT_FIELDS else "any",
                 default_value=S.values.get(name, ""),
+                on_change=lambda value, name=name: S.set_draft(name, value),
                 width="140px",
                 **error_attrs(name, S.errors.get(name, ""), f"bounds-{name}"),
             ),
@@ -64,6 +66,7 @@ def _time_field(name: str, label: str) -> rx.Component:
             name=name,
             type="time",
             default_value=S.values.get(name, ""),
+            on_change=lambda value, name=name: S.set_draft(name, value),
             width="140px",
             disabled=~S.quiet_enabled,
             **error_attrs(name, S.errors.get(name, "")),
@@ -132,6 +135,62 @@ def _behaviour() -> rx.Component:
             width="100%",
         ),
         width="100%",
+    )
+
+
+def _preview_panel() -> rx.Component:
+    """The simulated effect of the typed settings: a progress bar while it runs, then the figures (a live region)."""
+    return rx.cond(
+        S.preview_state != "",
+        rx.card(
+            rx.vstack(
+                rx.heading(t("Simulated effect of these settings"), size="3", as_="h2"),
+                rx.cond(
+                    S.preview_state == "running",
+                    rx.vstack(
+                        rx.progress(
+                            value=S.preview_progress,
+                            max=100,
+                            width="100%",
+                            id="policy-preview-progress",
+                            aria_label=t("Preview progress"),
+                        ),
+                        rx.text(
+                            t("Replaying the last weeks under both settings… {p}%", p=S.preview_progress),
+                            size="2",
+                            color_scheme="gray",
+                        ),
+                        spacing="2",
+                        width="100%",
+                    ),
+                ),
+                # The outcome is announced once it is there (the progress bar is not: it would chatter).
+                rx.box(
+                    rx.cond(
+                        S.preview_headline != "",
+                        rx.text(S.preview_headline, size="4", weight="bold", id="policy-preview-figures"),
+                    ),
+                    rx.cond(
+                        S.preview_detail != "",
+                        rx.text(S.preview_detail, size="2", id="policy-preview-detail"),
+                    ),
+                    role="status",
+                    width="100%",
+                ),
+                rx.text(
+                    t(
+                        "The simulation models the offer hold, the stop before the slot, quiet hours and the ranking "
+                        "weights; the other settings do not change these figures."
+                    ),
+                    size="1",
+                    color_scheme="gray",
+                ),
+                spacing="3",
+                width="100%",
+            ),
+            id="policy-preview",
+            width="100%",
+        ),
     )
 
 
@@ -204,10 +263,26 @@ def admin_policy() -> rx.Component:
                     *[_group(title, fields) for title, fields in POLICY_GROUPS],
                     _behaviour(),
                     rx.hstack(
+                        rx.cond(
+                            S.changed,
+                            rx.button(
+                                rx.icon("flask-conical", size=16),
+                                t("Preview the effect"),
+                                type="button",
+                                size="3",
+                                variant="soft",
+                                on_click=S.preview,
+                                loading=S.preview_state == "running",
+                                id="policy-preview-button",
+                            ),
+                        ),
                         rx.button(rx.icon("save", size=16), "Save policy", type="submit", size="3"),
                         justify="end",
+                        wrap="wrap",
+                        spacing="3",
                         width="100%",
                     ),
+                    _preview_panel(),
                     spacing="4",
                     width="100%",
                 ),
