@@ -22,7 +22,7 @@ from backend.notifications.models import (
     NotificationSettings,
 )
 from backend.payments.models import FeePolicy, Payment, PaymentMethod, PolicyAcceptance
-from backend.scheduling.models import Appointment, AvailabilityRule, BookingPolicy, TimeOff
+from backend.scheduling.models import Appointment, AvailabilityRule, BookingPolicy, ProviderNextFree, TimeOff
 from backend.tenancy.models import Clinic, PracticeText, Tenant, TenantMixin
 from backend.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistPolicy
 
@@ -51,6 +51,7 @@ __all__ = [
     "PracticeText",
     "Provider",
     "ProviderClinic",
+    "ProviderNextFree",
     "Registration",
     "Tenant",
     "TenantMixin",

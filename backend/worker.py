@@ -89,6 +89,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": get_settings().payments_sweep_seconds,
         "options": {"expires": get_settings().payments_sweep_seconds},
     },
+    # Each provider's next free slot (backend/scheduling/next_free.py): rows changes marked, or that went stale by
+    # time, computed again before a search needs them.
+    "scheduling-refresh-next-free": {
+        "task": "scheduling.refresh_next_free_tick",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
     # Proves beat runs: waitwell_beat_heartbeat_timestamp_seconds (alert WaitwellBeatNotRunning past 5 minutes).
     "ops-beat-heartbeat": {
         "task": "ops.beat_heartbeat",

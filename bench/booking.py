@@ -1,11 +1,13 @@
 """Benchmark (not a test): booking and provider search through the REST API, against the physical limit.
 
     make bench            # or: .venv/bin/python -m bench.booking [--requests 400] [--workers 2]
+    .venv/bin/python -m bench.booking --search-only --levels 1,8      # provider search alone
 
 It creates its own PostgreSQL database (dropped at the end), a practice with providers available around
 the clock, and serves the API with granian on a free local port. Then it prints, per concurrency level:
 - bookings/s and p50/p95/p99 latency of POST /api/v1/appointments on distinct free slots;
-- the same for GET /api/v1/providers, cached (warm Redis) and uncached (cache keys dropped first);
+- the same for GET /api/v1/providers, cached (warm Redis) and uncached (cache keys dropped first), with the
+  CPU each search cost the server and PostgreSQL;
 - bare INSERTs of the same appointment row through psycopg on the same database (the limit), and the
   ratio app/limit.
 Nothing here asserts a time: it only measures and prints.
@@ -37,6 +39,7 @@ ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 LEVELS = (1, 4, 8, 16)
 BOOKING_ONLY = False
+SEARCH_ONLY = False
 PASSWORD = "bench-pass-2026"
 SLOTS_PER_DAY = 47  # 30-minute sessions from 00:00, the last starting 23:00
 
@@ -194,17 +197,19 @@ def booking_job(body: dict):
     return {"call": call}
 
 
-def search_job(tenant_id: uuid.UUID, *, uncached: bool):
+def search_job(tenant_id: uuid.UUID, providers: list[uuid.UUID], *, uncached: bool):
+    """One search; uncached: the practice's cache keys are dropped first (one DEL of the keys it can have: a SCAN
+    here would stall the client's event loop, and every request in flight with it)."""
     import redis
 
+    from backend.scheduling import cache
+
     r = redis.Redis.from_url(REDIS_URL)
+    keys = [cache.directory_key(tenant_id), *(cache.next_free_key(tenant_id, p) for p in providers)]
 
     async def call(client: httpx.AsyncClient, headers: dict) -> httpx.Response:
         if uncached:
-            keys = list(r.scan_iter(f"clinic:{tenant_id}:cache:*"))
-            keys = [k for k in keys if not k.endswith(b":stats")]
-            if keys:
-                r.delete(*keys)
+            r.delete(*keys)
         return await client.get("/api/v1/providers", params={"specialty": "Anxiety"}, headers=headers)
 
     return {"call": call}
@@ -218,7 +223,7 @@ async def bench_api(url: str, info: dict, requests_per_level: int) -> tuple[list
         token = login.json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         patients = list(info["patients"])
-        for n, level in enumerate(LEVELS):
+        for n, level in enumerate(() if SEARCH_ONLY else LEVELS):
             plan = slot_plan(info["providers"], patients[n * requests_per_level :], requests_per_level, 2 + n * 20)
             app0, pg0 = cpu_now()
             elapsed, latencies, statuses = await run_level(client, level, [booking_job(b) for b in plan], headers)
@@ -236,10 +241,14 @@ async def bench_api(url: str, info: dict, requests_per_level: int) -> tuple[list
                 rows.append("provider search: GET /api/v1/providers not available")
                 break
             for level in LEVELS:
-                jobs = [search_job(info["tenant_id"], uncached=uncached) for _ in range(requests_per_level // 2)]
+                job = search_job(info["tenant_id"], info["providers"], uncached=uncached)  # one Redis client
+                jobs = [job] * (requests_per_level // 2)
+                app0, pg0 = cpu_now()
                 elapsed, latencies, statuses = await run_level(client, level, jobs, headers)
+                app1, pg1 = cpu_now()
+                cpu = f"cpu/search app {1000 * (app1 - app0) / len(jobs):.1f} ms, pg {1000 * (pg1 - pg0) / len(jobs):.1f} ms"
                 label = "search uncached" if uncached else "search cached"
-                rows.append(_row(label, level, len(jobs), elapsed, latencies, f"statuses {statuses}"))
+                rows.append(_row(label, level, len(jobs), elapsed, latencies, f"statuses {statuses}; {cpu}"))
     return rows, book_rates
 
 
@@ -284,13 +293,14 @@ def bench_bare_inserts(db_url: str, info: dict, per_level: int) -> dict[int, flo
 
 
 def main() -> int:
-    global LEVELS, BOOKING_ONLY
+    global LEVELS, BOOKING_ONLY, SEARCH_ONLY
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400, help="bookings per concurrency level")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--providers", type=int, default=20)
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrency levels, e.g. 8 or 1,8")
     parser.add_argument("--booking-only", action="store_true", help="skip provider search and the bare INSERTs")
+    parser.add_argument("--search-only", action="store_true", help="skip the bookings and the bare INSERTs")
     parser.add_argument("--rls", choices=("on", "off"), default="on",
                         help="off: the app connects as the BYPASSRLS system role, to see what row-level security costs")  # fmt: skip
     parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
@@ -298,6 +308,7 @@ def main() -> int:
     args = parser.parse_args()
     LEVELS = tuple(int(v) for v in args.levels.split(","))
     BOOKING_ONLY = args.booking_only
+    SEARCH_ONLY = args.search_only
 
     db_name = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
@@ -350,11 +361,12 @@ def main() -> int:
         print("\n".join(rows))
         if BOOKING_ONLY:
             return 0
-        limit = bench_bare_inserts(db_url, info, args.requests)
-        print("\nbookings through the app vs bare INSERT (same DB, same concurrency):")
-        for level, app_rate in book_rates.items():
-            print(f"  concurrency {level:>2}: app {app_rate:.0f}/s vs limit {limit[level]:.0f}/s "
-                  f"= {app_rate / limit[level]:.2f}")  # fmt: skip
+        if not SEARCH_ONLY:
+            limit = bench_bare_inserts(db_url, info, args.requests)
+            print("\nbookings through the app vs bare INSERT (same DB, same concurrency):")
+            for level, app_rate in book_rates.items():
+                print(f"  concurrency {level:>2}: app {app_rate:.0f}/s vs limit {limit[level]:.0f}/s "
+                      f"= {app_rate / limit[level]:.2f}")  # fmt: skip
         from backend.scheduling import cache
 
         try:

@@ -2,7 +2,8 @@
 
 Two kinds of entry: the practice's provider directory (changes rarely) and each provider's next free
 slot (changes with every booking, cancellation and availability edit of that provider). A change
-invalidates exactly the entries it affects, after its transaction commits.
+invalidates exactly the entries it affects, after its transaction commits; a provider's change also marks its
+next free slot stored in PostgreSQL stale then (backend/scheduling/next_free.py), the layer under this one.
 """
 
 from __future__ import annotations
@@ -87,10 +88,41 @@ def _delete_after_commit(uow: UnitOfWork, keys: list[str]) -> None:
     uow.after_commit(delete)
 
 
+_CHANGED = "waitwell.next_free_changed"
+
+
 def invalidate_provider(uow: UnitOfWork, provider_id: uuid.UUID) -> None:
-    """Forget one provider's next free slot once the change commits."""
-    if uow.tenant_id is not None:
-        _delete_after_commit(uow, [next_free_key(uow.tenant_id, provider_id)])
+    """Once the change commits: mark the provider's stored next free slot stale (PostgreSQL, one statement for
+    every provider the unit of work changed), then forget its cached copy (Redis). Never inside the change's
+    transaction. The next search that needs it, or the sweep task, computes it again (backend/scheduling/next_free.py).
+    """
+    if uow.tenant_id is None:
+        return
+    changed: set[uuid.UUID] | None = uow.session.info.get(_CHANGED)
+    if changed is None:
+        changed = uow.session.info[_CHANGED] = set()
+        uow.after_commit(lambda: _after_change(uow, changed))
+    changed.add(provider_id)
+
+
+def _after_change(uow: UnitOfWork, changed: set[uuid.UUID]) -> None:
+    from backend.scheduling import next_free
+
+    uow.session.info.pop(_CHANGED, None)
+    tenant_id = uow.tenant_id
+    if tenant_id is None or not changed:
+        return
+    providers = sorted(changed)
+    try:
+        next_free.mark_changed(tenant_id, providers, engine=next_free.engine_of(uow))
+    except Exception:  # the change is committed: a lost mark is bounded by next_free.MAX_AGE
+        logger.exception("could not mark the next free slots of %d provider(s) stale", len(providers))
+    client = _client()
+    if client is not None:
+        try:
+            client.delete(*(next_free_key(tenant_id, p) for p in providers))
+        except redis.RedisError:
+            logger.warning("cache delete failed")
 
 
 def invalidate_directory(uow: UnitOfWork) -> None:

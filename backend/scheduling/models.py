@@ -131,3 +131,26 @@ class BookingPolicy(TenantMixin, table=True):
     # How long a slot stays held while a patient confirms.
     hold_minutes: int = 10
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ProviderNextFree(TenantMixin, table=True):
+    """A provider's earliest free slot (none: nothing free within the horizon), as last computed: what a search
+    with an empty cache reads (backend/scheduling/next_free.py keeps it)."""
+
+    __tablename__ = "provider_next_free"
+    # No index on what changes (version, the answer): every update stays a HOT update, in the page's own free
+    # space (fillfactor 50, migration 0022), with no index entry to add; a booking's mark is one of them.
+    __table_args__ = (tenant_fk("provider_next_free", "provider_id", "providers", ondelete="CASCADE"),)
+
+    provider_id: uuid.UUID = Field(primary_key=True)
+    # Raised after every committed change that may move the slot; computed_version: the one the answer reflects.
+    version: int = Field(default=0, sa_type=sa.BigInteger)
+    computed_version: int | None = Field(default=None, sa_type=sa.BigInteger)
+    # No foreign key: a hint, and deleting a clinic must not wait for it (the deletion marks its providers).
+    clinic_id: uuid.UUID | None = None
+    slot_start: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    slot_end: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    modality: str | None = Field(default=None, max_length=20)
+    timezone: str | None = Field(default=None, max_length=64)
+    computed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    fresh_until: datetime | None = Field(default=None, sa_type=UTCDateTime)

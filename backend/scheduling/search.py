@@ -1,29 +1,38 @@
 """Provider search: the practice's directory filtered by clinic, specialty, modality, language and text,
 each provider with its next free slot, soonest first.
 
-Caching (Redis, tenant id in every key, see backend/scheduling/cache.py)
------------------------------------------------------------------------
-* ``directory_key(tenant)``: the practice's active providers with their attributes and open clinics.
-  Forgotten when clinics change (backend/tenancy/service.py); whoever edits providers or their clinic
-  links must call ``cache.invalidate_directory`` too.
-* ``next_free_key(tenant, provider)``: the provider's earliest free slot within its booking horizon (or
-  "none"). Forgotten by every booking, hold, cancellation and availability or time-off edit of that provider.
-  An entry also carries ``fresh_until``: the moment it may have gone stale on its own, because its slot
-  falls inside the minimum notice or a live hold on an earlier slot expires. Past that moment it counts as
-  a miss and is recomputed.
+Where the next free slots come from
+----------------------------------
+* PostgreSQL keeps each provider's next free slot (``provider_next_free``, backend/scheduling/next_free.py):
+  marked stale after commit by every change that may move it (``cache.invalidate_provider``: booking, hold,
+  release, cancellation, availability and time-off edits, clinic changes), computed again by the first search
+  that needs it (or the sweep task ``scheduling.refresh_next_free_tick``), and stored only if no change came
+  meanwhile.
+  Stale by time too: its ``fresh_until`` (the slot sliding into the minimum notice, a live hold on an earlier slot
+  expiring) and ``next_free.MAX_AGE``.
+* Redis is the warm layer (tenant id in every key, see backend/scheduling/cache.py):
+  ``directory_key(tenant)``, the practice's active providers with their attributes and open clinics (forgotten
+  when clinics change, backend/tenancy/service.py; whoever edits providers or their clinic links must call
+  ``cache.invalidate_directory`` too), and ``next_free_key(tenant, provider)``, a copy of the provider's stored
+  slot with its ``fresh_until`` (past it the entry counts as a miss).
 
 A warm search costs one MGET and no SQL: the process remembers the last directory it saw per practice,
 only as a guess of which next-free keys to ask for beside the directory. Redis's directory stays
 authoritative: when it differs from the guess, the missing keys are fetched with a second MGET.
-Without Redis (REDIS_URL unset) everything is computed on each call.
+With an empty cache a search is one indexed statement: the directory with each provider's stored slot (LEFT
+JOIN by primary key); with the directory cached but slots missing, one statement reads those rows by primary
+key. Only rows that are not current are computed (a few statements each). Without Redis (REDIS_URL unset) every
+search reads PostgreSQL that way; on SQLite (the embedded mode) nothing is stored and missing slots are computed.
 
-Known limit: a search that computes a provider's next free slot just before a booking commits and stores
-it just after the booking's invalidation leaves a stale entry for at most ``cache.TTL_SECONDS``. The
+Known limit: a search that reads a provider's stored slot just before a change marks it, and copies it into
+Redis just after the change forgot the Redis copy, leaves a stale copy for at most ``cache.TTL_SECONDS``. The
 entry is only a hint shown in search; booking re-checks the slot.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 import uuid
 from collections import OrderedDict
@@ -32,13 +41,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeGuard
 
+import sqlalchemy as sa
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from backend.db import UnitOfWork
 from backend.errors import ValidationFailed
 from backend.identity.models import Provider, ProviderClinic
-from backend.scheduling import cache
+from backend.scheduling import cache, next_free
 from backend.scheduling.models import Appointment, AppointmentStatus
 from backend.scheduling.policy import BookingRules, booking_rules
 from backend.scheduling.service import busy_intervals, weekly_rules
@@ -47,6 +57,8 @@ from backend.service import service_function
 from backend.tenancy.context import Actor
 from backend.tenancy.models import Clinic
 from backend.types import utcnow
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["NextFree", "ProviderCard", "cache_hit_rate", "next_free_slot", "search_facets", "search_providers"]
 
@@ -122,39 +134,69 @@ def _folded(values: Iterable[str]) -> set[str]:
 # -- the directory ---------------------------------------------------------------------------------------
 
 
-def _load_directory(uow: UnitOfWork) -> dict[str, Any]:
-    """The practice's active providers with their attributes and open clinics, as JSON-ready values."""
-    clinics: dict[uuid.UUID, list[dict[str, str]]] = {}
-    for link, clinic in uow.session.exec(
-        select(ProviderClinic, Clinic)
+@functools.cache
+def _directory_query(with_next_free: bool) -> Any:
+    """The directory's one statement (built once: building it cost a tenth of a cold search), with or without
+    each provider's stored next free slot."""
+    columns: list[Any] = [
+        col(Provider.id),
+        col(Provider.full_name),
+        col(Provider.title),
+        col(Provider.kind),
+        col(Provider.specialties),
+        col(Provider.languages),
+        col(Provider.modalities),
+        col(Clinic.id).label("clinic_id"),
+        col(Clinic.name).label("clinic_name"),
+        col(Clinic.timezone),
+        *(next_free.joined_columns() if with_next_free else ()),
+    ]
+    query = (
+        sa.select(*columns)
+        .join(ProviderClinic, col(ProviderClinic.provider_id) == Provider.id)
         .join(Clinic, col(Clinic.id) == ProviderClinic.clinic_id)
-        .where(col(Clinic.archived_at).is_(None))
-        .order_by(col(Clinic.name))
-    ):
-        clinics.setdefault(link.provider_id, []).append(
-            {"id": str(clinic.id), "name": clinic.name, "timezone": clinic.timezone}
-        )
-    providers = uow.session.exec(
-        select(Provider).where(col(Provider.active).is_(True)).order_by(col(Provider.full_name), col(Provider.id))
+        .where(col(Provider.active).is_(True), col(Clinic.archived_at).is_(None))
+        .order_by(col(Provider.full_name), col(Provider.id), col(Clinic.name), col(Clinic.id))
     )
-    return {
-        "providers": [
+    return next_free.outer_join(query, Provider.id) if with_next_free else query
+
+
+def _load_directory(
+    uow: UnitOfWork, *, now: datetime | None = None
+) -> tuple[dict[str, Any], dict[uuid.UUID, next_free.Stored] | None]:
+    """The practice's active providers with their attributes and open clinics, as JSON-ready values; with `now`
+    (and a database that keeps them), each one's stored next free slot too, read in the same statement (a
+    provider without a row is absent from that map; None: not read).
+
+    One statement of columns (no ORM objects): each active provider once per open clinic, by name."""
+    read_at = now if now is not None and next_free.kept(uow) else None
+    with_next_free = read_at is not None
+    providers: list[dict[str, Any]] = []
+    stored: dict[uuid.UUID, next_free.Stored] = {}
+    for row in uow.session.execute(_directory_query(with_next_free)):
+        # A provider with no open clinic (their only clinic was archived) can be neither booked nor waited for:
+        # the inner joins leave them out, rather than show a card with a blank clinic and a join form that
+        # cannot be sent.
+        clinic = {"id": str(row.clinic_id), "name": row.clinic_name, "timezone": row.timezone}
+        provider_id = str(row.id)
+        if providers and providers[-1]["id"] == provider_id:
+            providers[-1]["clinics"].append(clinic)
+            continue
+        if read_at is not None and (found := next_free.stored_of(row, read_at)) is not None:
+            stored[row.id] = found
+        providers.append(
             {
-                "id": str(p.id),
-                "full_name": p.full_name,
-                "title": p.title,
-                "kind": p.kind,
-                "specialties": list(p.specialties or []),
-                "languages": list(p.languages or []),
-                "modalities": list(p.modalities or []),
-                "clinics": clinics.get(p.id, []),
+                "id": provider_id,
+                "full_name": row.full_name,
+                "title": row.title,
+                "kind": row.kind,
+                "specialties": list(row.specialties or []),
+                "languages": list(row.languages or []),
+                "modalities": list(row.modalities or []),
+                "clinics": [clinic],
             }
-            for p in providers
-            # A provider with no open clinic (their only clinic was archived) can be neither booked nor waited
-            # for: listing them would show a card with a blank clinic and a join form that cannot be sent.
-            if clinics.get(p.id)
-        ]
-    }
+        )
+    return {"providers": providers}, stored if with_next_free else None
 
 
 def _valid_directory(value: Any) -> TypeGuard[dict[str, Any]]:
@@ -194,7 +236,7 @@ def _directory(actor: Actor, uow: UnitOfWork) -> dict[str, Any]:
     if _valid_directory(cached):
         directory = cached
     else:
-        directory = _load_directory(uow)
+        directory, _ = _load_directory(uow)
         cache.set_many({key: directory})
     _hints.put(actor.tenant_id, directory)
     return directory
@@ -233,6 +275,34 @@ class NextFree:
             "timezone": s.timezone if s else None,
             "fresh_until": self.fresh_until.isoformat() if self.fresh_until else None,
         }
+
+    @classmethod
+    def from_stored(cls, answer: dict[str, Any]) -> NextFree:
+        """A current row of provider_next_free (next_free.read's answer)."""
+        if answer["slot_start"] is None:
+            return cls(None, answer["fresh_until"])
+        slot = Slot(
+            start=answer["slot_start"],
+            end=answer["slot_end"],
+            clinic_id=answer["clinic_id"],
+            modality=answer["modality"],
+            timezone=answer["timezone"],
+        )
+        return cls(slot, answer["fresh_until"])
+
+    def computed(self, provider_id: uuid.UUID, version: int | None) -> next_free.Computed:
+        """This answer as a row to store, computed after reading `version` (None: there was no row)."""
+        s = self.slot
+        return next_free.Computed(
+            provider_id=provider_id,
+            version=version,
+            clinic_id=s.clinic_id if s else None,
+            slot_start=s.start if s else None,
+            slot_end=s.end if s else None,
+            modality=s.modality if s else None,
+            timezone=s.timezone if s else None,
+            fresh_until=self.fresh_until,
+        )
 
     @classmethod
     def from_json(cls, value: Any, now: datetime) -> NextFree | None:
@@ -353,10 +423,12 @@ def search_providers(
     values = cache.get_many(tenant, [directory_key, *(cache.next_free_key(tenant, uuid.UUID(i)) for i in guessed)])
     cached: dict[str, Any] = dict(zip(guessed, values[1:], strict=True))
     to_store: dict[str, Any] = {}
+    now = utcnow()
+    stored: dict[uuid.UUID, next_free.Stored] | None = None  # the providers' rows, when read with the directory
     if _valid_directory(values[0]):
         directory = values[0]
     else:
-        directory = _load_directory(uow)
+        directory, stored = _load_directory(uow, now=now)
         to_store[directory_key] = directory
     _hints.put(tenant, directory)
 
@@ -366,23 +438,66 @@ def search_providers(
         keys = [cache.next_free_key(tenant, uuid.UUID(i)) for i in unasked]
         cached.update(zip(unasked, cache.get_many(tenant, keys), strict=True))
 
-    now = utcnow()
-    policies = _Policies(uow)
-    cards: list[ProviderCard] = []
+    answers: dict[uuid.UUID, NextFree] = {}
     for entry in entries:
-        provider_id = uuid.UUID(entry["id"])
-        next_free = NextFree.from_json(cached.get(entry["id"]), now)
-        if next_free is None:
-            next_free = next_free_slot(uow, provider_id, now=now, policies=policies)
-            to_store[cache.next_free_key(tenant, provider_id)] = next_free.to_json()
-        cards.append(_card(entry, next_free.slot))
+        found = NextFree.from_json(cached.get(entry["id"]), now)
+        if found is not None:
+            answers[uuid.UUID(entry["id"])] = found
+    missing = [uuid.UUID(entry["id"]) for entry in entries if uuid.UUID(entry["id"]) not in answers]
+    if missing:  # not in Redis: the stored rows (one statement, or none: read with the directory), computing
+        # those that are not current
+        computed = _stored_or_computed(actor, uow, missing, now=now, answers=answers, stored=stored)
+        to_store.update({cache.next_free_key(tenant, p): answers[p].to_json() for p in missing})
+        try:
+            next_free.store(actor, computed, now=now, engine=next_free.engine_of(uow))
+        except Exception:  # the answers stand; only the next search's shortcut is lost (it computes again)
+            logger.exception("could not store %d next free slot(s)", len(computed))
     cache.set_many(to_store)
+    cards = [_card(entry, answers[uuid.UUID(entry["id"])].slot) for entry in entries]
 
     if free_before is not None:
         cutoff = datetime.combine(free_before, time(0, 0), tzinfo=UTC)
         cards = [c for c in cards if c.next_free_start is not None and c.next_free_start < cutoff]
     cards.sort(key=_order)
     return cards
+
+
+def _stored_or_computed(
+    actor: Actor,
+    uow: UnitOfWork,
+    provider_ids: list[uuid.UUID],
+    *,
+    now: datetime,
+    answers: dict[uuid.UUID, NextFree],
+    stored: dict[uuid.UUID, next_free.Stored] | None = None,
+) -> list[next_free.Computed]:
+    """Fill `answers` for these providers from their current rows (`stored`, read already, or read now),
+    computing the others; return those computed, to store."""
+    if stored is None:
+        stored = next_free.read(uow, provider_ids, now=now)
+    policies = _Policies(uow)
+    computed: list[next_free.Computed] = []
+    for provider_id in provider_ids:
+        row = stored.get(provider_id)
+        if row is not None and row.answer is not None:
+            answers[provider_id] = NextFree.from_stored(row.answer)
+            continue
+        answer = next_free_slot(uow, provider_id, now=now, policies=policies)
+        answers[provider_id] = answer
+        computed.append(answer.computed(provider_id, row.version if row is not None else None))
+    return computed
+
+
+def refresh_next_free(tenant_id: uuid.UUID, provider_ids: list[uuid.UUID]) -> int:
+    """Compute again the stored next free slots of these providers that are not current (the worker's part after
+    a change); returns how many were computed. The cached copies were already forgotten by the change."""
+    actor = Actor.system(tenant_id)
+    now = utcnow()
+    with UnitOfWork(actor) as uow:
+        computed = _stored_or_computed(actor, uow, provider_ids, now=now, answers={})
+        engine = next_free.engine_of(uow)
+    next_free.store(actor, computed, now=now, engine=engine)
+    return len(computed)
 
 
 def _card(entry: dict[str, Any], slot: Slot | None) -> ProviderCard:

@@ -28,7 +28,8 @@ from backend.settings import PROJECT_ROOT
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-HEAD = "0021_hot_query_indexes"
+HEAD = "0022_provider_next_free"
+HOT_QUERY_INDEXES = "0021_hot_query_indexes"
 PAYMENTS = "0020_payments"
 SELF_REGISTRATION = "0019_self_registration"
 AUDIT_CHAIN_SHARDS = "0018_audit_chain_shards"
@@ -118,9 +119,10 @@ def test_revisions_are_linear_with_readable_ids() -> None:
     script = ScriptDirectory.from_config(_config("sqlite://"))
     assert script.get_heads() == [HEAD]
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == [HEAD, PAYMENTS, SELF_REGISTRATION, AUDIT_CHAIN_SHARDS, PRACTICE_TEXTS, ONBOARDING, RLS, SSO,
-                     ENCRYPT_FREE_TEXT, AUDIT_READS, IDLE_LOGOFF, MFA, DELIVERY_FENCING, REVOCABLE_TOKENS,
-                     DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL, INITIAL]  # fmt: skip
+    assert chain == [HEAD, HOT_QUERY_INDEXES, PAYMENTS, SELF_REGISTRATION, AUDIT_CHAIN_SHARDS, PRACTICE_TEXTS,
+                     ONBOARDING, RLS, SSO, ENCRYPT_FREE_TEXT, AUDIT_READS, IDLE_LOGOFF, MFA, DELIVERY_FENCING,
+                     REVOCABLE_TOKENS, DELIVERY_REPORTS, REMINDERS, NOTIFICATIONS, WAITLIST, BOOKING, BACKFILL,
+                     INITIAL]  # fmt: skip
 
 
 def test_upgrade_downgrade_upgrade(db_url: str, engine_for: Any) -> None:
@@ -184,6 +186,7 @@ def test_drift_check_is_live(pg_url: str, engine_for: Any) -> None:
         "fee_policy_acceptances",
         "payment_methods",
         "payments",
+        "provider_next_free",
     }
 
 
