@@ -18,7 +18,7 @@ export TEST_POSTGRES_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 export TEST_BROKER_URL ?= redis://127.0.0.1:6379/2
 
-.PHONY: run test venv migrate seed lint typecheck bench clean chromium audit-verify backup restore
+.PHONY: run test venv migrate seed lint typecheck bench bench-pages bench-load clean chromium audit-verify backup restore
 
 venv: $(STAMP)
 
@@ -79,6 +79,15 @@ bench: venv
 	$(BIN)/python -m bench.notifications
 	$(BIN)/python -m bench.slots
 	$(BIN)/python -m bench.live
+
+# Issue 13's two benches, apart from `bench` (each takes about 10 minutes; run them on a quiet machine).
+# bench-pages builds and serves the production app (hence the e2e lock) and times the main pages in Chromium;
+# bench-load seeds a practice group of 10,000 patients and steps a Locust load up to its p95/error limits.
+bench-pages: venv chromium
+	flock /tmp/waitwell-e2e.lock $(BIN)/python -m bench.pages
+
+bench-load: venv
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf .web data .pytest_cache
