@@ -16,7 +16,13 @@ from backend.settings import get_settings
 
 # The modules that define tasks, by name: the worker imports them at start-up (`include`), backend.jobs before
 # it runs a task in-process.
-TASK_MODULES = ("backend.waitlist.tasks", "backend.notifications.tasks")
+TASK_MODULES = (
+    "backend.waitlist.tasks",
+    "backend.waitlist.preview_tasks",
+    "backend.notifications.tasks",
+    "backend.payments.tasks",
+    "backend.scheduling.tasks",
+)
 
 
 def celery_config() -> dict[str, Any]:

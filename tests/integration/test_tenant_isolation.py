@@ -534,6 +534,39 @@ def _delete_clinic_waitlist_policy(me: Practice, other: Practice) -> None:
     assert _policies(other) == before
 
 
+def _finished_preview(actor: Actor, job_id: uuid.UUID) -> Any:
+    from tests.integration.test_policy_preview import wait_for
+
+    return wait_for(actor, job_id)
+
+
+@case("backend.waitlist.preview.preview_policy")
+def _preview_policy(me: Practice, other: Practice) -> None:
+    name = "backend.waitlist.preview.preview_policy"
+    before = (_policies(other), _snapshot(other))
+    for actor in (me.admin, me.system):
+        for theirs in other.clinics:
+            _like_missing(name, actor, theirs.id, {"offer_hold_minutes": 15})
+    job = _call(name, me.admin, None, {"offer_hold_minutes": 15})
+    assert _finished_preview(me.admin, job).state == "done"
+    with pytest.raises(NotFound):
+        _call("backend.waitlist.preview.preview_status", other.admin, job)
+    assert (_policies(other), _snapshot(other)) == before
+    with pytest.raises(PermissionDenied):
+        _call(name, me.patient_actor, None, {"offer_hold_minutes": 15})
+
+
+@case("backend.waitlist.preview.preview_status")
+def _preview_status(me: Practice, other: Practice) -> None:
+    name = "backend.waitlist.preview.preview_status"
+    theirs = _call("backend.waitlist.preview.preview_policy", other.admin, None, {"offer_hold_minutes": 15})
+    _finished_preview(other.admin, theirs)
+    for actor in (me.admin, me.system):
+        _like_missing(name, actor, theirs)
+    with pytest.raises(PermissionDenied):
+        _call(name, me.patient_actor, theirs)
+
+
 def _notification_settings(p: Practice) -> list[tuple[Any, ...]]:
     from backend.notifications.models import NotificationSettings
 

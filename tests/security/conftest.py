@@ -83,6 +83,7 @@ KIND_BY_PARAM: dict[str, str] = {
     "entity_id": "audit_event",
     "policy_id": "fee_policy",
     "payment_id": "payment",
+    "job_id": "policy_preview",
 }
 # Path segment before a generic `{id}` (or an unknown `{..._id}`) -> the kind of object. Add new collections here.
 KIND_BY_SEGMENT: dict[str, str] = {
@@ -538,8 +539,27 @@ def build_practice(label: str, name: str) -> tuple[Any, dict[str, uuid.UUID]]:
         "audit_event": audit.id,
         "fee_policy": fee_policy.id,
         "payment": payment.id,
+        "policy_preview": _finished_preview(p),
     }
     return p, objects
+
+
+def _finished_preview(p: Any) -> uuid.UUID:
+    """A policy preview job of the practice (too little history here: it finishes at once), waited for."""
+    import time
+
+    from backend.db import UnitOfWork
+    from backend.waitlist import preview
+
+    with UnitOfWork(p.admin) as uow:
+        job_id = preview.preview_policy(p.admin, uow, None, {"offer_hold_minutes": 20})
+    deadline = time.monotonic() + 60
+    while True:
+        with UnitOfWork(p.admin) as uow:
+            if preview.preview_status(p.admin, uow, job_id).state in preview.FINISHED:
+                return job_id
+        assert time.monotonic() < deadline, "the practice's policy preview did not finish"
+        time.sleep(0.05)
 
 
 def login(client: TestClient, email: str, password: str) -> str:
