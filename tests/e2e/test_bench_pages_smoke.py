@@ -5,8 +5,8 @@ week, a row of the waitlist console) and its state events by buttons and filters
 printing dashes or notes instead of figures. This runs it on two pages with a state event each (the provider's week,
 the doctor's console), once each and three clicks, and checks that every figure was taken.
 
-It builds and serves the production app itself (as the bench does), so run it under the e2e lock:
-    flock /tmp/waitwell-e2e.lock .venv/bin/pytest -q tests/e2e/test_bench_pages_smoke.py
+It benches the e2e suite's own app (`--url`, the demo data): a second production build in the same checkout would
+rewrite the `.web` the suite's server is serving, under every later test.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_pages_times_content_navigation_and_events(tmp_path: Path) -> None:
+def test_bench_pages_times_content_navigation_and_events(tmp_path: Path, app_url: str) -> None:
     out = tmp_path / "pages.json"
     own = ("DATABASE_URL", "SYSTEM_DATABASE_URL", "DATABASE_OWNER_URL", "REDIS_URL", "REDIS_KEY_PREFIX",
            "CELERY_BROKER_URL")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in own}
     result = subprocess.run(
-        [sys.executable, "-m", "bench.pages", "--only", "/patient/provider,/doctor/waitlist", "--loads", "1",
-         "--clicks", "3", "--json", str(out)],
+        [sys.executable, "-m", "bench.pages", "--url", app_url, "--only", "/patient/provider,/doctor/waitlist",
+         "--loads", "1", "--clicks", "3", "--json", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     if result.returncode != 0:
