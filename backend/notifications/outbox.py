@@ -127,15 +127,22 @@ def notify(
         rows.append(note)
     if not rows:
         return []
+    ledger = [
+        NotificationDelivery(
+            tenant_id=note.tenant_id,
+            notification_id=note.id,
+            next_attempt_at=note.next_attempt_at,
+            created_at=now,
+            updated_at=now,
+        )
+        for note in rows
+    ]
     if uow.session.get_bind().dialect.name == "postgresql":
-        _insert_with_ledger(uow, rows, now)
+        _insert_with_ledger(uow, rows, ledger)
     else:
         uow.session.add_all(rows)
         uow.flush()  # the notifications exist before their ledger rows reference them
-        for note in rows:
-            uow.session.add(NotificationDelivery(tenant_id=actor.tenant_id, notification_id=note.id,
-                                                 next_attempt_at=note.next_attempt_at, created_at=now,
-                                                 updated_at=now))  # fmt: skip
+        uow.session.add_all(ledger)
         uow.flush()
     ids = [note.id for note in rows if note.next_attempt_at <= now]
     if ids:
@@ -149,21 +156,11 @@ def _bound(table: Any, obj: Any, prefix: str) -> dict[str, Any]:
     return {c.name: bindparam(f"{prefix}_{c.name}", getattr(obj, c.name), type_=c.type) for c in table.columns}
 
 
-def _insert_with_ledger(uow: UnitOfWork, rows: list[Notification], now: datetime) -> None:
+def _insert_with_ledger(uow: UnitOfWork, rows: list[Notification], ledger_rows: list[NotificationDelivery]) -> None:
     """PostgreSQL: the notifications and their delivery ledger rows in one statement (a data-modifying CTE; the
     ledger's foreign key is checked at the statement's end, when the notifications exist)."""
     notes_table = Notification.__table__  # type: ignore[attr-defined]
     ledger_table = NotificationDelivery.__table__  # type: ignore[attr-defined]
-    ledger_rows = [
-        NotificationDelivery(
-            tenant_id=note.tenant_id,
-            notification_id=note.id,
-            next_attempt_at=note.next_attempt_at,
-            created_at=now,
-            updated_at=now,
-        )
-        for note in rows
-    ]
     notes = insert(notes_table).values([_bound(notes_table, note, f"n{i}") for i, note in enumerate(rows)])
     ledger = insert(ledger_table).values([_bound(ledger_table, row, f"d{i}") for i, row in enumerate(ledger_rows)])
     uow.session.execute(ledger.add_cte(notes.cte("notifications_written")))

@@ -24,7 +24,7 @@ from backend.errors import Code, Conflict, NotFound, PermissionDenied, Validatio
 from backend.identity.models import Patient, Provider
 from backend.scheduling import cache, slot_marks
 from backend.scheduling.models import ACTIVE_APPOINTMENT_STATUSES, Appointment, AppointmentStatus, BookingPolicy
-from backend.scheduling.policy import BookingRules, booking_rules, visible_appointment
+from backend.scheduling.policy import BookingRules, booking_rules, rules_at, visible_appointment
 from backend.scheduling.service import time_off_intervals, weekly_rules
 from backend.scheduling.slots import Interval, Slot, WeeklyRule, find_slot
 from backend.service import require_role, service_function
@@ -118,8 +118,8 @@ class BookingContext:
     policies: dict[uuid.UUID | None, BookingRules]  # by clinic; None: the practice's default
 
     def booking_rules(self, clinic_id: uuid.UUID) -> BookingRules:
-        """The clinic's override, else the practice default, else the built-in defaults (as policy.booking_rules)."""
-        return self.policies.get(clinic_id) or self.policies.get(None) or BookingRules.of(None)
+        """The rules that apply at the clinic (policy.rules_at)."""
+        return rules_at(self.policies, clinic_id)
 
 
 # One statement instead of five (provider, patient, rules, time off, policies): booking's hottest reads. Scoped to the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -41,8 +42,13 @@ def booking_rules(uow: UnitOfWork, clinic_id: uuid.UUID | None) -> BookingRules:
             )
         )
     )
-    policies.sort(key=lambda p: p.clinic_id is None)  # the clinic's own first
-    return BookingRules.of(policies[0] if policies else None)
+    return rules_at({p.clinic_id: BookingRules.of(p) for p in policies}, clinic_id)
+
+
+def rules_at(by_clinic: Mapping[uuid.UUID | None, BookingRules], clinic_id: uuid.UUID | None) -> BookingRules:
+    """The one precedence of booking rules: the clinic's override, else the practice default (key None), else the
+    built-in defaults."""
+    return by_clinic.get(clinic_id) or by_clinic.get(None) or BookingRules.of(None)
 
 
 def can_see_appointment(actor: Actor, appointment: Appointment) -> bool:
