@@ -40,6 +40,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 LEVELS = (1, 4, 8, 16)
 BOOKING_ONLY = False
 SEARCH_ONLY = False
+FLOOR = False
 PASSWORD = "bench-pass-2026"
 SLOTS_PER_DAY = 47  # 30-minute sessions from 00:00, the last starting 23:00
 
@@ -197,6 +198,13 @@ def booking_job(body: dict):
     return {"call": call}
 
 
+def health_job():
+    async def call(client: httpx.AsyncClient, headers: dict) -> httpx.Response:
+        return await client.get("/api/health", headers=headers)
+
+    return {"call": call}
+
+
 def search_job(tenant_id: uuid.UUID, providers: list[uuid.UUID], *, uncached: bool):
     """One search; uncached: the practice's cache keys are dropped first (one DEL of the keys it can have: a SCAN
     here would stall the client's event loop, and every request in flight with it)."""
@@ -223,6 +231,15 @@ async def bench_api(url: str, info: dict, requests_per_level: int) -> tuple[list
         token = login.json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         patients = list(info["patients"])
+        for level in LEVELS if FLOOR else ():
+            # The floor: the cheapest request (GET /api/health, no database, no Redis) through the same server,
+            # middleware and load client. No booking can be faster than this on the same cores.
+            app0, pg0 = cpu_now()
+            elapsed, latencies, statuses = await run_level(client, level, [health_job()] * requests_per_level, {})
+            app1, _ = cpu_now()
+            cpu = f"cpu/request app {1000 * (app1 - app0) / requests_per_level:.1f} ms"
+            rows.append(_row("floor (GET health)", level, requests_per_level, elapsed, latencies,
+                             f"statuses {statuses}; {cpu}"))  # fmt: skip
         for n, level in enumerate(() if SEARCH_ONLY else LEVELS):
             plan = slot_plan(info["providers"], patients[n * requests_per_level :], requests_per_level, 2 + n * 20)
             app0, pg0 = cpu_now()
@@ -293,7 +310,7 @@ def bench_bare_inserts(db_url: str, info: dict, per_level: int) -> dict[int, flo
 
 
 def main() -> int:
-    global LEVELS, BOOKING_ONLY, SEARCH_ONLY
+    global LEVELS, BOOKING_ONLY, SEARCH_ONLY, FLOOR
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400, help="bookings per concurrency level")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
@@ -301,6 +318,8 @@ def main() -> int:
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrency levels, e.g. 8 or 1,8")
     parser.add_argument("--booking-only", action="store_true", help="skip provider search and the bare INSERTs")
     parser.add_argument("--search-only", action="store_true", help="skip the bookings and the bare INSERTs")
+    parser.add_argument("--floor", action="store_true",
+                        help="first time GET /api/health, the cheapest request through the same stack and client")  # fmt: skip
     parser.add_argument("--rls", choices=("on", "off"), default="on",
                         help="off: the app connects as the BYPASSRLS system role, to see what row-level security costs")  # fmt: skip
     parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
@@ -309,6 +328,7 @@ def main() -> int:
     LEVELS = tuple(int(v) for v in args.levels.split(","))
     BOOKING_ONLY = args.booking_only
     SEARCH_ONLY = args.search_only
+    FLOOR = args.floor
 
     db_name = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:

@@ -32,8 +32,10 @@ def bearer_session(
     return session
 
 
-def current_session(session: Annotated[BearerSession, Depends(bearer_session)]) -> BearerSession:
+async def current_session(session: Annotated[BearerSession, Depends(bearer_session)]) -> BearerSession:
     """The bearer token's session, refused (403 `mfa_enrolment_required`) while it is limited to MFA enrolment.
+    (This and the other dependencies that do no I/O are `async`: FastAPI runs them on the loop, not in the
+    thread pool, where each would cost a request a thread hand-off.)
 
     The one place that keeps an admin (or a required clinician) without MFA out of every route: the token of a
     password-only sign-in of such an account reaches only the routes that take enrolment_session (see below).
@@ -43,18 +45,18 @@ def current_session(session: Annotated[BearerSession, Depends(bearer_session)]) 
     return session
 
 
-def enrolment_session(session: Annotated[BearerSession, Depends(bearer_session)]) -> BearerSession:
+async def enrolment_session(session: Annotated[BearerSession, Depends(bearer_session)]) -> BearerSession:
     """The bearer token's session, also when it is limited to MFA enrolment: only for GET /me, GET /me/mfa,
     POST /me/mfa/enrol, POST /me/mfa/confirm and POST /auth/logout (tests/security checks that list)."""
     return session
 
 
-def current_actor(session: Annotated[BearerSession, Depends(current_session)]) -> Actor:
+async def current_actor(session: Annotated[BearerSession, Depends(current_session)]) -> Actor:
     """The actor of the bearer token."""
     return session.actor
 
 
-def enrolment_actor(session: Annotated[BearerSession, Depends(enrolment_session)]) -> Actor:
+async def enrolment_actor(session: Annotated[BearerSession, Depends(enrolment_session)]) -> Actor:
     """The actor of the bearer token, also while it is limited to MFA enrolment (see enrolment_session)."""
     return session.actor
 
@@ -77,7 +79,7 @@ def enrolment_unit_of_work(actor: Annotated[Actor, Depends(enrolment_actor)], re
     yield from _unit_of_work(actor, request)
 
 
-def client_address(request: Request) -> str | None:
+async def client_address(request: Request) -> str | None:
     """The client's address (see backend.api.proxies.client_address)."""
     return proxies.client_address(request.scope)
 

@@ -10,12 +10,13 @@ enqueue is caught by the beat sweep (backend.notifications.tasks.sweep_outbox_ti
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import BindParameter, TextClause, bindparam, text
 from sqlmodel import select
 
 from backend import jobs
@@ -150,20 +151,46 @@ def notify(
     return rows
 
 
-def _bound(table: Any, obj: Any, prefix: str) -> dict[str, Any]:
-    """Every column of `obj`'s row as a bind parameter of its column's type (so encrypted columns are encrypted as by
-    the ORM), named apart from the other rows' and table's: the two inserts share one statement."""
-    return {c.name: bindparam(f"{prefix}_{c.name}", getattr(obj, c.name), type_=c.type) for c in table.columns}
+@functools.lru_cache(maxsize=16)
+def _ledger_statement(count: int) -> TextClause:
+    """The statement that writes `count` notifications and their ledger rows: a data-modifying CTE (the ledger's
+    foreign key is checked at the statement's end, when the notifications exist). Plain SQL, made once per row
+    count: a multi-row VALUES of SQLAlchemy's is never in its statement cache, and compiling one cost a booking
+    about as much CPU as the rest of its outbox. Every value is a bind parameter of its column's type, so
+    encrypted and JSON columns are written as the ORM writes them."""
+    notes_table = Notification.__table__  # type: ignore[attr-defined]
+    ledger_table = NotificationDelivery.__table__  # type: ignore[attr-defined]
+    params: list[BindParameter[Any]] = []
+
+    def values(table: Any, prefix: str) -> str:
+        rows = []
+        for i in range(count):
+            names = [f"{prefix}{i}_{c.name}" for c in table.columns]
+            params.extend(bindparam(name, type_=c.type) for name, c in zip(names, table.columns, strict=True))
+            rows.append("(" + ", ".join(f":{name}" for name in names) + ")")
+        return ", ".join(rows)
+
+    def columns(table: Any) -> str:
+        return ", ".join(f'"{c.name}"' for c in table.columns)
+
+    # The names are the tables' own and every value is a bind parameter.
+    sql = (
+        f"WITH notifications_written AS (INSERT INTO {notes_table.name} ({columns(notes_table)}) "  # noqa: S608
+        f"VALUES {values(notes_table, 'n')}) "
+        f"INSERT INTO {ledger_table.name} ({columns(ledger_table)}) VALUES {values(ledger_table, 'd')}"
+    )
+    return text(sql).bindparams(*params)
 
 
 def _insert_with_ledger(uow: UnitOfWork, rows: list[Notification], ledger_rows: list[NotificationDelivery]) -> None:
-    """PostgreSQL: the notifications and their delivery ledger rows in one statement (a data-modifying CTE; the
-    ledger's foreign key is checked at the statement's end, when the notifications exist)."""
+    """PostgreSQL: the notifications and their delivery ledger rows in one statement (see _ledger_statement)."""
     notes_table = Notification.__table__  # type: ignore[attr-defined]
     ledger_table = NotificationDelivery.__table__  # type: ignore[attr-defined]
-    notes = insert(notes_table).values([_bound(notes_table, note, f"n{i}") for i, note in enumerate(rows)])
-    ledger = insert(ledger_table).values([_bound(ledger_table, row, f"d{i}") for i, row in enumerate(ledger_rows)])
-    uow.session.execute(ledger.add_cte(notes.cte("notifications_written")))
+    values: dict[str, Any] = {}
+    for prefix, table, objects in (("n", notes_table, rows), ("d", ledger_table, ledger_rows)):
+        for i, obj in enumerate(objects):
+            values.update({f"{prefix}{i}_{c.name}": getattr(obj, c.name) for c in table.columns})
+    uow.session.execute(_ledger_statement(len(rows)), values)
 
 
 def enqueue_deliveries(notification_ids: list[uuid.UUID]) -> None:

@@ -286,11 +286,19 @@ def generate_slots(
         while day <= last_day:
             midnight = datetime.combine(day, _MIDNIGHT)
             block_end = _earliest_utc(midnight + block_end_offset, zone)
+            # A day whose sessions all end by `lo`, or all start from `hi`, adds nothing (a day's UTC starts rise
+            # with its wall-clock ones): skipping it keeps find_slot's one-instant window from building three
+            # days of slots per rule.
+            if block_end <= lo or _earliest_utc(midnight + offsets[0], zone) >= hi:
+                day += _WEEK
+                continue
             previous_end: datetime | None = None
             for offset in offsets:
                 start = _local_to_utc(midnight + offset, zone)
                 if start is None:
                     continue  # nonexistent local time
+                if start >= hi:
+                    break  # every later session starts later still
                 end = start + session
                 if end > block_end:
                     break  # would run past the block in real time (spring-forward night only)

@@ -513,6 +513,31 @@ def test_interval_index_matches_brute_force(seed: int) -> None:
     assert {s.status for s in everything} >= {"free"}
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_a_narrow_window_sees_exactly_the_wide_windows_slots_in_it(seed: int) -> None:
+    """Random rules in zones with DST (half-hour ones too) across the changes: the slots of any narrow window, and
+    find_slot at any instant, are exactly what a month-wide window gives there (generate_slots skips the days a
+    window cannot reach: that skip must never drop a slot)."""
+    rng = random.Random(seed)
+    zones = [NY, BERLIN, "Australia/Lord_Howe", "Asia/Kathmandu", "Pacific/Chatham", "UTC"]
+    rules = []
+    for _ in range(rng.randint(1, 4)):
+        start = time(rng.randint(0, 22), rng.choice([0, 15, 30, 45]))
+        end_minutes = min(24 * 60 - 1, start.hour * 60 + start.minute + rng.choice([45, 90, 240, 600, 1440]))
+        rules.append(rule(rng.randint(0, 6), start, time(end_minutes // 60, end_minutes % 60),
+                          session=rng.choice([20, 25, 50, 60]), buffer=rng.choice([0, 5, 10]),
+                          zone=rng.choice(zones)))  # fmt: skip
+    base = datetime(rng.choice([2026, 2027]), rng.choice([3, 4, 10, 11]), 1, tzinfo=UTC)
+    wide = generate_slots(rules, window_start=base, window_end=base + timedelta(days=35), now=LONG_AGO)
+    for _ in range(200):
+        lo = base + timedelta(minutes=5 * rng.randint(0, 33 * 24 * 12))  # hi stays inside the wide window
+        hi = lo + timedelta(minutes=rng.choice([1, 5, 30, 60, 24 * 60]))
+        narrow = generate_slots(rules, window_start=lo, window_end=hi, now=LONG_AGO)
+        assert narrow == [s for s in wide if lo <= s.start < hi], (lo, hi)
+    for slot in wide:
+        assert find_slot([r for r in rules if r.clinic_id == slot.clinic_id], slot.start, now=LONG_AGO) is not None
+
+
 # --- duplicates and ordering ----------------------------------------------------------------------
 
 
