@@ -79,7 +79,7 @@ def enrolment_unit_of_work(actor: Annotated[Actor, Depends(enrolment_actor)], re
     yield from _unit_of_work(actor, request)
 
 
-async def client_address(request: Request) -> str | None:
+def client_address(request: Request) -> str | None:
     """The client's address (see backend.api.proxies.client_address)."""
     return proxies.client_address(request.scope)
 
