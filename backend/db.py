@@ -288,6 +288,7 @@ class UnitOfWork:
         self.actor = actor
         self._engine = engine or (get_system_engine() if system else get_engine())
         self._unscoped = system
+        self._before_commit: list[AfterCommit] = []
         self._after_commit: list[AfterCommit] = []
         self._on_close: list[AfterCommit] = []
         self._committed = False
@@ -324,6 +325,11 @@ class UnitOfWork:
                 except Exception:
                     logger.exception("on-close hook failed")
 
+    def before_commit(self, hook: AfterCommit) -> None:
+        """Run `hook` inside the transaction just before it commits (writes that belong to the whole change, made
+        once). Its failure fails the commit."""
+        self._before_commit.append(hook)
+
     def after_commit(self, hook: AfterCommit) -> None:
         """Run `hook` once the transaction has committed (publish events, enqueue tasks)."""
         self._after_commit.append(hook)
@@ -337,6 +343,9 @@ class UnitOfWork:
 
     def commit(self) -> None:
         """Commit once; then run the after-commit hooks (their failures never undo the commit)."""
+        before, self._before_commit = self._before_commit, []
+        for hook in before:
+            hook()
         self.session.commit()
         self._committed = True
         hooks, self._after_commit = self._after_commit, []

@@ -92,37 +92,37 @@ _CHANGED = "waitwell.next_free_changed"
 
 
 def invalidate_provider(uow: UnitOfWork, provider_id: uuid.UUID) -> None:
-    """Once the change commits: mark the provider's stored next free slot stale (PostgreSQL, one statement for
-    every provider the unit of work changed), then forget its cached copy (Redis). Never inside the change's
-    transaction. The next search that needs it, or the sweep task, computes it again (backend/scheduling/next_free.py).
-    """
+    """Mark the provider's stored next free slot stale in the change's own transaction (PostgreSQL: one statement
+    for every provider the unit of work changed, just before it commits), and forget its cached copy (Redis) once
+    it has committed. The next search that needs it, or the sweep task, computes it again
+    (backend/scheduling/next_free.py)."""
     if uow.tenant_id is None:
         return
     changed: set[uuid.UUID] | None = uow.session.info.get(_CHANGED)
     if changed is None:
         changed = uow.session.info[_CHANGED] = set()
-        uow.after_commit(lambda: _after_change(uow, changed))
+        uow.before_commit(lambda: _mark(uow, changed))
+        uow.after_commit(lambda: _forget(uow, changed))
     changed.add(provider_id)
 
 
-def _after_change(uow: UnitOfWork, changed: set[uuid.UUID]) -> None:
+def _mark(uow: UnitOfWork, changed: set[uuid.UUID]) -> None:
     from backend.scheduling import next_free
 
-    uow.session.info.pop(_CHANGED, None)
+    uow.session.info.pop(_CHANGED, None)  # a later change in the same unit of work marks again
+    if uow.tenant_id is not None and changed:
+        next_free.mark_in(uow, sorted(changed))
+
+
+def _forget(uow: UnitOfWork, changed: set[uuid.UUID]) -> None:
     tenant_id = uow.tenant_id
-    if tenant_id is None or not changed:
-        return
-    providers = sorted(changed)
-    try:
-        next_free.mark_changed(tenant_id, providers, engine=next_free.engine_of(uow))
-    except Exception:  # the change is committed: a lost mark is bounded by next_free.MAX_AGE
-        logger.exception("could not mark the next free slots of %d provider(s) stale", len(providers))
     client = _client()
-    if client is not None:
-        try:
-            client.delete(*(next_free_key(tenant_id, p) for p in providers))
-        except redis.RedisError:
-            logger.warning("cache delete failed")
+    if tenant_id is None or not changed or client is None:
+        return
+    try:
+        client.delete(*(next_free_key(tenant_id, p) for p in changed))
+    except redis.RedisError:
+        logger.warning("cache delete failed")
 
 
 def invalidate_directory(uow: UnitOfWork) -> None:

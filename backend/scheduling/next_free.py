@@ -5,31 +5,34 @@ slot within the booking horizon (or none), when it was computed and until when i
 keep it honest without ever touching the transaction of the change that moves it:
 
 * ``version`` is raised by every change that may move the provider's next free slot (booking, hold, release,
-  cancellation, availability and time-off edits, clinic changes), *after* that change commits:
-  `backend.scheduling.cache.invalidate_provider` marks it (`mark_changed`), in one short transaction of its own.
+  cancellation, availability and time-off edits, clinic changes), in that change's own transaction, just before it
+  commits: `backend.scheduling.cache.invalidate_provider` marks it (`mark_in`), so the mark commits with the
+  change or not at all.
 * ``computed_version`` is the version the stored answer was computed at. A row is current while both are equal,
   ``fresh_until`` (the slot sliding into the minimum notice, a live hold on an earlier slot expiring) has not
   passed, the slot has not started, and it is younger than `MAX_AGE` (a bound for changes that bypass the
-  services, such as a booking policy written directly, or a process that died between a commit and its mark).
+  services, such as a booking policy written directly).
 
 A search reads the rows it needs in one indexed statement (`read`); the rows that are not current are computed
 again (backend.scheduling.search.next_free_slot) and written back with `store`, conditionally: only when the
-version is still the one read before computing. A change that commits meanwhile raises the version after its
-commit, so an answer computed from before it is never stored as current (and one stored just before the mark is
-marked stale by it). A worker's sweep (the task ``scheduling.refresh_next_free_tick``, for beat) computes the rows
-changes marked, and those whose ``fresh_until`` passed; until it does, the next search that needs one does.
-Nothing is enqueued by the change itself: a booking pays for the mark (one HOT update after its commit: no
+version is still the one read before computing. A change that commits meanwhile has raised the version with it
+(a store that runs while the change is still open waits for its row lock, then sees the new version), so an
+answer computed from before it is never stored as current (and one stored before the mark is marked stale by
+it). A worker's sweep (the task ``scheduling.refresh_next_free_tick``, for beat) computes the rows changes
+marked, and those whose ``fresh_until`` passed; until it does, the next search that needs one does.
+Nothing is enqueued by the change itself: a booking pays for the mark (one HOT update in its transaction: no
 indexed column changes), no more.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -183,37 +186,25 @@ def store(actor: Actor, computed: Iterable[Computed], *, now: datetime, engine: 
         uow.commit()
 
 
-def mark_changed(tenant_id: uuid.UUID, provider_ids: Collection[uuid.UUID], *, engine: sa.Engine | None = None) -> None:
-    """Raise the version of these providers' rows (creating them when missing): their answers are stale.
-
-    Runs after the change has committed, on the request's path: one round trip after the pool's checkout, as the
-    app's role under row-level security. The practice setting and the upsert go as one query string (simple
-    protocol: one implicit transaction, so `set_config(..., true)` holds for the upsert and ends with it); every
-    value in it is a UUID rendered as a literal by psycopg. Through the ORM this cost a booking four round trips
-    and about half a millisecond of CPU."""
-    if not provider_ids or not _kept(engine):
-        return
-    import psycopg  # PostgreSQL only (a SQLite-only install may lack it)
-    from psycopg import sql as pg_sql
-
-    rows = pg_sql.SQL(", ").join(
-        pg_sql.SQL("({}, {}, 1)").format(pg_sql.Literal(tenant_id), pg_sql.Literal(p)) for p in sorted(provider_ids)
-    )
-    query = pg_sql.SQL(
-        "SELECT set_config('app.tenant_id', {}, true); "
-        "INSERT INTO provider_next_free (tenant_id, provider_id, version) VALUES {} "
+@functools.lru_cache(maxsize=8)
+def _mark_statement(count: int) -> sa.TextClause:
+    rows = ", ".join(f"(:tenant_id, :p{i}, 1)" for i in range(count))
+    return sa.text(
+        f"INSERT INTO provider_next_free (tenant_id, provider_id, version) VALUES {rows} "  # noqa: S608 - binds only
         "ON CONFLICT (provider_id) DO UPDATE SET version = provider_next_free.version + 1"
-    ).format(pg_sql.Literal(str(tenant_id)), rows)
-    pooled = (engine or get_engine()).raw_connection()  # the pool's checkout check sets the practice to none
-    try:
-        connection = cast("psycopg.Connection[Any]", pooled.driver_connection)
-        connection.autocommit = True
-        try:
-            connection.execute(query)
-        finally:
-            connection.autocommit = False
-    finally:
-        pooled.close()
+    )
+
+
+def mark_in(uow: UnitOfWork, provider_ids: Sequence[uuid.UUID]) -> None:
+    """Raise the version of these providers' rows (creating them when missing) inside the change's transaction,
+    so the mark commits with the change or not at all. `provider_ids` sorted: every writer of these rows takes
+    their locks in one order (see `store`). A search that read the old version cannot store its answer as
+    current: its conditional UPDATE waits for this transaction and then sees the new version."""
+    if not provider_ids or not kept(uow):
+        return
+    params: dict[str, Any] = {"tenant_id": uow.tenant_id}
+    params.update({f"p{i}": p for i, p in enumerate(provider_ids)})
+    uow.session.execute(_mark_statement(len(provider_ids)), params)
 
 
 def marked_query(limit: int, now: datetime) -> sa.Select[tuple[uuid.UUID, uuid.UUID]]:

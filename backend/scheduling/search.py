@@ -4,8 +4,8 @@ each provider with its next free slot, soonest first.
 Where the next free slots come from
 ----------------------------------
 * PostgreSQL keeps each provider's next free slot (``provider_next_free``, backend/scheduling/next_free.py):
-  marked stale after commit by every change that may move it (``cache.invalidate_provider``: booking, hold,
-  release, cancellation, availability and time-off edits, clinic changes), computed again by the first search
+  marked stale inside the transaction of every change that may move it (``cache.invalidate_provider``: booking,
+  hold, release, cancellation, availability and time-off edits, clinic changes), computed again by the first search
   that needs it (or the sweep task ``scheduling.refresh_next_free_tick``), and stored only if no change came
   meanwhile.
   Stale by time too: its ``fresh_until`` (the slot sliding into the minimum notice, a live hold on an earlier slot

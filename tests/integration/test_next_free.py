@@ -1,5 +1,6 @@
 """Each provider's next free slot kept in PostgreSQL (provider_next_free, migration 0022): a search with an empty
-cache reads it instead of computing, and every change that moves a provider's slot marks it stale after commit.
+cache reads it instead of computing, and every change that moves a provider's slot marks it stale inside its
+own transaction.
 
 Searches run with Redis ("warm") and without it ("cold": REDIS_URL unset, so only the table helps); each answer is
 compared with what the slot rules say, never with the table itself.
@@ -8,6 +9,8 @@ compared with what the slot rules say, never with the table itself.
 from __future__ import annotations
 
 import json
+import threading
+import time as clock
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -314,18 +317,18 @@ def test_a_change_to_many_providers_marks_them_at_once(
     run(harbor)
     versions = {p.id: row(engine, p)["version"] for p in (ana, ben, harbor.provider)}  # type: ignore[index]
     marks: list[list[uuid.UUID]] = []
-    real = next_free.mark_changed
+    real = next_free.mark_in
 
-    def spy(tenant_id: uuid.UUID, provider_ids: Any, **kwargs: Any) -> None:
-        marks.append(sorted(provider_ids))
-        real(tenant_id, provider_ids, **kwargs)
+    def spy(uow: UnitOfWork, provider_ids: Any) -> None:
+        marks.append(list(provider_ids))
+        real(uow, provider_ids)
 
-    monkeypatch.setattr(next_free, "mark_changed", spy)
+    monkeypatch.setattr(next_free, "mark_in", spy)
     with UnitOfWork(harbor.admin) as uow:  # renaming the clinic touches every provider working there
         tenancy.update_clinic(harbor.admin, uow, harbor.clinic.id, ClinicUpdate(name="Harbor Waterfront"))
         assert marks == []  # nothing before the commit
         uow.commit()
-    assert marks == [sorted([ana.id, ben.id, harbor.provider.id])]  # one mark (one round trip) for the three
+    assert marks == [sorted([ana.id, ben.id, harbor.provider.id])]  # one mark (one statement), in one lock order
     for p in (ana, ben, harbor.provider):
         r = row(engine, p)
         assert r is not None and r["version"] == versions[p.id] + 1 and r["computed_version"] == versions[p.id]
@@ -382,6 +385,42 @@ def test_an_answer_computed_before_a_change_is_not_stored_as_current(
     assert r is not None and r["computed_version"] != r["version"] and r["slot_start"] == slot(3)  # stale
     with UnitOfWork(harbor.patient_actor) as uow:
         assert next_free.read(uow, [ana.id], now=now)[ana.id].answer is None
+
+
+def test_an_answer_stored_while_a_change_is_open_waits_for_it_and_stays_stale(
+    harbor: Practice, ana: Provider, engine: sa.Engine
+) -> None:
+    """The mark is in the change's transaction: a store racing it waits for the change's row lock and, once the
+    change commits, finds the version moved and stores nothing."""
+    run(harbor)
+    now = utcnow()
+    with UnitOfWork(harbor.patient_actor) as uow:
+        (stored,) = next_free.read(uow, [ana.id], now=now).values()
+        answer = search.next_free_slot(uow, ana.id, now=now)
+    done = threading.Event()
+    with UnitOfWork(harbor.patient_actor) as uow:
+        book_appointment(harbor.patient_actor, uow, provider_id=ana.id, start=slot(3))
+        next_free.mark_in(uow, [ana.id])  # what the commit does first, here before it, to hold the row lock
+
+        def store() -> None:
+            next_free.store(harbor.patient_actor, [answer.computed(ana.id, stored.version)], now=now)
+            done.set()
+
+        racer = threading.Thread(target=store)
+        racer.start()
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type='Lock'"
+        deadline = clock.monotonic() + 10
+        with engine.connect() as conn:
+            while conn.execute(sa.text(waiting)).scalar() == 0 and clock.monotonic() < deadline:
+                clock.sleep(0.01)
+            assert conn.execute(sa.text(waiting)).scalar() == 1  # the store waits for the open change's row lock
+        assert not done.is_set()
+        uow.commit()
+    racer.join(10)
+    assert done.is_set()
+    r = row(engine, ana)
+    assert r is not None and r["version"] > stored.version and r["computed_version"] == stored.version  # stale
+    assert next_start(harbor, ana) == slot(3, 10)
 
 
 def test_a_first_answer_never_overwrites_a_mark_made_meanwhile(harbor: Practice, engine: sa.Engine) -> None:
@@ -488,8 +527,8 @@ def test_another_practice_never_sees_or_moves_the_rows(
         updated = conn.execute("UPDATE provider_next_free SET version = version + 1 WHERE provider_id = %s", (ana.id,))
         assert updated.rowcount == 0
         conn.rollback()
-    with pytest.raises(psycopg.Error):  # a mark in summit's name cannot reach harbor's row either
-        next_free.mark_changed(summit.tenant_id, [ana.id])
+    with UnitOfWork(summit.patient_actor) as uow, pytest.raises(sa.exc.DBAPIError):
+        next_free.mark_in(uow, [ana.id])  # a mark in summit's name cannot reach harbor's row either
     assert row(engine, ana) == before
     # Redis keys of each practice name its own tenant only.
     for p in (harbor, summit):
