@@ -42,10 +42,10 @@ run: seed
 	@bash scripts/serve.sh $(PORT)
 
 chromium:
-	@command -v chromium >/dev/null && test -x /usr/sbin/nginx && command -v promtool >/dev/null || { \
-	  echo "Installing Debian's chromium for Playwright, nginx for the two-backend test and prometheus (promtool, for the alert-rule tests) (one time)"; \
+	@command -v chromium >/dev/null && test -x /usr/sbin/nginx && command -v promtool >/dev/null && command -v wrk >/dev/null || { \
+	  echo "Installing Debian's chromium for Playwright, nginx for the two-backend test, prometheus (promtool, for the alert-rule tests) and wrk (bench.booking's C load client) (one time)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium nginx prometheus >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium nginx prometheus wrk >/dev/null; }
 
 test: venv chromium
 	$(BIN)/ruff check .

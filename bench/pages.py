@@ -255,6 +255,9 @@ def served_app(workdir: Path) -> Iterator[str]:
                     os.killpg(proc.pid, signal.SIGKILL)
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        from bench._keys import forget_keys
+
+        forget_keys(REDIS_URL, f"bench-{db_name}")
         if roles:
             drop_roles(ADMIN_URL, roles)
 
