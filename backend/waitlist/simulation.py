@@ -134,6 +134,7 @@ class Policy:
     cutoff_minutes: int = 120  # no offer, message or call this close to the start
     batch_size: int = 5  # batch: patients contacted per cycle
     cycle_minutes: int = 10  # batch: minutes between cycles
+    max_cycles: int | None = None  # batch: cycles per freed slot (None: until it is filled or too close)
     call_minutes: int = 4  # desk: one phone call
     quiet_hours: tuple[time, time] | None = (time(21, 0), time(8, 0))  # no offers or messages go out then
     weights: tuple[float, float, float, float] = (10.0, 1.0, 5.0, 3.0)  # ours: urgency, wait, fit, continuity
@@ -149,6 +150,9 @@ def default_policies() -> list[Policy]:
         replace(OURS, name="Ours, 15 min hold", hold_minutes=15),
         replace(OURS, name="Ours, 10 min hold", hold_minutes=10),
         Policy("Doctolib-style batch of 5", kind="batch", batch_size=5, cycle_minutes=10),
+        # The other reading of "the first 5 waitlisted patients every ~10 minutes": a job every 10 minutes sends
+        # each newly freed slot to the first five on the list, once; nobody after them hears of it.
+        Policy("Doctolib-style, one round of 5", kind="batch", batch_size=5, cycle_minutes=10, max_cycles=1),
         Policy("Epic-style batch of 6", kind="batch", batch_size=6, cycle_minutes=60),
         Policy("Front desk phoning", kind="desk"),
     ]
@@ -388,6 +392,7 @@ class SlotTrack:
     filled_at: datetime | None = None
     filled_by: int | None = None  # entry index
     contacted: list[int] = field(default_factory=list)  # entry indexes, in order
+    cycles: int = 0  # batch: cycles run
     live_at_cutoff: bool = False
 
 
@@ -855,6 +860,9 @@ class _Run:
         if quiet_end > self.clock.now:
             self.at(quiet_end, "cycle", key)  # no messages at night: the next cycle when the quiet hours end
             return
+        if self.policy.max_cycles is not None and track.cycles >= self.policy.max_cycles:
+            return
+        track.cycles += 1
         batch = self._list_candidates(key)[: self.policy.batch_size]
         for entry in batch:
             track.contacted.append(entry)

@@ -114,6 +114,23 @@ def test_a_day_worked_out_by_hand(databases: Any) -> None:
     assert figures.max_live_offers_per_patient == 1
 
 
+def test_a_batch_list_of_one_round_stops_after_the_first_patients_on_it() -> None:
+    """The hand day under a batch of 2 without preferred times, in order of joining: W2 (silent), W3 (no), W0 and
+    W1 (yes after 5 min). One round: A, B and C each reach only W2 and W3, so nothing is filled (6 offers). Two
+    rounds: A's second round at 08:10 reaches W0 and W1, both say yes at 08:15, one books and the other hears
+    "someone was quicker"; B's second round reaches the one left (09:15); C finds nobody new: 9 offers, 10
+    messages, 15 minutes each. Unlimited rounds change nothing more here."""
+
+    def run(cycles: int | None) -> tuple[int, int, int, float | None]:
+        batch = Policy("Batch of 2", kind="batch", batch_size=2, cycle_minutes=10, max_cycles=cycles, quiet_hours=None)
+        (figures,) = simulate(hand_day(), [batch])
+        return figures.filled, figures.offers, figures.messages, figures.median_minutes_to_fill
+
+    assert run(1) == (0, 6, 6, None)
+    assert run(2) == (2, 9, 10, 15.0)
+    assert run(None) == run(2)
+
+
 def test_the_same_seed_gives_the_same_figures_and_one_offer_at_a_time() -> None:
     policies = [OURS, Policy("Batch", kind="batch", batch_size=5, cycle_minutes=10), Policy("Desk", kind="desk")]
 
