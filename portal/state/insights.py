@@ -4,14 +4,15 @@ and the outbox's dead letters, for a range of days and optionally one clinic or 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import date
-from typing import Any
 
 import reflex as rx
 
 from backend.db import UnitOfWork, reads_only
 from backend.errors import DomainError
 from backend.insights import service as insights
+from portal.components.charts import ChartGeometry, Series, chart_geometry
 from portal.state.admin import AdminState
 from portal.state.session import SESSION_ENDED
 
@@ -63,20 +64,47 @@ def _table_row(name: str, f: insights.Figures, **extra: str) -> dict[str, str]:
     }
 
 
-def _chart_point(w: insights.WeekFigures) -> dict[str, Any]:
-    """One week for the charts: numbers, None where there is nothing to divide."""
-    return {
-        "week": w.week_start.strftime("%b %d"),
-        "cancelled": w.cancellations,
-        "filled": w.filled,
-        "from_waitlist": w.filled_from_waitlist,
-        "fill_rate": None if w.fill_rate is None else round(w.fill_rate * 100, 1),
-        "acceptance": None if w.acceptance_rate is None else round(w.acceptance_rate * 100, 1),
-        "hours_to_fill": None if w.median_minutes_to_fill is None else round(w.median_minutes_to_fill / 60, 1),
-        "offers_per_fill": w.offers_per_fill,
-        "no_shows": w.no_shows,
-        "late": w.late_cancellations,
-    }
+Weekly = dict[str, Callable[[insights.WeekFigures], float | None]]
+
+
+def _weekly(weeks: list[insights.WeekFigures], series: Weekly) -> list[tuple[str, list[float | None]]]:
+    return [(name, [value(w) for w in weeks]) for name, value in series.items()]
+
+
+def _ratio(value: float | None, scale: float) -> float | None:
+    return None if value is None else round(value * scale, 1)
+
+
+# The series of the four charts (the page colours them, in this order, and names them in its legends).
+REFILLS: Weekly = {
+    "Cancelled": lambda w: w.cancellations,
+    "Filled": lambda w: w.filled,
+    "From waitlist": lambda w: w.filled_from_waitlist,
+}
+RATES: Weekly = {
+    "Fill rate": lambda w: _ratio(w.fill_rate, 100),
+    "Acceptance": lambda w: _ratio(w.acceptance_rate, 100),
+}
+SPEED: Weekly = {
+    "Median hours to fill": lambda w: _ratio(w.median_minutes_to_fill, 1 / 60),
+    "Offers per fill": lambda w: w.offers_per_fill,
+}
+ATTENDANCE: Weekly = {
+    "No-shows": lambda w: w.no_shows,
+    "Late cancellations": lambda w: w.late_cancellations,
+}
+
+
+def _charts(weeks: list[insights.WeekFigures]) -> tuple[ChartGeometry, ...]:
+    """The four charts' geometry (refills, rates, time to fill, attendance) from the weeks the table "By week"
+    shows: the same numbers."""
+    labels = [f"{w.week_start:%b %d}" for w in weeks]
+    return (
+        chart_geometry("bar", labels, _weekly(weeks, REFILLS)),
+        chart_geometry("line", labels, _weekly(weeks, RATES), unit="%"),
+        chart_geometry("line", labels, _weekly(weeks, SPEED)),
+        chart_geometry("bar", labels, _weekly(weeks, ATTENDANCE)),
+    )
 
 
 class InsightsState(AdminState):
@@ -88,7 +116,10 @@ class InsightsState(AdminState):
     end_day: str = ""
     provider_options: list[dict[str, str]] = []
     summary: list[dict[str, str]] = []
-    chart: list[dict[str, Any]] = []
+    refill_chart: ChartGeometry = ChartGeometry(series=[Series() for _ in REFILLS])
+    rate_chart: ChartGeometry = ChartGeometry(series=[Series() for _ in RATES])
+    speed_chart: ChartGeometry = ChartGeometry(series=[Series() for _ in SPEED])
+    attendance_chart: ChartGeometry = ChartGeometry(series=[Series() for _ in ATTENDANCE])
     week_rows: list[dict[str, str]] = []
     clinic_rows: list[dict[str, str]] = []
     provider_rows: list[dict[str, str]] = []
@@ -133,7 +164,7 @@ class InsightsState(AdminState):
             {"label": "Late cancellations", "value": str(t.late_cancellations),
              "detail": f"of {t.cancellations} cancellations"},
         ]  # fmt: skip
-        self.chart = [_chart_point(w) for w in found.weeks]
+        self.refill_chart, self.rate_chart, self.speed_chart, self.attendance_chart = _charts(found.weeks)
         self.week_rows = [_table_row(f"Week of {w.week_start:%b %d}", w) for w in found.weeks]
         self.clinic_rows = [_table_row(c.name, c, id=str(c.clinic_id)) for c in found.clinics]
         self.provider_rows = [_table_row(p.name, p, id=str(p.provider_id)) for p in found.providers]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import reflex as rx
 
+from portal.components import charts
 from portal.components import responsive as stack
 from portal.components.button_link import button_link
 from portal.components.fields import field_label, labelled_select
 from portal.components.shell import APP_NAME, empty_state, page_header, shell
+from portal.state.insights import ATTENDANCE, RATES, REFILLS, SPEED
 from portal.state.insights import InsightsState as S
 from portal.state.session import SessionState
 
@@ -61,13 +63,13 @@ def _summary_card(item: rx.Var) -> rx.Component:
     )
 
 
-def _chart(title: str, description: str, chart: rx.Component) -> rx.Component:
+def _chart(title: str, description: str, drawing: rx.Component) -> rx.Component:
     """A chart as a labelled picture: its description says what it shows and where the numbers are."""
     return rx.card(
         rx.vstack(
             rx.heading(title, size="3", as_="h3"),
             rx.box(
-                rx.recharts.responsive_container(chart, width="100%", height=220),
+                drawing,
                 role="img",
                 aria_label=f"Chart: {description} Every number is in the table “By week” below.",
                 width="100%",
@@ -79,69 +81,34 @@ def _chart(title: str, description: str, chart: rx.Component) -> rx.Component:
     )
 
 
-def _axes(unit: str = "") -> list[rx.Component]:
-    # Legend text takes its series' colour: the colours above are the darker steps, readable as text too.
-    percent = {"domain": [0, 100]} if unit == "%" else {}
-    return [
-        rx.recharts.cartesian_grid(stroke_dasharray="3 3"),
-        rx.recharts.x_axis(data_key="week", font_size=12),
-        rx.recharts.y_axis(unit=unit, font_size=12, width=52, allow_decimals=True, **percent),
-        rx.recharts.tooltip(),
-        rx.recharts.legend(),
-    ]
-
-
 def _charts() -> rx.Component:
+    # Inline SVG drawn from the server's geometry (portal/components/charts.py): no chart library in the bundle.
     return rx.grid(
         _chart(
             "Cancelled slots and fills",
             "cancelled slots per week, how many were filled again and how many of those from the waitlist.",
-            rx.recharts.bar_chart(
-                *_axes(),
-                rx.recharts.bar(data_key="cancelled", name="Cancelled", fill=rx.color("gray", 10)),
-                rx.recharts.bar(data_key="filled", name="Filled", fill=rx.color("accent", 10)),
-                rx.recharts.bar(data_key="from_waitlist", name="From waitlist", fill=rx.color("grass", 11)),
-                data=S.chart,
-            ),
+            charts.chart("bar", S.refill_chart, list(REFILLS),
+                         [rx.color("gray", 10), rx.color("accent", 10), rx.color("grass", 11)]),
         ),
         _chart(
             "Fill rate and offer acceptance (%)",
             "per week, the share of cancelled slots filled again and the share of answered offers accepted.",
-            rx.recharts.line_chart(
-                *_axes("%"),
-                rx.recharts.line(
-                    data_key="fill_rate", name="Fill rate", stroke=rx.color("accent", 10), type_="monotone"
-                ),
-                rx.recharts.line(
-                    data_key="acceptance", name="Acceptance", stroke=rx.color("grass", 11), type_="monotone"
-                ),
-                data=S.chart,
-            ),
+            charts.chart("line", S.rate_chart, list(RATES), [rx.color("accent", 10), rx.color("grass", 11)]),
         ),
         _chart(
             "Time to fill and offers per fill",
             "per week, median hours from a cancellation to the new booking, and offers made per accepted offer.",
-            rx.recharts.line_chart(
-                *_axes(),
-                rx.recharts.line(data_key="hours_to_fill", name="Median hours to fill", stroke=rx.color("accent", 10)),
-                rx.recharts.line(data_key="offers_per_fill", name="Offers per fill", stroke=rx.color("amber", 11)),
-                data=S.chart,
-            ),
+            charts.chart("line", S.speed_chart, list(SPEED), [rx.color("accent", 10), rx.color("amber", 11)]),
         ),
         _chart(
             "No-shows and late cancellations",
             "per week, appointments the patient did not come to, and cancellations inside the cancellation window.",
-            rx.recharts.bar_chart(
-                *_axes(),
-                rx.recharts.bar(data_key="no_shows", name="No-shows", fill=rx.color("tomato", 10)),
-                rx.recharts.bar(data_key="late", name="Late cancellations", fill=rx.color("amber", 11)),
-                data=S.chart,
-            ),
+            charts.chart("bar", S.attendance_chart, list(ATTENDANCE), [rx.color("tomato", 10), rx.color("amber", 11)]),
         ),
         columns=rx.breakpoints(initial="1", lg="2"),
         spacing="4",
         width="100%",
-    )
+    )  # fmt: skip
 
 
 def _figures_row(row: rx.Var) -> rx.Component:
