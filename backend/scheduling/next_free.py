@@ -2,7 +2,7 @@
 
 One row per provider (`provider_next_free`, under row-level security like every tenant table): the earliest free
 slot within the booking horizon (or none), when it was computed and until when it holds on its own. Two counters
-keep it honest without ever touching the transaction of the change that moves it:
+keep it honest; a change that moves the slot adds one small write to its own transaction, and no work:
 
 * ``version`` is raised by every change that may move the provider's next free slot (booking, hold, release,
   cancellation, availability and time-off edits, clinic changes), in that change's own transaction, just before it
