@@ -493,7 +493,11 @@ def main() -> int:
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=20)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # a worker that ignores SIGTERM must not keep the database alive
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=20)
         from backend.db import get_engine, get_system_engine
 
         get_engine().dispose()
