@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI
 
 from backend import composition
@@ -74,4 +76,20 @@ def create_api() -> FastAPI:
     return app
 
 
+# A request allocates thousands of short-lived objects, so the collector runs often. The default thresholds make it
+# scan the import-time objects as well: hundreds of thousands of routes, models, compiled statements and page
+# definitions, which live as long as the process. Freezing them keeps them out of every scan, and the youngest
+# generation is collected every 20,000 allocations instead of 700. Measured in five interleaved pairs of
+# `bench.booking --client wrk` at concurrency 8: booking p99 went from 315-454 ms to 205-263 ms, throughput within
+# the noise.
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Freeze the objects made so far and set GC_THRESHOLDS (once the app is built, in every worker process)."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 api = create_api()
+tune_gc()
