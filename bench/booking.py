@@ -86,10 +86,16 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _row(label: str, level: int, count: int, elapsed: float, latencies: list[float], extra: str = "") -> str:
+def _line(label: str, level: int, count: int, elapsed: float, ms: tuple[float, float, float], extra: str) -> str:
+    """One printed row: count and rate, p50/p95/p99 in ms, then what else the row says."""
     rate = count / elapsed if elapsed else 0.0
-    p50, p95, p99 = (_percentile(latencies, q) * 1000 for q in (0.5, 0.95, 0.99))
+    p50, p95, p99 = ms
     return f"{label:<22} {level:>4} {count:>6} {rate:>9.0f} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f}  {extra}"
+
+
+def _row(label: str, level: int, count: int, elapsed: float, latencies: list[float], extra: str = "") -> str:
+    p50, p95, p99 = (_percentile(latencies, q) * 1000 for q in (0.5, 0.95, 0.99))
+    return _line(label, level, count, elapsed, (p50, p95, p99), extra)
 
 
 HEADER = f"{'what':<22} {'conc':>4} {'n':>6} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
@@ -243,9 +249,7 @@ def run_wrk(url: str, level: int, seconds: int, method: str, path: str, authoriz
 
 def _wrk_row(label: str, level: int, result: tuple[int, float, int, float, float, float], extra: str) -> str:
     count, elapsed, errors, p50, p95, p99 = result
-    rate = count / elapsed if elapsed else 0.0
-    return (f"{label:<22} {level:>4} {count:>6} {rate:>9.0f} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f}  "
-            f"errors {errors}; {extra}")  # fmt: skip
+    return _line(label, level, count, elapsed, (p50, p95, p99), f"errors {errors}; {extra}")
 
 
 def bench_wrk(url: str, info: dict, seconds: int, token: str) -> list[str]:

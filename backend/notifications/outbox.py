@@ -151,6 +151,11 @@ def notify(
     return rows
 
 
+def _param(prefix: str, row: int, column: str) -> str:
+    """The bind parameter of one row's column in _ledger_statement ("n": notifications, "d": delivery rows)."""
+    return f"{prefix}{row}_{column}"
+
+
 @functools.lru_cache(maxsize=16)
 def _ledger_statement(count: int) -> TextClause:
     """The statement that writes `count` notifications and their ledger rows: a data-modifying CTE (the ledger's
@@ -165,7 +170,7 @@ def _ledger_statement(count: int) -> TextClause:
     def values(table: Any, prefix: str) -> str:
         rows = []
         for i in range(count):
-            names = [f"{prefix}{i}_{c.name}" for c in table.columns]
+            names = [_param(prefix, i, c.name) for c in table.columns]
             params.extend(bindparam(name, type_=c.type) for name, c in zip(names, table.columns, strict=True))
             rows.append("(" + ", ".join(f":{name}" for name in names) + ")")
         return ", ".join(rows)
@@ -189,7 +194,7 @@ def _insert_with_ledger(uow: UnitOfWork, rows: list[Notification], ledger_rows: 
     values: dict[str, Any] = {}
     for prefix, table, objects in (("n", notes_table, rows), ("d", ledger_table, ledger_rows)):
         for i, obj in enumerate(objects):
-            values.update({f"{prefix}{i}_{c.name}": getattr(obj, c.name) for c in table.columns})
+            values.update({_param(prefix, i, c.name): getattr(obj, c.name) for c in table.columns})
     uow.session.execute(_ledger_statement(len(rows)), values)
 
 
