@@ -22,6 +22,7 @@ import redis
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from redis.commands.core import Script
 
 from backend.identity import throttle  # the login throttle counts its own refusals
 from backend.observability import metrics
@@ -97,6 +98,53 @@ def policies_from_settings(settings: Settings) -> dict[str, Policy]:
     return result
 
 
+# One request's moving windows in one round trip. KEYS: the windows in order (the address's, then the practice's);
+# ARGV: now, then (limit, expiry seconds) per key. Each window is a list of request times, newest first, at most
+# `limit` long: the `limits` library's moving-window layout. A window is hit only when every earlier one allowed the
+# request. Per window hit: {allowed 1|0, entries in the window, its oldest entry (a string; now when empty)}.
+_HIT_SCRIPT = """
+local now = tonumber(ARGV[1])
+local result = {}
+for i, key in ipairs(KEYS) do
+    local limit = tonumber(ARGV[2 * i])
+    local expiry = tonumber(ARGV[2 * i + 1])
+    local start = now - expiry
+    local allowed = 0
+    local last = redis.call('lindex', key, limit - 1)
+    if not (last and tonumber(last) >= start) then
+        redis.call('lpush', key, ARGV[1])
+        redis.call('ltrim', key, 0, limit - 1)
+        redis.call('expire', key, expiry)
+        allowed = 1
+    end
+    local low, high, found = 0, limit - 1, nil
+    while low <= high do
+        local mid = math.floor((low + high) / 2)
+        local value = tonumber(redis.call('lindex', key, mid))
+        if value and value >= start then
+            found = mid
+            low = mid + 1
+        else
+            high = mid - 1
+        end
+    end
+    if found then
+        result[#result + 1] = allowed
+        result[#result + 1] = found + 1
+        result[#result + 1] = redis.call('lindex', key, found)
+    else
+        result[#result + 1] = allowed
+        result[#result + 1] = 0
+        result[#result + 1] = ARGV[1]
+    end
+    if allowed == 0 then
+        break
+    end
+end
+return result
+"""
+
+
 class RateLimiter:
     """Moving-window limits per (class, client address) and (class, practice), in Redis or memory."""
 
@@ -112,6 +160,7 @@ class RateLimiter:
         self.enabled = enabled
         self.key_prefix = key_prefix
         self._redis: redis.Redis | None = None
+        self._script: Script | None = None
         self._storage: Storage
         if redis_url:
             timeouts: dict[str, Any] = {
@@ -123,6 +172,7 @@ class RateLimiter:
                 raise ValueError("the rate limiter needs a synchronous storage (redis://...)")
             self._storage = storage
             self._redis = redis.Redis.from_url(redis_url, **timeouts)
+            self._script = self._redis.register_script(_HIT_SCRIPT)
         else:
             self._storage = MemoryStorage()
         self._strategy = MovingWindowRateLimiter(self._storage)
@@ -144,26 +194,65 @@ class RateLimiter:
         if policy.practice is not None and practice:
             checks.append((policy.practice, "practice", practice))
         try:
-            tightest: Decision | None = None
-            for item, kind, ident in checks:
-                allowed = self._strategy.hit(item, limit_class, kind, ident)
-                decision = self._decision(limit_class, item, allowed, kind, ident)
-                if not allowed:
-                    self._count_breach(limit_class)
-                    return decision
-                if tightest is None or decision.remaining < tightest.remaining:
-                    tightest = decision
-            return tightest
+            if self._script is not None:
+                decisions = self._hit_in_redis(self._script, limit_class, checks)
+            else:
+                decisions = self._hit_in_memory(limit_class, checks)
         except Exception as exc:  # noqa: BLE001 - any storage failure fails open, by design
             self._storage_failed(exc)
             return None
+        refused = next((d for d in decisions if not d.allowed), None)
+        if refused is not None:
+            self._count_breach(limit_class)
+            return refused
+        return min(decisions, key=lambda d: d.remaining)
 
-    def _decision(self, limit_class: str, item: RateLimitItem, allowed: bool, kind: str, ident: str) -> Decision:
-        stats = self._strategy.get_window_stats(item, limit_class, kind, ident)
-        reset = max(0, math.ceil(stats.reset_time - time.time()))
-        return Decision(
-            limit_class=limit_class, allowed=allowed, limit=item.amount, remaining=stats.remaining, reset_seconds=reset
-        )
+    def _hit_in_redis(
+        self, script: Script, limit_class: str, checks: list[tuple[RateLimitItem, str, str]]
+    ) -> list[Decision]:
+        """Every window of the request in one script call: hit each in turn (none after a refusal), then read its
+        count and oldest entry. The keys and entries are those of the `limits` moving window, so `clear` and
+        every process agree on them."""
+        now = time.time()
+        keys = [f"{self.key_prefix}:{item.key_for(limit_class, kind, ident)}" for item, kind, ident in checks]
+        args: list[float | int] = [now]
+        for item, _kind, _ident in checks:
+            args += [item.amount, item.get_expiry()]
+        flat = script(keys=keys, args=args)
+        decisions = []
+        for index in range(0, len(flat), 3):
+            item = checks[index // 3][0]
+            allowed, count, oldest = int(flat[index]), int(flat[index + 1]), float(flat[index + 2] or now)
+            reset = max(0, math.ceil(oldest + item.get_expiry() - now))
+            decisions.append(
+                Decision(
+                    limit_class=limit_class,
+                    allowed=bool(allowed),
+                    limit=item.amount,
+                    remaining=item.amount - count,
+                    reset_seconds=reset,
+                )
+            )
+        return decisions
+
+    def _hit_in_memory(self, limit_class: str, checks: list[tuple[RateLimitItem, str, str]]) -> list[Decision]:
+        decisions = []
+        for item, kind, ident in checks:
+            allowed = self._strategy.hit(item, limit_class, kind, ident)
+            stats = self._strategy.get_window_stats(item, limit_class, kind, ident)
+            reset = max(0, math.ceil(stats.reset_time - time.time()))
+            decisions.append(
+                Decision(
+                    limit_class=limit_class,
+                    allowed=allowed,
+                    limit=item.amount,
+                    remaining=stats.remaining,
+                    reset_seconds=reset,
+                )
+            )
+            if not allowed:
+                break
+        return decisions
 
     def _storage_failed(self, exc: BaseException) -> None:
         now = time.monotonic()

@@ -4,6 +4,7 @@ address and per practice, breach counters, the in-memory fallback, and failing o
 from __future__ import annotations
 
 import logging
+import random
 import re
 import uuid
 from collections.abc import Iterator
@@ -249,3 +250,54 @@ def test_the_login_form_is_sent_back_to_the_login_page_when_limited(db: object, 
     assert refused.status_code == 303
     assert re.fullmatch(r"/login\?error=throttled&retry=\d+", refused.headers["location"])
     assert refused.headers["Retry-After"] == refused.headers["location"].rsplit("=", 1)[1]
+
+
+def test_one_script_call_decides_as_the_limits_library_does(prefix: str) -> None:
+    """The Redis path hits both windows in one script call; the in-memory path is the `limits` library's own moving
+    window. The same random mix of addresses and practices gets the same decisions from both, request by request,
+    and a window is only hit when the one before it allowed the request (a refused address spends nothing of its
+    practice's allowance)."""
+    policies = {
+        name: Policy(address=parse("4/minute"), practice=parse("6/minute") if name in PRACTICE_CLASSES else None)
+        for name in LIMIT_CLASSES
+    }
+    in_redis = RateLimiter(policies, redis_url=get_settings().redis_url, key_prefix=prefix)
+    in_memory = RateLimiter(policies, redis_url=None, key_prefix="unused")
+    rng = random.Random(13)
+    seen: list[tuple[bool, int, int]] = []
+    for _ in range(120):
+        limit_class = rng.choice(["booking", "webhooks"])
+        address = rng.choice([f"10.9.0.{n}" for n in range(1, 7)])
+        practice = rng.choice(["harbor", "summit", None])
+        decisions = [
+            limiter.check(limit_class, address=address, practice=practice) for limiter in (in_redis, in_memory)
+        ]
+        assert decisions[0] is not None and decisions[1] is not None
+        got, want = decisions
+        assert (got.allowed, got.limit, got.remaining) == (want.allowed, want.limit, want.remaining)
+        assert abs(got.reset_seconds - want.reset_seconds) <= 1
+        assert 0 <= got.reset_seconds <= 60
+        seen.append((got.allowed, got.limit, got.remaining))
+    # The mix reached every case: allowed and refused, by the address limit (4) and by the practice limit (6).
+    assert {(allowed, limit) for allowed, limit, _ in seen} == {(True, 4), (False, 4), (True, 6), (False, 6)}
+    assert in_redis.breach_counts() == in_memory.breach_counts()
+
+
+def test_clearing_an_address_gives_its_allowance_back_and_a_refusal_spends_nothing(prefix: str) -> None:
+    limiter = redis_limiter(prefix, "2/minute", practice="5/minute")
+    for _ in range(2):
+        allowed = limiter.check("search", address="10.9.1.1", practice="harbor")
+        assert allowed is not None and allowed.allowed
+    refused = limiter.check("search", address="10.9.1.1", practice="harbor")
+    assert refused is not None and not refused.allowed and (refused.limit, refused.remaining) == (2, 0)
+    limiter.clear("search", address="10.9.1.1")
+    again = limiter.check("search", address="10.9.1.1", practice="harbor")
+    assert again is not None and again.allowed and (again.limit, again.remaining) == (2, 1)
+    # The practice counted the two allowed requests and this one, not the refusal: two more fit in its 5.
+    outcomes = []
+    for _ in range(3):
+        limiter.clear("search", address="10.9.1.1")
+        decision = limiter.check("search", address="10.9.1.1", practice="harbor")
+        assert decision is not None
+        outcomes.append((decision.allowed, decision.limit, decision.remaining))
+    assert outcomes == [(True, 2, 1), (True, 5, 0), (False, 5, 0)]
