@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -42,8 +44,29 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=4)
+def _key_of(secret: str) -> OctKey:
+    return OctKey.import_key(secret)
+
+
 def _key() -> OctKey:
-    return OctKey.import_key(get_settings().secret_key)
+    return _key_of(get_settings().secret_key)
+
+
+_CLAIMS = jwt.JWTClaimsRegistry(
+    sub={"essential": True},
+    tenant={"essential": True},
+    role={"essential": True},
+    sid={"essential": True},
+    exp={"essential": True},
+    iat={"essential": True},
+    jti={"essential": True},
+)
+# Tokens this process has verified, by (secret, algorithm, token): a client sends the same token with every request,
+# and the rate limiter and the route each read it. A hit is checked for expiry again (the one check that time can
+# change); an edited token is a different key, and a changed secret or algorithm misses. Emptied when full.
+_verified: dict[tuple[str, str, str], dict[str, Any]] = {}
+_VERIFIED_MAX = 4096
 
 
 def issue_access_token(
@@ -71,25 +94,25 @@ def issue_access_token(
 def decode_access_token(token: str) -> dict[str, Any]:
     """Verify signature (pinned algorithm), expiry and required claims; return the claims."""
     settings = get_settings()
+    memo = (settings.secret_key, settings.jwt_algorithm, token)
+    known = _verified.get(memo)
+    if known is not None:
+        if known["exp"] <= int(time.time()):  # as joserfc's exp check: expired at exp itself
+            raise AuthenticationFailed("invalid or expired token")
+        return dict(known)
     try:
         decoded = jwt.decode(token, _key(), algorithms=[settings.jwt_algorithm])
-        registry = jwt.JWTClaimsRegistry(
-            sub={"essential": True},
-            tenant={"essential": True},
-            role={"essential": True},
-            sid={"essential": True},
-            exp={"essential": True},
-            iat={"essential": True},
-            jti={"essential": True},
-        )
-        registry.validate(decoded.claims)
+        _CLAIMS.validate(decoded.claims)
         claims = dict(decoded.claims)
         uuid.UUID(claims["sub"])
         uuid.UUID(claims["tenant"])
         uuid.UUID(claims["sid"])
     except (JoseError, ValueError, KeyError, TypeError) as exc:
         raise AuthenticationFailed("invalid or expired token") from exc
-    return claims
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[memo] = claims
+    return dict(claims)
 
 
 def new_session_token() -> tuple[str, str]:

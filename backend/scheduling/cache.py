@@ -14,6 +14,7 @@ import uuid
 from typing import Any, cast
 
 import redis
+from redis.commands.core import Script
 
 from backend.db import UnitOfWork
 from backend.observability import metrics
@@ -43,26 +44,43 @@ def _stats_key(tenant_id: uuid.UUID) -> str:
     return f"clinic:{tenant_id}:cache:stats"
 
 
+# The values of KEYS[2..] and, in the same round trip, the hits and misses counted in the stats hash KEYS[1].
+_GET_MANY_SCRIPT = """
+local values = redis.call('mget', unpack(KEYS, 2))
+local hits = 0
+for i = 1, #KEYS - 1 do
+    if values[i] then
+        hits = hits + 1
+    end
+end
+if hits > 0 then
+    redis.call('hincrby', KEYS[1], 'hits', hits)
+end
+if hits < #KEYS - 1 then
+    redis.call('hincrby', KEYS[1], 'misses', #KEYS - 1 - hits)
+end
+return values
+"""
+_get_many_script: Script | None = None
+
+
 def get_many(tenant_id: uuid.UUID, keys: list[str]) -> list[Any | None]:
-    """Read cached JSON values (None for a miss) and count hits and misses for the tenant."""
+    """Read cached JSON values (None for a miss) and count hits and misses for the tenant: one round trip."""
+    global _get_many_script
     client = _client()
     if client is None or not keys:
         return [None] * len(keys)
+    if _get_many_script is None:
+        _get_many_script = client.register_script(_GET_MANY_SCRIPT)
     try:
-        # redis-py types every command as sync-or-async; this client is the sync one.
-        raw = cast(list[bytes | None], client.mget(keys))
-        hits = sum(1 for r in raw if r is not None)
-        metrics.record_cache_lookups(hits=hits, misses=len(keys) - hits)
-        pipe = client.pipeline(transaction=False)
-        if hits:
-            pipe.hincrby(_stats_key(tenant_id), "hits", hits)
-        if len(keys) - hits:
-            pipe.hincrby(_stats_key(tenant_id), "misses", len(keys) - hits)
-        pipe.execute()
-        return [json.loads(r) if r is not None else None for r in raw]
+        # A Lua nil (a miss) comes back as None; the client is given on each call (a test may swap it).
+        raw = cast(list[bytes | None], _get_many_script(keys=[_stats_key(tenant_id), *keys], client=client))
     except redis.RedisError:
         logger.warning("cache read failed; computing without it")
         return [None] * len(keys)
+    hits = sum(1 for r in raw if r is not None)
+    metrics.record_cache_lookups(hits=hits, misses=len(keys) - hits)
+    return [json.loads(r) if r is not None else None for r in raw]
 
 
 def set_many(values: dict[str, Any]) -> None:

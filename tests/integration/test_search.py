@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -25,6 +26,7 @@ from backend.settings import get_settings
 from backend.tenancy import service as tenancy
 from backend.tenancy.models import Clinic, ClinicUpdate
 from backend.types import utcnow
+from tests.conftest import free_port
 from tests.factories import Practice, make_practice
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -155,15 +157,22 @@ def count_sql(app_engine: sa.Engine) -> Iterator[list[str]]:
 
 @pytest.fixture
 def count_mget(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The cache reads' round trips, each as the number of cache keys it read (a plain MGET, or the script that
+    reads them and counts the hits in one call: its first key is the stats hash, not a cached value)."""
     client = get_redis()
     calls: list[int] = []
-    real = client.mget
+    real_mget, real_evalsha = client.mget, client.evalsha
 
     def mget(keys: Any, *args: Any) -> Any:
         calls.append(len(keys))
-        return real(keys, *args)
+        return real_mget(keys, *args)
+
+    def evalsha(sha: Any, numkeys: int, *keys_and_args: Any) -> Any:
+        calls.append(numkeys - 1)
+        return real_evalsha(sha, numkeys, *keys_and_args)
 
     monkeypatch.setattr(client, "mget", mget)
+    monkeypatch.setattr(client, "evalsha", evalsha)
     return calls
 
 
@@ -283,7 +292,7 @@ def test_second_identical_search_is_served_from_the_cache(
     second = run(harbor, modality="in_person")
     assert second == first
     assert cache.stats(harbor.tenant_id) == {"hits": 4, "misses": 4}
-    assert count_mget == [4]  # one MGET: the directory and the three next-free entries
+    assert count_mget == [4]  # one read: the directory and the three next-free entries
     assert [s for s in count_sql if not s.lstrip().upper().startswith(("BEGIN", "ROLLBACK", "COMMIT"))] == []
     assert cache_hit_rate(harbor.tenant_id) == {"hits": 4, "misses": 4, "rate": 0.5}
 
@@ -297,6 +306,17 @@ def test_a_process_that_has_not_seen_the_directory_needs_a_second_mget(
     run(harbor)
     assert count_mget == [1, 4]
     assert cache_hit_rate(harbor.tenant_id)["hits"] == 5
+
+
+def test_with_the_cache_unreachable_search_answers_the_same_from_the_database(
+    harbor: Practice, roster: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = run(harbor)
+    search._hints._data.clear()
+    down = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2, socket_timeout=0.2)
+    monkeypatch.setattr(cache, "_client", lambda: down)
+    assert run(harbor) == expected
+    assert run(harbor, modality="in_person") == [c for c in expected if "in_person" in c.modalities]
 
 
 def test_booking_forgets_exactly_that_providers_next_free(harbor: Practice, roster: dict) -> None:

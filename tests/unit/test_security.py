@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from datetime import timedelta
 
@@ -138,6 +139,23 @@ def test_expired_token_is_rejected() -> None:
     past = int((utcnow() - timedelta(hours=2)).timestamp())
     token = _sign(_claims(iat=past, exp=past + 60))
     with pytest.raises(AuthenticationFailed, match="invalid or expired token"):
+        security.decode_access_token(token)
+
+
+def test_a_token_verified_once_still_expires_and_is_still_bound_to_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verified tokens are remembered (each request reads its token twice); the memory changes no answer."""
+    now = int(time.time())
+    token = _sign(_claims(iat=now - 10, exp=now + 5))
+    for _ in range(2):  # verified, then remembered: each caller gets a copy, and changing it changes nothing
+        security.decode_access_token(token)["role"] = "patient"
+    assert security.decode_access_token(token)["role"] == "admin"
+    monkeypatch.setattr(time, "time", lambda: now + 5.5)  # exp itself is already too late, as joserfc has it
+    with pytest.raises(AuthenticationFailed, match="invalid or expired token"):
+        security.decode_access_token(token)
+    monkeypatch.undo()
+    rotated = get_settings().model_copy(update={"secret_key": "another-secret-key-that-is-long-enough-0123456789"})
+    monkeypatch.setattr(security, "get_settings", lambda: rotated)
+    with pytest.raises(AuthenticationFailed):  # a remembered token signed with the old secret
         security.decode_access_token(token)
 
 
