@@ -325,6 +325,12 @@ class UnitOfWork:
                 except Exception:
                     logger.exception("on-close hook failed")
 
+    @property
+    def closes_without_io(self) -> bool:
+        """Whether ending it now would touch nothing outside the process: no transaction was begun (so no
+        connection is held) and no close hook waits. The REST dependency then ends it on the event loop."""
+        return not self.session.in_transaction() and not self._on_close
+
     def before_commit(self, hook: AfterCommit) -> None:
         """Run `hook` inside the transaction just before it commits (writes that belong to the whole change, made
         once). Its failure fails the commit."""

@@ -402,3 +402,38 @@ def test_series_routes_are_in_the_openapi_schema(client: TestClient, scene: Scen
     paths = client.get("/api/v1/openapi.json").json()["paths"]
     assert {"/api/v1/appointments/series", "/api/v1/appointments/series/preview"} <= set(paths)
     assert "post" in paths["/api/v1/appointments/{appointment_id}/cancel-series"]
+
+
+# -- the request's unit of work ------------------------------------------------------------------------------
+
+
+def test_each_requests_unit_of_work_gives_its_connection_back_and_keeps_nothing_uncommitted(
+    client: TestClient, scene: Scene, app_engine: sa.Engine
+) -> None:
+    """The unit of work of a request ends on the event loop when it never touched the database (a search answered
+    from the cache) and in the thread pool when it did: either way no connection stays checked out, and a refused
+    change leaves nothing behind."""
+    checkouts: list[object] = []
+
+    def note(*args: object) -> None:
+        checkouts.append(args)
+
+    sa.event.listen(app_engine, "checkout", note)
+    try:
+        headers = scene.auth["patient"]
+        assert client.get("/api/v1/providers", headers=headers).status_code == 200
+        assert app_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        checkouts.clear()
+        assert client.get("/api/v1/providers", headers=headers).status_code == 200
+        assert checkouts == []  # answered from the cache: the database was never asked
+        _booked(client, scene)
+        assert app_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        before = rows(scene.harbor, AuditEvent)
+        refused = _book(client, scene)  # the same slot again: read, then refused
+        assert refused.status_code == 409
+        assert checkouts != []
+        assert app_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert len(rows(scene.harbor, Appointment)) == 1
+        assert len(rows(scene.harbor, AuditEvent)) == len(before)
+    finally:
+        sa.event.remove(app_engine, "checkout", note)
