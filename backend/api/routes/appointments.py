@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from backend.api.deps import ActorDep, UowDep
 from backend.api.ratelimit import rate_limit
+from backend.api.responses import JsonOf
 from backend.audit.service import record_access
 from backend.payments.service import check_card_to_book
 from backend.ratelimit import BOOKING, SLOTS
@@ -80,6 +81,10 @@ class ConfirmRequest(BaseModel):
     version: Int64 = Field(ge=1)
 
 
+_SLOTS = JsonOf(list[SlotOut])
+_APPOINTMENT = JsonOf(AppointmentOut)
+
+
 @router.get("/providers/{provider_id}/slots", response_model=list[SlotOut], dependencies=[rate_limit(SLOTS)])
 def get_slots(
     provider_id: uuid.UUID,
@@ -88,14 +93,14 @@ def get_slots(
     actor: ActorDep,
     uow: UowDep,
     include_taken: bool = True,
-) -> list[SlotOut]:
+) -> Response:
     """A provider's slots between start and end (at most 31 days), each free, held or booked."""
     slots = list_slots(actor, uow, provider_id, start=start, end=end, include_taken=include_taken)
-    return [
+    return _SLOTS.response([
         SlotOut(start=s.start, end=s.end, clinic_id=s.clinic_id, modality=s.modality, timezone=s.timezone,
                 status=s.status)  # type: ignore[arg-type]
         for s in slots
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 @router.post(
@@ -108,9 +113,8 @@ def book(
     body: BookRequest,
     actor: ActorDep,
     uow: UowDep,
-    response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
-) -> AppointmentOut:
+) -> Response:
     """Book a free slot: 201, or 409 when it was taken. A retried request with the same Idempotency-Key
     returns the first booking (header Idempotent-Replayed: true)."""
     result = booking.book_appointment(
@@ -124,9 +128,8 @@ def book(
     )
     check_card_to_book(actor, uow, clinic_id=result.appointment.clinic_id)  # the fee policy's card on file
     uow.commit()
-    if result.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return AppointmentOut.of(result.appointment)
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return _APPOINTMENT.response(AppointmentOut.of(result.appointment), status_code=201, headers=headers)
 
 
 @router.get("/appointments/{appointment_id}", response_model=AppointmentOut)

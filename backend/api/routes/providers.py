@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from backend.api.deps import ActorDep, UowDep
 from backend.api.ratelimit import rate_limit
+from backend.api.responses import JsonOf
 from backend.ratelimit import SEARCH
 from backend.scheduling import availability, search
 from backend.scheduling.models import AvailabilityRule, TimeOff
@@ -157,6 +158,9 @@ def _clinic_ref(clinic: Clinic) -> ClinicRef:
     return ClinicRef(id=clinic.id, name=clinic.name, timezone=clinic.timezone)
 
 
+_CARDS = JsonOf(list[ProviderCardOut])
+
+
 @router.get("/providers", response_model=list[ProviderCardOut], dependencies=[rate_limit(SEARCH)])
 def get_providers(
     actor: ActorDep,
@@ -167,7 +171,7 @@ def get_providers(
     language: Annotated[ApiText | None, Query(max_length=100)] = None,
     q: Annotated[ApiText | None, Query(max_length=200)] = None,
     free_before: ApiDate | None = None,
-) -> list[ProviderCardOut]:
+) -> Response:
     """Search the practice's providers; those free soonest first (free_before: free before that UTC date)."""
     cards = search.search_providers(
         actor,
@@ -179,7 +183,7 @@ def get_providers(
         q=q,
         free_before=free_before,
     )
-    return [ProviderCardOut.model_validate(card, from_attributes=True) for card in cards]
+    return _CARDS.response([ProviderCardOut.model_validate(card, from_attributes=True) for card in cards])
 
 
 # Registered before any /providers/{provider_id} route so "facets" is never read as an id.
