@@ -38,7 +38,8 @@ def take_mark(uow: UnitOfWork, provider_id: uuid.UUID, start: datetime) -> None:
     # thread_local=False: the mark is released after commit, possibly on another thread of the server.
     lock = get_redis().lock(key, timeout=MARK_SECONDS, blocking=False, thread_local=False)
     try:
-        acquired = lock.acquire(blocking=False)
+        # A random token of our own: redis-py's default, uuid1, is slow to make and carries the host's address.
+        acquired = lock.acquire(blocking=False, token=uuid.uuid4().hex)
     except redis.RedisError:
         return  # Redis only shortens contention; the database still decides
     if not acquired:
