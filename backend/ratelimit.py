@@ -16,11 +16,10 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from redis.commands.core import Script
 
@@ -161,21 +160,13 @@ class RateLimiter:
         self.key_prefix = key_prefix
         self._redis: redis.Redis | None = None
         self._script: Script | None = None
-        self._storage: Storage
+        # Without Redis: the `limits` library's moving window in this process.
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
         if redis_url:
-            timeouts: dict[str, Any] = {
-                "socket_timeout": _REDIS_TIMEOUT_SECONDS,
-                "socket_connect_timeout": _REDIS_TIMEOUT_SECONDS,
-            }
-            storage = storage_from_string(redis_url, key_prefix=key_prefix, wrap_exceptions=True, **timeouts)
-            if not isinstance(storage, Storage):
-                raise ValueError("the rate limiter needs a synchronous storage (redis://...)")
-            self._storage = storage
-            self._redis = redis.Redis.from_url(redis_url, **timeouts)
+            self._redis = redis.Redis.from_url(
+                redis_url, socket_timeout=_REDIS_TIMEOUT_SECONDS, socket_connect_timeout=_REDIS_TIMEOUT_SECONDS
+            )
             self._script = self._redis.register_script(_HIT_SCRIPT)
-        else:
-            self._storage = MemoryStorage()
-        self._strategy = MovingWindowRateLimiter(self._storage)
         self._memory_breaches: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._down_until = 0.0
@@ -195,64 +186,62 @@ class RateLimiter:
             checks.append((policy.practice, "practice", practice))
         try:
             if self._script is not None:
-                decisions = self._hit_in_redis(self._script, limit_class, checks)
+                windows = self._hit_in_redis(self._script, limit_class, checks)
             else:
-                decisions = self._hit_in_memory(limit_class, checks)
+                windows = self._hit_in_memory(limit_class, checks)
         except Exception as exc:  # noqa: BLE001 - any storage failure fails open, by design
             self._storage_failed(exc)
             return None
+        now = time.time()
+        decisions = [
+            Decision(
+                limit_class=limit_class,
+                allowed=allowed,
+                limit=item.amount,
+                remaining=remaining,
+                reset_seconds=max(0, math.ceil(reset_at - now)),
+            )
+            for (item, _kind, _ident), (allowed, remaining, reset_at) in zip(checks, windows, strict=False)
+        ]
         refused = next((d for d in decisions if not d.allowed), None)
         if refused is not None:
             self._count_breach(limit_class)
             return refused
         return min(decisions, key=lambda d: d.remaining)
 
+    def _window_key(self, item: RateLimitItem, limit_class: str, kind: str, ident: str) -> str:
+        """A window's Redis key: the `limits` library's (its storage prefixes the item's key the same way)."""
+        return f"{self.key_prefix}:{item.key_for(limit_class, kind, ident)}"
+
     def _hit_in_redis(
         self, script: Script, limit_class: str, checks: list[tuple[RateLimitItem, str, str]]
-    ) -> list[Decision]:
+    ) -> list[tuple[bool, int, float]]:
         """Every window of the request in one script call: hit each in turn (none after a refusal), then read its
-        count and oldest entry. The keys and entries are those of the `limits` moving window, so `clear` and
-        every process agree on them."""
+        count and oldest entry. (allowed, remaining, reset time) per window hit."""
         now = time.time()
-        keys = [f"{self.key_prefix}:{item.key_for(limit_class, kind, ident)}" for item, kind, ident in checks]
         args: list[float | int] = [now]
         for item, _kind, _ident in checks:
             args += [item.amount, item.get_expiry()]
+        keys = [self._window_key(item, limit_class, kind, ident) for item, kind, ident in checks]
         flat = script(keys=keys, args=args)
-        decisions = []
+        windows = []
         for index in range(0, len(flat), 3):
             item = checks[index // 3][0]
-            allowed, count, oldest = int(flat[index]), int(flat[index + 1]), float(flat[index + 2] or now)
-            reset = max(0, math.ceil(oldest + item.get_expiry() - now))
-            decisions.append(
-                Decision(
-                    limit_class=limit_class,
-                    allowed=bool(allowed),
-                    limit=item.amount,
-                    remaining=item.amount - count,
-                    reset_seconds=reset,
-                )
-            )
-        return decisions
+            allowed, count, oldest = bool(int(flat[index])), int(flat[index + 1]), float(flat[index + 2] or now)
+            windows.append((allowed, item.amount - count, oldest + item.get_expiry()))
+        return windows
 
-    def _hit_in_memory(self, limit_class: str, checks: list[tuple[RateLimitItem, str, str]]) -> list[Decision]:
-        decisions = []
+    def _hit_in_memory(
+        self, limit_class: str, checks: list[tuple[RateLimitItem, str, str]]
+    ) -> list[tuple[bool, int, float]]:
+        windows = []
         for item, kind, ident in checks:
-            allowed = self._strategy.hit(item, limit_class, kind, ident)
-            stats = self._strategy.get_window_stats(item, limit_class, kind, ident)
-            reset = max(0, math.ceil(stats.reset_time - time.time()))
-            decisions.append(
-                Decision(
-                    limit_class=limit_class,
-                    allowed=allowed,
-                    limit=item.amount,
-                    remaining=stats.remaining,
-                    reset_seconds=reset,
-                )
-            )
+            allowed = self._memory.hit(item, limit_class, kind, ident)
+            stats = self._memory.get_window_stats(item, limit_class, kind, ident)
+            windows.append((allowed, stats.remaining, stats.reset_time))
             if not allowed:
                 break
-        return decisions
+        return windows
 
     def _storage_failed(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -292,10 +281,16 @@ class RateLimiter:
     def clear(self, limit_class: str, *, address: str | None = None, practice: str | None = None) -> None:
         """Forget the counts of one address and/or practice (tests, and an operator's manual reset)."""
         policy = self.policies[limit_class]
+        windows: list[tuple[RateLimitItem, str, str]] = []
         if address is not None:
-            self._strategy.clear(policy.address, limit_class, "address", address)
+            windows.append((policy.address, "address", address))
         if practice is not None and policy.practice is not None:
-            self._strategy.clear(policy.practice, limit_class, "practice", practice)
+            windows.append((policy.practice, "practice", practice))
+        for item, kind, ident in windows:
+            if self._redis is not None:
+                self._redis.delete(self._window_key(item, limit_class, kind, ident))
+            else:
+                self._memory.clear(item, limit_class, kind, ident)
 
 
 _limiter: RateLimiter | None = None

@@ -14,7 +14,6 @@ import uuid
 from typing import Any, cast
 
 import redis
-from redis.commands.core import Script
 
 from backend.db import UnitOfWork
 from backend.observability import metrics
@@ -61,20 +60,16 @@ if hits < #KEYS - 1 then
 end
 return values
 """
-_get_many_script: Script | None = None
 
 
 def get_many(tenant_id: uuid.UUID, keys: list[str]) -> list[Any | None]:
     """Read cached JSON values (None for a miss) and count hits and misses for the tenant: one round trip."""
-    global _get_many_script
     client = _client()
     if client is None or not keys:
         return [None] * len(keys)
-    if _get_many_script is None:
-        _get_many_script = client.register_script(_GET_MANY_SCRIPT)
     try:
-        # A Lua nil (a miss) comes back as None; the client is given on each call (a test may swap it).
-        raw = cast(list[bytes | None], _get_many_script(keys=[_stats_key(tenant_id), *keys], client=client))
+        # A Lua nil (a miss) comes back as None. Registering only hashes the script; it is loaded into Redis once.
+        raw = cast(list[bytes | None], client.register_script(_GET_MANY_SCRIPT)(keys=[_stats_key(tenant_id), *keys]))
     except redis.RedisError:
         logger.warning("cache read failed; computing without it")
         return [None] * len(keys)
