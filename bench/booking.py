@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
@@ -258,7 +260,7 @@ WARMUP_SECONDS = 2
 
 
 def bench_wrk(url: str, info: dict, seconds: int, token: str) -> list[str]:
-    """The floor, the bookings and the cached search driven by wrk (--client wrk)."""
+    """The floor, the bookings and the search, cached and uncached, driven by wrk (--client wrk)."""
     rows = []
     authorization = f"Bearer {token}"
     patients = list(info["patients"])
@@ -275,7 +277,8 @@ def bench_wrk(url: str, info: dict, seconds: int, token: str) -> list[str]:
             plan = slot_plan(info["providers"], cycled, count, first_day)
             runs.append(("book (POST, wrk)", "POST", "/api/v1/appointments", plan))
         if not BOOKING_ONLY:
-            runs.append(("search cached (wrk)", "GET", "/api/v1/providers?specialty=Anxiety", None))
+            runs.append((CACHED, "GET", SEARCH_PATH, None))
+            runs.append((UNCACHED, "GET", SEARCH_PATH, None))
         return runs
 
     # Each level books its own days; the warm-up books days after all of them.
@@ -286,16 +289,64 @@ def bench_wrk(url: str, info: dict, seconds: int, token: str) -> list[str]:
         run_wrk(url, max(LEVELS), WARMUP_SECONDS, method, path, authorization, bodies)
     for n, level in enumerate(LEVELS):
         for label, method, path, bodies in runs_of(2 + n * days, seconds):
-            if bodies is None and not path.endswith("/health"):
+            if label == CACHED:
                 # The bookings just before moved every provider's next free slot: fill the cache again, unmeasured.
                 run_wrk(url, level, 1, method, path, authorization, None)
-            app0, pg0 = cpu_now()
-            result = run_wrk(url, level, seconds, method, path, authorization, bodies)
-            app1, pg1 = cpu_now()
+            with _emptying_cache(info) if label == UNCACHED else contextlib.nullcontext() as misses:
+                app0, pg0 = cpu_now()
+                result = run_wrk(url, level, seconds, method, path, authorization, bodies)
+                app1, pg1 = cpu_now()
             done = max(result[0], 1)
             cpu = f"cpu/request app {1000 * (app1 - app0) / done:.1f} ms, pg {1000 * (pg1 - pg0) / done:.1f} ms"
+            if misses is not None:
+                cpu += f"; {misses():.0%} of the cache lookups missed"
             rows.append(_wrk_row(label, level, result, cpu))
     return rows
+
+
+SEARCH_PATH = "/api/v1/providers?specialty=Anxiety"
+CACHED, UNCACHED = "search cached (wrk)", "search uncached (wrk)"
+# redis-cli's pause between two DELs of the practice's cache keys while wrk searches: a search finds a key only if
+# another search stored it less than this long ago. The row prints the share of lookups that missed.
+EMPTYING_INTERVAL_S = 0.0002
+
+
+@contextlib.contextmanager
+def _emptying_cache(info: dict) -> Iterator[Callable[[], float]]:
+    """For the uncached row under wrk (which cannot drop keys itself): redis-cli (C, a few microseconds a call)
+    deletes the practice's search cache keys every EMPTYING_INTERVAL_S while the row runs. Yields a function
+    giving the share of the row's cache lookups that missed, from the practice's own hit and miss counters."""
+    import redis
+
+    from backend.scheduling import cache
+
+    tenant_id, providers = info["tenant_id"], info["providers"]
+    keys = [cache.directory_key(tenant_id), *(cache.next_free_key(tenant_id, p) for p in providers)]
+    stats_key = cache.stats_key(tenant_id)
+    client = redis.Redis.from_url(REDIS_URL)
+
+    def counted() -> tuple[int, int]:
+        raw = client.hgetall(stats_key)
+        return int(raw.get(b"hits", 0)), int(raw.get(b"misses", 0))
+
+    hits0, misses0 = counted()
+    dropper = subprocess.Popen(
+        ["redis-cli", "-u", REDIS_URL, "-r", "-1", "-i", str(EMPTYING_INTERVAL_S), "DEL", *keys],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    ended: list[tuple[int, int]] = []
+    try:
+
+        def missed() -> float:
+            hits, misses = ended[0][0] - hits0, ended[0][1] - misses0
+            return misses / max(hits + misses, 1)
+
+        yield missed
+    finally:
+        dropper.kill()
+        dropper.wait()
+        ended.append(counted())
+        client.close()
 
 
 def booking_job(body: dict):
