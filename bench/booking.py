@@ -329,23 +329,23 @@ def _emptying_cache(info: dict) -> Iterator[Callable[[], float]]:
         raw = client.hgetall(stats_key)
         return int(raw.get(b"hits", 0)), int(raw.get(b"misses", 0))
 
-    hits0, misses0 = counted()
+    before = counted()
+    after: list[tuple[int, int]] = []  # the counters once the row has ended
+
+    def missed() -> float:
+        hits, misses = after[0][0] - before[0], after[0][1] - before[1]
+        return misses / max(hits + misses, 1)
+
     dropper = subprocess.Popen(
         ["redis-cli", "-u", REDIS_URL, "-r", "-1", "-i", str(EMPTYING_INTERVAL_S), "DEL", *keys],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    ended: list[tuple[int, int]] = []
     try:
-
-        def missed() -> float:
-            hits, misses = ended[0][0] - hits0, ended[0][1] - misses0
-            return misses / max(hits + misses, 1)
-
         yield missed
     finally:
         dropper.kill()
         dropper.wait()
-        ended.append(counted())
+        after.append(counted())
         client.close()
 
 
