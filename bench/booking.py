@@ -311,33 +311,31 @@ CACHED, UNCACHED = "search cached (wrk)", "search uncached (wrk)"
 EMPTYING_INTERVAL_S = 0.0002
 
 
+def _search_keys(tenant_id: uuid.UUID, providers: list[uuid.UUID]) -> list[str]:
+    """Every cache key a search of the practice can read: its directory and each provider's next free slot."""
+    from backend.scheduling import cache
+
+    return [cache.directory_key(tenant_id), *(cache.next_free_key(tenant_id, p) for p in providers)]
+
+
 @contextlib.contextmanager
 def _emptying_cache(info: dict) -> Iterator[Callable[[], float]]:
     """For the uncached row under wrk (which cannot drop keys itself): redis-cli (C, a few microseconds a call)
     deletes the practice's search cache keys every EMPTYING_INTERVAL_S while the row runs. Yields a function
     giving the share of the row's cache lookups that missed, from the practice's own hit and miss counters."""
-    import redis
-
     from backend.scheduling import cache
 
-    tenant_id, providers = info["tenant_id"], info["providers"]
-    keys = [cache.directory_key(tenant_id), *(cache.next_free_key(tenant_id, p) for p in providers)]
-    stats_key = cache.stats_key(tenant_id)
-    client = redis.Redis.from_url(REDIS_URL)
-
-    def counted() -> tuple[int, int]:
-        raw = client.hgetall(stats_key)
-        return int(raw.get(b"hits", 0)), int(raw.get(b"misses", 0))
-
-    before = counted()
-    after: list[tuple[int, int]] = []  # the counters once the row has ended
+    tenant_id = info["tenant_id"]
+    before = cache.stats(tenant_id)
+    after: list[dict[str, int]] = []  # the counters once the row has ended
 
     def missed() -> float:
-        hits, misses = after[0][0] - before[0], after[0][1] - before[1]
+        hits, misses = after[0]["hits"] - before["hits"], after[0]["misses"] - before["misses"]
         return misses / max(hits + misses, 1)
 
     dropper = subprocess.Popen(
-        ["redis-cli", "-u", REDIS_URL, "-r", "-1", "-i", str(EMPTYING_INTERVAL_S), "DEL", *keys],
+        ["redis-cli", "-u", REDIS_URL, "-r", "-1", "-i", str(EMPTYING_INTERVAL_S), "DEL",
+         *_search_keys(tenant_id, info["providers"])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -345,8 +343,7 @@ def _emptying_cache(info: dict) -> Iterator[Callable[[], float]]:
     finally:
         dropper.kill()
         dropper.wait()
-        after.append(counted())
-        client.close()
+        after.append(cache.stats(tenant_id))
 
 
 def booking_job(body: dict):
@@ -368,10 +365,8 @@ def search_job(tenant_id: uuid.UUID, providers: list[uuid.UUID], *, uncached: bo
     here would stall the client's event loop, and every request in flight with it)."""
     import redis
 
-    from backend.scheduling import cache
-
     r = redis.Redis.from_url(REDIS_URL)
-    keys = [cache.directory_key(tenant_id), *(cache.next_free_key(tenant_id, p) for p in providers)]
+    keys = _search_keys(tenant_id, providers)
 
     async def call(client: httpx.AsyncClient, headers: dict) -> httpx.Response:
         if uncached:

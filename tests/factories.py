@@ -29,6 +29,7 @@ from backend.db import UnitOfWork
 from backend.identity import mfa
 from backend.identity.models import Membership, MfaRecoveryCode, Patient, Provider, ProviderClinic, User
 from backend.identity.security import hash_password
+from backend.redis_client import get_redis
 from backend.scheduling.models import Appointment, AppointmentStatus, AvailabilityRule, BookingPolicy, TimeOff
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic, Tenant
@@ -146,6 +147,14 @@ def make_practice(name: str, slug: str, *, zones: tuple[str, str] = DEFAULT_ZONE
         doctor=Actor(tenant_id=tenant.id, role=Role.DOCTOR, user_id=doctor_user.id, provider_id=provider.id),
         patient_actor=Actor(tenant_id=tenant.id, role=Role.PATIENT, user_id=patient_user.id, patient_id=patient.id),
     )
+
+
+def drop_redis_keys(practice: Practice) -> None:
+    """Delete the practice's own Redis keys (clinic:<tenant>:*: search cache, slot marks, waitlist marks)."""
+    client = get_redis()
+    keys = list(client.scan_iter(f"clinic:{practice.tenant_id}:*"))
+    if keys:
+        client.delete(*keys)
 
 
 def future(days: int = 1, hour: int = 15, minute: int = 0) -> datetime:

@@ -39,7 +39,7 @@ def next_free_key(tenant_id: uuid.UUID, provider_id: uuid.UUID) -> str:
     return f"clinic:{tenant_id}:cache:nextfree:{provider_id}"
 
 
-def stats_key(tenant_id: uuid.UUID) -> str:
+def _stats_key(tenant_id: uuid.UUID) -> str:
     return f"clinic:{tenant_id}:cache:stats"
 
 
@@ -69,7 +69,7 @@ def get_many(tenant_id: uuid.UUID, keys: list[str]) -> list[Any | None]:
         return [None] * len(keys)
     try:
         # A Lua nil (a miss) comes back as None. Registering only hashes the script; it is loaded into Redis once.
-        raw = cast(list[bytes | None], client.register_script(_GET_MANY_SCRIPT)(keys=[stats_key(tenant_id), *keys]))
+        raw = cast(list[bytes | None], client.register_script(_GET_MANY_SCRIPT)(keys=[_stats_key(tenant_id), *keys]))
     except redis.RedisError:
         logger.warning("cache read failed; computing without it")
         return [None] * len(keys)
@@ -149,5 +149,5 @@ def stats(tenant_id: uuid.UUID) -> dict[str, int]:
     client = _client()
     if client is None:
         return {"hits": 0, "misses": 0}
-    raw = cast(dict[bytes, bytes], client.hgetall(stats_key(tenant_id)))
+    raw = cast(dict[bytes, bytes], client.hgetall(_stats_key(tenant_id)))
     return {"hits": int(raw.get(b"hits", 0)), "misses": int(raw.get(b"misses", 0))}

@@ -33,7 +33,17 @@ from backend.scheduling.service import list_slots
 from backend.tenancy.context import Actor, Role
 from backend.tenancy.models import Clinic
 from backend.types import utcnow
-from tests.factories import Practice, add_appointment, add_provider, add_user, bearer, call, make_practice, rows
+from tests.factories import (
+    Practice,
+    add_appointment,
+    add_provider,
+    add_user,
+    bearer,
+    call,
+    drop_redis_keys,
+    make_practice,
+    rows,
+)
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -56,9 +66,7 @@ def harbor(db: sa.Engine) -> Iterator[Practice]:
     add_user(p, "doctor2@harbor.test", Role.DOCTOR, full_name="Sam Second", provider_id=second.id)
     p.extra["second_doctor"] = Actor(tenant_id=p.tenant_id, role=Role.DOCTOR, provider_id=second.id)
     yield p
-    keys = list(get_redis().scan_iter(f"clinic:{p.tenant_id}:*"))
-    if keys:
-        get_redis().delete(*keys)
+    drop_redis_keys(p)
 
 
 @pytest.fixture

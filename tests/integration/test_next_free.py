@@ -34,7 +34,7 @@ from backend.scheduling.models import BookingPolicy, ProviderNextFree
 from backend.scheduling.search import ProviderCard, search_providers
 from backend.settings import get_settings
 from backend.types import utcnow
-from tests.factories import Practice, make_practice
+from tests.factories import Practice, drop_redis_keys, make_practice
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -42,25 +42,18 @@ NEW_YORK = ZoneInfo("America/New_York")
 # -- fixtures and helpers ------------------------------------------------------------------------------
 
 
-def _drop_keys(p: Practice) -> None:
-    client = get_redis()
-    keys = list(client.scan_iter(f"clinic:{p.tenant_id}:*"))
-    if keys:
-        client.delete(*keys)
-
-
 @pytest.fixture
 def harbor(db: sa.Engine) -> Iterator[Practice]:
     p = make_practice("Harbor Mental Health", "harbor")
     yield p
-    _drop_keys(p)
+    drop_redis_keys(p)
 
 
 @pytest.fixture
 def summit(db: sa.Engine) -> Iterator[Practice]:
     p = make_practice("Summit Counseling", "summit", zones=("America/Denver", "Asia/Tokyo"))
     yield p
-    _drop_keys(p)
+    drop_redis_keys(p)
 
 
 def add(p: Practice, full_name: str, *, specialties: tuple[str, ...] = ("Anxiety",)) -> Provider:
@@ -174,7 +167,7 @@ def test_an_empty_cache_reads_each_providers_slot_in_the_directorys_one_statemen
     assert set(computed) == {ana.id, harbor.provider.id}  # nobody had a row yet: both computed, then stored
     assert current(engine, ana) and current(engine, harbor.provider)
 
-    _drop_keys(harbor)  # Redis restarted, evicted or flushed
+    drop_redis_keys(harbor)  # Redis restarted, evicted or flushed
     computed.clear()
     statements.clear()
     assert run(harbor) == first
@@ -509,8 +502,8 @@ def test_another_practice_never_sees_or_moves_the_rows(
     open_from(summit, sam, 1)
     run(harbor)
     run(summit)
-    _drop_keys(harbor)
-    _drop_keys(summit)
+    drop_redis_keys(harbor)
+    drop_redis_keys(summit)
     # The other practice's searches, cold and warm, list only its own providers, from its own rows.
     for _ in range(2):
         assert {c.id for c in run(summit)} == {sam.id, summit.provider.id}

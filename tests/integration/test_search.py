@@ -27,7 +27,7 @@ from backend.tenancy import service as tenancy
 from backend.tenancy.models import Clinic, ClinicUpdate
 from backend.types import utcnow
 from tests.conftest import free_port
-from tests.factories import Practice, make_practice
+from tests.factories import Practice, drop_redis_keys, make_practice
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -39,21 +39,14 @@ NEW_YORK = ZoneInfo("America/New_York")
 def harbor(db: sa.Engine) -> Iterator[Practice]:
     p = make_practice("Harbor Mental Health", "harbor")
     yield p
-    _drop_keys(p)
+    drop_redis_keys(p)
 
 
 @pytest.fixture
 def summit(db: sa.Engine) -> Iterator[Practice]:
     p = make_practice("Summit Counseling", "summit", zones=("America/Denver", "Asia/Tokyo"))
     yield p
-    _drop_keys(p)
-
-
-def _drop_keys(p: Practice) -> None:
-    client = get_redis()
-    keys = list(client.scan_iter(f"clinic:{p.tenant_id}:*"))
-    if keys:
-        client.delete(*keys)
+    drop_redis_keys(p)
 
 
 def _keys(p: Practice) -> set[str]:
@@ -447,7 +440,7 @@ def test_without_redis_search_computes_everything(
     harbor: Practice, roster: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with_cache = run(harbor)
-    _drop_keys(harbor)
+    drop_redis_keys(harbor)
     monkeypatch.setattr(get_settings(), "redis_url", None)
     assert run(harbor) == with_cache
     assert run(harbor, free_before=today() + timedelta(days=4)) == with_cache[:1]
@@ -485,7 +478,7 @@ def test_facets_without_providers(db: sa.Engine) -> None:
         uow.commit()
     with UnitOfWork(p.admin) as uow:
         assert search_facets(p.admin, uow) == {"specialties": [], "languages": []}
-    _drop_keys(p)
+    drop_redis_keys(p)
 
 
 # -- a simple run --------------------------------------------------------------------------------------

@@ -13,16 +13,14 @@ from backend.db import UnitOfWork
 from backend.errors import Conflict
 from backend.redis_client import get_redis
 from backend.scheduling import slot_marks
-from tests.factories import Practice, local_start, make_practice
+from tests.factories import Practice, drop_redis_keys, local_start, make_practice
 
 
 @pytest.fixture
 def harbor(db: sa.Engine) -> Iterator[Practice]:
     p = make_practice("Harbor Mental Health", "harbor")
     yield p
-    keys = list(get_redis().scan_iter(f"clinic:{p.tenant_id}:*"))
-    if keys:
-        get_redis().delete(*keys)
+    drop_redis_keys(p)
 
 
 def test_a_mark_refuses_a_second_booker_until_its_unit_of_work_ends(harbor: Practice) -> None:
